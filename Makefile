@@ -1,0 +1,46 @@
+# tsj-lab. On a fresh machine `make bench` and `make test` are the only two commands a
+# user types: every target does its own set-up (venv, packages, server binaries).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum | cut -d' ' -f1)
+
+.PHONY: setup db test bench bench-large report lab clean browser
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]'
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+	@rm -f $(VENV)/.installed-*; touch $@
+
+## setup: venv, pinned packages, and the embedded server's binaries (no-op when done)
+setup: $(STAMP)
+	$(BIN)/tsj db setup
+
+## db: start the embedded TimescaleDB (set TSJ_DATABASE_URL to use your own instead)
+db: setup
+	$(BIN)/tsj db start
+
+## browser: headless Chromium for the report rendering tests (Debian package)
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
+	  else echo "make: chromium missing; run 'sudo apt-get install chromium'" >&2; exit 1; fi; }
+
+## test: the whole suite (unit, integration on the embedded server, nbval over notebooks/)
+test: setup browser
+	$(BIN)/python -m pytest
+
+## bench: the main job: server, default data, provisioning, benchmark report in reports/
+bench: db
+	$(BIN)/tsj probe
+
+## lab: JupyterLab on this environment with the embedded server started
+lab: db
+	$(BIN)/jupyter lab --notebook-dir=notebooks
+
+## clean: stop the server and remove venv, server files and reports
+clean:
+	-@test -x $(BIN)/tsj && $(BIN)/tsj db stop
+	rm -rf $(VENV) .tsj reports/2* reports/index.html *.egg-info

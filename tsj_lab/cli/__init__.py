@@ -1,0 +1,138 @@
+"""The ``tsj`` command: one subcommand per phase, each a thin layer over the package.
+
+Every :class:`~tsj_lab.errors.TsjError` (and a bad value, ``ValueError``) is printed as one
+line on stderr, with passwords redacted, and exits with status 1; no traceback.
+Subcommands are registered with :func:`command`; each gets ``args`` and returns an exit
+status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ..config import Settings, redact
+from ..errors import TsjError
+
+log = logging.getLogger("tsj_lab")
+
+#: one module per phase under tsj_lab/cli/, imported when present
+PHASES = ("db", "schema", "generate", "migrate", "checks", "bench", "reports")
+
+Handler = Callable[[argparse.Namespace], int]
+_COMMANDS: list[tuple[list[str], str, Callable[[argparse.ArgumentParser], None], Handler]] = []
+
+
+def command(path: str, help: str, setup: Callable[[argparse.ArgumentParser], None] = lambda p: None):
+    """Register ``handler`` as ``tsj <path>`` (``path`` may be two words: 'db start')."""
+
+    def register(handler: Handler) -> Handler:
+        _COMMANDS.append((path.split(), help, setup, handler))
+        return handler
+
+    return register
+
+
+def settings(args: argparse.Namespace) -> Settings:
+    """Settings from the environment, with ``--target``/``--source`` overriding URLs."""
+    return Settings.load(
+        target_url=getattr(args, "target", None), source_url=getattr(args, "source", None)
+    )
+
+
+def target_url(args: argparse.Namespace) -> str:
+    from ..db import resolve_url
+
+    return resolve_url("target", settings=settings(args))
+
+
+def source_url(args: argparse.Namespace) -> str:
+    from ..db import resolve_url
+
+    return resolve_url("source", settings=settings(args))
+
+
+def add_target(p: argparse.ArgumentParser, *, source: bool = False) -> None:
+    """The ``--target`` (and ``--source``) URL options every database command shares."""
+    p.add_argument("--target", metavar="URL",
+                   help="TimescaleDB URL (default: TSJ_DATABASE_URL, else the embedded server)")
+    if source:
+        p.add_argument("--source", metavar="URL",
+                       help="plain PostgreSQL URL (default: TSJ_SOURCE_URL, else embedded tsj_source)")
+
+
+def print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, default=str))
+
+
+def print_table(rows: list[dict[str, Any]], columns: list[str] | None = None) -> None:
+    """A plain aligned text table: what a terminal user reads."""
+    if not rows:
+        print("(no rows)")
+        return
+    columns = columns or list(rows[0])
+    cells = [[str(r.get(c, "")) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    print("  ".join(c.ljust(w) for c, w in zip(columns, widths)))
+    print("  ".join("-" * w for w in widths))
+    for row in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths)))
+
+
+# -- entry point ------------------------------------------------------------------------
+
+
+def _load_commands() -> None:
+    """Import the phase modules that register subcommands of their own."""
+    import importlib
+
+    for name in PHASES:
+        try:
+            importlib.import_module(f"tsj_lab.cli.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"tsj_lab.cli.{name}":
+                raise
+
+
+def build_parser() -> argparse.ArgumentParser:
+    _load_commands()
+    parser = argparse.ArgumentParser(prog="tsj", description=__doc__.split("\n")[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    subs = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    groups: dict[str, argparse._SubParsersAction] = {}
+    for words, help_, setup, handler in _COMMANDS:
+        target = subs
+        if len(words) == 2:
+            if words[0] not in groups:
+                grp = subs.add_parser(words[0], help=f"{words[0]} commands")
+                groups[words[0]] = grp.add_subparsers(dest="subcommand", required=True,
+                                                      metavar="SUBCOMMAND")
+            target = groups[words[0]]
+        p = target.add_parser(words[-1], help=help_, description=help_)
+        setup(p)
+        p.set_defaults(handler=handler)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="tsj: %(message)s")
+    try:
+        return int(args.handler(args) or 0)
+    except (TsjError, ValueError) as exc:
+        print(f"tsj: error: {redact(str(exc))}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("tsj: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

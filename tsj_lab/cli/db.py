@@ -1,0 +1,74 @@
+"""tsj db start|stop|status|url|setup, and tsj probe."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..config import redact
+from . import add_target, command, print_json, print_table, settings, target_url
+
+
+def _embedded(args: argparse.Namespace):
+    from ..embedded import Embedded, default_home
+
+    s = settings(args)
+    return Embedded(default_home(s.home), port=s.port)
+
+
+@command("db start", "set up (first time) and start the embedded TimescaleDB")
+def _db_start(args: argparse.Namespace) -> int:
+    server = _embedded(args)
+    fetched = server.ensure_binaries()
+    url = server.start()
+    print(f"{'installed and ' if fetched else ''}running: {url}")
+    return 0
+
+
+@command("db stop", "stop the embedded server")
+def _db_stop(args: argparse.Namespace) -> int:
+    print("stopped" if _embedded(args).stop() else "not running")
+    return 0
+
+
+@command("db status", "pid, port, versions and license of the embedded server",
+         lambda p: p.add_argument("--json", action="store_true"))
+def _db_status(args: argparse.Namespace) -> int:
+    st = _embedded(args).status()
+    data = {"running": st.running, "pid": st.pid, "port": st.port, "data_dir": st.data_dir,
+            "postgres": st.postgres_version, "timescaledb": st.timescaledb_version,
+            "license": st.license}
+    if args.json:
+        print_json(data)
+    else:
+        for k, v in data.items():
+            print(f"{k:12} {v if v is not None else '-'}")
+    return 0 if st.running else 3
+
+
+@command("db url", "print the embedded server's URL (no password: it names a passfile)",
+         lambda p: p.add_argument("--source", action="store_true", help="the plain source database"))
+def _db_url(args: argparse.Namespace) -> int:
+    from ..embedded import SOURCE_DB, TARGET_DB
+
+    print(_embedded(args).url(SOURCE_DB if args.source else TARGET_DB))
+    return 0
+
+
+@command("db setup", "download and relocate the server binaries only (no server started)")
+def _db_setup(args: argparse.Namespace) -> int:
+    print("installed" if _embedded(args).ensure_binaries() else "already installed")
+    return 0
+
+
+@command("probe", "capability table of the target: versions, license, edition",
+         lambda p: (add_target(p), p.add_argument("--json", action="store_true")))
+def _probe(args: argparse.Namespace) -> int:
+    from ..db import probe_url
+
+    url = target_url(args)
+    caps = probe_url(url).as_dict() | {"target": redact(url)}
+    if args.json:
+        print_json(caps)
+    else:
+        print_table([{"property": k, "value": v} for k, v in caps.items()])
+    return 0

@@ -1,0 +1,136 @@
+"""Settings from the environment, a ``.env`` file and arguments.
+
+This is the only module (with the CLI and notebook parameter cells) that reads the
+environment. URLs keep their password, but nothing here ever prints it: ``repr`` and
+``str`` of :class:`Settings` and every message go through :func:`redact`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from .errors import ConfigError
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+TARGET_VARS = ("TSJ_DATABASE_URL", "TIMESCALE_DATABASE_URL")
+SOURCE_VAR = "TSJ_SOURCE_URL"
+HOME_VAR = "TSJ_HOME"
+#: connection names notebooks receive instead of URLs (papermill records parameters)
+CONNECTION_NAMES = ("target", "source")
+
+_PASSWORD_IN_TEXT = re.compile(r"(postgres(?:ql)?(?:\+\w+)?://[^:/@\s]+:)([^@\s]+)(@)")
+_PASSWORD_KV = re.compile(r"(password\s*=\s*)('[^']*'|\S+)", re.IGNORECASE)
+
+
+def redact(text: str) -> str:
+    """``text`` with every password of a connection URL or conninfo replaced by ``***``."""
+    text = _PASSWORD_IN_TEXT.sub(r"\1***\3", text)
+    return _PASSWORD_KV.sub(r"\1***", text)
+
+
+def validate_url(url: str, *, what: str = "database URL") -> str:
+    """``url`` if it looks like a PostgreSQL URL; a one-line error naming the fix otherwise."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgresql", "postgres") or not parts.hostname:
+        raise ConfigError(
+            f"{what} '{redact(url)}' is not a PostgreSQL URL; "
+            "use postgresql://user:password@host:port/dbname"
+        )
+    try:
+        parts.port
+    except ValueError:
+        raise ConfigError(f"{what} '{redact(url)}' has a bad port; use a number 1-65535") from None
+    return url
+
+
+def with_database(url: str, dbname: str) -> str:
+    """``url`` pointing at another database on the same server."""
+    p = urlsplit(url)
+    return urlunsplit((p.scheme, p.netloc, "/" + dbname, p.query, p.fragment))
+
+
+def with_params(url: str, **params: str) -> str:
+    """``url`` with query parameters added or replaced (``sslmode``, ``passfile``...)."""
+    p = urlsplit(url)
+    query = dict(parse_qsl(p.query))
+    query.update(params)
+    return urlunsplit((p.scheme, p.netloc, p.path, urlencode(query), p.fragment))
+
+
+def read_dotenv(path: Path) -> dict[str, str]:
+    """The ``KEY=value`` lines of a ``.env`` file (missing file: nothing)."""
+    if not path.is_file():
+        return {}
+    from dotenv import dotenv_values
+
+    return {k: v for k, v in dotenv_values(path).items() if v is not None}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where tsj connects and keeps its files. Secrets stay out of ``repr``."""
+
+    target_url: str | None = field(default=None, repr=False)
+    source_url: str | None = field(default=None, repr=False)
+    home: Path = PROJECT_DIR / ".tsj"
+    pool_min: int = 2
+    pool_max: int = 20
+    port: int | None = None  # the embedded server's port; None: chosen once, remembered
+
+    def __post_init__(self) -> None:
+        if self.pool_min < 0 or self.pool_max < 1 or self.pool_min > self.pool_max:
+            raise ValueError(
+                f"pool size min={self.pool_min} max={self.pool_max} is invalid; "
+                "need 0 <= min <= max and max >= 1"
+            )
+        for url, what in ((self.target_url, "target URL"), (self.source_url, "source URL")):
+            if url:
+                validate_url(url, what=what)
+
+    def __repr__(self) -> str:
+        return (
+            f"Settings(target={self.describe('target')!r}, source={self.describe('source')!r}, "
+            f"home={str(self.home)!r}, pool_min={self.pool_min}, pool_max={self.pool_max})"
+        )
+
+    def describe(self, name: str) -> str:
+        """A printable description of connection ``name``: redacted URL or 'embedded'."""
+        url = self.target_url if name == "target" else self.source_url
+        return redact(url) if url else "embedded"
+
+    @classmethod
+    def load(
+        cls,
+        *,
+        env: dict[str, str] | None = None,
+        dotenv: Path | None = PROJECT_DIR / ".env",
+        **overrides: object,
+    ) -> Settings:
+        """Settings from ``.env`` then the environment (which wins), then ``overrides``."""
+        merged = read_dotenv(dotenv) if dotenv else {}
+        merged.update(os.environ if env is None else env)
+        target = next((merged[v] for v in TARGET_VARS if merged.get(v)), None)
+        values: dict[str, object] = {
+            "target_url": target,
+            "source_url": merged.get(SOURCE_VAR) or None,
+            "home": Path(merged[HOME_VAR]) if merged.get(HOME_VAR) else PROJECT_DIR / ".tsj",
+            "pool_min": _int(merged, "TSJ_POOL_MIN", 2),
+            "pool_max": _int(merged, "TSJ_POOL_MAX", 20),
+            "port": _int(merged, "TSJ_PORT", 0) or None,
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)  # type: ignore[arg-type]
+
+
+def _int(env: dict[str, str], key: str, default: int) -> int:
+    raw = env.get(key)
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{key}={raw!r} is not a whole number; set it to e.g. {default}") from None

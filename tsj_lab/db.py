@@ -1,0 +1,153 @@
+"""Pooled connections, the capability probe, and a SQLAlchemy engine on the same target.
+
+Every connection error goes through :func:`explain`, which turns libpq's text into one
+line that names the cause and the fix, with the password redacted.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any, Iterator
+
+import psycopg
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from . import queries
+from .config import CONNECTION_NAMES, Settings, redact, validate_url
+from .errors import ConnectError, TsjError
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+log = logging.getLogger("tsj_lab")
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What the connected server can do."""
+
+    postgres_version: str
+    postgres_version_num: int
+    timescaledb_version: str | None
+    license: str | None  # 'timescale', 'apache', or None without the extension
+    timescaledb_available: bool  # the extension can be created in this database
+
+    @property
+    def edition(self) -> str:
+        if self.timescaledb_version is None:
+            return "postgresql"
+        return f"timescaledb-{self.license}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self) | {"edition": self.edition}
+
+
+def explain(exc: BaseException, url: str) -> TsjError:
+    """A one-line :class:`ConnectError` for a failed connection to ``url``."""
+    where = redact(url)
+    msg = " ".join(str(exc).split())
+    low = msg.lower()
+    if "password authentication failed" in low:
+        cause, fix = "the password was refused", "check the password in the URL or passfile"
+    elif "does not exist" in low and "database" in low:
+        cause, fix = "the database does not exist", "create it or fix the database name in the URL"
+    elif "role" in low and "does not exist" in low:
+        cause, fix = "the user does not exist", "fix the user name in the URL"
+    elif "connection refused" in low or "could not connect" in low:
+        cause, fix = "nothing accepts connections there", "start the server or fix host and port"
+    elif "could not translate host name" in low or "name or service not known" in low:
+        cause, fix = "the host name does not resolve", "fix the host in the URL"
+    elif "timeout" in low or isinstance(exc, PoolTimeout):
+        cause, fix = "the connection timed out", "check the host, port and firewall"
+    else:
+        cause, fix = redact(msg), "check the URL"
+    return ConnectError(f"cannot connect to {where}: {cause}; {fix}")
+
+
+def connect(url: str, *, autocommit: bool = False, **kwargs: Any) -> psycopg.Connection[Any]:
+    """One connection to ``url``; failures become a one-line :class:`ConnectError`."""
+    validate_url(url)
+    try:
+        return psycopg.connect(url, autocommit=autocommit, connect_timeout=10, **kwargs)
+    except psycopg.OperationalError as exc:
+        raise explain(exc, url) from None
+
+
+def pool(
+    url: str,
+    *,
+    min_size: int = 2,
+    max_size: int = 20,
+    timeout: float = 30.0,
+    name: str = "tsj",
+) -> ConnectionPool:
+    """An open pool to ``url`` (the story's min 2, max 20), checked with one connection."""
+    if min_size < 0 or max_size < 1 or min_size > max_size:
+        raise ValueError(f"pool size min={min_size} max={max_size} is invalid; need 0 <= min <= max")
+    validate_url(url)
+    # Fail fast, with the cause, rather than after the pool's 30 s of retries.
+    connect(url).close()
+    p = ConnectionPool(
+        url, min_size=min_size, max_size=max_size, timeout=timeout, name=name, open=False,
+        kwargs={"connect_timeout": 10},
+    )
+    p.open(wait=True, timeout=timeout)
+    return p
+
+
+@contextmanager
+def connection(url: str, *, autocommit: bool = False) -> Iterator[psycopg.Connection[Any]]:
+    conn = connect(url, autocommit=autocommit)
+    try:
+        with conn:
+            yield conn
+    finally:
+        conn.close()
+
+
+def probe(conn: psycopg.Connection[Any]) -> Capabilities:
+    """PostgreSQL version, TimescaleDB version and license of the connected database."""
+    row = conn.execute(queries.text("probe_versions")).fetchone()
+    assert row is not None
+    pg_version, pg_num, ts_version, available = row
+    license_ = None
+    if ts_version is not None:
+        license_ = conn.execute("SHOW timescaledb.license").fetchone()[0]  # type: ignore[index]
+    return Capabilities(pg_version, int(pg_num), ts_version, license_, bool(available))
+
+
+def probe_url(url: str) -> Capabilities:
+    with connection(url, autocommit=True) as conn:
+        return probe(conn)
+
+
+def engine(url: str, **kwargs: Any) -> Engine:
+    """A SQLAlchemy engine (psycopg 3 driver) on the same target, for pandas."""
+    from sqlalchemy import create_engine
+
+    validate_url(url)
+    sa_url = "postgresql+psycopg://" + url.split("://", 1)[1]
+    return create_engine(sa_url, pool_pre_ping=True, hide_parameters=True, **kwargs)
+
+
+def resolve_url(name: str = "target", *, settings: Settings | None = None) -> str:
+    """The URL of connection ``name`` ('target' or 'source', or a URL).
+
+    With no URL configured, the embedded server is started on demand: its ``tsj`` database
+    (with TimescaleDB) is the target and its plain ``tsj_source`` database the source.
+    """
+    if "://" in name:
+        return validate_url(name)
+    if name not in CONNECTION_NAMES:
+        raise ValueError(f"connection name {name!r} is unknown; use one of {CONNECTION_NAMES}")
+    settings = settings or Settings.load()
+    url = settings.target_url if name == "target" else settings.source_url
+    if url:
+        return url
+    from .embedded import SOURCE_DB, TARGET_DB, Embedded, default_home
+
+    server = Embedded(default_home(settings.home), port=settings.port)
+    server.start()
+    return server.url(TARGET_DB if name == "target" else SOURCE_DB)

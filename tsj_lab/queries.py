@@ -1,0 +1,90 @@
+"""Named SQL statements loaded from ``sql/*.sql``, in the style of aiosql.
+
+Each statement starts with ``-- name: <name>``; the comment lines right under it document
+it. Values are passed as psycopg parameters (``%(x)s``); identifiers are written as
+``{table}`` and composed with :class:`psycopg.sql.Identifier` by :func:`compose`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from psycopg import sql
+
+SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+_NAME = re.compile(r"^--\s*name:\s*([A-Za-z_][A-Za-z0-9_]*)\s*$")
+
+
+@dataclass(frozen=True)
+class Query:
+    name: str
+    text: str
+    doc: str
+    file: str
+    line: int
+
+
+@lru_cache(maxsize=None)
+def _load_all(sql_dir: Path = SQL_DIR) -> dict[str, Query]:
+    found: dict[str, Query] = {}
+    for path in sorted(sql_dir.glob("*.sql")):
+        found.update(_parse(path, found))
+    return found
+
+
+def _parse(path: Path, seen: dict[str, Query]) -> dict[str, Query]:
+    out: dict[str, Query] = {}
+    name, start, body = None, 0, []
+    for lineno, line in enumerate(path.read_text().splitlines(), 1):
+        m = _NAME.match(line)
+        if m:
+            if name:
+                out[name] = _finish(name, body, path, start)
+            name, start, body = m.group(1), lineno, []
+            if name in seen or name in out:
+                raise ValueError(f"{path.name}:{lineno}: duplicate query name '{name}'")
+        elif name:
+            body.append(line)
+    if name:
+        out[name] = _finish(name, body, path, start)
+    return out
+
+
+def _finish(name: str, body: list[str], path: Path, line: int) -> Query:
+    doc_lines = []
+    for raw in body:
+        if not raw.startswith("--"):
+            break
+        doc_lines.append(raw.lstrip("-").strip())
+    text = "\n".join(body).strip()
+    code = "\n".join(b for b in body if not b.strip().startswith("--")).strip()
+    if not code:
+        raise ValueError(f"{path.name}:{line}: query '{name}' is empty")
+    return Query(name, text, " ".join(doc_lines), path.name, line)
+
+
+def get(name: str) -> Query:
+    """The query called ``name``; unknown names fail at once."""
+    queries = _load_all()
+    if name not in queries:
+        raise KeyError(f"no query named '{name}' in {SQL_DIR}/*.sql")
+    return queries[name]
+
+
+def text(name: str) -> str:
+    return get(name).text
+
+
+def compose(name: str, **identifiers: str) -> sql.Composed | sql.SQL:
+    """The query with ``{ident}`` placeholders filled by quoted identifiers."""
+    q = sql.SQL(text(name))  # type: ignore[arg-type]  # text comes from our own files
+    if not identifiers:
+        return q
+    return q.format(**{k: sql.Identifier(v) for k, v in identifiers.items()})
+
+
+def names() -> list[str]:
+    return sorted(_load_all())
