@@ -22,7 +22,7 @@ HOME_VAR = "TSJ_HOME"
 #: connection names notebooks receive instead of URLs (papermill records parameters)
 CONNECTION_NAMES = ("target", "source")
 
-_PASSWORD_IN_TEXT = re.compile(r"(postgres(?:ql)?(?:\+\w+)?://[^:/@\s]+:)([^@\s]+)(@)")
+_PASSWORD_IN_TEXT = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)([^@\s]+)(@)")
 _PASSWORD_KV = re.compile(r"(password\s*=\s*)('[^']*'|\S+)", re.IGNORECASE)
 
 
@@ -38,7 +38,7 @@ def validate_url(url: str, *, what: str = "database URL") -> str:
     if parts.scheme not in ("postgresql", "postgres") or not parts.hostname:
         raise ConfigError(
             f"{what} '{redact(url)}' is not a PostgreSQL URL; "
-            "use postgresql://user:password@host:port/dbname"
+            "use postgresql://USER@HOST:PORT/DBNAME"
         )
     try:
         parts.port

@@ -233,10 +233,14 @@ class Embedded:
         self._clear_stale_pid()
         if not self.status().running:
             port = self._choose_port()
-            self._pg(
-                "pg_ctl", "-D", str(self.data), "-l", str(self.logfile), "-w", "-t", "120",
-                "-o", f"-p {port}", "start", what="pg_ctl start",
-            )
+            try:
+                self._pg(
+                    "pg_ctl", "-D", str(self.data), "-l", str(self.logfile), "-w", "-t", "120",
+                    "-o", f"-p {port}", "start", what="pg_ctl start",
+                )
+            except EmbeddedError as exc:
+                raise EmbeddedError(f"the server did not start: {self._last_log_error() or exc}; "
+                                    f"see {self.logfile}") from None
             self.port_file.write_text(f"{port}\n")
             self._ensure_databases()
         return self.url()
@@ -281,6 +285,14 @@ class Embedded:
                     conn.execute(f'CREATE DATABASE "{db}"')  # fixed names, not user input
         with psycopg.connect(self.url(TARGET_DB), autocommit=True) as conn:
             conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+
+    def _last_log_error(self) -> str | None:
+        try:
+            lines = self.logfile.read_text(errors="replace").splitlines()
+        except OSError:
+            return None
+        errors = [ln.split(":  ", 1)[-1] for ln in lines if "FATAL" in ln or "ERROR" in ln]
+        return errors[-1] if errors else None
 
     def _choose_port(self) -> int:
         if self.requested_port is not None:

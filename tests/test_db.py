@@ -1,0 +1,93 @@
+"""Pool, probe, engine and the one-line connection errors, against the embedded server."""
+
+from __future__ import annotations
+
+import socket
+from concurrent.futures import ThreadPoolExecutor
+
+import pandas as pd
+import pytest
+
+from tsj_lab import db
+from tsj_lab.config import Settings, with_database
+from tsj_lab.embedded import Embedded
+from tsj_lab.errors import ConnectError
+
+
+def _password(server: Embedded) -> str:
+    return server.passfile.read_text().strip().rsplit(":", 1)[1]
+
+
+def _with_password(url: str, password: str) -> str:
+    return url.replace("tsj@", f"tsj:{password}@", 1).split("?", 1)[0]
+
+
+def test_probe_target_and_plain_source(target_url: str, source_url: str) -> None:
+    caps = db.probe_url(target_url)
+    assert caps.postgres_version_num >= 170000
+    assert caps.timescaledb_version and caps.license == "apache"
+    assert caps.edition == "timescaledb-apache"
+    plain = db.probe_url(source_url)
+    assert plain.timescaledb_version is None and plain.license is None
+    assert plain.edition == "postgresql" and plain.timescaledb_available
+
+
+def test_pool_serves_fifty_concurrent_clients(target_url: str) -> None:
+    p = db.pool(target_url, min_size=2, max_size=50)
+    try:
+        def work(i: int) -> int:
+            with p.connection() as conn:
+                return conn.execute("SELECT %s::int, pg_sleep(0.05)", (i,)).fetchone()[0]
+
+        with ThreadPoolExecutor(50) as ex:
+            assert sorted(ex.map(work, range(50))) == list(range(50))
+        assert p.get_stats()["pool_max"] == 50
+    finally:
+        p.close()
+
+
+def test_pool_sizes_are_validated() -> None:
+    with pytest.raises(ValueError, match="min=3 max=1"):
+        db.pool("postgresql://u@127.0.0.1/x", min_size=3, max_size=1)
+
+
+def test_engine_reads_into_pandas(target_url: str) -> None:
+    eng = db.engine(target_url)
+    try:
+        df = pd.read_sql("SELECT 1 AS one, 'x' AS two", eng)
+        assert df.to_dict("records") == [{"one": 1, "two": "x"}]
+    finally:
+        eng.dispose()
+
+
+def test_wrong_password_is_one_line_and_redacted(server: Embedded, target_url: str) -> None:
+    bad = _with_password(target_url, "Wr0ngSecret")
+    with pytest.raises(ConnectError) as err:
+        db.connect(bad)
+    msg = str(err.value)
+    assert "password was refused" in msg and "\n" not in msg
+    assert "Wr0ngSecret" not in msg and "tsj:***@" in msg
+
+
+def test_real_password_never_in_errors(server: Embedded, target_url: str) -> None:
+    good = _with_password(target_url, _password(server))
+    missing = with_database(good, "no_such_db")
+    with pytest.raises(ConnectError, match="database does not exist") as err:
+        db.connect(missing)
+    assert _password(server) not in str(err.value)
+
+
+def test_unreachable_host_names_the_fix() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # bound, not listening: connection refused
+        with pytest.raises(ConnectError, match="nothing accepts connections there; start the server"):
+            db.connect(f"postgresql://u:pw@127.0.0.1:{port}/x")
+
+
+def test_resolve_url_uses_configured_target() -> None:
+    s = Settings(target_url="postgresql://u:pw@h:5/db", source_url="postgresql://u@h/src")
+    assert db.resolve_url("target", settings=s) == "postgresql://u:pw@h:5/db"
+    assert db.resolve_url("source", settings=s) == "postgresql://u@h/src"
+    with pytest.raises(ValueError, match="connection name 'other'"):
+        db.resolve_url("other", settings=s)
