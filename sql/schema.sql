@@ -38,7 +38,8 @@ SELECT create_hypertable('tick_data', 'time', chunk_time_interval => INTERVAL '1
 CREATE INDEX IF NOT EXISTS tick_data_symbol_time_idx ON tick_data (symbol, time DESC);
 
 -- name: create_candle_1m_matview
--- apache edition: candles as a PostgreSQL materialized view, refreshed by tsj.
+-- apache edition: 1-minute candles as a PostgreSQL materialized view, refreshed by tsj.
+-- time_bucket on timestamptz aligns sub-day buckets to UTC whatever the session TimeZone.
 CREATE MATERIALIZED VIEW IF NOT EXISTS candle_1m AS
 SELECT time_bucket(INTERVAL '1 minute', time) AS bucket,
        symbol,
@@ -51,3 +52,68 @@ SELECT time_bucket(INTERVAL '1 minute', time) AS bucket,
 FROM tick_data
 GROUP BY bucket, symbol
 WITH NO DATA;
+
+-- name: create_candle_5m_matview
+-- apache edition: 5-minute candles built from candle_1m (hierarchical), so they equal
+-- aggregating the 1m candles by construction; the same columns and types as candle_1m.
+CREATE MATERIALIZED VIEW IF NOT EXISTS candle_5m AS
+SELECT time_bucket(INTERVAL '5 minutes', bucket) AS bucket,
+       symbol,
+       first(open, bucket) AS open,
+       max(high) AS high,
+       min(low) AS low,
+       last(close, bucket) AS close,
+       sum(volume) AS volume,
+       sum(tick_count)::bigint AS tick_count
+FROM candle_1m
+GROUP BY 1, symbol
+WITH NO DATA;
+
+-- name: create_candle_15m_matview
+-- apache edition: 15-minute candles from candle_1m (see candle_5m).
+CREATE MATERIALIZED VIEW IF NOT EXISTS candle_15m AS
+SELECT time_bucket(INTERVAL '15 minutes', bucket) AS bucket,
+       symbol,
+       first(open, bucket) AS open,
+       max(high) AS high,
+       min(low) AS low,
+       last(close, bucket) AS close,
+       sum(volume) AS volume,
+       sum(tick_count)::bigint AS tick_count
+FROM candle_1m
+GROUP BY 1, symbol
+WITH NO DATA;
+
+-- name: create_candle_1h_matview
+-- apache edition: 1-hour candles from candle_1m (see candle_5m).
+CREATE MATERIALIZED VIEW IF NOT EXISTS candle_1h AS
+SELECT time_bucket(INTERVAL '1 hour', bucket) AS bucket,
+       symbol,
+       first(open, bucket) AS open,
+       max(high) AS high,
+       min(low) AS low,
+       last(close, bucket) AS close,
+       sum(volume) AS volume,
+       sum(tick_count)::bigint AS tick_count
+FROM candle_1m
+GROUP BY 1, symbol
+WITH NO DATA;
+
+-- name: create_candle_unique_index
+-- One row per (symbol, bucket): what REFRESH MATERIALIZED VIEW CONCURRENTLY needs, and the
+-- index candle reads use. {view} and {index} are identifiers.
+CREATE UNIQUE INDEX IF NOT EXISTS {index} ON {view} (symbol, bucket);
+
+-- name: matview_populated
+-- Whether materialized view %(view)s holds data (CONCURRENTLY needs a populated view).
+SELECT c.relispopulated
+FROM pg_class c
+WHERE c.oid = to_regclass(%(view)s) AND c.relkind = 'm';
+
+-- name: refresh_matview
+-- apache edition: recompute the whole view ({view} is an identifier).
+REFRESH MATERIALIZED VIEW {view};
+
+-- name: refresh_matview_concurrently
+-- apache edition: recompute without blocking readers (needs the unique index and data).
+REFRESH MATERIALIZED VIEW CONCURRENTLY {view};
