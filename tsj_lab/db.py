@@ -7,6 +7,8 @@ line that names the cause and the fix, with the password redacted.
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Iterator
@@ -19,6 +21,7 @@ from .config import CONNECTION_NAMES, Settings, redact, validate_url
 from .errors import ConnectError, TsjError
 
 if TYPE_CHECKING:
+    import pandas as pd
     from sqlalchemy.engine import Engine
 
 log = logging.getLogger("tsj_lab")
@@ -151,3 +154,91 @@ def resolve_url(name: str = "target", *, settings: Settings | None = None) -> st
     server = Embedded(default_home(settings.home), port=settings.port)
     server.start()
     return server.url(TARGET_DB if name == "target" else SOURCE_DB)
+
+
+# -- the fast fetch path: named query -> DataFrame -----------------------------------------
+#
+# ADBC's PostgreSQL driver reads results with COPY BINARY and decodes them in C++ straight
+# into Arrow columns; pandas then takes the columns without per-row Python objects. Values
+# are still bound by psycopg (client-side, ``ClientCursor.mogrify``), so queries keep their
+# ``%(name)s`` parameters and nothing is spliced into SQL by hand. Both connections are
+# kept per thread and per URL: a fresh connection costs more than a 1 h window's fetch.
+# See docs/benchmarks.md for the measured alternatives.
+
+_FRAME_CONNS = threading.local()
+
+
+def read_frame(
+    url: str,
+    query_name: str,
+    params: Mapping[str, Any] | None = None,
+    *,
+    identifiers: Mapping[str, str] | None = None,
+) -> pd.DataFrame:
+    """The rows of the named query as a DataFrame, through Arrow (ADBC).
+
+    ``identifiers`` fill ``{name}`` placeholders (a view or table name). NUMERIC columns
+    come back as text: cast them to float8 in the query when the frame wants numbers.
+    """
+    query = queries.compose(query_name, **(identifiers or {}))
+    for attempt in (1, 2):
+        pg, arrow = _frame_connections(url)
+        bound = psycopg.ClientCursor(pg).mogrify(query, params)
+        try:
+            with arrow.cursor() as cur:
+                cur.execute(bound)
+                table = cur.fetch_arrow_table()
+            return table.to_pandas()
+        except Exception:
+            # A dropped connection (server restart) is retried once on a new one;
+            # a second failure, or a failing query, is the caller's to see.
+            if attempt == 2 or not _frame_connection_broken(url):
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def close_frames() -> None:
+    """Close this thread's cached :func:`read_frame` connections."""
+    cache: dict[str, tuple[Any, Any]] = getattr(_FRAME_CONNS, "cache", {})
+    for pg, arrow in cache.values():
+        _close_quietly(arrow)
+        _close_quietly(pg)
+    cache.clear()
+
+
+def _frame_connections(url: str) -> tuple[psycopg.Connection[Any], Any]:
+    cache: dict[str, tuple[Any, Any]] = _FRAME_CONNS.__dict__.setdefault("cache", {})
+    if url not in cache:
+        import adbc_driver_postgresql.dbapi as adbc
+
+        pg = connect(url, autocommit=True)
+        try:
+            arrow = adbc.connect(url, autocommit=True)
+        except Exception as exc:
+            pg.close()
+            raise explain(exc, url) from None
+        cache[url] = (pg, arrow)
+    return cache[url]
+
+
+def _frame_connection_broken(url: str) -> bool:
+    """Whether the cached connection to ``url`` is dead; a dead one is dropped."""
+    cache: dict[str, tuple[Any, Any]] = getattr(_FRAME_CONNS, "cache", {})
+    pg, arrow = cache.get(url, (None, None))
+    try:
+        with arrow.cursor() as cur:
+            cur.execute("SELECT 1")
+            cur.fetchall()
+        return False
+    except Exception:
+        cache.pop(url, None)
+        _close_quietly(arrow)
+        _close_quietly(pg)
+        return True
+
+
+def _close_quietly(conn: Any) -> None:
+    try:
+        conn.close()
+    except Exception:  # closing a dead connection may raise; nothing to do about it
+        pass

@@ -1,0 +1,115 @@
+-- name: bench_symbol_span
+-- Per symbol: first and last tick time and the tick count in [start, end). The benchmark
+-- checks the plain table and the hypertable hold the same data set before timing them.
+SELECT symbol, min(time) AS first_time, max(time) AS last_time, count(*) AS ticks
+FROM tick_data
+WHERE time >= %(start)s AND time < %(end)s
+GROUP BY symbol
+ORDER BY symbol;
+
+-- name: bench_window
+-- One symbol's ticks in [start, end), oldest first: what the replay and chart load.
+-- Prices are cast to float8 because the DataFrame holds floats anyway, and decoding
+-- NUMERIC into Python Decimal objects is what made the naive fetch path slow.
+SELECT time,
+       bid_price::float8 AS bid_price,
+       ask_price::float8 AS ask_price,
+       last_price::float8 AS last_price,
+       volume
+FROM tick_data
+WHERE symbol = %(symbol)s AND time >= %(start)s AND time < %(end)s
+ORDER BY time;
+
+-- name: bench_window_numeric
+-- The same window with the prices left as NUMERIC: the naive fetch path's query.
+SELECT time, bid_price, ask_price, last_price, volume
+FROM tick_data
+WHERE symbol = %(symbol)s AND time >= %(start)s AND time < %(end)s
+ORDER BY time;
+
+-- name: bench_page_first
+-- Keyset pagination, first page: the first %(limit)s ticks of a symbol from %(start)s.
+-- The table has no key (the story's DDL), so a page ends at a (time, ctid) pair: ctid
+-- breaks ties between ticks of the same instant, which live in the same chunk.
+SELECT time,
+       ctid::text AS row_ref,
+       bid_price::float8 AS bid_price,
+       ask_price::float8 AS ask_price,
+       last_price::float8 AS last_price,
+       volume
+FROM tick_data
+WHERE symbol = %(symbol)s AND time >= %(start)s AND time < %(end)s
+ORDER BY time, ctid
+LIMIT %(limit)s;
+
+-- name: bench_page_after
+-- Keyset pagination, next page: ticks after the (time, ctid) that ended the last page.
+-- Written as time >= t AND (time > t OR ctid > c) so the (symbol, time) index bounds the
+-- scan; a row comparison (time, ctid) > (t, c) would not use it.
+SELECT time,
+       ctid::text AS row_ref,
+       bid_price::float8 AS bid_price,
+       ask_price::float8 AS ask_price,
+       last_price::float8 AS last_price,
+       volume
+FROM tick_data
+WHERE symbol = %(symbol)s AND time >= %(after_time)s AND time < %(end)s
+  AND (time > %(after_time)s OR ctid > %(after_ref)s::tid)
+ORDER BY time, ctid
+LIMIT %(limit)s;
+
+-- name: bench_candles_view
+-- A day of candles of one width, read from its candle view ({view}: candle_1m ...).
+SELECT bucket,
+       open::float8 AS open,
+       high::float8 AS high,
+       low::float8 AS low,
+       close::float8 AS close,
+       volume,
+       tick_count
+FROM {view}
+WHERE symbol = %(symbol)s AND bucket >= %(start)s AND bucket < %(end)s
+ORDER BY bucket;
+
+-- name: bench_candles_raw_timescale
+-- The same candles aggregated from the raw ticks with time_bucket and first/last
+-- (TimescaleDB): what every chart load would cost without the views.
+SELECT time_bucket(%(width)s::interval, time) AS bucket,
+       first(last_price, time)::float8 AS open,
+       max(last_price)::float8 AS high,
+       min(last_price)::float8 AS low,
+       last(last_price, time)::float8 AS close,
+       sum(volume) AS volume,
+       count(*) AS tick_count
+FROM tick_data
+WHERE symbol = %(symbol)s AND time >= %(start)s AND time < %(end)s
+GROUP BY 1
+ORDER BY 1;
+
+-- name: bench_candles_raw_plain
+-- The same candles on plain PostgreSQL (no time_bucket, no first/last): date_bin and
+-- ordered array_agg, as an application on Supabase would have to write them.
+SELECT date_bin(%(width)s::interval, time, TIMESTAMPTZ '2000-01-01 00:00:00+00') AS bucket,
+       ((array_agg(last_price ORDER BY time))[1])::float8 AS open,
+       max(last_price)::float8 AS high,
+       min(last_price)::float8 AS low,
+       ((array_agg(last_price ORDER BY time DESC))[1])::float8 AS close,
+       sum(volume) AS volume,
+       count(*) AS tick_count
+FROM tick_data
+WHERE symbol = %(symbol)s AND time >= %(start)s AND time < %(end)s
+GROUP BY 1
+ORDER BY 1;
+
+-- name: bench_explain
+-- Server-side execution time of {query}: EXPLAIN ANALYZE runs it without sending rows.
+-- TIMING OFF because per-node clock reads would inflate the figure we compare against.
+EXPLAIN (ANALYZE, TIMING OFF, FORMAT JSON) {query};
+
+-- name: bench_table_size_plain
+-- Bytes of the plain tick_data with its indexes, for latency against table size.
+SELECT pg_total_relation_size('tick_data') AS bytes;
+
+-- name: bench_table_size_hypertable
+-- Bytes of the hypertable tick_data, all chunks and indexes included.
+SELECT hypertable_size('tick_data') AS bytes;
