@@ -1,0 +1,42 @@
+-- Row identity and the per-(symbol, UTC day) digest that migration, verification and the
+-- integrity checks share.
+--
+-- The story's tick_data has no primary key, and two identical ticks can both be real
+-- (two fills at the same quote in the same millisecond). A tick's identity is therefore
+-- the whole row, and a table is a MULTISET of rows: the digest must change when a row is
+-- doubled or dropped. Each row's text form is hashed to 64 bits and the hashes are SUMMED
+-- as numeric: exact, order-independent, and additive (target + quarantine = source),
+-- while a duplicate adds its hash twice. bit_xor would cancel a duplicated pair out.
+--
+-- The text form is session-independent: time as its epoch (numeric, microseconds exact;
+-- never the timestamptz text, which depends on TimeZone and DateStyle), and a ROW(...)
+-- text that quotes and marks NULLs unambiguously ("a,,b" is not "a,b,").
+
+-- name: day_digest
+-- Per symbol and UTC day of {table}: rows, first/last time, total volume and the multiset
+-- checksum, for rows with since <= time < until and (symbols IS NULL or symbol in symbols).
+-- day is NULL for rows at +/-infinity (no UTC day), so they are still counted, not lost.
+SELECT symbol,
+       CASE WHEN isfinite(time) THEN (time AT TIME ZONE 'UTC')::date END AS day,
+       count(*) AS rows,
+       min(time) FILTER (WHERE isfinite(time)) AS first_time,
+       max(time) FILTER (WHERE isfinite(time)) AS last_time,
+       coalesce(sum(volume), 0) AS volume,
+       coalesce(sum(hashtextextended(
+           ROW(extract(epoch FROM time), symbol, bid_price, ask_price, last_price, volume,
+               source, trade_id, account_id)::text, 0)::numeric), 0) AS checksum
+FROM {table}
+WHERE time >= %(since)s::timestamptz AND time <= %(until)s::timestamptz
+  AND (time < %(until)s::timestamptz OR %(until)s::timestamptz = 'infinity')
+  AND (%(symbols)s::text[] IS NULL OR symbol = ANY(%(symbols)s::text[]))
+GROUP BY 1, 2
+ORDER BY 1, 2;
+
+-- name: range_digest
+-- The same digest for one batch: symbol = %(symbol)s and lo <= time < hi.
+SELECT count(*) AS rows,
+       coalesce(sum(hashtextextended(
+           ROW(extract(epoch FROM time), symbol, bid_price, ask_price, last_price, volume,
+               source, trade_id, account_id)::text, 0)::numeric), 0) AS checksum
+FROM {table}
+WHERE symbol = %(symbol)s AND time >= %(lo)s AND time < %(hi)s;
