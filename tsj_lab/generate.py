@@ -500,11 +500,15 @@ def _copy_part(conn: Any, stmt: Any, part: Part) -> int:
     return len(cols)
 
 
+def table_exists(url: str, table: str = "tick_data") -> bool:
+    with connect(url, autocommit=True) as conn:
+        row = conn.execute(queries.text("gen_table_exists"), {"name": table}).fetchone()
+    return bool(row and row[0])
+
+
 def _require_table(url: str, table: str) -> None:
     from .errors import SchemaError
 
-    with connect(url, autocommit=True) as conn:
-        present = conn.execute(queries.text("gen_table_exists"), {"name": table}).fetchone()
-    if not present or not present[0]:
+    if not table_exists(url, table):
         raise SchemaError(f"table '{table}' not found; run 'tsj provision' (target) "
                           "or 'tsj generate --source' (source)")

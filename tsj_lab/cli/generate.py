@@ -40,10 +40,12 @@ def _generate(args: argparse.Namespace) -> int:
     into = "source" if args.source else args.into
     if into == "source":
         url = source_url(args)
-        schema.create_source(url)
+        if not generate.table_exists(url):
+            schema.create_source(url)
     else:
         url = target_url(args)
-        schema.provision(url)
+        if not generate.table_exists(url):
+            schema.provision(url)
     t0 = time.perf_counter()
     rows = generate.write_parts(url, parts, workers=args.workers)
     secs = time.perf_counter() - t0
