@@ -33,6 +33,12 @@ CREATE TABLE IF NOT EXISTS tick_data (
 SELECT create_hypertable('tick_data', 'time', chunk_time_interval => INTERVAL '1 day',
                          if_not_exists => TRUE);
 
+-- name: create_hypertable_migrate_data
+-- `tsj provision --migrate-data`: an existing plain tick_data with rows becomes a
+-- hypertable, its rows moved into chunks (slow on big tables: it copies every row once).
+SELECT create_hypertable('tick_data', 'time', chunk_time_interval => INTERVAL '1 day',
+                         if_not_exists => TRUE, migrate_data => TRUE);
+
 -- name: create_tick_indexes
 -- Replay reads one symbol's ticks in time order: (symbol, time DESC) serves both directions.
 CREATE INDEX IF NOT EXISTS tick_data_symbol_time_idx ON tick_data (symbol, time DESC);
@@ -117,3 +123,12 @@ REFRESH MATERIALIZED VIEW {view};
 -- name: refresh_matview_concurrently
 -- apache edition: recompute without blocking readers (needs the unique index and data).
 REFRESH MATERIALIZED VIEW CONCURRENTLY {view};
+
+-- name: show_old_chunks
+-- apache edition retention, dry run: the chunks drop_old_chunks would drop.
+SELECT show_chunks('tick_data', older_than => %(older_than)s::interval)::text;
+
+-- name: drop_old_chunks
+-- apache edition retention (AC5 emulated): drop whole chunks whose ticks are all older
+-- than %(older_than)s, what add_retention_policy's job does under the timescale license.
+SELECT drop_chunks('tick_data', older_than => %(older_than)s::interval)::text;

@@ -1,22 +1,56 @@
-"""Applies the sql/ files by name, edition-aware; validates AC1-AC6.
+"""Provisioning: applies the sql/ files by name, edition-aware, and validates AC1-AC6.
 
-(Second cut: the four candle views and their refresh on the apache edition. The
-provisioning work extends this with the timescale edition, validation and dry runs.)
+The target gets what its license allows (DESIGN.md, Editions):
+
+* ``timescale``: the story's production DDL (sql/schema_timescale.sql): hypertable with
+  1-day chunks, columnstore/compression + 30-day policy, 90-day retention policy, the
+  four candle continuous aggregates (real-time) with refresh policies.
+* ``apache`` (the embedded default): the hypertable and index, the four candles as
+  PostgreSQL materialized views (sql/schema.sql) refreshed by :func:`refresh_candles`,
+  retention by :func:`apply_retention`; compression is reported unsupported.
+
+Provisioning reads the catalog first and applies only the statements whose object is
+missing, so a second run changes nothing and says so; a dry run returns that SQL
+without executing it.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+import re
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+from psycopg_pool import PoolTimeout
 
 from . import queries
-from .db import connection, probe
-from .errors import SchemaError
+from .config import redact
+from .db import Capabilities, connection, pool, probe, probe_url
+from .errors import ConnectError, SchemaError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger("tsj_lab")
 
-#: in dependency order: the 5m/15m/1h views are built from candle_1m
+#: in dependency order: the 5m/15m/1h candles are built from candle_1m
 CANDLE_VIEWS = ("candle_1m", "candle_5m", "candle_15m", "candle_1h")
+TICK_INDEX = "tick_data_symbol_time_idx"
+CHUNK_INTERVAL = timedelta(days=1)
+COMPRESS_AFTER = timedelta(days=30)
+RETENTION = timedelta(days=90)
+POOL_TEST_SIZE = 50
+
+OK, WARN, UNSUPPORTED, FAIL = "ok", "warn", "unsupported", "fail"
+
+
+def _unique_index(view: str) -> str:
+    return f"{view}_symbol_bucket_idx"
 
 
 def create_source(url: str) -> None:
@@ -25,32 +59,545 @@ def create_source(url: str) -> None:
         conn.execute(queries.text("create_source_table"))
 
 
-def provision(url: str) -> None:
-    """The target's hypertable, indexes and candle views (idempotent)."""
-    with connection(url) as conn:
-        caps = probe(conn)
-        if caps.timescaledb_version is None:
+# -- the plan: which statements the target still needs ----------------------------------
+
+
+@dataclass(frozen=True)
+class Step:
+    """One statement of provisioning: the object it makes and the sql/ block that does."""
+
+    target: str  # the object created or changed, e.g. 'candle_5m'
+    action: str  # in words: 'create materialized view'
+    query: str  # the block name in sql/*.sql
+    needs: str = "create"  # 'create' (CREATE on the schema) or 'owner' (owns tick_data)
+    identifiers: tuple[tuple[str, str], ...] = ()
+
+    def statement(self) -> psycopg.sql.Composable:
+        return queries.compose(self.query, **dict(self.identifiers))
+
+
+@dataclass(frozen=True)
+class _State:
+    has_table: bool
+    is_hypertable: bool
+    compression_enabled: bool
+    views: frozenset[str]
+    indexes: frozenset[str]
+    has_compression_job: bool
+    has_retention_job: bool
+    cagg_policies: frozenset[str]
+
+
+def _read_state(conn: psycopg.Connection[Any]) -> _State:
+    indexes = [TICK_INDEX, *(_unique_index(v) for v in CANDLE_VIEWS)]
+    cur = conn.execute(queries.text("provision_state"),
+                       {"views": list(CANDLE_VIEWS), "indexes": indexes})
+    row = cur.fetchone()
+    assert row is not None
+    vals = dict(zip([d.name for d in cur.description or ()], row))
+    for key in ("views", "indexes", "cagg_policies"):
+        vals[key] = frozenset(vals[key])
+    return _State(**vals)
+
+
+def _table_steps(conn: psycopg.Connection[Any], st: _State, *, migrate_data: bool) -> list[Step]:
+    steps = []
+    if not st.has_table:
+        steps.append(Step("tick_data", "create table", "create_tick_table"))
+    if not st.is_hypertable:
+        rows = conn.execute(queries.text("count_ticks")).fetchone()[0] if st.has_table else 0  # type: ignore[index]
+        if rows and not migrate_data:
             raise SchemaError(
-                "target has no timescaledb extension; run 'CREATE EXTENSION timescaledb' "
-                "as a superuser (and add it to shared_preload_libraries)"
+                f"table 'tick_data' exists as a plain table with {rows} rows; nothing was "
+                "changed; run 'tsj provision --migrate-data' to convert it "
+                "(create_hypertable(..., migrate_data => true) copies every row into chunks)"
             )
-        for name in ("create_tick_table", "create_hypertable", "create_tick_indexes"):
-            conn.execute(queries.text(name))
-        for view in CANDLE_VIEWS:
-            conn.execute(queries.text(f"create_{view}_matview"))
-            conn.execute(queries.compose("create_candle_unique_index", view=view,
-                                         index=f"{view}_symbol_bucket_idx"))
+        query = "create_hypertable_migrate_data" if rows else "create_hypertable"
+        steps.append(Step("tick_data", "convert to hypertable (1-day chunks)", query, "owner"))
+    if TICK_INDEX not in st.indexes:
+        steps.append(Step(TICK_INDEX, "create index (symbol, time DESC)", "create_tick_indexes",
+                          "owner"))
+    return steps
+
+
+def _apache_steps(st: _State) -> list[Step]:
+    steps = []
+    for view in CANDLE_VIEWS:
+        if view not in st.views:
+            steps.append(Step(view, "create materialized view", f"create_{view}_matview"))
+        index = _unique_index(view)
+        if index not in st.indexes:
+            steps.append(Step(index, "create unique index (symbol, bucket)",
+                              "create_candle_unique_index", "owner",
+                              (("view", view), ("index", index))))
+    return steps
+
+
+def _timescale_steps(conn: psycopg.Connection[Any], st: _State) -> list[Step]:
+    kinds = dict(conn.execute(queries.text("timescaledb_routines")).fetchall())
+    # 2.18 renamed compression to columnstore; add_columnstore_policy is a procedure.
+    columnstore = kinds.get("add_columnstore_policy") == "p"
+    steps = []
+    if not st.compression_enabled:
+        steps.append(Step("tick_data", "enable columnstore (segmentby symbol, orderby time DESC)",
+                          "ts_enable_columnstore" if columnstore else "ts_enable_compression",
+                          "owner"))
+    if not st.has_compression_job:
+        steps.append(Step("policy_compression", "add columnstore policy after 30 days",
+                          "ts_add_columnstore_policy" if columnstore else "ts_add_compression_policy",
+                          "owner"))
+    if not st.has_retention_job:
+        steps.append(Step("policy_retention", "add retention policy (90 days)",
+                          "ts_add_retention_policy", "owner"))
+    for view in CANDLE_VIEWS:
+        if view not in st.views:
+            steps.append(Step(view, "create continuous aggregate (real-time)", f"ts_create_{view}"))
+        if view not in st.cagg_policies:
+            steps.append(Step(f"{view} policy", "add refresh policy", f"ts_{view}_policy", "owner"))
+    return steps
+
+
+def _plan(conn: psycopg.Connection[Any], caps: Capabilities, *,
+          migrate_data: bool) -> tuple[list[Step], _State]:
+    st = _read_state(conn)
+    steps = _table_steps(conn, st, migrate_data=migrate_data)
+    if caps.license == "timescale":
+        steps += _timescale_steps(conn, st)
+    else:
+        steps += _apache_steps(st)
+    return steps, st
+
+
+def _present(st: _State, caps: Capabilities) -> list[str]:
+    """The provisioned objects that exist, in words (for 'nothing to do')."""
+    out = ["tick_data hypertable"] if st.is_hypertable else []
+    out += sorted(st.indexes)
+    out += [v for v in CANDLE_VIEWS if v in st.views]
+    if caps.license == "timescale":
+        out += ["compression"] * st.compression_enabled
+        out += ["compression policy"] * st.has_compression_job
+        out += ["retention policy"] * st.has_retention_job
+        out += [f"{v} policy" for v in CANDLE_VIEWS if v in st.cagg_policies]
+    return out
+
+
+# -- provisioning -----------------------------------------------------------------------
+
+
+@dataclass
+class ProvisionResult:
+    """What provisioning did (or, in a dry run, would do) to one target."""
+
+    target: str  # redacted URL
+    edition: str
+    timescaledb_version: str | None
+    dry_run: bool
+    steps: list[Step] = field(default_factory=list)
+    sql: list[str] = field(default_factory=list)
+    present: list[str] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.steps) and not self.dry_run
+
+    def summary(self) -> str:
+        if not self.steps:
+            return f"nothing to do: {len(self.present)} objects already present ({self.edition})"
+        verb = "would apply" if self.dry_run else "applied"
+        return f"{verb} {len(self.steps)} statements ({self.edition})"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"target": self.target, "edition": self.edition,
+                "timescaledb_version": self.timescaledb_version, "dry_run": self.dry_run,
+                "changed": self.changed, "summary": self.summary(),
+                "steps": [{"target": s.target, "action": s.action, "query": s.query}
+                          for s in self.steps],
+                "sql": self.sql, "present": self.present}
+
+
+def missing_extension_error(url: str, caps: Capabilities) -> SchemaError:
+    """The one-line error for a target without TimescaleDB, saying how to enable it."""
+    where = redact(url)
+    if caps.timescaledb_available:
+        return SchemaError(
+            f"database at {where} has no timescaledb extension; run 'CREATE EXTENSION "
+            "timescaledb;' in it as its owner or a superuser (the server must have "
+            "shared_preload_libraries = 'timescaledb')"
+        )
+    return SchemaError(
+        f"server at {where} has no TimescaleDB installed (plain PostgreSQL "
+        f"{caps.postgres_version}); install TimescaleDB, add shared_preload_libraries = "
+        "'timescaledb' and restart, then run 'CREATE EXTENSION timescaledb;'"
+    )
+
+
+def _check_privileges(conn: psycopg.Connection[Any], steps: list[Step]) -> None:
+    role, schema, can_create, owns, owner = conn.execute(
+        queries.text("provision_privileges")).fetchone()  # type: ignore[misc]
+    if schema is None:
+        raise SchemaError(f"role '{role}' has no schema on its search_path; "
+                          "create one or set search_path")
+    creates = [s.target for s in steps if s.needs == "create"]
+    if creates and not can_create:
+        raise SchemaError(
+            f"role '{role}' lacks CREATE on schema '{schema}' (needed for {', '.join(creates)}); "
+            f"run 'GRANT CREATE ON SCHEMA {schema} TO {role}' as its owner, "
+            "or provision as the database owner"
+        )
+    if owner is not None and not owns and any(s.needs == "owner" for s in steps):
+        raise SchemaError(
+            f"role '{role}' does not own table '{schema}.tick_data' (owner '{owner}'), which "
+            f"converting, indexing and adding policies need; provision as '{owner}' or run "
+            f"'ALTER TABLE {schema}.tick_data OWNER TO {role}'"
+        )
+
+
+def _apply(conn: psycopg.Connection[Any], step: Step) -> None:
+    log.info("provision: %s %s", step.action, step.target)
+    try:
+        conn.execute(step.statement())
+    except psycopg.errors.InsufficientPrivilege as exc:
+        raise SchemaError(f"{step.action} '{step.target}' refused: "
+                          f"{str(exc).splitlines()[0]}; grant that privilege or "
+                          "provision as the database owner") from None
+    except psycopg.Error as exc:
+        raise SchemaError(f"{step.action} '{step.target}' failed: "
+                          f"{str(exc).splitlines()[0]}") from None
+
+
+def provision(url: str, *, dry_run: bool = False, migrate_data: bool = False) -> ProvisionResult:
+    """Create what the target's edition needs and is missing (idempotent).
+
+    With ``dry_run`` the SQL is returned, not run. A plain ``tick_data`` holding rows is
+    refused unless ``migrate_data``. On the apache edition all statements run in one
+    transaction; continuous aggregates cannot, so on the timescale edition each
+    statement commits on its own and a rerun resumes where a failure stopped.
+    """
+    caps = probe_url(url)
+    if caps.timescaledb_version is None:
+        raise missing_extension_error(url, caps)
+    timescale = caps.license == "timescale"
+    with connection(url, autocommit=timescale) as conn:
+        steps, state = _plan(conn, caps, migrate_data=migrate_data)
+        result = ProvisionResult(redact(url), caps.edition, caps.timescaledb_version, dry_run,
+                                 steps, [s.statement().as_string(conn) for s in steps],
+                                 _present(state, caps))
+        if dry_run or not steps:
+            return result
+        _check_privileges(conn, steps)
+        for step in steps:
+            _apply(conn, step)
+    _verify_complete(url, caps)
+    log.info("provision: %s", result.summary())
+    return result
+
+
+def _verify_complete(url: str, caps: Capabilities) -> None:
+    """The catalog after provisioning: nothing may be left to do."""
+    with connection(url, autocommit=True) as conn:
+        left, _ = _plan(conn, caps, migrate_data=True)
+    if left:
+        names = ", ".join(s.target for s in left)
+        raise SchemaError(f"provisioning finished but {names} still missing; "
+                          "run 'tsj provision -v' and check the server log")
+
+
+# -- refresh and retention --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Refreshed:
+    view: str
+    how: str  # 'full', 'full concurrently', or 'window' (continuous aggregates)
+    seconds: float
+
+
+def _check_window(start: datetime | None, end: datetime | None) -> None:
+    for name, value in (("start", start), ("end", end)):
+        if value is not None and value.tzinfo is None:
+            raise ValueError(f"{name}={value.isoformat()} has no time zone; pass an aware "
+                             "datetime (candle buckets are aligned in UTC)")
+    if start is not None and end is not None and start >= end:
+        raise ValueError(f"refresh window start={start.isoformat()} is not before "
+                         f"end={end.isoformat()}; swap them or widen the window")
 
 
 def refresh_candles(url: str, *, start: datetime | None = None,
-                    end: datetime | None = None) -> list[str]:
-    """Recompute the candle views in dependency order; returns the views refreshed."""
+                    end: datetime | None = None) -> list[Refreshed]:
+    """Bring the candle views up to date with the ticks, in dependency order.
+
+    timescale: ``refresh_continuous_aggregate`` over [start, end) (None: unbounded).
+    apache: materialized views cannot refresh a window, so each is recomputed whole
+    (``start``/``end`` are ignored), CONCURRENTLY once it holds data so readers are not
+    blocked.
+    """
+    _check_window(start, end)
+    done = []
     with connection(url, autocommit=True) as conn:
+        caps = probe(conn)
+        if caps.timescaledb_version is None:
+            raise missing_extension_error(url, caps)
         for view in CANDLE_VIEWS:
-            row = conn.execute(queries.text("matview_populated"), {"view": view}).fetchone()
-            if row is None:
-                raise SchemaError(f"candle view '{view}' not found; run 'tsj provision'")
-            # CONCURRENTLY keeps readers unblocked but refuses a never-populated view.
-            name = "refresh_matview_concurrently" if row[0] else "refresh_matview"
-            conn.execute(queries.compose(name, view=view))
-    return list(CANDLE_VIEWS)
+            t0 = time.perf_counter()
+            how = _refresh_one(conn, view, caps, start, end)
+            done.append(Refreshed(view, how, time.perf_counter() - t0))
+            log.info("refresh: %s (%s) in %.3f s", view, how, done[-1].seconds)
+    return done
+
+
+def _refresh_one(conn: psycopg.Connection[Any], view: str, caps: Capabilities,
+                 start: datetime | None, end: datetime | None) -> str:
+    row = conn.execute(queries.text("candle_relations"), {"views": [view]}).fetchone()
+    if row is None:
+        raise SchemaError(f"candle view '{view}' not found; run 'tsj provision'")
+    _, kind, populated, materialized_only, _ = row
+    if kind == "v" and materialized_only is not None:  # a continuous aggregate
+        conn.execute(queries.compose("ts_refresh_candles", view=view),
+                     {"start": start, "end": end})
+        return "window"
+    if kind != "m":
+        raise SchemaError(f"candle view '{view}' is neither a materialized view nor a "
+                          "continuous aggregate; drop it and run 'tsj provision'")
+    if start is not None or end is not None:
+        log.info("refresh: %s is a materialized view on %s; recomputing it whole",
+                 view, caps.edition)
+    # CONCURRENTLY keeps readers unblocked but refuses a never-populated view.
+    name = "refresh_matview_concurrently" if populated else "refresh_matview"
+    conn.execute(queries.compose(name, view=view))
+    return "full concurrently" if populated else "full"
+
+
+_INTERVAL = re.compile(r"^\s*\d+\s*(minute|hour|day|week|month|year)s?\s*$", re.IGNORECASE)
+
+
+def apply_retention(url: str, *, older_than: str | timedelta = "90 days",
+                    dry_run: bool = False) -> list[str]:
+    """Drop the chunks of ``tick_data`` whose ticks are all older than ``older_than``.
+
+    What the retention policy's job does under the timescale license, run by tsj on the
+    apache edition (``drop_chunks``). Returns the chunks dropped (or, with ``dry_run``,
+    those that would be). On apache, refresh the candles afterwards: the materialized
+    views are recomputed whole, so their candles for dropped ticks go too.
+    """
+    if isinstance(older_than, timedelta):
+        if older_than <= timedelta(0):
+            raise ValueError(f"older_than={older_than} must be positive, e.g. '90 days'")
+    elif not _INTERVAL.match(older_than):
+        raise ValueError(f"older_than={older_than!r} is not an interval like '90 days' "
+                         "(a number and minutes, hours, days, weeks, months or years)")
+    name = "show_old_chunks" if dry_run else "drop_old_chunks"
+    with connection(url) as conn:
+        caps = probe(conn)
+        if caps.timescaledb_version is None:
+            raise missing_extension_error(url, caps)
+        if not _read_state(conn).is_hypertable:
+            raise SchemaError("hypertable 'tick_data' not found; run 'tsj provision'")
+        chunks = [r[0] for r in conn.execute(queries.text(name), {"older_than": older_than})]
+    log.info("retention: %s %d chunks older than %s", "would drop" if dry_run else "dropped",
+             len(chunks), older_than)
+    return chunks
+
+
+# -- validation: the story's Testing table, AC1-AC6 ---------------------------------------
+
+
+@dataclass(frozen=True)
+class ValidationRow:
+    """One row of the story's validation table."""
+
+    ac: str  # 'AC1'..'AC6'
+    check: str  # what the story asks, in words
+    status: str  # ok / warn / unsupported / fail
+    mode: str  # native / emulated / unavailable: how this edition provides it
+    detail: str  # the evidence, or the cause and the fix
+
+
+_CHECKS = {
+    "AC1": "connection: SELECT 1",
+    "AC2": "hypertable tick_data, 1-day chunks",
+    "AC3": "compression: segmentby symbol, orderby time DESC, policy after 30 days",
+    "AC4": "candle_1m/5m/15m/1h aggregates",
+    "AC5": "retention 90 days",
+    "AC6": f"{POOL_TEST_SIZE} concurrent connections through the pool",
+}
+
+
+def _row(ac: str, status: str, mode: str, detail: str) -> ValidationRow:
+    return ValidationRow(ac, _CHECKS[ac], status, mode, detail)
+
+
+def validate(url: str, *, pool_size: int = POOL_TEST_SIZE) -> list[ValidationRow]:
+    """AC1-AC6 against ``url``: one row each; a failed check is a row, not an exception."""
+    if pool_size < 1:
+        raise ValueError(f"pool_size={pool_size} must be at least 1")
+    try:
+        with connection(url, autocommit=True) as conn:
+            conn.execute(queries.text("select_one")).fetchone()
+            caps = probe(conn)
+            rows = [_row("AC1", OK, "native", f"{caps.edition} {caps.timescaledb_version or ''} "
+                         f"on PostgreSQL {caps.postgres_version}".replace("  ", " "))]
+            rows += _catalog_rows(conn, url, caps)
+    except ConnectError as exc:
+        return [_row("AC1", FAIL, "native", str(exc))] + [
+            _row(ac, FAIL, "native", "not checked: no connection") for ac in list(_CHECKS)[1:]]
+    return rows + [_check_pool(url, size=pool_size)]
+
+
+def _catalog_rows(conn: psycopg.Connection[Any], url: str,
+                  caps: Capabilities) -> list[ValidationRow]:
+    if caps.timescaledb_version is None:
+        why = str(missing_extension_error(url, caps))
+        return [_row(ac, FAIL, "unavailable", why) for ac in ("AC2", "AC3", "AC4", "AC5")]
+    timescale = caps.license == "timescale"
+    jobs = {r[0]: r for r in conn.execute(queries.text("policy_jobs"))}
+    return [_check_hypertable(conn),
+            _check_compression(conn, jobs) if timescale else _row(
+                "AC3", UNSUPPORTED, "unavailable",
+                f"compression (columnstore) needs the timescale license; this server is "
+                f"{caps.license}"),
+            _check_candles(conn, timescale=timescale),
+            _check_retention(jobs) if timescale else _row(
+                "AC5", UNSUPPORTED, "emulated",
+                "no policy jobs under the apache license; 'tsj retention' drops chunks "
+                "older than 90 days (drop_chunks)")]
+
+
+def _check_hypertable(conn: psycopg.Connection[Any]) -> ValidationRow:
+    row = conn.execute(queries.text("hypertable_dimension")).fetchone()
+    if row is None:
+        return _row("AC2", FAIL, "native", "hypertable 'tick_data' not found; run 'tsj provision'")
+    chunks, column, interval = row
+    if interval != CHUNK_INTERVAL:
+        return _row("AC2", FAIL, "native",
+                    f"chunk interval of 'tick_data' is {interval}, want 1 day; run \"SELECT "
+                    "set_chunk_time_interval('tick_data', INTERVAL '1 day')\" (new chunks only)")
+    return _row("AC2", OK, "native", f"time column '{column}', chunk interval 1 day, "
+                f"{chunks} chunks")
+
+
+def _check_compression(conn: psycopg.Connection[Any], jobs: dict[str, Any]) -> ValidationRow:
+    views = [r[0] for r in conn.execute(queries.text("settings_views"))]
+    if not views:
+        return _row("AC3", FAIL, "native", "no compression settings view in "
+                    "timescaledb_information; TimescaleDB >= 2.14 is needed")
+    view = sorted(views)[0]  # hypertable_columnstore_settings when the server has it
+    got = conn.execute(queries.compose("compression_settings", view=view)).fetchone()
+    segmentby, orderby = got if got else (None, None)
+    job = jobs.get("policy_compression")
+    after = job[2] if job else None
+    settings_ok = segmentby == "symbol" and (orderby or "").replace(" ", "").lower() == "timedesc"
+    detail = (f"segmentby={segmentby}, orderby={orderby}, policy "
+              f"{'job ' + str(job[1]) + ' after ' + str(after) if job else 'missing'}")
+    if settings_ok and after == COMPRESS_AFTER:
+        return _row("AC3", OK, "native", detail)
+    return _row("AC3", FAIL, "native", f"{detail}; want symbol, time DESC, 30 days: "
+                "run 'tsj provision'")
+
+
+def _check_candles(conn: psycopg.Connection[Any], *, timescale: bool) -> ValidationRow:
+    found = {r[0]: r for r in conn.execute(queries.text("candle_relations"),
+                                           {"views": list(CANDLE_VIEWS)})}
+    missing = [v for v in CANDLE_VIEWS if v not in found]
+    if missing:
+        return _row("AC4", FAIL, "native" if timescale else "emulated",
+                    f"candle views missing: {', '.join(missing)}; run 'tsj provision'")
+    if timescale:
+        return _check_caggs(found)
+    wrong = [v for v in CANDLE_VIEWS if found[v][1] != "m"]
+    if wrong:
+        return _row("AC4", FAIL, "emulated", f"not materialized views: {', '.join(wrong)}")
+    empty = [v for v in CANDLE_VIEWS if not found[v][2]]
+    note = f"; never refreshed: {', '.join(empty)} (run 'tsj refresh')" if empty else ""
+    return _row("AC4", OK, "emulated",
+                f"4 materialized views refreshed by 'tsj refresh' (no policies under apache){note}")
+
+
+def _check_caggs(found: dict[str, Any]) -> ValidationRow:
+    plain = [v for v in CANDLE_VIEWS if found[v][3] is None]
+    if plain:
+        return _row("AC4", FAIL, "native", f"not continuous aggregates: {', '.join(plain)}; "
+                    "drop them and run 'tsj provision'")
+    no_policy = [v for v in CANDLE_VIEWS if not found[v][4]]
+    if no_policy:
+        return _row("AC4", FAIL, "native", f"no refresh policy on {', '.join(no_policy)}; "
+                    "run 'tsj provision'")
+    stale = [v for v in CANDLE_VIEWS if found[v][3]]
+    if stale:
+        return _row("AC4", WARN, "native", f"4 continuous aggregates with policies, but "
+                    f"materialized_only = true on {', '.join(stale)}: replay misses the newest "
+                    "candle; ALTER MATERIALIZED VIEW ... SET (timescaledb.materialized_only = false)")
+    return _row("AC4", OK, "native", "4 continuous aggregates (real-time, materialized_only = "
+                "false) with refresh policies")
+
+
+def _check_retention(jobs: dict[str, Any]) -> ValidationRow:
+    job = jobs.get("policy_retention")
+    if job is None:
+        return _row("AC5", FAIL, "native", "no retention job on 'tick_data'; run 'tsj provision'")
+    if job[3] != RETENTION:
+        return _row("AC5", FAIL, "native", f"retention job {job[1]} drops after {job[3]}, want "
+                    "90 days; remove_retention_policy('tick_data') then 'tsj provision'")
+    return _row("AC5", OK, "native", f"retention job {job[1]}: drop after 90 days")
+
+
+def _check_pool(url: str, *, size: int) -> ValidationRow:
+    """AC6: ``size`` connections held at once through one pool, each its own backend."""
+    barrier = threading.Barrier(size, timeout=30)
+
+    def hold(p: Any) -> int:
+        with p.connection() as conn:
+            pid = conn.execute(queries.text("backend_pid")).fetchone()[0]
+            barrier.wait()  # every connection is open and in use at this moment
+            return int(pid)
+
+    t0 = time.perf_counter()
+    try:
+        with pool(url, min_size=size, max_size=size, name="tsj-ac6") as p:
+            with ThreadPoolExecutor(size) as ex:
+                pids = set(ex.map(hold, [p] * size))
+    except (psycopg.Error, ConnectError, threading.BrokenBarrierError, PoolTimeout) as exc:
+        limit = _max_connections(url)
+        return _row("AC6", FAIL, "native", f"{size} pooled connections failed: "
+                    f"{redact(' '.join(str(exc).split()))[:200]} (server max_connections="
+                    f"{limit}); raise max_connections or lower other load")
+    return _row("AC6", OK, "native", f"{len(pids)} distinct backends held at once through a "
+                f"psycopg_pool pool (max_size={size}) in {time.perf_counter() - t0:.2f} s")
+
+
+def _max_connections(url: str) -> int | None:
+    try:
+        with connection(url, autocommit=True) as conn:
+            return conn.execute(queries.text("max_connections")).fetchone()[0]  # type: ignore[index]
+    except ConnectError:
+        return None
+
+
+def validation_frame(rows: list[ValidationRow]) -> pd.DataFrame:
+    import pandas as pd
+
+    return pd.DataFrame([asdict(r) for r in rows], columns=list(ValidationRow.__dataclass_fields__))
+
+
+def failed(rows: list[ValidationRow]) -> list[ValidationRow]:
+    return [r for r in rows if r.status == FAIL]
+
+
+# -- layout -----------------------------------------------------------------------------
+
+
+def _frame(url: str, name: str, params: dict[str, Any] | None = None) -> pd.DataFrame:
+    import pandas as pd
+
+    with connection(url, autocommit=True) as conn:
+        cur = conn.execute(queries.text(name), params)
+        return pd.DataFrame(cur.fetchall(), columns=[d.name for d in cur.description or ()])
+
+
+def chunk_layout(url: str) -> pd.DataFrame:
+    """The chunks of ``tick_data``, oldest first: time range, compressed, bytes."""
+    return _frame(url, "chunk_layout")
+
+
+def relation_sizes(url: str) -> pd.DataFrame:
+    """On-disk bytes of ``tick_data`` and of each candle view."""
+    return _frame(url, "relation_sizes", {"views": list(CANDLE_VIEWS)})
