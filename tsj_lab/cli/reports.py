@@ -1,0 +1,65 @@
+"""tsj report NAME [-p key value ...], tsj reports list|index."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from ..config import SOURCE_VAR, TARGET_VARS
+from . import add_target, command, print_json, print_table
+
+
+def _setup_report(p: argparse.ArgumentParser) -> None:
+    p.add_argument("name", help="notebook under notebooks/, e.g. 05_candles")
+    p.add_argument("-p", "--parameter", nargs=2, action="append", default=[],
+                   metavar=("KEY", "VALUE"),
+                   help="notebook parameter, typed like its default (repeatable)")
+    p.add_argument("--json", action="store_true", help="print the JSON summary")
+    add_target(p, source=True)
+
+
+@command("report", "run notebooks/NAME.ipynb into reports/YYYY-MM-DD/ (ipynb, html, json)",
+         _setup_report)
+def _report(args: argparse.Namespace) -> int:
+    from .. import reports
+
+    # The kernel inherits the environment: URLs travel there, never as parameters.
+    if args.target:
+        os.environ[TARGET_VARS[0]] = args.target
+    if args.source:
+        os.environ[SOURCE_VAR] = args.source
+    path = reports.notebook_path(args.name)
+    raw = dict(args.parameter)
+    params = reports.coerce_parameters(raw, reports.notebook_parameters(path))
+    progress = sys.stderr.isatty() and os.environ.get("TSJ_NO_PROGRESS") != "1"
+    report = reports.run(args.name, parameters=params, progress=progress)
+    if args.json:
+        print_json(report.summary)
+    else:
+        print(f"{report.status}: {report.html}")
+        print(f"summary: {report.json}")
+    return 0
+
+
+@command("reports list", "the runs under reports/, newest first",
+         lambda p: p.add_argument("--json", action="store_true"))
+def _reports_list(args: argparse.Namespace) -> int:
+    from .. import reports
+
+    rows = [{"started": r.get("started_at", "")[:19], "name": r.get("name"),
+             "status": r.get("status"), "duration_s": r.get("duration_s"),
+             "html": f"reports/{r['folder']}/{r['stem']}.html"} for r in reports.runs()]
+    if args.json:
+        print_json(rows)
+    else:
+        print_table(rows)
+    return 0
+
+
+@command("reports index", "regenerate reports/index.html from the runs' JSON summaries")
+def _reports_index(args: argparse.Namespace) -> int:
+    from .. import reports
+
+    print(reports.write_index())
+    return 0
