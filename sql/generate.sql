@@ -20,3 +20,39 @@ TRUNCATE {table};
 -- name: gen_count
 -- Rows in {table}.
 SELECT count(*) FROM {table};
+
+-- name: gen_bench_table
+-- A scratch hypertable shaped like the target's tick_data (1-day chunks, the replay index)
+-- for the ingest benchmark, so measuring never touches the real table.
+CREATE TABLE IF NOT EXISTS {table} (
+  time TIMESTAMPTZ NOT NULL,
+  symbol TEXT NOT NULL,
+  bid_price DECIMAL(20, 8),
+  ask_price DECIMAL(20, 8),
+  last_price DECIMAL(20, 8),
+  volume BIGINT,
+  source TEXT,
+  trade_id UUID,
+  account_id UUID
+);
+
+-- name: gen_bench_hypertable
+-- The scratch table as a hypertable with the target's 1-day chunks.
+SELECT create_hypertable(%(name)s::regclass, 'time', chunk_time_interval => INTERVAL '1 day',
+                         if_not_exists => TRUE);
+
+-- name: gen_bench_index
+-- The replay index of the target, so both loads pay for the same index maintenance.
+CREATE INDEX IF NOT EXISTS {index} ON {table} (symbol, time DESC);
+
+-- name: gen_drop_table
+-- Removes the benchmark's scratch table.
+DROP TABLE IF EXISTS {table};
+
+-- name: gen_psql_copy
+-- The psql meta-command the ingest benchmark compares with: CSV from psql's stdin.
+\copy {table} (time, symbol, bid_price, ask_price, last_price, volume, source, trade_id, account_id) FROM pstdin WITH (FORMAT csv, HEADER)
+
+-- name: gen_checkpoint
+-- Flushes dirty pages between benchmark loads so one load does not pay for the previous.
+CHECKPOINT;

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import psycopg
 
 from . import queries
 from .db import connect
@@ -512,3 +513,144 @@ def _require_table(url: str, table: str) -> None:
     if not table_exists(url, table):
         raise SchemaError(f"table '{table}' not found; run 'tsj provision' (target) "
                           "or 'tsj generate --source' (source)")
+
+
+# -- ingest benchmark -----------------------------------------------------------------------
+
+BENCH_TABLE = "tsj_ingest_bench"
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """Rows/s of the same rows into the same fresh hypertable: binary COPY vs psql \\copy."""
+
+    rows: int
+    workers: int
+    copy_s: float  # tsj binary COPY, generation included, `workers` connections
+    copy_1_s: float  # the same with one connection
+    psql_s: float  # psql \copy of a CSV file written beforehand (not timed)
+
+    @property
+    def copy_rows_per_s(self) -> float:
+        return self.rows / self.copy_s
+
+    @property
+    def copy_1_rows_per_s(self) -> float:
+        return self.rows / self.copy_1_s
+
+    @property
+    def psql_rows_per_s(self) -> float:
+        return self.rows / self.psql_s
+
+    @property
+    def speedup(self) -> float:
+        return self.psql_s / self.copy_s
+
+    def as_dict(self) -> dict[str, float | int]:
+        return {"rows": self.rows, "workers": self.workers,
+                "copy_rows_per_s": round(self.copy_rows_per_s),
+                "copy_1_rows_per_s": round(self.copy_1_rows_per_s),
+                "psql_rows_per_s": round(self.psql_rows_per_s),
+                "speedup_vs_psql": round(self.speedup, 2)}
+
+
+def ingest_benchmark(
+    url: str,
+    *,
+    symbols: Sequence[str] = DEFAULT_SYMBOLS,
+    start: dt.date | str = "2024-01-02",
+    days: int = 1,
+    interval_ms: int = 250,
+    seed: int = DEFAULT_SEED,
+    workers: int | None = None,
+    psql: str | None = None,
+) -> IngestResult:
+    """Load the same ticks three ways into a scratch hypertable and time each load."""
+    import tempfile
+
+    parts = plan(symbols, start=start, days=days, interval_ms=interval_ms, seed=seed)
+    workers = default_workers() if workers is None else workers
+    psql = psql or _psql_binary()
+    with tempfile.TemporaryDirectory(prefix="tsj-ingest-") as tmp:
+        csv = os.path.join(tmp, "ticks.csv")
+        rows = _write_csv(parts, csv)
+        _bench_table(url, create=True)
+        try:
+            psql_s = _timed(lambda: _psql_copy(url, psql, csv), url)
+            copy_1_s = _timed(lambda: write_parts(url, parts, table=BENCH_TABLE, workers=1,
+                                                  progress=False), url)
+            copy_s = _timed(lambda: write_parts(url, parts, table=BENCH_TABLE, workers=workers,
+                                                progress=False), url)
+        finally:
+            _bench_table(url, create=False)
+    result = IngestResult(rows, workers, copy_s, copy_1_s, psql_s)
+    log.info("ingest benchmark: %s", result.as_dict())
+    return result
+
+
+def _write_csv(parts: Sequence[Part], path: str) -> int:
+    rows = 0
+    for i, part in enumerate(parts):
+        df = frame(columns(part))
+        df.to_csv(path, mode="a" if i else "w", header=not i, index=False, float_format="%.8f")
+        rows += len(df)
+    return rows
+
+
+def _timed(load: Any, url: str) -> float:
+    """Seconds one load takes into the emptied scratch table."""
+    with connect(url, autocommit=True) as conn:
+        conn.execute(queries.compose("gen_truncate", table=BENCH_TABLE))
+        try:  # each load starts without the previous one's dirty pages
+            conn.execute(queries.text("gen_checkpoint"))
+        except psycopg.errors.InsufficientPrivilege:
+            log.info("no CHECKPOINT privilege on the target; loads may overlap flushes")
+    t0 = _time.perf_counter()
+    load()
+    return _time.perf_counter() - t0
+
+
+def _bench_table(url: str, *, create: bool) -> None:
+    with connect(url, autocommit=True) as conn:
+        if create:
+            conn.execute(queries.compose("gen_bench_table", table=BENCH_TABLE))
+            conn.execute(queries.text("gen_bench_hypertable"), {"name": BENCH_TABLE})
+            conn.execute(queries.compose("gen_bench_index", table=BENCH_TABLE,
+                                         index=BENCH_TABLE + "_idx"))
+        else:
+            conn.execute(queries.compose("gen_drop_table", table=BENCH_TABLE))
+
+
+def _psql_binary() -> str:
+    import shutil
+
+    from .config import PROJECT_DIR
+    from .embedded import Embedded, default_home
+
+    bundled = Embedded(default_home(PROJECT_DIR / ".tsj")).bin / "psql"
+    found = str(bundled) if bundled.is_file() else shutil.which("psql")
+    if not found:
+        from .errors import ConfigError
+
+        raise ConfigError("psql not found; run 'tsj db setup' or install postgresql-client")
+    return found
+
+
+def _psql_copy(url: str, psql: str, csv: str) -> None:
+    import subprocess
+
+    from .errors import TsjError
+
+    from psycopg import sql
+
+    # psql takes one backslash command per -c: the statement without its doc comments
+    code = [ln for ln in queries.text("gen_psql_copy").splitlines() if not ln.startswith("--")]
+    with connect(url) as conn:
+        meta = sql.SQL("\n".join(code)).format(table=sql.Identifier(BENCH_TABLE)).as_string(conn)
+    with open(csv, "rb") as fh:
+        res = subprocess.run([psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", url, "-c", meta],
+                             stdin=fh, capture_output=True, text=True)
+    if res.returncode:
+        from .config import redact
+
+        raise TsjError(f"psql \\copy failed: {redact(res.stderr.strip())}; check {psql}")
