@@ -132,3 +132,37 @@ SELECT show_chunks('tick_data', older_than => %(older_than)s::interval)::text;
 -- apache edition retention (AC5 emulated): drop whole chunks whose ticks are all older
 -- than %(older_than)s, what add_retention_policy's job does under the timescale license.
 SELECT drop_chunks('tick_data', older_than => %(older_than)s::interval)::text;
+
+-- name: candle_diff_ticks
+-- Rows of {view} that differ from candles recomputed from the raw ticks at bucket width
+-- %(width)s, counted both ways (EXCEPT ALL): 0 means equal row for row. With two ticks
+-- of one symbol at the same instant, first()/last() may pick either: ties are not
+-- expected in tick data and would show here.
+WITH want AS (
+  SELECT time_bucket(%(width)s::interval, time) AS bucket, symbol,
+         first(last_price, time) AS open, max(last_price) AS high, min(last_price) AS low,
+         last(last_price, time) AS close, sum(volume) AS volume, count(*) AS tick_count
+  FROM tick_data GROUP BY 1, 2),
+have AS (
+  SELECT bucket, symbol, open, high, low, close, volume, tick_count FROM {view})
+SELECT count(*) FROM (
+  (SELECT * FROM want EXCEPT ALL SELECT * FROM have)
+  UNION ALL
+  (SELECT * FROM have EXCEPT ALL SELECT * FROM want)) AS d;
+
+-- name: candle_diff_rollup
+-- Rows of {view} that differ from aggregating candle_1m to bucket width %(width)s:
+-- open = first 1m open, close = last 1m close, high/low = max/min, sums of volume and
+-- tick_count. 0 means the wider candles equal the rolled-up 1m candles.
+WITH want AS (
+  SELECT time_bucket(%(width)s::interval, bucket) AS bucket, symbol,
+         first(open, bucket) AS open, max(high) AS high, min(low) AS low,
+         last(close, bucket) AS close, sum(volume) AS volume,
+         sum(tick_count)::bigint AS tick_count
+  FROM candle_1m GROUP BY 1, 2),
+have AS (
+  SELECT bucket, symbol, open, high, low, close, volume, tick_count FROM {view})
+SELECT count(*) FROM (
+  (SELECT * FROM want EXCEPT ALL SELECT * FROM have)
+  UNION ALL
+  (SELECT * FROM have EXCEPT ALL SELECT * FROM want)) AS d;

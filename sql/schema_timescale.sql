@@ -126,6 +126,7 @@ SELECT add_continuous_aggregate_policy('candle_1h',
   schedule_interval => INTERVAL '1 hour', if_not_exists => true);
 
 -- name: ts_refresh_candles
--- Materialize {view} over [start, end) now (NULL: unbounded); a procedure that must run
--- outside a transaction block.
-CALL refresh_continuous_aggregate({view}, %(start)s::timestamptz, %(end)s::timestamptz);
+-- Materialize continuous aggregate %(view)s over [start, end) now (NULL: unbounded); a
+-- procedure that must run outside a transaction block.
+CALL refresh_continuous_aggregate(%(view)s::regclass, %(start)s::timestamptz,
+                                  %(end)s::timestamptz);

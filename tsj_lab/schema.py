@@ -105,7 +105,10 @@ def _table_steps(conn: psycopg.Connection[Any], st: _State, *, migrate_data: boo
     if not st.has_table:
         steps.append(Step("tick_data", "create table", "create_tick_table"))
     if not st.is_hypertable:
-        rows = conn.execute(queries.text("count_ticks")).fetchone()[0] if st.has_table else 0  # type: ignore[index]
+        rows = 0
+        if st.has_table:
+            _check_privileges(conn, [Step("tick_data", "convert", "count_ticks", "owner")])
+            rows = conn.execute(queries.text("count_ticks")).fetchone()[0]  # type: ignore[index]
         if rows and not migrate_data:
             raise SchemaError(
                 f"table 'tick_data' exists as a plain table with {rows} rows; nothing was "
@@ -352,8 +355,8 @@ def _refresh_one(conn: psycopg.Connection[Any], view: str, caps: Capabilities,
         raise SchemaError(f"candle view '{view}' not found; run 'tsj provision'")
     _, kind, populated, materialized_only, _ = row
     if kind == "v" and materialized_only is not None:  # a continuous aggregate
-        conn.execute(queries.compose("ts_refresh_candles", view=view),
-                     {"start": start, "end": end})
+        conn.execute(queries.text("ts_refresh_candles"),
+                     {"view": view, "start": start, "end": end})
         return "window"
     if kind != "m":
         raise SchemaError(f"candle view '{view}' is neither a materialized view nor a "
@@ -601,3 +604,27 @@ def chunk_layout(url: str) -> pd.DataFrame:
 def relation_sizes(url: str) -> pd.DataFrame:
     """On-disk bytes of ``tick_data`` and of each candle view."""
     return _frame(url, "relation_sizes", {"views": list(CANDLE_VIEWS)})
+
+
+# -- candle correctness -----------------------------------------------------------------
+
+#: bucket width of each candle view
+CANDLE_WIDTHS = {"candle_1m": timedelta(minutes=1), "candle_5m": timedelta(minutes=5),
+                 "candle_15m": timedelta(minutes=15), "candle_1h": timedelta(hours=1)}
+
+
+def candle_differences(url: str, view: str, *, against: str = "ticks") -> int:
+    """Rows of candle ``view`` that differ from a recompute (0: equal row for row).
+
+    ``against='ticks'`` recomputes from the raw ticks; ``'candle_1m'`` rolls the 1-minute
+    candles up to the view's width (5m/15m/1h must equal that).
+    """
+    if view not in CANDLE_WIDTHS:
+        raise ValueError(f"candle view {view!r} is unknown; use one of {CANDLE_VIEWS}")
+    if against not in ("ticks", "candle_1m"):
+        raise ValueError(f"against={against!r} is unknown; use 'ticks' or 'candle_1m'")
+    name = "candle_diff_ticks" if against == "ticks" else "candle_diff_rollup"
+    with connection(url, autocommit=True) as conn:
+        row = conn.execute(queries.compose(name, view=view),
+                           {"width": CANDLE_WIDTHS[view]}).fetchone()
+    return int(row[0])  # type: ignore[index]

@@ -1,0 +1,271 @@
+"""Provisioning: idempotence, dry run, candles against raw ticks, validation, bad input.
+
+Runs against the embedded server (apache license). The timescale-license DDL is parsed
+here with pglast and runs only against a server named by TSJ_TEST_TIMESCALE_URL.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+from urllib.parse import urlsplit
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from tsj_lab import generate, queries, schema
+from tsj_lab.cli import main
+from tsj_lab.config import with_params
+from tsj_lab.errors import SchemaError
+
+TIMESCALE_URL = os.environ.get("TSJ_TEST_TIMESCALE_URL")
+
+
+def snapshot(url: str) -> list[tuple[str, str, bool]]:
+    """Every relation of the public schema and whether tick_data is a hypertable."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        rels = conn.execute(
+            "SELECT c.relname::text, c.relkind::text, c.relispopulated FROM pg_class c "
+            "WHERE c.relnamespace = 'public'::regnamespace ORDER BY 1").fetchall()
+        hyper = conn.execute(
+            "SELECT count(*) FROM timescaledb_information.hypertables").fetchone()
+    return [*rels, ("hypertables", str(hyper[0]), True)]
+
+
+def load_ticks(url: str, *, days: int = 1, start: str = "2026-01-05") -> int:
+    # 2 symbols x 1 day at 20 s: 8,640 ticks, 3 per minute, so first/last matter.
+    return generate.load(url, symbols=["ES", "BTCUSD"], start=start, days=days,
+                         interval_ms=20_000, seed=7, workers=1, progress=False)
+
+
+def count(url: str, query: str) -> int:
+    with psycopg.connect(url, autocommit=True) as conn:
+        return conn.execute(query).fetchone()[0]  # type: ignore[index]
+
+
+# -- idempotence, dry run, validation -----------------------------------------------------
+
+
+def test_provision_twice_second_is_noop_and_validates(make_db: Callable[..., str]) -> None:
+    url = make_db()
+    first = schema.provision(url)
+    assert first.changed and first.edition == "timescaledb-apache"
+    assert {s.target for s in first.steps} >= {"tick_data", *schema.CANDLE_VIEWS}
+    before = snapshot(url)
+    second = schema.provision(url)
+    assert not second.changed and second.steps == []
+    assert second.summary().startswith("nothing to do")
+    assert snapshot(url) == before
+
+    rows = {r.ac: r for r in schema.validate(url)}
+    assert [rows[ac].status for ac in ("AC1", "AC2", "AC3", "AC4", "AC5", "AC6")] == [
+        "ok", "ok", "unsupported", "ok", "unsupported", "ok"]
+    assert rows["AC4"].mode == "emulated" and "never refreshed" in rows["AC4"].detail
+    assert "50 distinct backends" in rows["AC6"].detail
+    assert schema.failed(list(rows.values())) == []
+
+
+def test_dry_run_prints_sql_and_touches_nothing(make_db: Callable[..., str]) -> None:
+    url = make_db()
+    before = snapshot(url)
+    result = schema.provision(url, dry_run=True)
+    assert result.dry_run and not result.changed and len(result.sql) == len(result.steps)
+    assert any("create_hypertable" in s for s in result.sql)
+    assert any("CREATE MATERIALIZED VIEW IF NOT EXISTS candle_1h" in s for s in result.sql)
+    assert snapshot(url) == before
+
+
+# -- candles ----------------------------------------------------------------------------
+
+
+def test_candles_equal_recompute_from_ticks_and_from_1m(make_db: Callable[..., str]) -> None:
+    url = make_db()
+    schema.provision(url)
+    assert load_ticks(url) == 8_640
+    # a session in +05:30 must still get UTC-aligned buckets
+    kolkata = with_params(url, options="-cTimeZone=Asia/Kolkata")
+    done = schema.refresh_candles(kolkata)
+    assert [r.view for r in done] == list(schema.CANDLE_VIEWS)
+    assert {r.how for r in done} == {"full"}
+    for view in schema.CANDLE_VIEWS:
+        assert schema.candle_differences(url, view) == 0, view
+        assert schema.candle_differences(url, view, against="candle_1m") == 0, view
+    assert count(url, "SELECT sum(tick_count) FROM candle_1h") == 8_640
+    assert count(url, "SELECT count(*) FROM candle_1h "
+                      "WHERE extract(epoch FROM bucket)::bigint % 3600 <> 0") == 0
+    assert count(url, "SELECT count(*) FROM candle_1h") == 48
+
+    # a new tick makes the views stale (the comparison sees it); a refresh fixes them
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("INSERT INTO tick_data (time, symbol, last_price, volume) "
+                     "VALUES ('2026-01-05 10:00:00.5+00', 'ES', 1, 1)")
+    assert schema.candle_differences(url, "candle_1m") == 2
+    assert {r.how for r in schema.refresh_candles(url)} == {"full concurrently"}
+    for view in schema.CANDLE_VIEWS:
+        assert schema.candle_differences(url, view) == 0, view
+
+
+def test_refresh_without_views_says_provision(make_db: Callable[..., str]) -> None:
+    with pytest.raises(SchemaError, match="candle view 'candle_1m' not found; run 'tsj provision'"):
+        schema.refresh_candles(make_db())
+
+
+def test_retention_drops_old_chunks(make_db: Callable[..., str]) -> None:
+    url = make_db()
+    schema.provision(url)
+    old = (datetime.now(timezone.utc) - timedelta(days=120)).date().isoformat()
+    load_ticks(url, start=old, days=2)
+    load_ticks(url, start=datetime.now(timezone.utc).date().isoformat())
+    would = schema.apply_retention(url, dry_run=True)
+    assert len(would) == 2
+    assert count(url, "SELECT count(*) FROM tick_data") == 3 * 8_640
+    assert schema.apply_retention(url) == would
+    assert count(url, "SELECT count(*) FROM tick_data") == 8_640
+    assert schema.apply_retention(url, older_than=timedelta(days=90)) == []
+
+
+# -- bad input --------------------------------------------------------------------------
+
+
+def test_target_without_extension_says_how_to_enable(make_db: Callable[..., str]) -> None:
+    url = make_db(timescale=False)
+    with pytest.raises(SchemaError, match=r"CREATE EXTENSION timescaledb;.*shared_preload"):
+        schema.provision(url)
+    rows = schema.validate(url, pool_size=2)
+    assert [r.status for r in rows] == ["ok", "fail", "fail", "fail", "fail", "ok"]
+    assert "CREATE EXTENSION" in rows[1].detail
+
+
+def test_plain_table_with_rows_is_refused_then_migrated(make_db: Callable[..., str]) -> None:
+    url = make_db()
+    schema.create_source(url)
+    rows = load_ticks(url)
+    before = snapshot(url)
+    with pytest.raises(SchemaError, match=r"plain table with 8640 rows.*--migrate-data"):
+        schema.provision(url)
+    with pytest.raises(SchemaError, match="--migrate-data"):
+        schema.provision(url, dry_run=True)
+    assert snapshot(url) == before
+    result = schema.provision(url, migrate_data=True)
+    assert "create_hypertable_migrate_data" in [s.query for s in result.steps]
+    assert count(url, "SELECT count(*) FROM tick_data") == rows
+    assert count(url, "SELECT count(*) FROM timescaledb_information.chunks") == 1
+
+
+def test_missing_privileges_are_named(make_db: Callable[..., str], server) -> None:
+    url = make_db()
+    role, password = f"r_{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    admin = server.url("postgres")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
+            sql.Identifier(role), sql.Literal(password)))
+    parts = urlsplit(url)
+    role_url = f"postgresql://{role}:{password}@127.0.0.1:{parts.port}{parts.path}"
+    try:
+        with pytest.raises(SchemaError, match=rf"role '{role}' lacks CREATE on schema 'public'"):
+            schema.provision(role_url)
+        schema.create_source(url)  # tick_data now exists, owned by the superuser
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(sql.SQL("GRANT CREATE ON SCHEMA public TO {}").format(sql.Identifier(role)))
+        with pytest.raises(SchemaError, match=rf"role '{role}' does not own table 'public.tick_data'"):
+            schema.provision(role_url)
+        assert count(url, "SELECT count(*) FROM timescaledb_information.hypertables") == 0
+    finally:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+BAD = "postgresql://nobody@127.0.0.1:1/none"
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: schema.apply_retention(BAD, older_than="ninety days"), "not an interval"),
+    (lambda: schema.apply_retention(BAD, older_than=timedelta(0)), "must be positive"),
+    (lambda: schema.refresh_candles(BAD, start=datetime(2026, 1, 2, tzinfo=timezone.utc),
+                                    end=datetime(2026, 1, 1, tzinfo=timezone.utc)),
+     "is not before"),
+    (lambda: schema.refresh_candles(BAD, start=datetime(2026, 1, 2)), "no time zone"),
+    (lambda: schema.candle_differences(BAD, "candle_2m"), "unknown"),
+    (lambda: schema.validate(BAD, pool_size=0), "at least 1"),
+])
+def test_bad_values_fail_before_connecting(call: Callable[[], object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+# -- CLI --------------------------------------------------------------------------------
+
+
+def test_cli_provision_dry_run_then_provision_then_noop(make_db: Callable[..., str], capsys) -> None:
+    url = make_db()
+    assert main(["provision", "--target", url, "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "would apply 11 statements" in out and "CREATE MATERIALIZED VIEW" in out
+    assert "tsj provision: postgresql://" in out  # the (redacted) target is named
+    assert main(["provision", "--target", url, "--no-validate"]) == 0
+    assert "applied 11 statements" in capsys.readouterr().out
+    assert main(["provision", "--target", url]) == 0
+    out = capsys.readouterr().out
+    assert "nothing to do" in out and "AC6" in out
+
+
+def test_cli_missing_extension_is_one_line_exit_1(make_db: Callable[..., str], capsys) -> None:
+    url = make_db(timescale=False)
+    assert main(["provision", "--target", url]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("tsj: error:") and "\n" not in err and "CREATE EXTENSION" in err
+
+
+# -- the timescale-license DDL ----------------------------------------------------------
+
+
+def timescale_blocks() -> list[str]:
+    return [n for n in queries.names() if queries.get(n).file == "schema_timescale.sql"]
+
+
+def test_timescale_ddl_parses_one_statement_per_block() -> None:
+    pglast = pytest.importorskip("pglast")
+    names = timescale_blocks()
+    assert {f"ts_create_{v}" for v in schema.CANDLE_VIEWS} <= set(names)
+    for name in names:
+        text = re.sub(r"%\((\w+)\)s", "NULL", queries.text(name))  # psycopg parameters
+        stmts = pglast.parse_sql(text)
+        assert len(stmts) == 1, name
+    # the apache DDL too, identifiers filled in
+    for name in [n for n in queries.names() if n.startswith("create_")]:
+        text = queries.text(name).replace("{view}", "v").replace("{index}", "i")
+        assert pglast.parse_sql(text), name
+
+
+@pytest.fixture
+def timescale_url() -> str:
+    if not TIMESCALE_URL:
+        pytest.skip("TSJ_TEST_TIMESCALE_URL is not set: this machine has no TimescaleDB "
+                    "with the timescale license (the embedded server is apache)")
+    name = f"tsj_test_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(TIMESCALE_URL, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(name)))
+    try:
+        yield with_params(TIMESCALE_URL, options=f"-csearch_path={name}")
+    finally:
+        with psycopg.connect(TIMESCALE_URL, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(name)))
+
+
+def test_timescale_edition_provisions_validates_and_candles_match(timescale_url: str) -> None:
+    first = schema.provision(timescale_url)
+    assert first.edition == "timescaledb-timescale" and first.changed
+    assert not schema.provision(timescale_url).changed
+    rows = {r.ac: r for r in schema.validate(timescale_url)}
+    assert all(r.status == "ok" for r in rows.values()), rows
+    load_ticks(timescale_url)
+    assert {r.how for r in schema.refresh_candles(timescale_url)} == {"window"}
+    for view in schema.CANDLE_VIEWS:
+        assert schema.candle_differences(timescale_url, view) == 0, view
+        assert schema.candle_differences(timescale_url, view, against="candle_1m") == 0, view
