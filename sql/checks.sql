@@ -1,0 +1,351 @@
+-- Integrity checks (tsj_lab.checks). Every heavy query scans tick_data once and leaves
+-- its per-(symbol, UTC day) or per-finding result in a temporary table (chk_*) of the
+-- suite's one connection; the small queries after it read those tables, never the ticks.
+-- {table} is the tick table, {view} a candle view (identifiers).
+
+-- name: chk_hypertable_dimension
+-- The time dimension of hypertable %(table)s: column and chunk interval (no row: not a
+-- hypertable). AC2 wants one day.
+SELECT column_name, time_interval
+FROM timescaledb_information.dimensions
+WHERE hypertable_name = %(table)s AND dimension_type = 'Time'
+ORDER BY dimension_number
+LIMIT 1;
+
+-- name: chk_old_chunks
+-- Chunks of %(table)s entirely older than the retention period %(retention)s: retention
+-- (a policy on the timescale edition, tsj's drop_chunks on apache) should have dropped
+-- them. The first %(limit)s by age, with the total.
+SELECT count(*) OVER () AS total, chunk_name, range_start, range_end, is_compressed
+FROM timescaledb_information.chunks
+WHERE hypertable_name = %(table)s AND range_end <= now() - %(retention)s::interval
+ORDER BY range_start
+LIMIT %(limit)s;
+
+-- name: chk_compression_settings
+-- Compression (columnstore) settings of %(table)s: one row per segmentby/orderby column.
+-- The story wants segmentby symbol, orderby time DESC.
+SELECT attname, segmentby_column_index, orderby_column_index, orderby_asc
+FROM timescaledb_information.compression_settings
+WHERE hypertable_name = %(table)s
+ORDER BY segmentby_column_index NULLS LAST, orderby_column_index NULLS LAST;
+
+-- name: chk_uncompressed_old_chunks
+-- Chunks of %(table)s older than the compression age %(compress_after)s that are still
+-- uncompressed (the policy should have compressed them), the first %(limit)s, with the total.
+SELECT count(*) OVER () AS total, chunk_name, range_start, range_end
+FROM timescaledb_information.chunks
+WHERE hypertable_name = %(table)s AND range_end <= now() - %(compress_after)s::interval
+  AND NOT is_compressed
+ORDER BY range_start
+LIMIT %(limit)s;
+
+-- name: chk_day_scan
+-- THE quality pass: one scan of {table}, one row per (symbol, UTC day) into chk_days with
+-- the tick count, first/last time and a count per anomaly (FILTER clauses):
+--   null_price      any of bid/ask/last NULL
+--   crossed_quote   bid > ask (locked bid = ask is allowed)
+--   last_outside    last below bid or above ask by more than %(last_tolerance)s x price
+--                   (only where the quote is not crossed: a crossed quote has no inside)
+--   non_positive    a price <= 0
+--   negative_volume volume < 0
+--   future          time later than now() + %(future_tolerance)s
+CREATE TEMP TABLE chk_days AS
+SELECT symbol,
+       (time_bucket(INTERVAL '1 day', time) AT TIME ZONE 'UTC')::date AS day,
+       count(*) AS n,
+       min(time) AS first_time,
+       max(time) AS last_time,
+       count(*) FILTER (WHERE bid_price IS NULL OR ask_price IS NULL OR last_price IS NULL)
+         AS null_price,
+       count(*) FILTER (WHERE bid_price > ask_price) AS crossed_quote,
+       count(*) FILTER (WHERE bid_price <= ask_price
+                          AND (last_price < bid_price - %(last_tolerance)s * last_price
+                               OR last_price > ask_price + %(last_tolerance)s * last_price))
+         AS last_outside,
+       count(*) FILTER (WHERE bid_price <= 0 OR ask_price <= 0 OR last_price <= 0)
+         AS non_positive,
+       count(*) FILTER (WHERE volume < 0) AS negative_volume,
+       count(*) FILTER (WHERE time > now() + %(future_tolerance)s::interval) AS future
+FROM {table}
+GROUP BY 1, 2;
+
+-- name: chk_day_findings
+-- Per (symbol, day) count of quality anomaly %(kind)s (a chk_days column name passed as a
+-- value and picked by CASE, so no SQL is built from it); days without any are left out.
+SELECT symbol, day, found, n
+FROM (SELECT symbol, day, n,
+             CASE %(kind)s
+               WHEN 'null_price' THEN null_price
+               WHEN 'crossed_quote' THEN crossed_quote
+               WHEN 'last_outside' THEN last_outside
+               WHEN 'non_positive' THEN non_positive
+               WHEN 'negative_volume' THEN negative_volume
+               WHEN 'future' THEN future
+             END AS found
+      FROM chk_days) d
+WHERE found > 0
+ORDER BY symbol, day;
+
+-- name: chk_quality_sample
+-- The first %(limit)s ticks of %(symbol)s on UTC day %(day)s showing anomaly %(kind)s (the
+-- same predicates as chk_day_scan). The day range lets the (symbol, time) index serve it.
+SELECT time, symbol, bid_price, ask_price, last_price, volume
+FROM {table}
+WHERE symbol = %(symbol)s
+  AND time >= %(day)s::date::timestamp AT TIME ZONE 'UTC'
+  AND time < (%(day)s::date + 1)::timestamp AT TIME ZONE 'UTC'
+  AND CASE %(kind)s
+        WHEN 'null_price' THEN bid_price IS NULL OR ask_price IS NULL OR last_price IS NULL
+        WHEN 'crossed_quote' THEN bid_price > ask_price
+        WHEN 'last_outside' THEN bid_price <= ask_price
+             AND (last_price < bid_price - %(last_tolerance)s * last_price
+                  OR last_price > ask_price + %(last_tolerance)s * last_price)
+        WHEN 'non_positive' THEN bid_price <= 0 OR ask_price <= 0 OR last_price <= 0
+        WHEN 'negative_volume' THEN volume < 0
+        WHEN 'future' THEN time > now() + %(future_tolerance)s::interval
+      END
+ORDER BY time, bid_price, ask_price, last_price, volume
+LIMIT %(limit)s;
+
+-- name: chk_symbol_steps
+-- Each symbol's usual spacing of ticks: the median step between its first %(n)s ticks
+-- (index order, cheap), in seconds; steps of zero (same-time ticks) are ignored.
+SELECT s.symbol, percentile_cont(0.5) WITHIN GROUP (ORDER BY f.step) AS step_s
+FROM (SELECT DISTINCT symbol FROM chk_days) s
+CROSS JOIN LATERAL (
+  SELECT extract(epoch FROM time - lag(time) OVER (ORDER BY time)) AS step
+  FROM (SELECT time FROM {table} t WHERE t.symbol = s.symbol ORDER BY time LIMIT %(n)s) h
+) f
+WHERE f.step > 0
+GROUP BY s.symbol;
+
+-- name: chk_sequence_scan
+-- THE sequence pass: one ordered walk over {table} per symbol (window by time, then every
+-- column, so identical rows are neighbours). Keeps into chk_seq only the rows that are
+--   dup        identical in every column to the row before (one per extra copy)
+--   collision  at the same time as the row before but different (same symbol and time)
+--   gap        more than the symbol's %(gap_s)s seconds after the row before
+-- %(symbols)s / %(gap_s)s are parallel arrays: the gap threshold of each symbol.
+CREATE TEMP TABLE chk_seq AS
+WITH th AS (
+  SELECT * FROM unnest(%(symbols)s::text[], %(gap_s)s::float8[]) AS th(symbol, gap_s)
+), walk AS (
+  SELECT t.*, lag(t.time) OVER w AS prev_time, (t IS NOT DISTINCT FROM lag(t) OVER w) AS dup
+  FROM {table} t
+  WINDOW w AS (PARTITION BY t.symbol
+               ORDER BY t.time, t.bid_price, t.ask_price, t.last_price, t.volume, t.source,
+                        t.trade_id, t.account_id)
+)
+SELECT w.time, w.symbol, w.bid_price, w.ask_price, w.last_price, w.volume, w.prev_time,
+       w.dup,
+       (NOT w.dup AND w.time = w.prev_time) AS collision,
+       extract(epoch FROM w.time - w.prev_time) > th.gap_s AS gap
+FROM walk w JOIN th USING (symbol)
+WHERE w.dup OR w.time = w.prev_time OR extract(epoch FROM w.time - w.prev_time) > th.gap_s;
+
+-- name: chk_duplicates
+-- Extra copies of identical ticks per (symbol, UTC day), from chk_seq.
+SELECT symbol, (time AT TIME ZONE 'UTC')::date AS day, count(*) AS found
+FROM chk_seq WHERE dup
+GROUP BY 1, 2 ORDER BY 1, 2;
+
+-- name: chk_duplicate_sample
+-- The first %(limit)s extra copies of %(symbol)s on day %(day)s.
+SELECT time, symbol, bid_price, ask_price, last_price, volume
+FROM chk_seq
+WHERE dup AND symbol = %(symbol)s AND (time AT TIME ZONE 'UTC')::date = %(day)s::date
+ORDER BY time, bid_price, ask_price, last_price, volume
+LIMIT %(limit)s;
+
+-- name: chk_gaps
+-- Gaps of chk_seq that no session break explains, with their UTC clock times. A gap is a
+-- session break when
+--   * it recurs: another gap (any symbol, any day) starts and ends at the same clock
+--     minutes (daily halts, overnight closes);
+--   * %(weekends)s and it starts on a Friday and ends on a Saturday, Sunday or Monday (UTC);
+--   * it lies inside one of the daily clock windows %(break_start_s)s..%(break_end_s)s
+--     (seconds after UTC midnight, parallel arrays; an end before the start wraps midnight)
+--     widened by the symbol's gap threshold.
+WITH g AS (
+  SELECT s.symbol, s.prev_time, s.time,
+         extract(epoch FROM s.time - s.prev_time) AS gap_s,
+         date_trunc('minute', s.prev_time AT TIME ZONE 'UTC')::time AS start_tod,
+         date_trunc('minute', s.time AT TIME ZONE 'UTC')::time AS end_tod,
+         extract(isodow FROM s.prev_time AT TIME ZONE 'UTC') AS start_dow,
+         extract(isodow FROM s.time AT TIME ZONE 'UTC') AS end_dow,
+         extract(epoch FROM (s.prev_time AT TIME ZONE 'UTC')::time) AS start_s,
+         extract(epoch FROM (s.time AT TIME ZONE 'UTC')::time) AS end_s
+  FROM chk_seq s WHERE s.gap
+), recurring AS (
+  SELECT start_tod, end_tod FROM g GROUP BY 1, 2 HAVING count(*) > 1
+), windows AS (
+  SELECT * FROM unnest(%(break_start_s)s::float8[], %(break_end_s)s::float8[]) AS b(b0, b1)
+)
+SELECT g.symbol, (g.time AT TIME ZONE 'UTC')::date AS day, g.prev_time, g.time,
+       g.gap_s::float8 AS gap_s
+FROM g
+WHERE NOT EXISTS (SELECT 1 FROM recurring r
+                  WHERE r.start_tod = g.start_tod AND r.end_tod = g.end_tod)
+  AND NOT (%(weekends)s AND g.start_dow = 5 AND g.end_dow IN (6, 7, 1))
+  AND NOT EXISTS (
+    SELECT 1 FROM windows b
+    WHERE g.gap_s <= 86400
+      AND CASE WHEN b.b0 <= b.b1
+               THEN g.start_s >= b.b0 - %(slack_s)s AND g.end_s <= b.b1 + %(slack_s)s
+                    AND g.end_s >= g.start_s
+               ELSE (g.start_s >= b.b0 - %(slack_s)s OR g.start_s <= b.b1)
+                    AND (g.end_s <= b.b1 + %(slack_s)s OR g.end_s >= b.b0)
+          END)
+ORDER BY g.symbol, g.time;
+
+-- name: chk_hour_shifts
+-- Time-zone mistakes: runs of same-time collisions (chk_seq) that a hole in the same
+-- symbol's ticks explains as a shift by whole hours. A collision run is the maximal
+-- sequence of collisions at most %(join_steps)s steps apart; it is a shift when an
+-- unexplained gap of the same symbol (chk_gaps, passed as %(gap_symbols)s/%(gap_starts)s/
+-- %(gap_ends)s arrays) leaves a hole of the run's length (within %(tol_steps)s steps)
+-- that starts a whole number of hours (1-26, within %(tol_steps)s steps) away from the run.
+-- %(symbols)s / %(step_s)s give each symbol's step. One row per run.
+WITH st AS (
+  SELECT * FROM unnest(%(symbols)s::text[], %(step_s)s::float8[]) AS st(symbol, step_s)
+), holes AS (
+  SELECT * FROM unnest(%(gap_symbols)s::text[], %(gap_starts)s::timestamptz[],
+                       %(gap_ends)s::timestamptz[]) AS h(symbol, prev_time, next_time)
+), c AS (
+  SELECT s.symbol, s.time, st.step_s,
+         CASE WHEN extract(epoch FROM s.time - lag(s.time) OVER w) <= %(join_steps)s * st.step_s
+              THEN 0 ELSE 1 END AS starts_run
+  FROM chk_seq s JOIN st USING (symbol)
+  WHERE s.collision
+  WINDOW w AS (PARTITION BY s.symbol ORDER BY s.time)
+), runs AS (
+  SELECT symbol, step_s, sum(starts_run) OVER (PARTITION BY symbol ORDER BY time) AS run, time
+  FROM c
+), r AS (
+  SELECT symbol, run, min(step_s) AS step_s, min(time) AS first_time, max(time) AS last_time,
+         count(*) AS found
+  FROM runs GROUP BY symbol, run
+)
+SELECT r.symbol, (r.first_time AT TIME ZONE 'UTC')::date AS day, r.first_time, r.last_time,
+       r.found, h.prev_time AS hole_after, h.next_time AS hole_before, h.offset_hours
+FROM r
+JOIN LATERAL (
+  SELECT h.prev_time, h.next_time, round(o.offset_s / 3600)::int AS offset_hours
+  FROM holes h
+  -- offset_s: from the first missing tick (prev_time + step) to the first collision
+  CROSS JOIN LATERAL (SELECT extract(epoch FROM r.first_time - h.prev_time) - r.step_s
+                      AS offset_s) o
+  WHERE h.symbol = r.symbol
+    -- the hole holds as many missing ticks as the run has collisions
+    AND abs(extract(epoch FROM (h.next_time - h.prev_time) - (r.last_time - r.first_time))
+            - 2 * r.step_s) <= %(tol_steps)s * r.step_s
+    -- and lies a whole number of hours (1 to 26, either way) away from the run
+    AND abs(o.offset_s - 3600 * round(o.offset_s / 3600)) <= %(tol_steps)s * r.step_s
+    AND abs(round(o.offset_s / 3600)) BETWEEN 1 AND 26
+  ORDER BY abs(o.offset_s)
+  LIMIT 1
+) h ON true
+ORDER BY r.symbol, r.first_time;
+
+-- name: chk_hour_shift_sample
+-- The first %(limit)s collision rows of %(symbol)s between %(start)s and %(end)s.
+SELECT time, symbol, bid_price, ask_price, last_price, volume
+FROM chk_seq
+WHERE collision AND symbol = %(symbol)s AND time BETWEEN %(start)s AND %(end)s
+ORDER BY time
+LIMIT %(limit)s;
+
+-- name: chk_tick_extent
+-- The last tick time and the tick count of the table, from chk_days.
+SELECT max(last_time) AS last_time, sum(n)::bigint AS n FROM chk_days;
+
+-- name: chk_candle_freshness
+-- The newest bucket of candle view {view} and its total tick count.
+SELECT max(bucket) AS last_bucket, coalesce(sum(tick_count), 0)::bigint AS ticks FROM {view};
+
+-- name: chk_candle_recompute
+-- Candle view {view} against a recompute from the raw ticks of {table} with buckets of
+-- %(width)s, over every bucket that ends by %(horizon)s (the last tick minus the refresh
+-- lag). FULL JOIN: a bucket missing on either side is a mismatch. Returns the first
+-- %(limit)s mismatches with the total.
+WITH v AS (
+  SELECT bucket, symbol, open, high, low, close, volume, tick_count
+  FROM {view} WHERE bucket + %(width)s::interval <= %(horizon)s
+), r AS (
+  SELECT time_bucket(%(width)s::interval, time) AS bucket, symbol,
+         first(last_price, time) AS open, max(last_price) AS high, min(last_price) AS low,
+         last(last_price, time) AS close, sum(volume) AS volume, count(*) AS tick_count
+  FROM {table}
+  WHERE time < %(horizon)s
+  GROUP BY 1, 2
+  HAVING time_bucket(%(width)s::interval, min(time)) + %(width)s::interval <= %(horizon)s
+)
+SELECT count(*) OVER () AS total, bucket, symbol,
+       v.open AS view_open, r.open AS tick_open, v.high AS view_high, r.high AS tick_high,
+       v.low AS view_low, r.low AS tick_low, v.close AS view_close, r.close AS tick_close,
+       v.volume AS view_volume, r.volume AS tick_volume,
+       v.tick_count AS view_ticks, r.tick_count AS tick_ticks
+FROM v FULL JOIN r USING (bucket, symbol)
+WHERE (v.open, v.high, v.low, v.close, v.volume, v.tick_count)
+      IS DISTINCT FROM (r.open, r.high, r.low, r.close, r.volume, r.tick_count)
+ORDER BY bucket, symbol
+LIMIT %(limit)s;
+
+-- name: chk_candle_recompute_sample
+-- Candle view {view} against a recompute from {table} on %(sample)s random buckets of
+-- the view (setseed first for a repeatable sample) that end by %(horizon)s; each bucket
+-- is recomputed from its own ticks through the (symbol, time) index.
+WITH v AS (
+  SELECT bucket, symbol, open, high, low, close, volume, tick_count
+  FROM {view} WHERE bucket + %(width)s::interval <= %(horizon)s
+  ORDER BY random() LIMIT %(sample)s
+)
+SELECT count(*) OVER () AS total, v.bucket, v.symbol,
+       v.open AS view_open, r.open AS tick_open, v.high AS view_high, r.high AS tick_high,
+       v.low AS view_low, r.low AS tick_low, v.close AS view_close, r.close AS tick_close,
+       v.volume AS view_volume, r.volume AS tick_volume,
+       v.tick_count AS view_ticks, r.tick_count AS tick_ticks
+FROM v
+CROSS JOIN LATERAL (
+  SELECT first(last_price, time) AS open, max(last_price) AS high, min(last_price) AS low,
+         last(last_price, time) AS close, sum(volume) AS volume, count(*) AS tick_count
+  FROM {table} t
+  WHERE t.symbol = v.symbol AND t.time >= v.bucket AND t.time < v.bucket + %(width)s::interval
+) r
+WHERE (v.open, v.high, v.low, v.close, v.volume, v.tick_count)
+      IS DISTINCT FROM (r.open, r.high, r.low, r.close, r.volume, r.tick_count)
+ORDER BY v.bucket, v.symbol
+LIMIT %(limit)s;
+
+-- name: chk_set_seed
+-- A repeatable random() for the sampled candle comparison.
+SELECT setseed(%(seed)s);
+
+-- name: chk_candle_rollup
+-- Candle view {view} (buckets of %(width)s) against its rollup of candle_1m {base}: open
+-- = the first 1m open, close = the last 1m close, high/low = max/min, volume and tick
+-- count summed. Both sides are small; the first %(limit)s mismatches with the total.
+WITH r AS (
+  SELECT time_bucket(%(width)s::interval, bucket) AS bucket, symbol,
+         first(open, bucket) AS open, max(high) AS high, min(low) AS low,
+         last(close, bucket) AS close, sum(volume) AS volume,
+         sum(tick_count)::bigint AS tick_count
+  FROM {base} GROUP BY 1, 2
+), v AS (
+  SELECT bucket, symbol, open, high, low, close, volume, tick_count::bigint AS tick_count
+  FROM {view}
+)
+SELECT count(*) OVER () AS total, bucket, symbol,
+       v.open AS view_open, r.open AS rollup_open, v.close AS view_close,
+       r.close AS rollup_close, v.volume AS view_volume, r.volume AS rollup_volume,
+       v.tick_count AS view_ticks, r.tick_count AS rollup_ticks
+FROM v FULL JOIN r USING (bucket, symbol)
+WHERE (v.open, v.high, v.low, v.close, v.volume, v.tick_count)
+      IS DISTINCT FROM (r.open, r.high, r.low, r.close, r.volume, r.tick_count)
+ORDER BY bucket, symbol
+LIMIT %(limit)s;
+
+-- name: chk_relation_kind
+-- Whether relation %(name)s exists and what it is (r table, v view, m materialized view).
+SELECT c.relkind::text FROM pg_class c WHERE c.oid = to_regclass(%(name)s);

@@ -1,0 +1,602 @@
+"""Integrity checks -> one table of results.
+
+Reconciliation (source against target, per symbol and UTC day), data quality of the
+target's ticks, candles against the raw ticks, and the hypertable's layout. Every check
+runs in the database (sql/checks.sql): two passes over ``tick_data`` (one aggregate scan
+with FILTER clauses, one ordered window walk) leave small per-(symbol, day) tables that
+the rest of the suite reads; only those results ever reach Python.
+
+Each finding is a :class:`CheckResult`: check name, scope (table, symbol, UTC day),
+status, observed against expected, rows affected and a few sample rows. A check that
+finds nothing yields one ``ok`` row for the whole table, so nothing is silently skipped.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import re
+import sys
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import pandas as pd
+import psycopg
+
+from . import queries
+from .db import connection, probe
+from .errors import SchemaError
+
+log = logging.getLogger("tsj_lab")
+
+STATUSES = ("ok", "warn", "fail", "unsupported")
+_RANK = {"ok": 0, "unsupported": 0, "warn": 1, "fail": 2}
+
+#: what a finding of each check means: 'fail' is wrong data or a broken promise of the
+#: story; 'warn' is suspicious data that real feeds can legitimately contain.
+SEVERITY: dict[str, str] = {
+    "reconcile": "fail",
+    "duplicate_ticks": "warn",  # two identical fills in one instant can be real
+    "null_prices": "warn",  # quote-only or trade-only ticks exist in real feeds
+    "crossed_quotes": "warn",  # crossed markets happen for an instant
+    "last_outside_quote": "warn",  # trades print outside a stale quote
+    "non_positive_prices": "fail",
+    "negative_volume": "fail",
+    "future_ticks": "fail",
+    "gaps": "warn",  # feed outages are facts to know, not corruption
+    "hour_shifts": "fail",
+    "candle_recompute": "fail",
+    "candle_rollup": "fail",
+    "candle_freshness": "warn",  # 'tsj refresh' fixes it
+    "chunk_interval": "fail",
+    "retention": "warn",  # 'tsj retention' (apache) or the policy (timescale) fixes it
+    "compression": "warn",
+}
+
+#: quality checks of the aggregate pass: check name -> chk_days column
+_QUALITY = {
+    "null_prices": "null_price",
+    "crossed_quotes": "crossed_quote",
+    "last_outside_quote": "last_outside",
+    "non_positive_prices": "non_positive",
+    "negative_volume": "negative_volume",
+    "future_ticks": "future",
+}
+_WIDTHS = {"candle_1m": "1 minute", "candle_5m": "5 minutes", "candle_15m": "15 minutes",
+           "candle_1h": "1 hour"}
+_BREAK = re.compile(r"^(\d{1,2}):(\d{2})-(\d{1,2}):(\d{2})$")
+
+
+@dataclass
+class CheckResult:
+    """One row of the results table."""
+
+    check: str
+    status: str
+    table: str
+    symbol: str | None = None
+    day: dt.date | None = None
+    observed: str = ""
+    expected: str = ""
+    rows_affected: int = 0
+    samples: list[list[Any]] = field(default_factory=list)
+    detail: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Options:
+    """What the suite checks and how strictly; every field has a plain default."""
+
+    table: str = "tick_data"
+    #: candle buckets compared with a recompute per view; 0 compares every bucket
+    sample: int = 0
+    #: sample rows kept per finding
+    sample_rows: int = 5
+    #: the expected spacing of ticks; None: each symbol's median step
+    interval_ms: float | None = None
+    #: a gap is longer than this many expected intervals
+    gap_multiple: float = 10.0
+    #: daily UTC clock windows where gaps are session breaks; the default covers the CME
+    #: Globex daily halt (17:00-18:00 Chicago: 22:00-23:00 UTC in winter, 21:00-22:00 in summer)
+    breaks: tuple[str, ...] = ("21:00-23:00",)
+    #: gaps from Friday to the weekend or Monday are weekend closes
+    weekends: bool = True
+    #: last may lie outside [bid, ask] by this fraction of its price
+    last_tolerance: float = 0.0
+    future_tolerance: dt.timedelta = dt.timedelta(minutes=5)
+    #: how far candle views may lag the last tick (0: tsj refreshes them, apache)
+    candle_lag: dt.timedelta = dt.timedelta(0)
+    retention: dt.timedelta = dt.timedelta(days=90)
+    compress_after: dt.timedelta = dt.timedelta(days=30)
+    #: random seed of the sampled candle comparison (-1..1, PostgreSQL's setseed)
+    seed: float = 0.16
+    #: findings per check that get their own sample query (the rest are still counted)
+    max_detail_rows: int = 50
+    #: ticks per symbol used to estimate its step
+    step_sample: int = 2000
+
+    def __post_init__(self) -> None:
+        _positive = {"gap_multiple": self.gap_multiple, "max_detail_rows": self.max_detail_rows,
+                     "step_sample": self.step_sample}
+        for name, value in _positive.items():
+            if value <= 0:
+                raise ValueError(f"{name}={value} must be positive")
+        if self.sample < 0 or self.sample_rows < 0:
+            raise ValueError(f"sample={self.sample} and sample_rows={self.sample_rows} "
+                             "must be >= 0 (sample 0: every bucket)")
+        if self.interval_ms is not None and self.interval_ms <= 0:
+            raise ValueError(f"interval_ms={self.interval_ms} must be positive, or None to "
+                             "estimate it")
+        if not 0 <= self.last_tolerance < 1:
+            raise ValueError(f"last_tolerance={self.last_tolerance} must be a fraction in [0, 1)")
+        if not -1 <= self.seed <= 1:
+            raise ValueError(f"seed={self.seed} must lie in [-1, 1]")
+        for name in ("future_tolerance", "candle_lag", "retention", "compress_after"):
+            if getattr(self, name) < dt.timedelta(0):
+                raise ValueError(f"{name}={getattr(self, name)} must not be negative")
+        break_windows(self.breaks)
+
+
+def break_windows(breaks: Iterable[str]) -> tuple[list[float], list[float]]:
+    """``("22:00-23:00", ...)`` as parallel lists of start and end seconds after midnight."""
+    starts, ends = [], []
+    for text in breaks:
+        m = _BREAK.match(text.strip())
+        if not m or int(m[1]) > 24 or int(m[3]) > 24 or int(m[2]) > 59 or int(m[4]) > 59:
+            raise ValueError(f"break window {text!r} is not HH:MM-HH:MM (UTC), e.g. 22:00-23:00")
+        starts.append(int(m[1]) * 3600 + int(m[2]) * 60.0)
+        ends.append(int(m[3]) * 3600 + int(m[4]) * 60.0)
+    return starts, ends
+
+
+# -- the suite ----------------------------------------------------------------------------
+
+
+@dataclass
+class _Run:
+    """What the steps of one suite run share: the connection and what earlier steps found."""
+
+    conn: psycopg.Connection[Any]
+    opts: Options
+    license: str | None
+    source_url: str | None
+    results: list[CheckResult] = field(default_factory=list)
+    steps: dict[str, float] = field(default_factory=dict)  # symbol -> step in seconds
+    holes: list[tuple[str, dt.datetime, dt.datetime]] = field(default_factory=list)
+
+    def q(self, name: str, params: dict[str, Any] | None = None, **idents: str) -> list[Any]:
+        """Rows of named query ``name`` with ``{table}`` (and ``idents``) filled in."""
+        stmt = queries.compose(name, table=self.opts.table, **idents)
+        return self.conn.execute(stmt, params or {}).fetchall()
+
+    def add(self, check: str, *, found: int = 0, status: str | None = None,
+            **fields: Any) -> None:
+        status = status or (SEVERITY[check] if found else "ok")
+        table = fields.pop("table", self.opts.table)
+        self.results.append(CheckResult(check, status, table, rows_affected=found, **fields))
+
+
+def run(
+    target_url: str,
+    *,
+    source_url: str | None = None,
+    progress: bool | None = None,
+    **options: Any,
+) -> list[CheckResult]:
+    """Run every check on ``target_url`` (and reconcile with ``source_url``); the findings.
+
+    ``options`` are the fields of :class:`Options` (bad values raise ValueError before any
+    connection is made).
+    """
+    opts = Options(**options)
+    with connection(target_url, autocommit=True) as conn:
+        caps = probe(conn)
+        if caps.timescaledb_version is None:
+            raise SchemaError("target has no timescaledb extension; point --target at the "
+                              "TimescaleDB and run 'tsj provision'")
+        if not conn.execute(queries.text("chk_relation_kind"), {"name": opts.table}).fetchone():
+            raise SchemaError(f"table '{opts.table}' not found on the target; run 'tsj provision'")
+        ctx = _Run(conn, opts, caps.license, source_url)
+        steps = _steps()
+        from tqdm.auto import tqdm
+
+        with tqdm(steps, desc="checks", unit="check", disable=not _progress(progress)) as bar:
+            for name, step in bar:
+                bar.set_postfix_str(name)
+                step(ctx)
+    return ctx.results
+
+
+def run_all(target_url: str, *, source_url: str | None = None, progress: bool | None = None,
+            **options: Any) -> pd.DataFrame:
+    """:func:`run` as a DataFrame (the results table notebooks show)."""
+    return to_frame(run(target_url, source_url=source_url, progress=progress, **options))
+
+
+def to_frame(results: Sequence[CheckResult]) -> pd.DataFrame:
+    cols = list(CheckResult.__dataclass_fields__)
+    return pd.DataFrame([r.as_dict() for r in results], columns=cols)
+
+
+def worst(results: Iterable[CheckResult]) -> str:
+    """The worst status among ``results``: 'fail', 'warn' or 'ok'."""
+    rank = max((_RANK[r.status] for r in results), default=0)
+    return {0: "ok", 1: "warn", 2: "fail"}[rank]
+
+
+def exit_status(results: Iterable[CheckResult], *, strict: bool = False) -> int:
+    """1 on any fail (or any warn with ``strict``), else 0."""
+    w = worst(results)
+    return 1 if w == "fail" or (strict and w == "warn") else 0
+
+
+def summary(results: Iterable[CheckResult]) -> dict[str, int]:
+    """How many rows have each status."""
+    out = dict.fromkeys(STATUSES, 0)
+    for r in results:
+        out[r.status] += 1
+    return out
+
+
+def _progress(flag: bool | None) -> bool:
+    if flag is not None:
+        return flag
+    return sys.stderr.isatty() and os.environ.get("TSJ_NO_PROGRESS") != "1"
+
+
+def _steps() -> list[tuple[str, Callable[[_Run], None]]]:
+    from . import schema
+
+    return [
+        ("layout", check_layout),
+        ("quality", check_quality),
+        ("sequence", check_sequence),
+        ("reconcile", check_reconcile),
+        *((f"candles {v}", _candle_step(v)) for v in schema.CANDLE_VIEWS),
+    ]
+
+
+# -- layout ------------------------------------------------------------------------------
+
+
+def check_layout(ctx: _Run) -> None:
+    """Chunk interval of one day, no chunk past retention, compression as configured."""
+    t, opts = ctx.opts.table, ctx.opts
+    dim = ctx.q("chk_hypertable_dimension", {"table": t})
+    if not dim:
+        ctx.add("chunk_interval", status="fail", observed="not a hypertable",
+                expected="hypertable, 1 day chunks",
+                detail=f"'{t}' is a plain table; run 'tsj provision'")
+        return
+    interval = dim[0][1]
+    ctx.add("chunk_interval", status="ok" if interval == dt.timedelta(days=1) else "fail",
+            observed=_interval_text(interval), expected="1 day",
+            detail=f"time dimension '{dim[0][0]}' (AC2)")
+    old = ctx.q("chk_old_chunks", {"table": t, "retention": opts.retention,
+                                   "limit": opts.sample_rows})
+    ctx.add("retention", found=old[0][0] if old else 0, observed=f"{old[0][0] if old else 0} chunks",
+            expected=f"0 chunks older than {opts.retention.days} days",
+            samples=[_jsonable(r[1:]) for r in old],
+            detail="drop them with 'tsj retention'" if old else "AC5")
+    _check_compression(ctx)
+
+
+def _check_compression(ctx: _Run) -> None:
+    t, opts = ctx.opts.table, ctx.opts
+    if ctx.license != "timescale":
+        ctx.add("compression", status="unsupported", observed="unavailable",
+                expected="segmentby symbol, orderby time DESC, after 30 days",
+                detail=f"compression needs the timescale license; this server is "
+                       f"'{ctx.license}' (AC3 cannot hold here)")
+        return
+    settings = ctx.q("chk_compression_settings", {"table": t})
+    seg = [r[0] for r in settings if r[1] is not None]
+    order = [(r[0], "ASC" if r[3] else "DESC") for r in settings if r[2] is not None]
+    observed = f"segmentby {seg or '-'}, orderby {order or '-'}"
+    if seg != ["symbol"] or not order or order[0] != ("time", "DESC"):
+        ctx.add("compression", status="fail", observed=observed,
+                expected="segmentby ['symbol'], orderby [('time', 'DESC')]",
+                detail="run 'tsj provision'")
+        return
+    late = ctx.q("chk_uncompressed_old_chunks", {"table": t, "compress_after": opts.compress_after,
+                                                 "limit": opts.sample_rows})
+    n = late[0][0] if late else 0
+    ctx.add("compression", found=n, observed=f"{observed}; {n} old chunks uncompressed",
+            expected=f"chunks older than {opts.compress_after.days} days compressed",
+            samples=[_jsonable(r[1:]) for r in late],
+            detail="the compression policy has not run on them yet" if n else "AC3")
+
+
+# -- data quality: the aggregate pass ----------------------------------------------------
+
+
+def check_quality(ctx: _Run) -> None:
+    """One scan into chk_days; then each anomaly per (symbol, day) with sample rows."""
+    opts = ctx.opts
+    limits = {"last_tolerance": opts.last_tolerance, "future_tolerance": opts.future_tolerance}
+    ctx.conn.execute(queries.compose("chk_day_scan", table=opts.table), limits)
+    for check, kind in _QUALITY.items():
+        days = ctx.q("chk_day_findings", {"kind": kind})
+        if not days:
+            ctx.add(check, observed="0 rows", expected="0 rows")
+            continue
+        for i, (symbol, day, found, n) in enumerate(days):
+            samples = []
+            if i < opts.max_detail_rows and opts.sample_rows:
+                rows = ctx.q("chk_quality_sample", {"kind": kind, "symbol": symbol, "day": day,
+                                                    "limit": opts.sample_rows, **limits})
+                samples = [_jsonable(r) for r in rows]
+            ctx.add(check, found=found, symbol=symbol, day=day, observed=f"{found} rows",
+                    expected="0 rows", samples=samples, detail=f"of {n} ticks that day")
+
+
+# -- data quality: the ordered walk ------------------------------------------------------
+
+
+def check_sequence(ctx: _Run) -> None:
+    """One ordered walk into chk_seq: duplicates, gaps, whole-hour shifts."""
+    opts = ctx.opts
+    ctx.steps = _symbol_steps(ctx)
+    symbols = sorted(ctx.steps)
+    ctx.conn.execute(queries.compose("chk_sequence_scan", table=opts.table), {
+        "symbols": symbols, "gap_s": [ctx.steps[s] * opts.gap_multiple for s in symbols]})
+    _check_duplicates(ctx)
+    _check_gaps(ctx)
+    _check_hour_shifts(ctx)
+
+
+def _symbol_steps(ctx: _Run) -> dict[str, float]:
+    """Each symbol's expected step in seconds: the option, else its median step."""
+    rows = ctx.q("chk_symbol_steps", {"n": ctx.opts.step_sample})
+    if ctx.opts.interval_ms is not None:
+        return {r[0]: ctx.opts.interval_ms / 1000 for r in rows}
+    return {r[0]: float(r[1]) for r in rows if r[1]}
+
+
+def _check_duplicates(ctx: _Run) -> None:
+    days = ctx.q("chk_duplicates")
+    if not days:
+        ctx.add("duplicate_ticks", observed="0 extra copies", expected="0 extra copies",
+                detail="identical in every column")
+    for i, (symbol, day, found) in enumerate(days):
+        samples = []
+        if i < ctx.opts.max_detail_rows:
+            samples = [_jsonable(r) for r in ctx.q("chk_duplicate_sample", {
+                "symbol": symbol, "day": day, "limit": ctx.opts.sample_rows})]
+        ctx.add("duplicate_ticks", found=found, symbol=symbol, day=day,
+                observed=f"{found} extra copies", expected="0 extra copies", samples=samples,
+                detail="rows identical in every column to another row")
+
+
+def _check_gaps(ctx: _Run) -> None:
+    opts = ctx.opts
+    b0, b1 = break_windows(opts.breaks)
+    slack = max(ctx.steps.values(), default=1.0) * opts.gap_multiple
+    rows = ctx.q("chk_gaps", {"weekends": opts.weekends, "break_start_s": b0,
+                              "break_end_s": b1, "slack_s": slack})
+    ctx.holes = [(r[0], r[2], r[3]) for r in rows]
+    expected = f"no gap over {opts.gap_multiple:g} steps outside session breaks"
+    if not rows:
+        ctx.add("gaps", observed="0 gaps", expected=expected, detail=_steps_text(ctx.steps))
+    by_day: dict[tuple[str, dt.date], list[Any]] = {}
+    for r in rows:
+        by_day.setdefault((r[0], r[1]), []).append(r)
+    for symbol, day in by_day:
+        found = by_day[(symbol, day)]
+        longest = max(g[4] for g in found)
+        ctx.add("gaps", found=len(found), symbol=symbol, day=day,
+                observed=f"{len(found)} gaps, longest {longest:g} s", expected=expected,
+                samples=[_jsonable((g[2], g[3], g[4])) for g in found[:opts.sample_rows]],
+                detail=f"step {ctx.steps.get(symbol, 0):g} s; samples: last tick before, "
+                       "first after, seconds")
+
+
+def _steps_text(steps: dict[str, float]) -> str:
+    return "steps: " + ", ".join(f"{s} {v:g} s" for s, v in sorted(steps.items()))
+
+
+def _check_hour_shifts(ctx: _Run) -> None:
+    opts = ctx.opts
+    symbols = sorted(ctx.steps)
+    rows = ctx.q("chk_hour_shifts", {
+        "symbols": symbols, "step_s": [ctx.steps[s] for s in symbols],
+        "gap_symbols": [h[0] for h in ctx.holes], "gap_starts": [h[1] for h in ctx.holes],
+        "gap_ends": [h[2] for h in ctx.holes], "join_steps": 2, "tol_steps": 2})
+    expected = "no same-time ticks that fill a hole a whole number of hours away"
+    if not rows:
+        ctx.add("hour_shifts", observed="0 rows", expected=expected)
+    for symbol, day, first, last, found, hole_after, hole_before, hours in rows:
+        samples = [_jsonable(r) for r in ctx.q("chk_hour_shift_sample", {
+            "symbol": symbol, "start": first, "end": last, "limit": opts.sample_rows})]
+        ctx.add("hour_shifts", found=found, symbol=symbol, day=day,
+                observed=f"{found} ticks {first:%Y-%m-%d %H:%M:%S}..{last:%H:%M:%S} collide",
+                expected=expected, samples=samples,
+                detail=f"they fill the hole after {hole_after:%Y-%m-%d %H:%M:%S} "
+                       f"{hours:+d} h away: timestamps written with a time-zone offset")
+
+
+# -- reconciliation ----------------------------------------------------------------------
+
+_DIGEST_FIELDS = ("rows", "first_time", "last_time", "volume", "checksum")
+
+
+def check_reconcile(ctx: _Run) -> None:
+    """Source against target per (symbol, UTC day): the ticks engineer's day_digest."""
+    expected = "source = target: rows, first/last time, volume, checksum per symbol and day"
+    if not ctx.source_url:
+        ctx.add("reconcile", status="unsupported", observed="no source", expected=expected,
+                detail="no source given; pass --source URL (or set TSJ_SOURCE_URL)")
+        return
+    target = _digest(ctx.conn, ctx.opts.table)
+    with connection(ctx.source_url, autocommit=True) as src:
+        if not src.execute(queries.text("chk_relation_kind"), {"name": ctx.opts.table}).fetchone():
+            ctx.add("reconcile", status="warn", observed="no source table", expected=expected,
+                    detail=f"table '{ctx.opts.table}' not found on the source; migrate first "
+                           "or pass the right --source")
+            return
+        source = _digest(src, ctx.opts.table)
+    bad = [k for k in sorted(source.keys() | target.keys(), key=_key_order)
+           if source.get(k) != target.get(k)]
+    if not bad:
+        rows = sum(v[0] for v in source.values())
+        ctx.add("reconcile", observed=f"{len(source)} symbol-days, {rows} rows match",
+                expected=expected)
+        return
+    for symbol, day in bad:
+        s, t = source.get((symbol, day)), target.get((symbol, day))
+        ctx.add("reconcile", status="fail", found=_reconcile_rows(s, t), symbol=symbol, day=day,
+                observed=_digest_text(t), expected=_digest_text(s),
+                samples=_digest_diff(s, t), detail="samples: field, source, target")
+
+
+def _digest(conn: psycopg.Connection[Any], table: str) -> dict[tuple[str, Any], tuple[Any, ...]]:
+    rows = conn.execute(queries.compose("day_digest", table=table),
+                        {"since": "-infinity", "until": "infinity", "symbols": None}).fetchall()
+    return {(r[0], r[1]): tuple(r[2:]) for r in rows}
+
+
+def _key_order(key: tuple[str, Any]) -> tuple[str, str]:
+    return key[0], str(key[1])
+
+
+def _reconcile_rows(s: tuple[Any, ...] | None, t: tuple[Any, ...] | None) -> int:
+    """The difference in row count; at least 1 when only the content differs."""
+    return abs((s[0] if s else 0) - (t[0] if t else 0)) or 1
+
+
+def _digest_text(d: tuple[Any, ...] | None) -> str:
+    if d is None:
+        return "absent"
+    return f"{d[0]} rows, volume {d[3]}, {d[1]:%H:%M:%S}..{d[2]:%H:%M:%S}" if d[1] else f"{d[0]} rows"
+
+
+def _digest_diff(s: tuple[Any, ...] | None, t: tuple[Any, ...] | None) -> list[list[Any]]:
+    s = s or (None,) * len(_DIGEST_FIELDS)
+    t = t or (None,) * len(_DIGEST_FIELDS)
+    return [_jsonable((f, a, b)) for f, a, b in zip(_DIGEST_FIELDS, s, t) if a != b]
+
+
+# -- candles -----------------------------------------------------------------------------
+
+
+def _candle_step(view: str) -> Callable[[_Run], None]:
+    def step(ctx: _Run) -> None:
+        check_candles(ctx, view)
+
+    step.__name__ = f"check_{view}"
+    return step
+
+
+def check_candles(ctx: _Run, view: str) -> None:
+    """``view`` equals a recompute from the ticks, rolls up from candle_1m, and is fresh."""
+    if not ctx.conn.execute(queries.text("chk_relation_kind"), {"name": view}).fetchone():
+        ctx.add("candle_recompute", status="fail", table=view, observed="missing",
+                expected=f"candle view {view}", detail=f"view '{view}' not found; run 'tsj provision'")
+        return
+    last_time, n = ctx.q("chk_tick_extent")[0]
+    try:
+        last_bucket, view_ticks = ctx.q("chk_candle_freshness", view=view)[0]
+    except psycopg.errors.ObjectNotInPrerequisiteState:
+        ctx.add("candle_freshness", status="fail", table=view, observed="never refreshed",
+                expected="populated", detail=f"{view} holds no data yet; run 'tsj refresh'")
+        return
+    width = _WIDTHS.get(view, "1 minute")
+    _check_freshness(ctx, view, width, last_time, last_bucket)
+    horizon = _horizon(last_time, ctx.opts.candle_lag)
+    _check_recompute(ctx, view, width, horizon)
+    if view != "candle_1m":
+        _check_rollup(ctx, view, width)
+
+
+def _horizon(last_time: dt.datetime | None, lag: dt.timedelta) -> dt.datetime | str:
+    """Buckets ending by this instant must be complete in the views."""
+    if not lag or last_time is None:
+        return "infinity"
+    return last_time - lag
+
+
+def _bucket(t: dt.datetime, width: str) -> dt.datetime:
+    seconds = {"1 minute": 60, "5 minutes": 300, "15 minutes": 900, "1 hour": 3600}[width]
+    epoch = int(t.timestamp() // seconds * seconds)
+    return dt.datetime.fromtimestamp(epoch, dt.timezone.utc)
+
+
+def _check_freshness(ctx: _Run, view: str, width: str, last_time: dt.datetime | None,
+                     last_bucket: dt.datetime | None) -> None:
+    lag = ctx.opts.candle_lag
+    if last_time is None:
+        ctx.add("candle_freshness", table=view, observed="no ticks", expected="-")
+        return
+    want = _bucket(last_time - lag, width)
+    fresh = last_bucket is not None and last_bucket >= want
+    ctx.add("candle_freshness", status="ok" if fresh else SEVERITY["candle_freshness"],
+            found=0 if fresh else 1, table=view,
+            observed=f"last bucket {_ts(last_bucket)}", expected=f">= {_ts(want)}",
+            detail=f"{view}: last tick {_ts(last_time)}, lag allowed {lag}"
+                   + ("" if fresh else "; run 'tsj refresh'"))
+
+
+def _check_recompute(ctx: _Run, view: str, width: str, horizon: dt.datetime | str) -> None:
+    opts = ctx.opts
+    params = {"width": width, "horizon": horizon, "limit": opts.sample_rows, "sample": opts.sample}
+    if opts.sample:
+        ctx.q("chk_set_seed", {"seed": opts.seed})
+        rows = ctx.q("chk_candle_recompute_sample", params, view=view)
+        scope = f"{opts.sample} sampled buckets"
+    else:
+        rows = ctx.q("chk_candle_recompute", params, view=view)
+        scope = "every bucket"
+    found = rows[0][0] if rows else 0
+    ctx.add("candle_recompute", found=found, table=view,
+            observed=f"{found} buckets differ", expected=f"0 buckets differ ({scope})",
+            samples=[_jsonable(r[1:]) for r in rows],
+            detail=f"{view} against time_bucket('{width}') over the ticks"
+                   + ("; samples: bucket, symbol, then view/ticks open, high, low, close, "
+                      "volume, count" if found else ""))
+
+
+def _check_rollup(ctx: _Run, view: str, width: str) -> None:
+    rows = ctx.q("chk_candle_rollup", {"width": width, "limit": ctx.opts.sample_rows},
+                 view=view, base="candle_1m")
+    found = rows[0][0] if rows else 0
+    ctx.add("candle_rollup", found=found, table=view, observed=f"{found} buckets differ",
+            expected="0 buckets differ", samples=[_jsonable(r[1:]) for r in rows],
+            detail=f"{view} against candle_1m rolled up to {width}")
+
+
+# -- values ------------------------------------------------------------------------------
+
+
+def _interval_text(v: Any) -> str:
+    if isinstance(v, dt.timedelta):
+        days, secs = v.days, v.seconds
+        if v == dt.timedelta(days=days):
+            return f"{days} day" + ("s" if days != 1 else "")
+        return f"{v.total_seconds():g} s"
+    return str(v)
+
+
+def _ts(t: dt.datetime | None) -> str:
+    return "-" if t is None else t.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _value(v: Any) -> Any:
+    """A JSON-able form of one database value (exact: decimals as text)."""
+    if isinstance(v, dt.datetime):
+        return v.astimezone(dt.timezone.utc).isoformat() if v.tzinfo else v.isoformat()
+    if isinstance(v, (dt.date, dt.timedelta)):
+        return v.isoformat() if isinstance(v, dt.date) else v.total_seconds()
+    if isinstance(v, (Decimal, uuid.UUID)):
+        return str(v)
+    return v
+
+
+def _jsonable(row: Iterable[Any]) -> list[Any]:
+    return [_value(v) for v in row]
