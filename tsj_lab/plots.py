@@ -31,3 +31,20 @@ def trend(points: Iterable[Mapping[str, Any]], *, title: str) -> go.Figure:
     fig.update_layout(title=title, margin={"l": 50, "r": 20, "t": 50, "b": 40},
                       showlegend=len(by_series) > 1, template="plotly_white")
     return fig
+
+
+# -- provisioning --------------------------------------------------------------------------
+
+
+def chunk_sizes(layout: pd.DataFrame, *, title: str = "tick_data chunks") -> go.Figure:
+    """One bar per chunk (from ``schema.chunk_layout``): its time range, its size in MiB."""
+    starts, ends = layout["range_start"], layout["range_end"]
+    fig = go.Figure(go.Bar(
+        x=starts + (ends - starts) / 2, y=layout["total_bytes"].fillna(0) / 2**20,
+        width=[(e - s).total_seconds() * 1000 * 0.9 for s, e in zip(starts, ends)],
+        customdata=list(zip(layout["chunk_name"], layout["is_compressed"])),
+        hovertemplate="%{customdata[0]}<br>%{y:.2f} MiB<br>compressed: %{customdata[1]}"
+                      "<extra></extra>"))
+    fig.update_layout(title=title, xaxis_title="chunk time range (UTC)", yaxis_title="MiB",
+                      margin={"l": 50, "r": 20, "t": 50, "b": 40}, template="plotly_white")
+    return fig
