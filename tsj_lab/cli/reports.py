@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 from ..config import SOURCE_VAR, TARGET_VARS
 from . import add_target, command, print_json, print_table
@@ -16,6 +17,10 @@ def _setup_report(p: argparse.ArgumentParser) -> None:
                    metavar=("KEY", "VALUE"),
                    help="notebook parameter, typed like its default (repeatable)")
     p.add_argument("--json", action="store_true", help="print the JSON summary")
+    p.add_argument("--notebooks-dir", type=Path, default=None, metavar="DIR",
+                   help="where NAME.ipynb is (default: notebooks/)")
+    p.add_argument("--reports-dir", type=Path, default=None, metavar="DIR",
+                   help="where the report goes (default: reports/)")
     add_target(p, source=True)
 
 
@@ -29,11 +34,12 @@ def _report(args: argparse.Namespace) -> int:
         os.environ[TARGET_VARS[0]] = args.target
     if args.source:
         os.environ[SOURCE_VAR] = args.source
-    path = reports.notebook_path(args.name)
-    raw = dict(args.parameter)
-    params = reports.coerce_parameters(raw, reports.notebook_parameters(path))
+    dirs = {"notebooks_dir": args.notebooks_dir or reports.NOTEBOOKS_DIR,
+            "reports_dir": args.reports_dir or reports.REPORTS_DIR}
+    path = reports.notebook_path(args.name, notebooks_dir=dirs["notebooks_dir"])
+    params = reports.coerce_parameters(dict(args.parameter), reports.notebook_parameters(path))
     progress = sys.stderr.isatty() and os.environ.get("TSJ_NO_PROGRESS") != "1"
-    report = reports.run(args.name, parameters=params, progress=progress)
+    report = reports.run(args.name, parameters=params, progress=progress, **dirs)
     if args.json:
         print_json(report.summary)
     else:
@@ -42,14 +48,21 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reports_dir(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--reports-dir", type=Path, default=None, metavar="DIR",
+                   help="default: reports/")
+
+
 @command("reports list", "the runs under reports/, newest first",
-         lambda p: p.add_argument("--json", action="store_true"))
+         lambda p: (_reports_dir(p), p.add_argument("--json", action="store_true")))
 def _reports_list(args: argparse.Namespace) -> int:
     from .. import reports
 
+    where = args.reports_dir or reports.REPORTS_DIR
     rows = [{"started": r.get("started_at", "")[:19], "name": r.get("name"),
              "status": r.get("status"), "duration_s": r.get("duration_s"),
-             "html": f"reports/{r['folder']}/{r['stem']}.html"} for r in reports.runs()]
+             "html": str(Path(where) / r["folder"] / f"{r['stem']}.html")}
+            for r in reports.runs(where)]
     if args.json:
         print_json(rows)
     else:
@@ -57,9 +70,10 @@ def _reports_list(args: argparse.Namespace) -> int:
     return 0
 
 
-@command("reports index", "regenerate reports/index.html from the runs' JSON summaries")
+@command("reports index", "regenerate reports/index.html from the runs' JSON summaries",
+         _reports_dir)
 def _reports_index(args: argparse.Namespace) -> int:
     from .. import reports
 
-    print(reports.write_index())
+    print(reports.write_index(args.reports_dir or reports.REPORTS_DIR))
     return 0

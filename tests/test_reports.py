@@ -1,0 +1,214 @@
+"""Reports: a run's three files, a failing notebook, the index, secrets, the browser view.
+
+The notebooks run here are small fixtures in tests/notebooks/, so these tests do not
+depend on the other phases. One successful run is shared by the module (a run costs a
+kernel start, a few seconds on two cores).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from datetime import datetime, timezone
+from pathlib import Path
+
+import nbformat
+import pytest
+from browser import rendered_dom
+
+from tsj_lab import reports
+from tsj_lab.cli import main
+from tsj_lab.config import Settings
+from tsj_lab.embedded import Embedded
+from tsj_lab.errors import ReportError
+
+FIXTURES = Path(__file__).parent / "notebooks"
+
+
+@pytest.fixture(scope="module")
+def ok_run(tmp_path_factory: pytest.TempPathFactory, server: Embedded) -> reports.Report:
+    out = tmp_path_factory.mktemp("reports")
+    return reports.run("ok", parameters={"n": 4}, notebooks_dir=FIXTURES, reports_dir=out)
+
+
+def test_successful_run_writes_notebook_html_and_json(ok_run: reports.Report) -> None:
+    folder = ok_run.html.parent
+    assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", folder.name)
+    assert re.fullmatch(r"\d{6}-ok", ok_run.html.stem)
+    assert {p.name for p in folder.iterdir()} == {f"{ok_run.html.stem}.{e}"
+                                                 for e in ("ipynb", "html", "json")}
+    summary = json.loads(ok_run.json.read_text())
+    assert summary["format_version"] == reports.FORMAT_VERSION
+    assert (summary["name"], summary["status"], summary["error"]) == ("ok", "ok", None)
+    assert summary["parameters"] == {"n": 4}
+    assert summary["started_at"] <= summary["finished_at"]
+    env = summary["environment"]
+    assert env["tsj_lab"] and env["cpu_count"] >= 1 and len(env["git_commit"]) == 40
+    assert env["database"]["license"] == "apache"
+    assert env["database"]["postgres_version_num"] >= 170000
+    assert env["database"]["timescaledb_version"]
+    assert summary["metrics"] == [{"name": "answer", "value": 42.0, "unit": "things", "n": 4,
+                                   "params": {"title": "ok"}}]
+    assert summary["checks"][0] == {"name": "arithmetic", "status": "ok",
+                                         "detail": "1 + 1 == 2", "scope": {}}
+    assert summary["results"][0]["workload"] == "toy" and summary["results"][0]["n"] == 4
+    assert summary["tables"][0]["rows"][-1] == {"x": 3, "y": 9}
+
+
+def test_html_is_offline_and_has_no_record_junk(ok_run: reports.Report) -> None:
+    page = ok_run.html.read_text()
+    assert not re.search(r"<script[^>]*\bsrc=[\"']https?:", page), "a script from the network"
+    assert not re.search(r"<link[^>]*\bhref=[\"']https?:", page), "a stylesheet from the network"
+    assert reports.RECORD_MIME not in page and "vnd.tsj" not in page
+    assert "Plotly.newPlot" in page and "A small report" in page
+    assert "renderers.default" not in page and "record_metric" not in page  # inputs hidden
+    # the executed notebook keeps the records (that is where the JSON came from)
+    nb = nbformat.read(str(ok_run.notebook), as_version=4)
+    assert reports.collect(nb)["metrics"][0]["name"] == "answer"
+
+
+def test_html_report_renders_plotly_in_headless_chromium(ok_run: reports.Report) -> None:
+    dom = rendered_dom(ok_run.html)
+    assert 'class="main-svg"' in dom, "plotly did not draw: no main-svg in the rendered DOM"
+    assert "plot-container" in dom
+
+
+def test_index_lists_the_run_and_draws_trends(ok_run: reports.Report) -> None:
+    index = ok_run.html.parent.parent / "index.html"
+    page = index.read_text()
+    assert f"{ok_run.html.parent.name}/{ok_run.html.name}" in page
+    assert "ok: answer (things)" in page and "ok: toy latency (ms)" in page
+    assert 'class="main-svg"' in rendered_dom(index)
+
+
+def test_failing_notebook_still_writes_its_report(tmp_path: Path, server: Embedded) -> None:
+    with pytest.raises(ReportError, match=r"'fail' failed in cell 3: AssertionError: "
+                                          r"arithmetic is broken; see .*\.html"):
+        reports.run("fail", notebooks_dir=FIXTURES, reports_dir=tmp_path)
+    (summary_path,) = tmp_path.glob("*/*-fail.json")
+    summary = json.loads(summary_path.read_text())
+    assert summary["status"] == "failed"
+    assert summary["error"] == {"cell": 3, "ename": "AssertionError",
+                                "evalue": "arithmetic is broken"}
+    assert summary["metrics"][0]["name"] == "before"  # records made before the failure count
+    page = summary_path.with_suffix(".html").read_text()
+    assert "arithmetic is broken" in page and "AssertionError" in page
+    assert "assert 1 + 1 == 3" in re.sub(r"<[^>]+>", "", page)  # the failing cell's code shows
+    assert "never reached" not in re.sub(r"<[^>]+>", "", page)
+    assert summary_path.with_suffix(".ipynb").stat().st_size > 0
+    assert 'class="failed"' in (tmp_path / "index.html").read_text()
+
+
+def test_cli_report_types_parameters_and_exits_nonzero_on_failure(
+        tmp_path: Path, server: Embedded, capsys: pytest.CaptureFixture[str]) -> None:
+    dirs = ["--notebooks-dir", str(FIXTURES), "--reports-dir", str(tmp_path)]
+    assert main(["report", "fail", *dirs]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("tsj: error: notebook 'fail' failed") and err.count("\n") == 1
+    assert main(["reports", "list", "--reports-dir", str(tmp_path)]) == 0
+    assert "failed" in capsys.readouterr().out
+
+
+def test_same_second_runs_get_their_own_files(tmp_path: Path) -> None:
+    now = datetime(2026, 1, 18, 9, 30, 5, tzinfo=timezone.utc)
+    first = reports.claim(tmp_path, "04_bench", now=now)
+    second = reports.claim(tmp_path, "04_bench", now=now)
+    assert first["ipynb"].name == "093005-04_bench.ipynb"
+    assert second["ipynb"].name == "093005-04_bench-2.ipynb"
+    assert first["ipynb"].parent.name == "2026-01-18"
+
+
+def _fake_run(folder: Path, stem: str, started: str, value: float, status: str = "ok") -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    summary = {"format_version": 1, "name": "04_bench", "status": status, "error": None,
+               "started_at": started, "finished_at": started, "duration_s": 1.0,
+               "parameters": {}, "environment": {"database": {"edition": "timescaledb-apache"}},
+               "metrics": [{"name": "rows_per_s", "value": value, "unit": "rows/s", "n": 10,
+                            "params": {}}],
+               "checks": [], "results": [], "tables": []}
+    (folder / f"{stem}.json").write_text(json.dumps(summary))
+
+
+def test_index_is_regenerated_newest_first(tmp_path: Path) -> None:
+    _fake_run(tmp_path / "2026-01-17", "080000-04_bench", "2026-01-17T08:00:00+00:00", 100.0)
+    _fake_run(tmp_path / "2026-01-18", "080000-04_bench", "2026-01-18T08:00:00+00:00", 150.0)
+    (tmp_path / "2026-01-18" / "junk.json").write_text("{not json")
+    page = reports.write_index(tmp_path).read_text()
+    assert page.index("2026-01-18/080000-04_bench.html") < page.index("2026-01-17/080000-04_bench.html")
+    assert "04_bench: rows_per_s (rows" in page  # the chart's title
+    _fake_run(tmp_path / "2026-01-19", "070000-04_bench", "2026-01-19T07:00:00+00:00", 0, "failed")
+    page = reports.write_index(tmp_path).read_text()
+    assert page.index("2026-01-19/070000-04_bench.html") < page.index("2026-01-18/080000-04_bench.html")
+    series = reports.trend_series(reports.runs(tmp_path))["04_bench: rows_per_s (rows/s)"]
+    assert [p["value"] for p in series] == [0, 150.0, 100.0]
+
+
+def _password(server: Embedded) -> str:
+    return server.passfile.read_text().strip().rsplit(":", 1)[1]
+
+
+def test_a_password_never_reaches_any_artifact(tmp_path: Path, server: Embedded,
+                                                target_url: str,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    password = _password(server)
+    url = target_url.replace("tsj@", f"tsj:{password}@", 1).split("?", 1)[0]
+    monkeypatch.setenv("TSJ_DATABASE_URL", url)
+    # the leaky notebook prints the URL, shows it in a table and records it
+    summary = reports.run("leak", notebooks_dir=FIXTURES, reports_dir=tmp_path).summary
+    assert summary["environment"]["database"]["license"] == "apache"  # it did connect
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert len(files) == 4  # ipynb, html, json, index.html
+    for path in files:
+        assert password not in path.read_text(errors="replace"), f"password in {path.name}"
+    assert "tsj:***@" in (tmp_path / summary["started_at"][:10] / summary["files"]["html"]).read_text()
+
+
+def test_a_url_with_a_password_is_refused_as_parameter(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="parameter 'target' carries a secret") as err:
+        reports.run("ok", parameters={"target": "postgresql://u:s3cretpw@db:5432/x"},
+                    notebooks_dir=FIXTURES, reports_dir=tmp_path)
+    assert "s3cretpw" not in str(err.value)
+    with pytest.raises(ValueError, match="'api_token' carries a secret"):
+        reports.check_parameters({"api_token": "abc"})
+    assert not list(tmp_path.iterdir())  # refused before anything was written
+
+
+def test_unknown_parameter_and_notebook_fail_up_front(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"notebook 'ok' has no parameter 'symbl'; its "
+                                         r"parameters are \['n', 'target', 'title'\]"):
+        reports.run("ok", parameters={"symbl": "ES"}, notebooks_dir=FIXTURES,
+                    reports_dir=tmp_path)
+    with pytest.raises(ValueError, match="notebook 'nope' not found in .*; known: fail, leak, ok"):
+        reports.notebook_path("nope", notebooks_dir=FIXTURES)
+
+
+def test_command_line_values_are_typed_like_the_defaults() -> None:
+    declared = reports.notebook_parameters(FIXTURES / "ok.ipynb")
+    typed = reports.coerce_parameters({"n": "7", "title": "2024", "target": "source"}, declared)
+    assert typed == {"n": 7, "title": "2024", "target": "source"}
+
+
+def test_records_are_checked_and_kept_outside_a_kernel() -> None:
+    before = len(reports.recorded())
+    reports.record_metric("nan", math.nan, n=0)
+    reports.record_check("c", "warn", detail="postgresql://u:pw123456@h/db", where="x")
+    got = reports.recorded()[before:]
+    assert got[0]["value"] is None  # JSON has no NaN
+    assert got[1]["detail"] == "postgresql://u:***@h/db"
+    with pytest.raises(ValueError, match="status 'passed' is unknown"):
+        reports.record_check("c", "passed")
+    with pytest.raises(ValueError, match="n=-1 is invalid"):
+        reports.record_metric("m", 1.0, n=-1)
+    with pytest.raises(ValueError, match="is not a number"):
+        reports.record_metric("m", "fast")
+
+
+def test_secrets_come_from_the_configured_urls() -> None:
+    settings = Settings(target_url="postgresql://u:longsecret@h/db",
+                        source_url="postgresql://u@h/db?password=othersecret")
+    assert reports.secrets_of(settings) == ["othersecret", "longsecret"]
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x")])
+    nb.cells[0].outputs = [nbformat.v4.new_output("stream", text="longsecret othersecret\n")]
+    reports.scrub(nb, secrets=reports.secrets_of(settings))
+    assert nb.cells[0].outputs[0].text == "*** ***\n"
