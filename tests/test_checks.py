@@ -1,0 +1,329 @@
+"""The integrity suite: nothing on clean generated data, exactly the planted rows otherwise.
+
+One small generated data set (two symbols, three days at 60 s: a few thousand ticks) is
+built once as a template database; each test works on its own copy (CREATE DATABASE ...
+TEMPLATE), plants anomalies with plain SQL, and runs the suite.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from collections.abc import Callable, Iterator
+
+import psycopg
+import pytest
+
+from tsj_lab import checks, generate, schema
+from tsj_lab.checks import CheckResult
+from tsj_lab.cli import main
+from tsj_lab.config import with_database
+from tsj_lab.embedded import TARGET_DB, Embedded
+
+SYMBOLS = ["ES", "BTCUSD"]  # CME hours (daily halt, weekend) and 24x7
+DAYS = 3
+INTERVAL_MS = 60_000
+# Recent days, so no chunk is past the 90-day retention, and none in the future.
+START = dt.date.today() - dt.timedelta(days=DAYS + 1)
+DAY2 = dt.datetime.combine(START + dt.timedelta(days=1), dt.time(), dt.timezone.utc)
+
+
+def _load(url: str) -> int:
+    return generate.load(url, symbols=SYMBOLS, start=START, days=DAYS, interval_ms=INTERVAL_MS,
+                         sessions=True, progress=False, workers=1)
+
+
+@pytest.fixture(scope="module")
+def template(server: Embedded) -> Iterator[tuple[str, str]]:
+    """Names of a provisioned, loaded, refreshed target and a plain source with the same rows."""
+    admin = server.url("postgres")
+    names = (f"chk_tpl_{uuid.uuid4().hex[:8]}", f"chk_tsrc_{uuid.uuid4().hex[:8]}")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        for name in names:
+            conn.execute(f'CREATE DATABASE "{name}"')
+    target, source = (with_database(server.url(TARGET_DB), n) for n in names)
+    with psycopg.connect(target, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+    schema.provision(target)
+    schema.create_source(source)
+    assert _load(target) == _load(source) > 2000
+    schema.refresh_candles(target)
+    yield names
+    with psycopg.connect(admin, autocommit=True) as conn:
+        for name in names:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def copy(server: Embedded, template: tuple[str, str]) -> Iterator[Callable[[int], str]]:
+    """``copy(0)``: a fresh copy of the template target (``copy(1)``: of the source)."""
+    admin, made = server.url("postgres"), []
+
+    def make(which: int = 0) -> str:
+        name = f"chk_{uuid.uuid4().hex[:10]}"
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template[which]}"')
+        made.append(name)
+        return with_database(server.url(TARGET_DB), name)
+
+    yield make
+    with psycopg.connect(admin, autocommit=True) as conn:
+        for name in made:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _sql(url: str, *statements: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        for s in statements:
+            conn.execute(s)  # type: ignore[arg-type]  # test plants: fixed SQL text
+
+
+def _rows(url: str, query: str) -> list[tuple]:
+    with psycopg.connect(url, autocommit=True) as conn:
+        return conn.execute(query).fetchall()  # type: ignore[arg-type]
+
+
+def _found(results: list[CheckResult], check: str) -> list[CheckResult]:
+    return [r for r in results if r.check == check and r.status in ("warn", "fail")]
+
+
+def _affected(results: list[CheckResult], check: str) -> int:
+    return sum(r.rows_affected for r in _found(results, check))
+
+
+def _sample_times(results: list[CheckResult], check: str) -> set[str]:
+    return {s[0] for r in _found(results, check) for s in r.samples}
+
+
+def _iso(t: dt.datetime) -> str:
+    return t.astimezone(dt.timezone.utc).isoformat()
+
+
+# -- clean data ---------------------------------------------------------------------------
+
+
+def test_clean_generated_data_has_no_findings(copy: Callable[[int], str]) -> None:
+    target, source = copy(0), copy(1)
+    results = checks.run(target, source_url=source, progress=False)
+    bad = [(r.check, r.status, r.observed, r.detail) for r in results
+           if r.status not in ("ok", "unsupported")]
+    assert bad == []
+    names = {r.check for r in results}
+    assert names == set(checks.SEVERITY)
+    # nothing skipped silently: compression is reported, not left out, on apache
+    (comp,) = [r for r in results if r.check == "compression"]
+    assert comp.status == "unsupported" and "apache" in comp.detail
+    assert checks.exit_status(results, strict=True) == 0
+    frame = checks.run_all(target, source_url=source, progress=False, sample=20)
+    assert list(frame.columns)[:3] == ["check", "status", "table"]
+    assert set(frame.status) <= {"ok", "unsupported"}
+    json.dumps([r.as_dict() for r in results], default=str)
+
+
+# -- planted quality anomalies ------------------------------------------------------------
+
+# Each plant touches BTCUSD ticks (24x7: there whatever the weekday) of day 2 that no
+# other plant touches, by minute of the day.
+_PLANTS = {
+    "null_prices": [60, 61],
+    "non_positive_prices": [90, 91],
+    "negative_volume": [100],
+    "crossed_quotes": [120, 121, 122],
+    "last_outside_quote": [150, 151],
+}
+_ASSIGN = {
+    "null_prices": "last_price = NULL",
+    "non_positive_prices": "bid_price = 0",
+    "negative_volume": "volume = -5",
+    "crossed_quotes": "bid_price = ask_price + 0.25",
+    "last_outside_quote": "last_price = ask_price + 1.25",
+}
+
+
+def _at(minute: int) -> str:
+    return _iso(DAY2 + dt.timedelta(minutes=minute))
+
+
+def test_planted_anomalies_are_found_exactly(copy: Callable[[int], str]) -> None:
+    url = copy(0)
+    for check, minutes in _PLANTS.items():
+        for m in minutes:
+            _sql(url, f"UPDATE tick_data SET {_ASSIGN[check]} "
+                      f"WHERE symbol = 'BTCUSD' AND time = '{_at(m)}'")
+    # duplicates: three ticks copied once each -> three extra copies
+    dup_minutes = [300, 301, 420]
+    for m in dup_minutes:
+        _sql(url, f"INSERT INTO tick_data SELECT * FROM tick_data "
+                  f"WHERE symbol = 'BTCUSD' AND time = '{_at(m)}'")
+    # a 20-minute outage of BTCUSD at 10:00 (20 ticks missing: one gap)
+    _sql(url, f"DELETE FROM tick_data WHERE symbol = 'BTCUSD' "
+              f"AND time >= '{_at(600)}' AND time < '{_at(620)}'")
+    # two ticks dated tomorrow (their own symbol, so no gap joins them to the rest)
+    _sql(url, "INSERT INTO tick_data (time, symbol, bid_price, ask_price, last_price, volume) "
+              "VALUES (now() + interval '1 day', 'XFUT', 10, 11, 10, 1), "
+              "(now() + interval '1 day 1 minute', 'XFUT', 10, 11, 11, 1)")
+    # a time-zone mistake: 30 BTCUSD ticks from 03:00 written one hour late (04:00..04:29)
+    _sql(url, f"UPDATE tick_data SET time = time + interval '1 hour' WHERE symbol = 'BTCUSD' "
+              f"AND time >= '{_at(180)}' AND time < '{_at(210)}'")
+
+    results = checks.run(url, progress=False)
+
+    for check, minutes in _PLANTS.items():
+        assert _affected(results, check) == len(minutes), check
+        assert {r.symbol for r in _found(results, check)} == {"BTCUSD"}, check
+        assert _sample_times(results, check) == {_at(m) for m in minutes}, check
+    assert _affected(results, "duplicate_ticks") == 3
+    assert _sample_times(results, "duplicate_ticks") == {_at(m) for m in dup_minutes}
+    assert _affected(results, "future_ticks") == 2
+    assert {r.symbol for r in _found(results, "future_ticks")} == {"XFUT"}
+    shifts = _found(results, "hour_shifts")
+    assert [(r.symbol, r.rows_affected) for r in shifts] == [("BTCUSD", 30)]
+    assert shifts[0].status == "fail" and "+1 h" in shifts[0].detail
+    assert _sample_times(results, "hour_shifts") == {_at(m) for m in range(240, 245)}
+    # gaps: the outage, and the hole the shifted ticks left behind
+    gaps = _found(results, "gaps")
+    assert _affected(results, "gaps") == 2 and {r.symbol for r in gaps} == {"BTCUSD"}
+    assert {s[0] for r in gaps for s in r.samples} == {_at(599), _at(179)}
+    assert checks.exit_status(results) == 1
+
+
+def test_strict_fails_on_warnings_only(copy: Callable[[int], str]) -> None:
+    url = copy(0)
+    _sql(url, f"UPDATE tick_data SET bid_price = ask_price + 0.25 "
+              f"WHERE symbol = 'BTCUSD' AND time = '{_at(30)}'")
+    results = checks.run(url, progress=False)
+    assert checks.worst(results) == "warn"
+    assert checks.exit_status(results) == 0
+    assert checks.exit_status(results, strict=True) == 1
+
+
+def test_session_breaks_are_not_gaps(copy: Callable[[int], str]) -> None:
+    url = copy(0)
+    assert _affected(checks.run(url, progress=False), "gaps") == 0
+    # Without the halt window and the weekend rule, a CME halt is a gap only if it does not
+    # recur (the days in the data depend on today's weekday): always 22:00 -> 23:00 of ES.
+    for r in _found(checks.run(url, progress=False, breaks=(), weekends=False), "gaps"):
+        assert r.symbol == "ES"
+        assert all(s[0].endswith("21:59:00+00:00") and s[2] == 3660 for s in r.samples)
+    # The break windows apply to every symbol: a BTCUSD outage inside one is excused.
+    _sql(url, f"DELETE FROM tick_data WHERE symbol = 'BTCUSD' "
+              f"AND time > '{_at(21 * 60 + 30)}' AND time < '{_at(21 * 60 + 50)}'")
+    assert _affected(checks.run(url, progress=False), "gaps") == 0
+    found = _found(checks.run(url, progress=False, breaks=()), "gaps")
+    assert [(r.symbol, r.rows_affected) for r in found if r.symbol == "BTCUSD"] == [("BTCUSD", 1)]
+
+
+# -- reconciliation -----------------------------------------------------------------------
+
+
+def test_reconcile_names_each_differing_day(copy: Callable[[int], str]) -> None:
+    target, source = copy(0), copy(1)
+    day1, day3 = DAY2 - dt.timedelta(days=1), DAY2 + dt.timedelta(days=1)
+    _sql(target,
+         # two BTCUSD ticks lost on day 1
+         f"DELETE FROM tick_data WHERE symbol = 'BTCUSD' AND time IN "
+         f"('{_iso(day1 + dt.timedelta(minutes=5))}', '{_iso(day1 + dt.timedelta(minutes=6))}')",
+         # one BTCUSD tick altered on day 2 (same count: only the checksum and volume differ)
+         f"UPDATE tick_data SET volume = volume + 1 WHERE symbol = 'BTCUSD' AND time = '{_at(7)}'",
+         # one BTCUSD tick doubled on day 3
+         f"INSERT INTO tick_data SELECT * FROM tick_data WHERE symbol = 'BTCUSD' "
+         f"AND time = '{_iso(day3 + dt.timedelta(minutes=8))}'")
+    results = checks.run(target, source_url=source, progress=False)
+    found = _found(results, "reconcile")
+    assert [(r.symbol, r.day, r.rows_affected, r.status) for r in found] == [
+        ("BTCUSD", day1.date(), 2, "fail"), ("BTCUSD", DAY2.date(), 1, "fail"),
+        ("BTCUSD", day3.date(), 1, "fail")]
+    assert {s[0] for s in found[1].samples} == {"volume", "checksum"}
+    # reconciling the source with itself is clean; no source is reported, not skipped
+    assert _found(checks.run(target, source_url=target, progress=False), "reconcile") == []
+    (none,) = [r for r in checks.run(target, progress=False) if r.check == "reconcile"]
+    assert none.status == "unsupported" and "--source" in none.detail
+
+
+# -- candles ------------------------------------------------------------------------------
+
+
+def test_candles_stale_and_wrong_buckets_are_found(copy: Callable[[int], str]) -> None:
+    url = copy(0)
+    # after the refresh: three ticks inside one existing minute of BTCUSD
+    t = DAY2 + dt.timedelta(hours=5, seconds=10)
+    _sql(url, "INSERT INTO tick_data (time, symbol, bid_price, ask_price, last_price, volume) "
+              f"SELECT '{_iso(t)}'::timestamptz + n * interval '1 second', 'BTCUSD', "
+              "bid_price, ask_price, last_price, 1 FROM tick_data, generate_series(1, 3) n "
+              f"WHERE symbol = 'BTCUSD' AND time = '{_at(300)}'")
+    results = checks.run(url, progress=False)
+    wrong = _found(results, "candle_recompute")
+    assert sorted((r.table, r.rows_affected) for r in wrong) == sorted(
+        (v, 1) for v in schema.CANDLE_VIEWS)
+    sample_1m = next(r for r in wrong if r.table == "candle_1m").samples[0]
+    assert sample_1m[:2] == [_at(300), "BTCUSD"]
+    assert _found(results, "candle_rollup") == []  # the views still agree with each other
+    assert _found(results, "candle_freshness") == []
+    # a sampled comparison as large as the view finds the same bucket
+    sampled = checks.run(url, progress=False, sample=100_000)
+    assert _affected(sampled, "candle_recompute") == 4
+    # ticks after the last refreshed bucket: the views are stale
+    _sql(url, "INSERT INTO tick_data (time, symbol, bid_price, ask_price, last_price, volume) "
+              "SELECT max(time) + interval '2 hours', 'BTCUSD', 1, 2, 1, 1 FROM tick_data "
+              "WHERE symbol = 'BTCUSD'")
+    stale = _found(checks.run(url, progress=False), "candle_freshness")
+    assert {r.table for r in stale} == set(schema.CANDLE_VIEWS)
+    assert all(r.status == "warn" for r in stale)
+    schema.refresh_candles(url)
+    after = checks.run(url, progress=False)
+    assert _found(after, "candle_freshness") == [] and _found(after, "candle_recompute") == []
+
+
+# -- layout -------------------------------------------------------------------------------
+
+
+def test_layout_chunk_interval_and_retention(make_db: Callable[..., str]) -> None:
+    url = make_db(timescale=True)
+    _sql(url, "CREATE TABLE tick_data (time timestamptz NOT NULL, symbol text NOT NULL, "
+              "bid_price numeric(20,8), ask_price numeric(20,8), last_price numeric(20,8), "
+              "volume bigint, source text, trade_id uuid, account_id uuid)",
+         "SELECT create_hypertable('tick_data', 'time', chunk_time_interval => interval '2 days')",
+         "INSERT INTO tick_data (time, symbol, bid_price, ask_price, last_price, volume) "
+         "VALUES (now() - interval '200 days', 'ES', 1, 2, 1, 1), "
+         "(now() - interval '1 day', 'ES', 1, 2, 1, 1)")
+    results = checks.run(url, progress=False)
+    (interval,) = [r for r in results if r.check == "chunk_interval"]
+    assert interval.status == "fail" and interval.observed == "2 days"
+    (retention,) = _found(results, "retention")
+    assert retention.rows_affected == 1 and retention.status == "warn"
+    # candle views missing: reported as failures, with the fix
+    missing = _found(results, "candle_recompute")
+    assert {r.table for r in missing} == set(schema.CANDLE_VIEWS)
+    assert all("tsj provision" in r.detail for r in missing)
+
+
+def test_plain_table_and_bad_options(make_db: Callable[..., str]) -> None:
+    with pytest.raises(ValueError, match="gap_multiple"):
+        checks.run("postgresql://nobody@127.0.0.1:1/x", gap_multiple=0)
+    with pytest.raises(ValueError, match="HH:MM"):
+        checks.Options(breaks=("22h-23h",))
+    url = make_db(timescale=True)
+    with pytest.raises(checks.SchemaError, match="tsj provision"):
+        checks.run(url, progress=False)
+
+
+# -- the command --------------------------------------------------------------------------
+
+
+def test_cli_exit_status_and_json(copy: Callable[[int], str], capsys: pytest.CaptureFixture[str]
+                                  ) -> None:
+    url, source = copy(0), copy(1)
+    assert main(["check", "--target", url, "--source", source, "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["status"] == "ok" and out["results"][0]["check"] == "chunk_interval"
+    _sql(url, f"UPDATE tick_data SET bid_price = ask_price + 0.25 "
+              f"WHERE symbol = 'BTCUSD' AND time = '{_at(30)}'")
+    assert main(["check", "--target", url, "--no-source"]) == 0
+    assert "crossed_quotes" in capsys.readouterr().out
+    assert main(["check", "--target", url, "--no-source", "--strict"]) == 1
+    _sql(url, f"UPDATE tick_data SET volume = -1 WHERE symbol = 'BTCUSD' AND time = '{_at(31)}'")
+    assert main(["check", "--target", url, "--no-source", "--sample", "10"]) == 1
+    capsys.readouterr()
+    assert main(["check", "--target", url, "--no-source", "--sample", "-1"]) == 1
+    assert "sample" in capsys.readouterr().err
