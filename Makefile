@@ -30,15 +30,18 @@ browser:
 
 ## test: the whole suite (unit, integration on the embedded server, nbval over notebooks/)
 test: setup browser
-	$(BIN)/python -m pytest
+	TSJ_NO_PROGRESS=1 $(BIN)/python -m pytest tests notebooks
 
 ## bench: the main job: server, default data, provisioning, benchmark report in reports/
 bench: db
 	$(BIN)/tsj probe
 
-## lab: JupyterLab on this environment with the embedded server started
+## lab: JupyterLab on this environment with the embedded server started; notebooks
+## resolve "target"/"source" to it themselves (or to TSJ_DATABASE_URL when set)
+LAB_FLAGS ?= --ip=127.0.0.1 $(if $(filter 0,$(shell id -u)),--allow-root)
 lab: db
-	$(BIN)/jupyter lab --notebook-dir=notebooks
+	@echo "JupyterLab on notebooks/: open the http://127.0.0.1:...?token=... URL printed below"
+	$(BIN)/jupyter lab --notebook-dir=notebooks $(LAB_FLAGS)
 
 ## clean: stop the server and remove venv, server files and reports
 clean:
