@@ -72,7 +72,8 @@ SELECT time_bucket(INTERVAL '5 minutes', bucket) AS bucket,
        sum(volume) AS volume,
        sum(tick_count)::bigint AS tick_count
 FROM candle_1m
-GROUP BY 1, symbol
+-- the expression, not the alias: in GROUP BY, `bucket` would name candle_1m's column
+GROUP BY time_bucket(INTERVAL '5 minutes', bucket), symbol
 WITH NO DATA;
 
 -- name: create_candle_15m_matview
@@ -87,7 +88,8 @@ SELECT time_bucket(INTERVAL '15 minutes', bucket) AS bucket,
        sum(volume) AS volume,
        sum(tick_count)::bigint AS tick_count
 FROM candle_1m
-GROUP BY 1, symbol
+-- the expression, not the alias: in GROUP BY, `bucket` would name candle_1m's column
+GROUP BY time_bucket(INTERVAL '15 minutes', bucket), symbol
 WITH NO DATA;
 
 -- name: create_candle_1h_matview
@@ -102,7 +104,8 @@ SELECT time_bucket(INTERVAL '1 hour', bucket) AS bucket,
        sum(volume) AS volume,
        sum(tick_count)::bigint AS tick_count
 FROM candle_1m
-GROUP BY 1, symbol
+-- the expression, not the alias: in GROUP BY, `bucket` would name candle_1m's column
+GROUP BY time_bucket(INTERVAL '1 hour', bucket), symbol
 WITH NO DATA;
 
 -- name: create_candle_unique_index

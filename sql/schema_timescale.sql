@@ -65,7 +65,8 @@ SELECT time_bucket(INTERVAL '5 minutes', bucket) AS bucket,
        sum(volume) AS volume,
        sum(tick_count)::bigint AS tick_count
 FROM candle_1m
-GROUP BY 1, symbol
+-- the expression, not the alias: in GROUP BY, `bucket` would name candle_1m's column
+GROUP BY time_bucket(INTERVAL '5 minutes', bucket), symbol
 WITH NO DATA;
 
 -- name: ts_create_candle_15m
@@ -81,7 +82,8 @@ SELECT time_bucket(INTERVAL '15 minutes', bucket) AS bucket,
        sum(volume) AS volume,
        sum(tick_count)::bigint AS tick_count
 FROM candle_1m
-GROUP BY 1, symbol
+-- the expression, not the alias: in GROUP BY, `bucket` would name candle_1m's column
+GROUP BY time_bucket(INTERVAL '15 minutes', bucket), symbol
 WITH NO DATA;
 
 -- name: ts_create_candle_1h
@@ -97,7 +99,8 @@ SELECT time_bucket(INTERVAL '1 hour', bucket) AS bucket,
        sum(volume) AS volume,
        sum(tick_count)::bigint AS tick_count
 FROM candle_1m
-GROUP BY 1, symbol
+-- the expression, not the alias: in GROUP BY, `bucket` would name candle_1m's column
+GROUP BY time_bucket(INTERVAL '1 hour', bucket), symbol
 WITH NO DATA;
 
 -- name: ts_candle_1m_policy

@@ -488,7 +488,9 @@ def _check_compression(conn: psycopg.Connection[Any], jobs: dict[str, Any]) -> V
     segmentby, orderby = got if got else (None, None)
     job = jobs.get("policy_compression")
     after = job[2] if job else None
-    settings_ok = segmentby == "symbol" and (orderby or "").replace(" ", "").lower() == "timedesc"
+    # the view quotes keywords: "time" DESC
+    settings_ok = (segmentby == "symbol"
+                   and (orderby or "").replace(" ", "").replace('"', "").lower() == "timedesc")
     detail = (f"segmentby={segmentby}, orderby={orderby}, policy "
               f"{'job ' + str(job[1]) + ' after ' + str(after) if job else 'missing'}")
     if settings_ok and after == COMPRESS_AFTER:
