@@ -88,22 +88,24 @@ def simulate(
     startup = clock
 
     shown = dropped = underruns = 0
-    consumed, done_at, starving = 0, math.inf, False
+    need, done_at, starving = 0, math.inf, False
     for k in range(frames):
         now = startup + k / fps
-        # Deliver every fetch finished by now; the next one leaves when the last lands.
+        need = math.floor((k + 1) * ticks_per_frame)  # ticks due by this frame
+        # Deliver every fetch finished by now; the next one leaves when the last lands,
+        # while the buffer holds fewer than prefetch_ticks beyond the play head (on
+        # demand: once it is empty).
         while True:
             if done_at <= now:
                 buffered += batch_ticks
                 leave, done_at = done_at, math.inf
             else:
                 leave = now
-            if done_at == math.inf and buffered - consumed < max(prefetch_ticks, 1):
+            if done_at == math.inf and buffered - need < max(prefetch_ticks, 1):
                 done_at = leave + draw()
                 fetches += 1
                 continue
             break
-        need = math.floor((k + 1) * ticks_per_frame)
         if buffered >= need:
             shown += 1
             starving = False
@@ -111,8 +113,7 @@ def simulate(
             dropped += 1
             underruns += not starving
             starving = True
-        consumed = need
-    played = min(consumed, buffered)
+    played = min(need, buffered)
     return ReplayOutcome(frames, shown, dropped, underruns, shown / duration_s, played,
                          played / duration_s, fetches, startup * 1000.0)
 

@@ -1,0 +1,179 @@
+"""The benchmark harness: percentile maths, the fast fetch path, keyset paging, workloads.
+
+Database tests use fresh ``make_db`` databases holding a tiny data set (one tick a
+minute), so every workload runs end to end in seconds; speed is never asserted.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+
+import numpy as np
+import pandas as pd
+import psycopg
+import pytest
+
+from tsj_lab import bench, db, queries
+
+START = dt.date(2026, 1, 18)
+LO = dt.datetime(2026, 1, 18, tzinfo=dt.timezone.utc)
+
+
+# -- percentile maths ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("q", [0, 1, 25, 50, 90, 95, 99, 100])
+def test_percentile_matches_numpy(q: float) -> None:
+    rng = random.Random(7)
+    for n in (1, 2, 5, 100, 1001):
+        values = [rng.lognormvariate(1, 0.8) for _ in range(n)]
+        assert bench.percentile(values, q) == pytest.approx(np.percentile(values, q))
+
+
+def test_summarize_known_data() -> None:
+    st = bench.summarize(list(range(1, 101)))
+    assert (st.n, st.max_ms, st.mean_ms) == (100, 100, 50.5)
+    assert st.p50_ms == pytest.approx(50.5)
+    assert st.p95_ms == pytest.approx(95.05)
+    assert st.p99_ms == pytest.approx(99.01)
+
+
+def test_bad_values_fail_up_front() -> None:
+    with pytest.raises(ValueError, match="no samples"):
+        bench.percentile([], 50)
+    with pytest.raises(ValueError, match="outside 0-100"):
+        bench.percentile([1.0], 101)
+    with pytest.raises(ValueError, match="warmup"):
+        bench.time_calls([lambda: None], warmup=-1)
+
+
+def test_time_calls_excludes_warmup() -> None:
+    calls: list[int] = []
+    latencies, results = bench.time_calls([lambda i=i: calls.append(i) or i for i in range(4)],
+                                          warmup=3)
+    assert calls == [0, 1, 2, 0, 1, 2, 3]  # three untimed warm-ups, then each call once
+    assert results == [0, 1, 2, 3] and len(latencies) == 4 and min(latencies) >= 0
+
+
+def test_window_params_stay_inside_the_data_set() -> None:
+    ds = bench.Dataset(("ES", "NQ"), LO, LO + dt.timedelta(days=1), 1440, 60000.0)
+    params = bench.window_params(ds, 3600, samples=50, rng=random.Random(1))
+    assert all(ds.start <= p["start"] and p["end"] <= ds.end for p in params)
+    assert {p["symbol"] for p in params} == {"ES", "NQ"}
+    with pytest.raises(ValueError, match="longer than the data set"):
+        bench.window_params(ds, 2 * 86400, samples=1, rng=random.Random(1))
+
+
+# -- against the database --------------------------------------------------------------
+
+
+@pytest.fixture
+def pair(make_db) -> tuple[list[bench.Database], bench.Dataset]:
+    """A provisioned target and a plain source holding the same tiny data set."""
+    return bench.prepare(make_db(timescale=True), make_db(timescale=False), symbols=["ES", "NQ"],
+                         start=START, days=1, interval_ms=60_000, seed=3)
+
+
+def test_prepare_loads_both_and_is_idempotent(pair, make_db) -> None:
+    dbs, ds = pair
+    assert ds.ticks_per_symbol == 1440 and ds.symbols == ("ES", "NQ")
+    for d in dbs:
+        assert bench.symbol_counts(d.url, start=ds.start, end=ds.end) == {"ES": 1440, "NQ": 1440}
+    again, ds2 = bench.prepare(dbs[1].url, dbs[0].url, symbols=["ES", "NQ"], start=START,
+                               days=1, interval_ms=60_000, seed=3)
+    assert ds2 == ds
+    assert bench.symbol_counts(dbs[0].url, start=ds.start, end=ds.end)["ES"] == 1440
+
+
+def test_prepare_refuses_unequal_data(pair) -> None:
+    dbs, ds = pair
+    with psycopg.connect(dbs[0].url, autocommit=True) as conn:
+        conn.execute("DELETE FROM tick_data WHERE symbol = 'NQ' AND time < %s",
+                     (ds.start + dt.timedelta(hours=1),))
+    with pytest.raises(Exception, match="tick counts differ"):
+        bench.prepare(dbs[1].url, dbs[0].url, symbols=["ES", "NQ"], start=START, days=1,
+                      interval_ms=60_000, seed=3)
+
+
+def test_read_frame_matches_plain_psycopg(pair) -> None:
+    dbs, ds = pair
+    params = {"symbol": "ES", "start": ds.start, "end": ds.start + dt.timedelta(hours=2)}
+    for d in dbs:
+        frame = db.read_frame(d.url, "bench_window", params)
+        with psycopg.connect(d.url) as conn:
+            rows = conn.execute(queries.text("bench_window_numeric"), params).fetchall()
+        assert len(frame) == len(rows) == 120
+        assert list(frame["time"].dt.to_pydatetime()) == [r[0] for r in rows]
+        for i, col in enumerate(["bid_price", "ask_price", "last_price"], start=1):
+            assert frame[col].tolist() == [float(r[i]) for r in rows]
+        assert frame["volume"].tolist() == [r[4] for r in rows]
+        assert str(frame["time"].dtype) == "datetime64[us, UTC]"
+
+
+def test_read_frame_fills_identifiers(pair) -> None:
+    dbs, ds = pair
+    candles = db.read_frame(dbs[1].url, "bench_candles_view",
+                            {"symbol": "NQ", "start": ds.start, "end": ds.end},
+                            identifiers={"view": "candle_1h"})
+    assert len(candles) == 24 and candles["tick_count"].sum() == 1440
+
+
+def test_keyset_pages_cover_every_row_once(pair) -> None:
+    dbs, ds = pair
+    # Ticks sharing an instant are where paging by time alone would skip rows.
+    with psycopg.connect(dbs[1].url, autocommit=True) as conn:
+        conn.execute("INSERT INTO tick_data (time, symbol, last_price, volume) "
+                     "SELECT time, symbol, last_price + 1, 7 FROM tick_data "
+                     "WHERE symbol = 'ES' AND time < %s", (ds.start + dt.timedelta(minutes=30),))
+    for d, expected in ((dbs[0], 1440), (dbs[1], 1470)):
+        got = pd.concat(list(bench.pages(d.url, symbol="ES", start=ds.start, end=ds.end, size=7)))
+        assert len(got) == expected
+        assert not got.duplicated(["time", "row_ref"]).any()
+        assert got["time"].is_monotonic_increasing
+
+
+def test_server_times_are_positive(pair) -> None:
+    dbs, ds = pair
+    params = bench.window_params(ds, 600, samples=3, rng=random.Random(0))
+    times = bench.server_times(dbs[1].url, "bench_window", params)
+    assert len(times) == 3 and all(t > 0 for t in times)
+
+
+def test_workloads_run_on_both_databases(pair) -> None:
+    dbs, ds = pair
+    windows = bench.window_fetch(dbs, ds, windows=["1m", "1h", "1d"], samples=3, warmup=1)
+    assert set(windows["db"]) == {"postgresql", "timescaledb"} and len(windows) == 6
+    assert (windows["server_p50_ms"] > 0).all()
+    assert windows.set_index(["db", "window"]).loc[("timescaledb", "1h"), "rows"] == 60
+    paths = bench.fetch_paths(dbs[1], ds, samples=2, warmup=0)
+    assert set(paths["path"]) == {"psycopg_decimal", "psycopg_float", "adbc_arrow"}
+    assert (paths["rows"] == 60).all() and (paths["ratio"] > 0).all()
+    batches = bench.batch_fetch(dbs, ds, sizes=[10, 50], samples=3, warmup=1)
+    assert set(batches["rows"]) == {10.0, 50.0}
+    candles = bench.candles(dbs, ds, widths=["1m", "1h"], samples=2, warmup=0)
+    by = candles.set_index(["db", "width", "source"])["rows"]
+    assert by[("postgresql", "1m", "raw")] == by[("timescaledb", "1m", "view")] == 1440
+    assert by[("timescaledb", "1h", "raw")] == 24
+    clients = bench.concurrency(dbs, ds, levels=[1, 3], queries_per_client=2)
+    assert (clients["errors"] == 0).all() and clients["peak_connections"].max() <= 3
+    table = bench.verdicts(windows=windows, paths=paths, candle=candles, clients=clients)
+    assert {"AC8 window 1m", "AC8 window 1h", "goal: day read", "AC6 50 concurrent connections",
+            "goal: 1h window to DataFrame", "goal: 1m candle view vs raw"} <= set(table["check"])
+    assert table.set_index("check").loc["AC6 50 concurrent connections", "status"] == "fail"
+    assert set(table["status"]) <= {"ok", "warn", "fail"}
+
+
+def test_record_hands_every_row_to_reports(monkeypatch) -> None:
+    from tsj_lab import reports
+
+    got: list[tuple] = []
+    monkeypatch.setattr(reports, "record_result", lambda w, p, **kw: got.append((w, p, kw)))
+    df = pd.DataFrame([bench.point("window", "timescaledb", [1.0, 2.0, 3.0], rows=[5, 5, 5],
+                                   server=[0.5], window="1m", target_ms=50.0)])
+    assert bench.record(df) == 1
+    workload, params, kw = got[0]
+    assert workload == "window" and params == {"db": "timescaledb", "window": "1m", "target_ms": 50.0}
+    assert kw["n"] == 3 and kw["p50_ms"] == 2.0 and kw["server_p50_ms"] == 0.5
+    assert kw["rows_per_s"] == pytest.approx(15 / 0.006)
+
