@@ -269,3 +269,40 @@ def test_timescale_edition_provisions_validates_and_candles_match(timescale_url:
     for view in schema.CANDLE_VIEWS:
         assert schema.candle_differences(timescale_url, view) == 0, view
         assert schema.candle_differences(timescale_url, view, against="candle_1m") == 0, view
+
+
+def _state(**over: object) -> schema._State:
+    empty = dict(has_table=True, is_hypertable=True, compression_enabled=False,
+                 views=frozenset(), indexes=frozenset(), has_compression_job=False,
+                 has_retention_job=False, cagg_policies=frozenset())
+    return schema._State(**(empty | over))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("kinds, enable, policy", [
+    ({"add_columnstore_policy": "p", "add_compression_policy": "f"},  # 2.18 .. 2.24
+     "ts_enable_columnstore", "ts_add_columnstore_policy"),
+    ({"add_compression_policy": "f"}, "ts_enable_compression", "ts_add_compression_policy"),
+])
+def test_timescale_plan_follows_the_servers_api(kinds: dict[str, str], enable: str,
+                                                policy: str) -> None:
+    steps = [s.query for s in schema._timescale_steps(_state(), kinds)]
+    assert steps[:3] == [enable, policy, "ts_add_retention_policy"]
+    assert steps[3:] == [q for v in schema.CANDLE_VIEWS for q in (f"ts_create_{v}", f"ts_{v}_policy")]
+    done = _state(compression_enabled=True, has_compression_job=True, has_retention_job=True,
+                  views=frozenset(schema.CANDLE_VIEWS), cagg_policies=frozenset(schema.CANDLE_VIEWS))
+    assert schema._timescale_steps(done, kinds) == []
+
+
+def test_timescale_statements_resolve_on_the_apache_server(make_db: Callable[..., str]) -> None:
+    """Names and named arguments exist in 2.19; each statement stops at the license check."""
+    url = make_db()
+    schema.provision(url)  # the candle views exist (as materialized views) for the policies
+    names = [n for n in timescale_blocks() if n.endswith("_policy") or "_enable_" in n]
+    assert len(names) == 9
+    with psycopg.connect(url, autocommit=True) as conn:
+        for name in names:
+            with pytest.raises(psycopg.errors.FeatureNotSupported, match="apache"):
+                conn.execute(queries.text(name))
+        conn.execute("DROP MATERIALIZED VIEW candle_1m CASCADE")
+        with pytest.raises(psycopg.errors.FeatureNotSupported, match="apache"):
+            conn.execute(queries.text("ts_create_candle_1m"))

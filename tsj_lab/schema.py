@@ -136,8 +136,9 @@ def _apache_steps(st: _State) -> list[Step]:
     return steps
 
 
-def _timescale_steps(conn: psycopg.Connection[Any], st: _State) -> list[Step]:
-    kinds = dict(conn.execute(queries.text("timescaledb_routines")).fetchall())
+def _timescale_steps(st: _State, kinds: dict[str, str]) -> list[Step]:
+    """The timescale-license statements still needed; ``kinds`` maps routine names the
+    server has to 'f' (function) or 'p' (procedure), from pg_proc."""
     # 2.18 renamed compression to columnstore; add_columnstore_policy is a procedure.
     columnstore = kinds.get("add_columnstore_policy") == "p"
     steps = []
@@ -165,7 +166,8 @@ def _plan(conn: psycopg.Connection[Any], caps: Capabilities, *,
     st = _read_state(conn)
     steps = _table_steps(conn, st, migrate_data=migrate_data)
     if caps.license == "timescale":
-        steps += _timescale_steps(conn, st)
+        kinds = dict(conn.execute(queries.text("timescaledb_routines")).fetchall())
+        steps += _timescale_steps(st, kinds)
     else:
         steps += _apache_steps(st)
     return steps, st
