@@ -11,16 +11,21 @@
 -- The text form is session-independent: time as its epoch (numeric, microseconds exact;
 -- never the timestamptz text, which depends on TimeZone and DateStyle), and a ROW(...)
 -- text that quotes and marks NULLs unambiguously ("a,,b" is not "a,b,").
+--
+-- The tick domain: times in [0001-01-02, 9999-12-31) UTC, the span Python's datetime can
+-- hold in any time zone. Rows outside it (+/-infinity, year 20000) get day NULL and no
+-- first/last time, so they are counted and hashed but never break a reader.
 
 -- name: day_digest
 -- Per symbol and UTC day of {table}: rows, first/last time, total volume and the multiset
 -- checksum, for rows with since <= time < until and (symbols IS NULL or symbol in symbols).
--- day is NULL for rows at +/-infinity (no UTC day), so they are still counted, not lost.
+-- day is NULL for rows outside the tick domain, so they are still counted, not lost.
 SELECT symbol,
-       CASE WHEN isfinite(time) THEN (time AT TIME ZONE 'UTC')::date END AS day,
+       CASE WHEN time >= '0001-01-02 00:00+00' AND time < '9999-12-31 00:00+00'
+            THEN (time AT TIME ZONE 'UTC')::date END AS day,
        count(*) AS rows,
-       min(time) FILTER (WHERE isfinite(time)) AS first_time,
-       max(time) FILTER (WHERE isfinite(time)) AS last_time,
+       min(time) FILTER (WHERE time >= '0001-01-02 00:00+00' AND time < '9999-12-31 00:00+00') AS first_time,
+       max(time) FILTER (WHERE time >= '0001-01-02 00:00+00' AND time < '9999-12-31 00:00+00') AS last_time,
        coalesce(sum(volume), 0) AS volume,
        coalesce(sum(hashtextextended(
            ROW(extract(epoch FROM time), symbol, bid_price, ask_price, last_price, volume,

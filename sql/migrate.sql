@@ -1,0 +1,182 @@
+-- Migration source (plain PostgreSQL tick_data) -> target (the hypertable).
+--
+-- A batch is one symbol's rows in [lo, hi) (a slice of one UTC day). Its rows and its
+-- checkpoint in tsj_migration_batches commit in ONE target transaction, so after a crash
+-- (SIGKILL included) a batch is either wholly there with its checkpoint or not at all.
+-- The tick domain (see digest.sql) is [0001-01-02, 9999-12-31) UTC; rows outside it, or
+-- with a NULL symbol, form one "odd" batch per symbol and go to the quarantine.
+
+-- name: mig_create_batches
+-- Checkpoints: one row per finished batch of a plan (plan_key = hash of the batch list).
+CREATE TABLE IF NOT EXISTS tsj_migration_batches (
+  plan_key TEXT NOT NULL,
+  batch_id INTEGER NOT NULL,
+  symbol TEXT,
+  lo TIMESTAMPTZ,
+  hi TIMESTAMPTZ,
+  source_rows BIGINT NOT NULL,
+  copied_rows BIGINT NOT NULL,
+  quarantined_rows BIGINT NOT NULL,
+  checksum NUMERIC,
+  seconds DOUBLE PRECISION NOT NULL,
+  finished_at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp(),
+  PRIMARY KEY (plan_key, batch_id)
+);
+
+-- name: mig_create_quarantine
+-- Rows the target could not take, with the reason; same columns as tick_data, no constraints.
+CREATE TABLE IF NOT EXISTS tsj_migration_quarantine (
+  time TIMESTAMPTZ,
+  symbol TEXT,
+  bid_price DECIMAL(20, 8),
+  ask_price DECIMAL(20, 8),
+  last_price DECIMAL(20, 8),
+  volume BIGINT,
+  source TEXT,
+  trade_id UUID,
+  account_id UUID,
+  reason TEXT NOT NULL,
+  plan_key TEXT,
+  batch_id INTEGER,
+  quarantined_at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp()
+);
+
+-- name: mig_table_exists
+-- Whether a table of that name is visible on the search path.
+SELECT to_regclass(%(name)s) IS NOT NULL AS present;
+
+-- name: mig_plan_counts
+-- Source rows per symbol and UTC day in [since, until) for the chosen symbols; day NULL
+-- gathers the odd rows (outside the tick domain, or NULL symbol).
+SELECT symbol,
+       CASE WHEN time >= '0001-01-02 00:00+00' AND time < '9999-12-31 00:00+00'
+            THEN (time AT TIME ZONE 'UTC')::date END AS day,
+       count(*) AS rows
+FROM tick_data
+WHERE time >= %(since)s::timestamptz AND time <= %(until)s::timestamptz
+  AND (time < %(until)s::timestamptz OR %(until)s::timestamptz = 'infinity')
+  AND (%(symbols)s::text[] IS NULL OR symbol = ANY(%(symbols)s::text[]))
+GROUP BY 1, 2
+ORDER BY 2, 1;
+
+-- name: mig_done
+-- The batches of a plan that already have their checkpoint.
+SELECT batch_id FROM tsj_migration_batches WHERE plan_key = %(plan_key)s;
+
+-- name: mig_history
+-- The checkpoints of a plan, for the throughput chart and the summary.
+SELECT batch_id, symbol, lo, hi, source_rows, copied_rows, quarantined_rows, checksum,
+       seconds, finished_at
+FROM tsj_migration_batches WHERE plan_key = %(plan_key)s ORDER BY finished_at;
+
+-- name: mig_rate
+-- The rows/s earlier migrations into this target achieved (for --dry-run estimates).
+SELECT sum(source_rows)::float8 / nullif(sum(seconds), 0) FROM tsj_migration_batches;
+
+-- name: mig_copy_out
+-- One batch from the source, streamed as binary COPY (psycopg merges the values client-side).
+COPY (SELECT time, symbol, bid_price, ask_price, last_price, volume, source, trade_id, account_id
+      FROM tick_data
+      WHERE symbol = %(symbol)s AND time >= %(lo)s AND time < %(hi)s)
+TO STDOUT (FORMAT BINARY);
+
+-- name: mig_copy_in
+-- The batch into {table} (tick_data, or the fallback's staging table).
+COPY {table} (time, symbol, bid_price, ask_price, last_price, volume, source, trade_id, account_id)
+FROM STDIN (FORMAT BINARY);
+
+-- name: mig_delete_range
+-- Clears the batch's range in the target before copying: what makes a re-copy idempotent.
+-- Safe only while nothing else writes this range of the target (see docs/ticks.md).
+DELETE FROM tick_data WHERE symbol = %(symbol)s AND time >= %(lo)s AND time < %(hi)s;
+
+-- name: mig_delete_quarantine_range
+-- Clears quarantined rows of the batch's range left by an earlier attempt.
+DELETE FROM tsj_migration_quarantine
+WHERE symbol = %(symbol)s AND time >= %(lo)s AND time < %(hi)s;
+
+-- name: mig_checkpoint
+-- The batch's checkpoint, committed in the same transaction as its rows.
+INSERT INTO tsj_migration_batches (plan_key, batch_id, symbol, lo, hi, source_rows, copied_rows,
+                                   quarantined_rows, checksum, seconds)
+VALUES (%(plan_key)s, %(batch_id)s, %(symbol)s, %(lo)s, %(hi)s, %(source_rows)s,
+        %(copied_rows)s, %(quarantined_rows)s, %(checksum)s, %(seconds)s);
+
+-- name: mig_create_stage
+-- The fallback's staging table: the batch without constraints, numbered for bisection.
+CREATE TEMP TABLE tsj_migration_stage (
+  time TIMESTAMPTZ, symbol TEXT, bid_price DECIMAL(20, 8), ask_price DECIMAL(20, 8),
+  last_price DECIMAL(20, 8), volume BIGINT, source TEXT, trade_id UUID, account_id UUID,
+  n BIGINT GENERATED ALWAYS AS IDENTITY
+) ON COMMIT DROP;
+
+-- name: mig_stage_insert
+-- Staged rows lo <= n < hi into tick_data (one bisection step, inside a savepoint).
+INSERT INTO tick_data (time, symbol, bid_price, ask_price, last_price, volume, source,
+                       trade_id, account_id)
+SELECT time, symbol, bid_price, ask_price, last_price, volume, source, trade_id, account_id
+FROM tsj_migration_stage WHERE n >= %(lo)s AND n < %(hi)s;
+
+-- name: mig_stage_quarantine
+-- One staged row the target refused, into the quarantine with the server's reason.
+INSERT INTO tsj_migration_quarantine (time, symbol, bid_price, ask_price, last_price, volume,
+                                      source, trade_id, account_id, reason, plan_key, batch_id)
+SELECT time, symbol, bid_price, ask_price, last_price, volume, source, trade_id, account_id,
+       %(reason)s, %(plan_key)s, %(batch_id)s
+FROM tsj_migration_stage WHERE n = %(n)s;
+
+-- name: mig_stage_count
+-- Staged rows of this batch (n runs from 1 within the transaction).
+SELECT count(*) FROM tsj_migration_stage;
+
+-- name: mig_odd_copy_out
+-- A symbol's odd rows (outside the tick domain, or any row with a NULL symbol) with the
+-- reason each goes to the quarantine, streamed as binary COPY.
+COPY (SELECT time, symbol, bid_price, ask_price, last_price, volume, source, trade_id,
+             account_id,
+             CASE WHEN symbol IS NULL THEN 'symbol is NULL'
+                  WHEN NOT isfinite(time) THEN 'time is ' || time::text
+                  ELSE 'time outside the tick domain 0001-01-02..9999-12-31 UTC' END,
+             %(plan_key)s::text, %(batch_id)s::integer
+      FROM tick_data
+      WHERE symbol IS NOT DISTINCT FROM %(symbol)s
+        AND (symbol IS NULL OR NOT (time >= '0001-01-02 00:00+00' AND time < '9999-12-31 00:00+00'))
+        AND time >= %(since)s::timestamptz AND time <= %(until)s::timestamptz
+        AND (time < %(until)s::timestamptz OR %(until)s::timestamptz = 'infinity')
+        AND (%(symbols)s::text[] IS NULL OR symbol = ANY(%(symbols)s::text[])))
+TO STDOUT (FORMAT BINARY);
+
+-- name: mig_odd_copy_in
+-- Odd rows straight into the quarantine.
+COPY tsj_migration_quarantine (time, symbol, bid_price, ask_price, last_price, volume, source,
+                               trade_id, account_id, reason, plan_key, batch_id)
+FROM STDIN (FORMAT BINARY);
+
+-- name: mig_odd_clear
+-- Before re-quarantining a symbol's odd rows: drop earlier copies of them from the target
+-- and the quarantine (the time and symbol filters mirror mig_odd_copy_out).
+DELETE FROM tsj_migration_quarantine
+WHERE symbol IS NOT DISTINCT FROM %(symbol)s
+  AND (symbol IS NULL OR NOT (time >= '0001-01-02 00:00+00' AND time < '9999-12-31 00:00+00'))
+  AND time >= %(since)s::timestamptz AND time <= %(until)s::timestamptz
+  AND (time < %(until)s::timestamptz OR %(until)s::timestamptz = 'infinity');
+
+-- name: mig_anomalies
+-- Source anomalies in the range, carried as they are and counted for the summary: crossed
+-- or locked quotes (bid >= ask), rows with a NULL price, and duplicate rows (copies beyond
+-- the first of a full row: legal ticks, but worth knowing).
+WITH r AS (
+  SELECT * FROM tick_data
+  WHERE time >= %(since)s::timestamptz AND time <= %(until)s::timestamptz
+    AND (time < %(until)s::timestamptz OR %(until)s::timestamptz = 'infinity')
+    AND (%(symbols)s::text[] IS NULL OR symbol = ANY(%(symbols)s::text[]))
+)
+SELECT
+  (SELECT count(*) FILTER (WHERE bid_price >= ask_price) FROM r) AS crossed_quotes,
+  (SELECT count(*) FILTER (WHERE bid_price IS NULL OR ask_price IS NULL OR last_price IS NULL)
+   FROM r) AS null_prices,
+  (SELECT coalesce(sum(n - 1), 0) FROM (
+     SELECT count(*) AS n FROM r
+     GROUP BY time, symbol, bid_price, ask_price, last_price, volume, source, trade_id,
+              account_id
+     HAVING count(*) > 1) d) AS duplicates;

@@ -1,0 +1,562 @@
+"""Source -> target: batched, resumable, idempotent, verified.
+
+The plan splits the source's ``tick_data`` into batches: one symbol's rows in a slice of
+one UTC day, the slices sized from the per-day counts so a batch holds at most
+``batch_size`` rows. The same source and arguments give the same plan (and the same
+``plan_key``), so a resumed run skips exactly the batches whose checkpoint exists.
+
+Each batch runs in ONE target transaction: delete the range, stream COPY out of the
+source into COPY in (binary, never decoded in Python), write its checkpoint, commit. A
+kill at any moment leaves each batch either whole with its checkpoint or absent; the
+delete makes a re-copy exact when nothing else writes the target's range. A batch the
+target refuses is redone through a staging table, bisecting down to the refused rows,
+which go to ``tsj_migration_quarantine`` with the server's reason. Rows outside the tick
+domain (see sql/digest.sql) go there too. At the end, per symbol and UTC day,
+source = target + quarantine in rows, volume and the multiset checksum, or
+:class:`MigrationError` names the ranges.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+import psycopg
+
+from . import queries
+from .db import connect
+from .errors import MigrationError, SchemaError
+
+log = logging.getLogger("tsj_lab")
+
+DEFAULT_BATCH_SIZE = 100_000
+QUARANTINE = "tsj_migration_quarantine"
+STAGE = "tsj_migration_stage"
+#: the dry run's guess when neither history nor a sample can tell (rows/s)
+FALLBACK_RATE = 100_000.0
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One symbol's rows in [lo, hi); ``lo is None`` marks a symbol's odd rows."""
+
+    batch_id: int
+    symbol: str | None
+    lo: dt.datetime | None
+    hi: dt.datetime | None
+    expected_rows: int
+
+    @property
+    def odd(self) -> bool:
+        return self.lo is None
+
+    def label(self) -> str:
+        if self.odd:
+            return f"{self.symbol} odd rows"
+        return f"{self.symbol} [{self.lo:%Y-%m-%d %H:%M:%S}, {self.hi:%Y-%m-%d %H:%M:%S})"
+
+
+@dataclass(frozen=True)
+class Window:
+    """What to migrate: [since, until) and the symbols (None: all)."""
+
+    since: dt.datetime | None = None
+    until: dt.datetime | None = None
+    symbols: tuple[str, ...] | None = None
+
+    def params(self) -> dict[str, Any]:
+        return {"since": self.since or "-infinity", "until": self.until or "infinity",
+                "symbols": list(self.symbols) if self.symbols else None}
+
+
+@dataclass(frozen=True)
+class Plan:
+    key: str
+    window: Window
+    batch_size: int
+    batches: tuple[Batch, ...]
+    counts: pd.DataFrame  # day, symbol, rows (day NaT for odd rows)
+
+    @property
+    def rows(self) -> int:
+        return sum(b.expected_rows for b in self.batches)
+
+
+def window(*, since: dt.datetime | str | None = None, until: dt.datetime | str | None = None,
+           symbols: Sequence[str] | str | None = None) -> Window:
+    """A checked :class:`Window`; bad times or an empty range raise ValueError up front."""
+    lo, hi = _utc(since, "since"), _utc(until, "until")
+    if lo and hi and lo >= hi:
+        raise ValueError(f"since {lo.isoformat()} is not before until {hi.isoformat()}; "
+                         "swap them or widen the range")
+    if isinstance(symbols, str):
+        symbols = [s for s in symbols.split(",") if s.strip()]
+    syms = tuple(s.strip() for s in symbols) if symbols else None
+    return Window(lo, hi, syms)
+
+
+def _utc(value: dt.datetime | str | None, what: str) -> dt.datetime | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        try:
+            value = dt.datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError(f"{what} {value!r} is not a time; use YYYY-MM-DD[THH:MM[:SS]][+HH:MM]"
+                             ) from None
+    elif isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        value = dt.datetime.combine(value, dt.time())
+    return value.replace(tzinfo=dt.timezone.utc) if value.tzinfo is None else value
+
+
+def plan(source_url: str, *, batch_size: int = DEFAULT_BATCH_SIZE,
+         window: Window = Window()) -> Plan:
+    """The batches for ``window``, from the source's counts per symbol and UTC day."""
+    if not 1 <= batch_size <= 10_000_000:
+        raise ValueError(f"batch_size={batch_size} is out of range; use 1-10000000")
+    with connect(source_url, autocommit=True) as conn:
+        _require(conn, "tick_data", "source", "create it or point --source at the Supabase database")
+        rows = conn.execute(queries.text("mig_plan_counts"), window.params()).fetchall()
+    batches: list[Batch] = []
+    odd: dict[str | None, int] = {}
+    for symbol, day, n in rows:
+        if symbol is None or day is None:
+            odd[symbol] = odd.get(symbol, 0) + n
+            continue
+        for lo, hi, share in _slices(day, n, batch_size, window):
+            batches.append(Batch(len(batches), symbol, lo, hi, share))
+    for symbol, n in sorted(odd.items(), key=lambda kv: str(kv[0])):
+        batches.append(Batch(len(batches), symbol, None, None, n))
+    counts = pd.DataFrame(rows, columns=["symbol", "day", "rows"])[["day", "symbol", "rows"]]
+    key = _plan_key(rows, batch_size, window)
+    return Plan(key, window, batch_size, tuple(batches), counts)
+
+
+def _slices(day: dt.date, n: int, batch_size: int,
+            w: Window) -> Iterator[tuple[dt.datetime, dt.datetime, int]]:
+    """Equal time slices of the day (clipped to the window), enough for ``batch_size`` rows."""
+    start = dt.datetime.combine(day, dt.time(), dt.timezone.utc)
+    lo, hi = max(start, w.since or start), min(start + dt.timedelta(days=1), w.until or
+                                               start + dt.timedelta(days=1))
+    k = -(-n // batch_size)
+    span_us = (hi - lo) // dt.timedelta(microseconds=1)
+    edges = [lo + dt.timedelta(microseconds=span_us * i // k) for i in range(k)] + [hi]
+    for i in range(k):
+        # the expected count is a share (for the progress bar); the real one comes from COPY
+        yield edges[i], edges[i + 1], n // k + (1 if i < n % k else 0)
+
+
+def _plan_key(rows: list[tuple[Any, ...]], batch_size: int, w: Window) -> str:
+    blob = json.dumps([[str(c) for c in r] for r in rows] +
+                      [batch_size, str(w.since), str(w.until), list(w.symbols or [])])
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _require(conn: psycopg.Connection[Any], table: str, side: str, fix: str) -> None:
+    row = conn.execute(queries.text("mig_table_exists"), {"name": table}).fetchone()
+    if not row or not row[0]:
+        raise SchemaError(f"table '{table}' not found on the {side}; {fix}")
+
+
+# -- copying --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    batch: Batch
+    source_rows: int
+    copied_rows: int
+    quarantined_rows: int
+    seconds: float
+
+
+def _params(batch: Batch, plan_key: str) -> dict[str, Any]:
+    return {"symbol": batch.symbol, "lo": batch.lo, "hi": batch.hi, "plan_key": plan_key,
+            "batch_id": batch.batch_id}
+
+
+def copy_batch(src: psycopg.Connection[Any], tgt: psycopg.Connection[Any], batch: Batch, *,
+               plan: Plan) -> BatchResult:
+    """Copy one batch with its checkpoint in one target transaction; see the module doc."""
+    t0 = time.perf_counter()
+    if batch.odd:
+        return _quarantine_odd(src, tgt, batch, plan, t0)
+    try:
+        with tgt.transaction():
+            _clear_range(tgt, batch, plan.key)
+            read, copied = _stream(src, tgt, batch, "tick_data")
+            return _checkpoint(tgt, batch, plan.key, read, copied, 0, t0)
+    except psycopg.OperationalError:
+        raise
+    except psycopg.DatabaseError as exc:
+        log.info("batch %s refused (%s); retrying row by row", batch.label(), _reason(exc))
+        _settle(src)
+        return _copy_with_quarantine(src, tgt, batch, plan.key, t0)
+
+
+def _clear_range(tgt: psycopg.Connection[Any], batch: Batch, plan_key: str) -> None:
+    tgt.execute(queries.text("mig_delete_range"), _params(batch, plan_key))
+    tgt.execute(queries.text("mig_delete_quarantine_range"), _params(batch, plan_key))
+
+
+def _stream(src: psycopg.Connection[Any], tgt: psycopg.Connection[Any], batch: Batch,
+            table: str) -> tuple[int, int]:
+    """COPY the batch out of the source straight into ``table``: (rows read, rows written)."""
+    copy_in = queries.compose("mig_copy_in", table=table)
+    with src.cursor() as sc, tgt.cursor() as tc:
+        with sc.copy(queries.text("mig_copy_out"), _params(batch, "")) as out:
+            with tc.copy(copy_in) as inp:
+                for data in out:
+                    inp.write(data)
+        return sc.rowcount, tc.rowcount
+
+
+def _copy_with_quarantine(src: psycopg.Connection[Any], tgt: psycopg.Connection[Any],
+                          batch: Batch, plan_key: str, t0: float) -> BatchResult:
+    """The slow path: stage the batch, insert it by bisection, quarantine what is refused."""
+    with tgt.transaction():
+        _clear_range(tgt, batch, plan_key)
+        tgt.execute(queries.text("mig_create_stage"))
+        read, staged = _stream(src, tgt, batch, STAGE)
+        bad = _bisect(tgt, staged, batch, plan_key)
+        return _checkpoint(tgt, batch, plan_key, read, staged - bad, bad, t0)
+
+
+def _bisect(tgt: psycopg.Connection[Any], staged: int, batch: Batch, plan_key: str) -> int:
+    """Insert staged rows 1..staged, halving refused ranges down to single rows."""
+    bad = 0
+    todo = [(1, staged + 1)]
+    while todo:
+        lo, hi = todo.pop()
+        try:
+            with tgt.transaction():  # a savepoint: a refused range rolls back alone
+                tgt.execute(queries.text("mig_stage_insert"), {"lo": lo, "hi": hi})
+        except psycopg.OperationalError:
+            raise
+        except psycopg.DatabaseError as exc:
+            if hi - lo > 1:
+                mid = (lo + hi) // 2
+                todo += [(mid, hi), (lo, mid)]
+                continue
+            tgt.execute(queries.text("mig_stage_quarantine"),
+                        {"n": lo, "reason": _reason(exc), **_params(batch, plan_key)})
+            bad += 1
+    return bad
+
+
+def _quarantine_odd(src: psycopg.Connection[Any], tgt: psycopg.Connection[Any], batch: Batch,
+                    plan: Plan, t0: float) -> BatchResult:
+    """A symbol's rows outside the tick domain go to the quarantine, all of them."""
+    params = {**_params(batch, plan.key), **plan.window.params()}
+    with tgt.transaction():
+        tgt.execute(queries.text("mig_odd_clear"), params)
+        with src.cursor() as sc, tgt.cursor() as tc:
+            with sc.copy(queries.text("mig_odd_copy_out"), params) as out:
+                with tc.copy(queries.text("mig_odd_copy_in")) as inp:
+                    for data in out:
+                        inp.write(data)
+            read = sc.rowcount
+        return _checkpoint(tgt, batch, plan.key, read, 0, read, t0)
+
+
+def _checkpoint(tgt: psycopg.Connection[Any], batch: Batch, plan_key: str, read: int,
+                copied: int, quarantined: int, t0: float) -> BatchResult:
+    if read != copied + quarantined:
+        raise MigrationError(f"batch {batch.label()}: read {read} rows but wrote {copied} and "
+                             f"quarantined {quarantined}; re-run 'tsj migrate'")
+    checksum = None
+    if not batch.odd:
+        row = tgt.execute(queries.compose("range_digest", table="tick_data"),
+                          _params(batch, plan_key)).fetchone()
+        checksum = row[1] if row else None
+    seconds = time.perf_counter() - t0
+    tgt.execute(queries.text("mig_checkpoint"), {
+        **_params(batch, plan_key), "source_rows": read, "copied_rows": copied,
+        "quarantined_rows": quarantined, "checksum": checksum, "seconds": seconds})
+    return BatchResult(batch, read, copied, quarantined, seconds)
+
+
+def _reason(exc: BaseException) -> str:
+    diag = getattr(exc, "diag", None)
+    msg = (diag.message_primary if diag and diag.message_primary else str(exc)).strip()
+    return " ".join(msg.split())[:500]
+
+
+def _settle(conn: psycopg.Connection[Any]) -> None:
+    """Bring a source connection whose COPY was cut short back to idle."""
+    if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        conn.rollback()
+
+
+def _has_table(conn: psycopg.Connection[Any], name: str) -> bool:
+    row = conn.execute(queries.text("mig_table_exists"), {"name": name}).fetchone()
+    return bool(row and row[0])
+
+
+# -- a run ----------------------------------------------------------------------------------
+
+
+@dataclass
+class MigrationResult:
+    """What a run did, the source anomalies it carried, and the verification table."""
+
+    plan_key: str
+    batches: int
+    skipped: int  # batches already checkpointed by an earlier (killed) run
+    source_rows: int  # rows read by this run
+    copied_rows: int
+    quarantined_rows: int
+    seconds: float
+    anomalies: dict[str, int] = field(default_factory=dict)
+    verification: pd.DataFrame = field(default_factory=pd.DataFrame)
+    history: pd.DataFrame = field(default_factory=pd.DataFrame)  # checkpoints, in order
+
+    @property
+    def rows_per_s(self) -> float:
+        return self.source_rows / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def ok(self) -> bool:
+        return bool(len(self.verification)) and bool((self.verification["status"] == "ok").all())
+
+    def summary(self) -> dict[str, Any]:
+        return {"plan_key": self.plan_key, "batches": self.batches, "skipped": self.skipped,
+                "source_rows": self.source_rows, "copied_rows": self.copied_rows,
+                "quarantined_rows": self.quarantined_rows, "seconds": round(self.seconds, 3),
+                "rows_per_s": round(self.rows_per_s), **self.anomalies,
+                "verified_days": int(len(self.verification)),
+                "mismatched_days": int((self.verification.get("status") != "ok").sum())
+                if len(self.verification) else 0}
+
+
+def run(
+    source_url: str,
+    target_url: str,
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    since: dt.datetime | str | None = None,
+    until: dt.datetime | str | None = None,
+    symbols: Sequence[str] | str | None = None,
+    workers: int = 1,
+    progress: bool | None = None,
+    verify_after: bool = True,
+) -> MigrationResult:
+    """Migrate (or resume migrating) the window; raises MigrationError when it does not verify."""
+    if not 1 <= workers <= 16:
+        raise ValueError(f"workers={workers} is out of range; use 1-16")
+    w = window(since=since, until=until, symbols=symbols)
+    p = plan(source_url, batch_size=batch_size, window=w)
+    done = _setup_target(target_url, p)
+    todo = [b for b in p.batches if b.batch_id not in done]
+    log.info("plan %s: %d batches, %d already done, %d rows to copy", p.key, len(p.batches),
+             len(p.batches) - len(todo), sum(b.expected_rows for b in todo))
+    t0 = time.perf_counter()
+    results = _copy_all(source_url, target_url, p, todo, workers=workers, progress=progress)
+    seconds = time.perf_counter() - t0
+    result = MigrationResult(
+        p.key, len(p.batches), len(p.batches) - len(todo), sum(r.source_rows for r in results),
+        sum(r.copied_rows for r in results), sum(r.quarantined_rows for r in results), seconds,
+        anomalies=anomalies(source_url, window=w), history=history(target_url, p.key))
+    if verify_after:
+        result.verification = verify(source_url, target_url, window=w)
+        raise_on_mismatch(result.verification)
+    return result
+
+
+def _setup_target(target_url: str, p: Plan) -> set[int]:
+    """Checkpoint and quarantine tables in place; the batch ids this plan already finished."""
+    with connect(target_url, autocommit=True) as conn:
+        _require(conn, "tick_data", "target", "run 'tsj provision'")
+        conn.execute(queries.text("mig_create_batches"))
+        conn.execute(queries.text("mig_create_quarantine"))
+        return {r[0] for r in conn.execute(queries.text("mig_done"), {"plan_key": p.key})}
+
+
+def _copy_all(source_url: str, target_url: str, p: Plan, todo: list[Batch], *, workers: int,
+              progress: bool | None) -> list[BatchResult]:
+    """The batches over ``workers`` pairs of connections, with a rows/s and ETA bar."""
+    from tqdm.auto import tqdm
+
+    from .generate import progress_enabled
+
+    pending = iter(todo)
+    lock, failed = threading.Lock(), threading.Event()
+    results: list[BatchResult] = []
+    bar = tqdm(total=sum(b.expected_rows for b in todo), unit="rows", unit_scale=True,
+               desc="migrate", disable=not (progress_enabled() if progress is None else progress))
+
+    def work() -> None:
+        with connect(source_url, autocommit=True) as src, connect(target_url) as tgt:
+            while not failed.is_set():
+                with lock:
+                    batch = next(pending, None)
+                if batch is None:
+                    return
+                try:
+                    res = copy_batch(src, tgt, batch, plan=p)
+                except BaseException:
+                    failed.set()
+                    raise
+                with lock:
+                    results.append(res)
+                bar.update(batch.expected_rows)
+
+    try:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tsj-migrate") as ex:
+            for f in [ex.submit(work) for _ in range(min(workers, max(1, len(todo))))]:
+                f.result()
+    finally:
+        bar.close()
+    return results
+
+
+def history(target_url: str, plan_key: str) -> pd.DataFrame:
+    """The plan's checkpoints in commit order, with the cumulated rows (throughput chart)."""
+    cols = ["batch_id", "symbol", "lo", "hi", "source_rows", "copied_rows", "quarantined_rows",
+            "checksum", "seconds", "finished_at"]
+    with connect(target_url, autocommit=True) as conn:
+        rows = conn.execute(queries.text("mig_history"), {"plan_key": plan_key}).fetchall()
+    df = pd.DataFrame(rows, columns=cols)
+    df["cumulative_rows"] = df["source_rows"].cumsum()
+    df["rows_per_s"] = df["source_rows"] / df["seconds"].where(df["seconds"] > 0)
+    return df
+
+
+def anomalies(source_url: str, *, window: Window = Window()) -> dict[str, int]:
+    """Crossed quotes, rows with NULL prices and duplicate rows in the source window."""
+    with connect(source_url, autocommit=True) as conn:
+        cur = conn.execute(queries.text("mig_anomalies"), window.params())
+        row = cur.fetchone()
+        names = [d.name for d in cur.description or []]
+    return {k: int(v) for k, v in zip(names, row or ())}
+
+
+# -- verification and dry run ---------------------------------------------------------------
+
+_DIGEST = ["symbol", "day", "rows", "first_time", "last_time", "volume", "checksum"]
+
+
+def digest(url: str, *, table: str = "tick_data", window: Window = Window()) -> pd.DataFrame:
+    """``day_digest`` of ``table``: rows, first/last time, volume, checksum per symbol-day."""
+    with connect(url, autocommit=True) as conn:
+        if not _has_table(conn, table):
+            return pd.DataFrame(columns=_DIGEST)
+        rows = conn.execute(queries.compose("day_digest", table=table), window.params()).fetchall()
+    return pd.DataFrame(rows, columns=_DIGEST)
+
+
+def verify(source_url: str, target_url: str, *, window: Window = Window()) -> pd.DataFrame:
+    """Per symbol and UTC day: source against target + quarantine (digests add up).
+
+    status is 'ok' when rows (target + quarantined), volume and checksum agree, else
+    'mismatch'; volume_target and checksum_target include the quarantined rows (the
+    digests add up). day is None for rows outside the tick domain.
+    """
+    src = digest(source_url, window=window)
+    tgt = digest(target_url, window=window)
+    qua = digest(target_url, table=QUARANTINE, window=window)
+    keys = ["symbol", "day"]
+    sums = ["rows", "volume", "checksum"]
+    side = (pd.concat([tgt[keys + sums].assign(q=0), qua[keys + sums].assign(q=1)])
+            .assign(quarantined=lambda d: d["rows"] * d["q"]))
+    side = side.groupby(keys, dropna=False, as_index=False)[sums + ["quarantined"]].sum()
+    out = src[keys + sums].merge(side, on=keys, how="outer", suffixes=("_source", "_target"),
+                                 indicator=False)
+    for col in ("rows_source", "rows_target", "quarantined", "volume_source", "volume_target"):
+        out[col] = out[col].fillna(0).astype("int64")
+    # the sums compare source with target + quarantine; show the target's own rows apart
+    out["rows_target"] -= out["quarantined"]
+    same = ((out["rows_source"] == out["rows_target"] + out["quarantined"])
+            & (out["volume_source"] == out["volume_target"])
+            & (out["checksum_source"].astype(object) == out["checksum_target"].astype(object)))
+    out["status"] = same.map({True: "ok", False: "mismatch"})
+    cols = ["symbol", "day", "rows_source", "rows_target", "quarantined", "volume_source",
+            "volume_target", "checksum_source", "checksum_target", "status"]
+    return out[cols].sort_values(["day", "symbol"], na_position="last", key=lambda s: s.astype(str)
+                                 ).reset_index(drop=True)
+
+
+def raise_on_mismatch(verification: pd.DataFrame) -> None:
+    """MigrationError naming the (symbol, day) ranges where source and target differ."""
+    bad = verification[verification["status"] != "ok"]
+    if bad.empty:
+        return
+    ranges = ", ".join(
+        f"{r.symbol} {r.day if r.day is not None and not pd.isna(r.day) else 'odd-time'}"
+        f" ({r.rows_source} source / {r.rows_target} target + {r.quarantined} quarantined rows)"
+        for r in bad.head(10).itertuples())
+    more = f" and {len(bad) - 10} more" if len(bad) > 10 else ""
+    raise MigrationError(f"verification failed for {len(bad)} symbol-day(s): {ranges}{more}; "
+                         "re-run 'tsj migrate' (nothing else may write the target meanwhile)")
+
+
+@dataclass(frozen=True)
+class DryRun:
+    """What a run would copy, and how long it would take."""
+
+    plan_key: str
+    counts: pd.DataFrame  # day, symbol, rows
+    batches: int
+    done: int  # batches already checkpointed on the target
+    rows: int  # rows still to copy
+    rate: float  # rows/s the estimate assumes
+    rate_from: str  # 'history', 'sample' or 'default'
+
+    @property
+    def estimated_s(self) -> float:
+        return self.rows / self.rate if self.rate > 0 else float("nan")
+
+
+def dry_run(
+    source_url: str,
+    target_url: str,
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    since: dt.datetime | str | None = None,
+    until: dt.datetime | str | None = None,
+    symbols: Sequence[str] | str | None = None,
+) -> DryRun:
+    """Counts per day and symbol and an estimated time; writes nothing to either side.
+
+    The rate comes from earlier runs' checkpoints on this target, else from a sample: the
+    first batch COPYed into the target inside a transaction that is rolled back.
+    """
+    w = window(since=since, until=until, symbols=symbols)
+    p = plan(source_url, batch_size=batch_size, window=w)
+    done: set[int] = set()
+    rate, rate_from = 0.0, "default"
+    with connect(target_url, autocommit=True) as conn:
+        _require(conn, "tick_data", "target", "run 'tsj provision'")
+        if _has_table(conn, "tsj_migration_batches"):
+            done = {r[0] for r in conn.execute(queries.text("mig_done"), {"plan_key": p.key})}
+            rate = float(conn.execute(queries.text("mig_rate")).fetchone()[0] or 0)  # type: ignore[index]
+            rate_from = "history" if rate else rate_from
+    if not rate:
+        rate, rate_from = _sample_rate(source_url, target_url, p)
+    rows = sum(b.expected_rows for b in p.batches if b.batch_id not in done)
+    return DryRun(p.key, p.counts, len(p.batches), len(done), rows, rate, rate_from)
+
+
+def _sample_rate(source_url: str, target_url: str, p: Plan) -> tuple[float, str]:
+    first = next((b for b in p.batches if not b.odd), None)
+    if first is None:
+        return FALLBACK_RATE, "default"
+    with connect(source_url, autocommit=True) as src, connect(target_url) as tgt:
+        t0 = time.perf_counter()
+        try:
+            read, _ = _stream(src, tgt, first, "tick_data")
+        except psycopg.DatabaseError:
+            return FALLBACK_RATE, "default"
+        finally:
+            tgt.rollback()  # the sample never stays
+        secs = time.perf_counter() - t0
+    return (read / secs if read and secs > 0 else FALLBACK_RATE), "sample"
