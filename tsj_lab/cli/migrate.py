@@ -1,0 +1,62 @@
+"""tsj migrate: source tick_data -> target hypertable, resumable, verified."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING
+
+from . import add_target, command, print_json, print_table, source_url, target_url
+
+if TYPE_CHECKING:
+    from ..migrate import DryRun
+
+
+def _setup(p: argparse.ArgumentParser) -> None:
+    from ..migrate import DEFAULT_BATCH_SIZE
+
+    add_target(p, source=True)
+    p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
+                   help="most rows per batch (one transaction, one checkpoint; default %(default)s)")
+    p.add_argument("--since", help="first time to copy (ISO; default: the beginning)")
+    p.add_argument("--until", help="copy times before this (ISO; default: the end)")
+    p.add_argument("--symbols", help="comma-separated symbols (default: all)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="batches copied in parallel (default 1: the source is production)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="counts per day and symbol and an estimated time; writes nothing")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+
+@command("migrate", "copy tick_data from the source into the target hypertable", _setup)
+def _migrate(args: argparse.Namespace) -> int:
+    from .. import migrate
+
+    src, tgt = source_url(args), target_url(args)
+    opts = {"batch_size": args.batch_size, "since": args.since, "until": args.until,
+            "symbols": args.symbols}
+    if args.dry_run:
+        return _dry_run(migrate.dry_run(src, tgt, **opts), as_json=args.json)
+    result = migrate.run(src, tgt, workers=args.workers, **opts)
+    if args.json:
+        print_json(result.summary())
+        return 0
+    print_table([{"field": k, "value": v} for k, v in result.summary().items()])
+    bad_q = result.quarantined_rows
+    if bad_q:
+        print(f"\n{bad_q} row(s) quarantined in tsj_migration_quarantine (see the reason column)")
+    print(f"\nverified {len(result.verification)} symbol-day(s): source = target + quarantine")
+    return 0
+
+
+def _dry_run(d: DryRun, *, as_json: bool) -> int:
+    summary = {"plan_key": d.plan_key, "batches": d.batches, "done": d.done, "rows": d.rows,
+               "rate_rows_per_s": round(d.rate), "rate_from": d.rate_from,
+               "estimated_s": round(d.estimated_s, 1)}
+    if as_json:
+        print_json(summary | {"counts": d.counts.astype({"day": str}).to_dict("records")})
+        return 0
+    print_table(d.counts.astype({"day": str}).to_dict("records"), ["day", "symbol", "rows"])
+    print()
+    print_table([{"field": k, "value": v} for k, v in summary.items()])
+    print("\ndry run: nothing was written")
+    return 0
