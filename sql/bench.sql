@@ -119,3 +119,10 @@ SELECT hypertable_size('tick_data') AS bytes;
 -- Fresh planner statistics after a bulk load, so both databases plan the timed queries
 -- from the data they hold (autovacuum may not have run yet).
 ANALYZE tick_data;
+
+-- name: bench_day_counts
+-- Ticks per symbol and UTC day in [start, end): which days of the data set are present.
+SELECT symbol, (time AT TIME ZONE 'UTC')::date AS day, count(*) AS ticks
+FROM tick_data
+WHERE time >= %(start)s AND time < %(end)s
+GROUP BY 1, 2;

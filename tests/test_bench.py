@@ -160,7 +160,8 @@ def test_workloads_run_on_both_databases(pair) -> None:
     table = bench.verdicts(windows=windows, paths=paths, candle=candles, clients=clients)
     assert {"AC8 window 1m", "AC8 window 1h", "goal: day read", "AC6 50 concurrent connections",
             "goal: 1h window to DataFrame", "goal: 1m candle view vs raw"} <= set(table["check"])
-    assert table.set_index("check").loc["AC6 50 concurrent connections", "status"] == "fail"
+    # three clients measured: AC6 (50) is not judged either way
+    assert table.set_index("check").loc["AC6 50 concurrent connections", "status"] == "warn"
     assert set(table["status"]) <= {"ok", "warn", "fail"}
 
 
@@ -175,5 +176,6 @@ def test_record_hands_every_row_to_reports(monkeypatch) -> None:
     workload, params, kw = got[0]
     assert workload == "window" and params == {"db": "timescaledb", "window": "1m", "target_ms": 50.0}
     assert kw["n"] == 3 and kw["p50_ms"] == 2.0 and kw["server_p50_ms"] == 0.5
+    assert kw["rows"] == 5
     assert kw["rows_per_s"] == pytest.approx(15 / 0.006)
 

@@ -153,20 +153,24 @@ def point(workload: str, db: str, latencies: Sequence[float], *, rows: Sequence[
     }
 
 
+#: result columns recorded as extra figures of a point, and those not recorded at all
+EXTRAS = ("mean_ms", "rows", "qps", "errors", "peak_connections", "ratio", "connect_ms")
+_NOT_PARAMS = ("workload", "n", "p50_ms", "p95_ms", "p99_ms", "max_ms", "server_p50_ms",
+               "rows_per_s", "server_n", "samples_ms", *EXTRAS)
+
+
 def record(df: pd.DataFrame) -> int:
     """Record every row of a workload table as a report result; returns how many."""
     from . import reports
 
-    fixed = {"workload", "n", "p50_ms", "p95_ms", "p99_ms", "max_ms", "server_p50_ms",
-             "rows_per_s", "samples_ms", "mean_ms", "rows", "server_n"}
     for row in df.to_dict("records"):
-        params = {k: _plain(v) for k, v in row.items() if k not in fixed and _present(v)}
+        params = {k: _plain(v) for k, v in row.items() if k not in _NOT_PARAMS and _present(v)}
+        extra = {k: float(row[k]) for k in EXTRAS if _present(row.get(k))}
         reports.record_result(
             row["workload"], params, n=int(row["n"]), p50_ms=row["p50_ms"],
             p95_ms=row["p95_ms"], p99_ms=row["p99_ms"], max_ms=row.get("max_ms"),
-            server_p50_ms=_maybe(row.get("server_p50_ms")), rows_per_s=_maybe(row.get("rows_per_s")),
-            rows=_maybe(row.get("rows")),
-        )
+            server_p50_ms=_maybe(row.get("server_p50_ms")),
+            rows_per_s=_maybe(row.get("rows_per_s")), **extra)
     return len(df)
 
 
@@ -399,9 +403,9 @@ def prepare(target_url: str, source_url: str, *, symbols: Sequence[str], start: 
             generate: bool = True) -> tuple[list[Database], Dataset]:
     """Both databases provisioned and holding the same ticks; generated where absent.
 
-    A symbol already present in both with equal counts is used as it is (data left by the
-    migration notebook, say); one missing from a database is generated into it; unequal
-    counts are an error rather than a silently unfair comparison.
+    A (symbol, UTC day) already present is used as it is (data left by the migration
+    notebook, say); one missing from a database is generated into it. Unequal counts
+    between the two databases are an error rather than a silently unfair comparison.
     """
     from . import generate as gen
     from . import schema
@@ -417,25 +421,41 @@ def prepare(target_url: str, source_url: str, *, symbols: Sequence[str], start: 
     dbs = [Database(PLAIN, source_url), Database(TIMESCALE, target_url)]
     counts = {}
     for db in dbs:
-        have = symbol_counts(db.url, start=lo, end=hi)
-        missing = [s for s in symbols if not have.get(s)]
+        have = _day_counts(db.url, start=lo, end=hi)
+        missing = [(s, day) for s in symbols for day in _days(start, days) if (s, day) not in have]
         if missing and not generate:
-            raise SchemaError(f"{db.label} tick_data has no ticks for {missing} from {start} "
-                              f"for {days} days; run 'tsj bench' to generate them")
-        if missing:
-            log.info("generating %s for %d day(s) into %s", missing, days, db.label)
-            gen.load(db.url, symbols=missing, start=start, days=days, interval_ms=interval_ms,
+            raise SchemaError(f"{db.label} tick_data lacks {len(missing)} symbol-days of "
+                              f"{list(symbols)} from {start}; run 'tsj bench' to generate them")
+        for symbol, day in missing:
+            # The generator is deterministic per (seed, symbol, day): loading day by day
+            # gives the same rows as one load, and lets a larger run extend a smaller one.
+            gen.load(db.url, symbols=[symbol], start=day, days=1, interval_ms=interval_ms,
                      seed=seed)
+        if missing:
+            log.info("generated %d symbol-days into %s", len(missing), db.label)
             with connection(db.url, autocommit=True) as conn:
                 conn.execute(queries.text("bench_analyze"))
-            have = symbol_counts(db.url, start=lo, end=hi)
-        counts[db.label] = [have.get(s, 0) for s in symbols]
+        got = symbol_counts(db.url, start=lo, end=hi)
+        counts[db.label] = [got.get(s, 0) for s in symbols]
     if counts[PLAIN] != counts[TIMESCALE]:
         raise SchemaError(
             f"tick counts differ between source {counts[PLAIN]} and target {counts[TIMESCALE]} "
             f"for {list(symbols)} from {start}; run 'tsj migrate' or use other symbols")
     schema.refresh_candles(target_url, start=lo, end=hi)
-    return dbs, Dataset(tuple(symbols), lo, hi, min(counts[PLAIN]), float(interval_ms))
+    ticks = min(counts[PLAIN])
+    # Data left by another run may have another spacing: the replay needs the real one.
+    spacing = (hi - lo).total_seconds() * 1000.0 / ticks if ticks else float(interval_ms)
+    return dbs, Dataset(tuple(symbols), lo, hi, ticks, spacing)
+
+
+def _days(start: dt.date, days: int) -> list[dt.date]:
+    return [start + dt.timedelta(days=i) for i in range(days)]
+
+
+def _day_counts(url: str, *, start: dt.datetime, end: dt.datetime) -> dict[tuple[str, dt.date], int]:
+    with connection(url, autocommit=True) as conn:
+        got = conn.execute(queries.text("bench_day_counts"), {"start": start, "end": end})
+        return {(row[0], row[1]): int(row[2]) for row in got.fetchall()}
 
 
 def symbol_counts(url: str, *, start: dt.datetime, end: dt.datetime) -> dict[str, int]:
@@ -480,9 +500,11 @@ def verdicts(*, windows: pd.DataFrame | None = None, paths: pd.DataFrame | None 
     if clients is not None:
         top = clients[clients["db"] == db].sort_values("clients").tail(1).to_dict("records")
         for rec in top:
-            ok = rec["clients"] >= 50 and rec["errors"] == 0 and rec["peak_connections"] >= 50
+            ok = rec["errors"] == 0 and rec["peak_connections"] >= 50
+            # Fewer than 50 clients measured (a quick run) is no verdict either way.
+            status = "ok" if ok else "fail" if rec["clients"] >= 50 else "warn"
             rows.append(_verdict("AC6 50 concurrent connections", "50 clients, 0 errors",
-                                 rec["peak_connections"], "ok" if ok else "fail",
+                                 rec["peak_connections"], status,
                                  f"{rec['clients']} clients, {rec['errors']} errors, "
                                  f"{rec['qps']:.0f} q/s, p95 {rec['p95_ms']:.1f} ms"))
     if play is not None:

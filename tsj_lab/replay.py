@@ -261,3 +261,21 @@ def playback(latencies: pd.DataFrame, *, speeds: Sequence[float] = (1, 10, 100, 
                 "prefetch_needed_s": None if need is None else need / ticks_per_s,
             })
     return pd.DataFrame(rows)
+
+
+def record_playback(play: pd.DataFrame) -> int:
+    """Each playback row as report metrics: fps reached, dropped frames, prefetch needed."""
+    from . import reports
+
+    for rec in play.to_dict("records"):
+        scope = {"db": rec["db"], "rtt_ms": rec["rtt_ms"], "via": rec["via"],
+                 "batch": rec["batch"], "speed": rec["speed"], "prefetch_ticks": rec["prefetch_ticks"]}
+        scope = {k: v for k, v in scope.items() if v is not None and v == v}  # drop NaN
+        reports.record_metric("replay fps", rec["fps"], unit="fps", n=rec["frames"], **scope)
+        reports.record_metric("replay dropped frames", rec["dropped"], unit="frames",
+                              n=rec["frames"], underruns=rec["underruns"], **scope)
+        if rec["prefetch_needed_ticks"] is not None and rec["prefetch_needed_ticks"] == rec["prefetch_needed_ticks"]:
+            reports.record_metric("replay prefetch needed", rec["prefetch_needed_s"], unit="s",
+                                  ticks=rec["prefetch_needed_ticks"],
+                                  sustainable=rec["sustainable"], **scope)
+    return len(play)
