@@ -2,6 +2,15 @@
 -- its per-(symbol, UTC day) or per-finding result in a temporary table (chk_*) of the
 -- suite's one connection; the small queries after it read those tables, never the ticks.
 -- {table} is the tick table, {view} a candle view (identifiers).
+--
+-- The plausible tick domain is [1970-01-01, 9999-12-31) UTC: rows outside it (+/-infinity,
+-- year 20000, epoch-zero mistakes) have no day, are counted by 'implausible_time' and stay
+-- out of the ordered walk. Sample rows give time as ISO text (session TimeZone is UTC), so
+-- they are JSON-ready and never fail to load.
+
+-- name: chk_session
+-- The suite's session: UTC for every time text and day boundary.
+SET TIME ZONE 'UTC';
 
 -- name: chk_hypertable_dimension
 -- The time dimension of hypertable %(table)s: column and chunk interval (no row: not a
@@ -49,13 +58,17 @@ LIMIT %(limit)s;
 --                   (only where the quote is not crossed: a crossed quote has no inside)
 --   non_positive    a price <= 0
 --   negative_volume volume < 0
---   future          time later than now() + %(future_tolerance)s
+--   future          time later than now() + %(future_tolerance)s (and plausible)
+--   implausible     time outside the plausible domain (see the top of this file)
 CREATE TEMP TABLE chk_days AS
 SELECT symbol,
-       (time_bucket(INTERVAL '1 day', time) AT TIME ZONE 'UTC')::date AS day,
+       CASE WHEN time >= '1970-01-01 00:00+00' AND time < '9999-12-31 00:00+00'
+            THEN (time AT TIME ZONE 'UTC')::date END AS day,
        count(*) AS n,
-       min(time) AS first_time,
-       max(time) AS last_time,
+       min(time) FILTER (WHERE time >= '1970-01-01 00:00+00' AND time < '9999-12-31 00:00+00')
+         AS first_time,
+       max(time) FILTER (WHERE time >= '1970-01-01 00:00+00' AND time < '9999-12-31 00:00+00')
+         AS last_time,
        count(*) FILTER (WHERE bid_price IS NULL OR ask_price IS NULL OR last_price IS NULL)
          AS null_price,
        count(*) FILTER (WHERE bid_price > ask_price) AS crossed_quote,
@@ -66,7 +79,10 @@ SELECT symbol,
        count(*) FILTER (WHERE bid_price <= 0 OR ask_price <= 0 OR last_price <= 0)
          AS non_positive,
        count(*) FILTER (WHERE volume < 0) AS negative_volume,
-       count(*) FILTER (WHERE time > now() + %(future_tolerance)s::interval) AS future
+       count(*) FILTER (WHERE time > now() + %(future_tolerance)s::interval
+                          AND time < '9999-12-31 00:00+00') AS future,
+       count(*) FILTER (WHERE NOT (time >= '1970-01-01 00:00+00'
+                                   AND time < '9999-12-31 00:00+00')) AS implausible
 FROM {table}
 GROUP BY 1, 2;
 
@@ -82,15 +98,16 @@ FROM (SELECT symbol, day, n,
                WHEN 'non_positive' THEN non_positive
                WHEN 'negative_volume' THEN negative_volume
                WHEN 'future' THEN future
+               WHEN 'implausible' THEN implausible
              END AS found
       FROM chk_days) d
 WHERE found > 0
-ORDER BY symbol, day;
+ORDER BY symbol, day NULLS FIRST;
 
 -- name: chk_quality_sample
 -- The first %(limit)s ticks of %(symbol)s on UTC day %(day)s showing anomaly %(kind)s (the
 -- same predicates as chk_day_scan). The day range lets the (symbol, time) index serve it.
-SELECT time, symbol, bid_price, ask_price, last_price, volume
+SELECT to_json(time) #>> '{{}}' AS time, symbol, bid_price, ask_price, last_price, volume
 FROM {table}
 WHERE symbol = %(symbol)s
   AND time >= %(day)s::date::timestamp AT TIME ZONE 'UTC'
@@ -105,7 +122,16 @@ WHERE symbol = %(symbol)s
         WHEN 'negative_volume' THEN volume < 0
         WHEN 'future' THEN time > now() + %(future_tolerance)s::interval
       END
-ORDER BY time, bid_price, ask_price, last_price, volume
+ORDER BY {table}.time, bid_price, ask_price, last_price, volume
+LIMIT %(limit)s;
+
+-- name: chk_undated_sample
+-- The first %(limit)s ticks of %(symbol)s outside the plausible domain (no UTC day).
+SELECT to_json(time) #>> '{{}}' AS time, symbol, bid_price, ask_price, last_price, volume
+FROM {table}
+WHERE symbol = %(symbol)s
+  AND (time < '1970-01-01 00:00+00' OR time >= '9999-12-31 00:00+00')
+ORDER BY {table}.time, bid_price, ask_price, last_price, volume
 LIMIT %(limit)s;
 
 -- name: chk_symbol_steps
@@ -133,6 +159,7 @@ WITH th AS (
 ), walk AS (
   SELECT t.*, lag(t.time) OVER w AS prev_time, (t IS NOT DISTINCT FROM lag(t) OVER w) AS dup
   FROM {table} t
+  WHERE t.time >= '1970-01-01 00:00+00' AND t.time < '9999-12-31 00:00+00'
   WINDOW w AS (PARTITION BY t.symbol
                ORDER BY t.time, t.bid_price, t.ask_price, t.last_price, t.volume, t.source,
                         t.trade_id, t.account_id)
@@ -152,10 +179,10 @@ GROUP BY 1, 2 ORDER BY 1, 2;
 
 -- name: chk_duplicate_sample
 -- The first %(limit)s extra copies of %(symbol)s on day %(day)s.
-SELECT time, symbol, bid_price, ask_price, last_price, volume
+SELECT to_json(time) #>> '{{}}' AS time, symbol, bid_price, ask_price, last_price, volume
 FROM chk_seq
 WHERE dup AND symbol = %(symbol)s AND (time AT TIME ZONE 'UTC')::date = %(day)s::date
-ORDER BY time, bid_price, ask_price, last_price, volume
+ORDER BY chk_seq.time, bid_price, ask_price, last_price, volume
 LIMIT %(limit)s;
 
 -- name: chk_gaps
@@ -250,10 +277,10 @@ ORDER BY r.symbol, r.first_time;
 
 -- name: chk_hour_shift_sample
 -- The first %(limit)s collision rows of %(symbol)s between %(start)s and %(end)s.
-SELECT time, symbol, bid_price, ask_price, last_price, volume
+SELECT to_json(time) #>> '{{}}' AS time, symbol, bid_price, ask_price, last_price, volume
 FROM chk_seq
 WHERE collision AND symbol = %(symbol)s AND time BETWEEN %(start)s AND %(end)s
-ORDER BY time
+ORDER BY chk_seq.time
 LIMIT %(limit)s;
 
 -- name: chk_tick_extent
@@ -262,13 +289,15 @@ SELECT max(last_time) AS last_time, sum(n)::bigint AS n FROM chk_days;
 
 -- name: chk_candle_freshness
 -- The newest bucket of candle view {view} and its total tick count.
-SELECT max(bucket) AS last_bucket, coalesce(sum(tick_count), 0)::bigint AS ticks FROM {view};
+SELECT max(bucket) FILTER (WHERE bucket < '9999-12-31 00:00+00') AS last_bucket,
+       coalesce(sum(tick_count), 0)::bigint AS ticks
+FROM {view};
 
 -- name: chk_candle_recompute
 -- Candle view {view} against a recompute from the raw ticks of {table} with buckets of
 -- %(width)s, over every bucket that ends by %(horizon)s (the last tick minus the refresh
 -- lag). FULL JOIN: a bucket missing on either side is a mismatch. Returns the first
--- %(limit)s mismatches with the total.
+-- %(limit)s mismatches with the total (bucket as ISO text).
 WITH v AS (
   SELECT bucket, symbol, open, high, low, close, volume, tick_count
   FROM {view} WHERE bucket + %(width)s::interval <= %(horizon)s
@@ -281,7 +310,7 @@ WITH v AS (
   GROUP BY 1, 2
   HAVING time_bucket(%(width)s::interval, min(time)) + %(width)s::interval <= %(horizon)s
 )
-SELECT count(*) OVER () AS total, bucket, symbol,
+SELECT count(*) OVER () AS total, to_json(bucket) #>> '{{}}' AS bucket, symbol,
        v.open AS view_open, r.open AS tick_open, v.high AS view_high, r.high AS tick_high,
        v.low AS view_low, r.low AS tick_low, v.close AS view_close, r.close AS tick_close,
        v.volume AS view_volume, r.volume AS tick_volume,
@@ -301,7 +330,7 @@ WITH v AS (
   FROM {view} WHERE bucket + %(width)s::interval <= %(horizon)s
   ORDER BY random() LIMIT %(sample)s
 )
-SELECT count(*) OVER () AS total, v.bucket, v.symbol,
+SELECT count(*) OVER () AS total, to_json(v.bucket) #>> '{{}}' AS bucket, v.symbol,
        v.open AS view_open, r.open AS tick_open, v.high AS view_high, r.high AS tick_high,
        v.low AS view_low, r.low AS tick_low, v.close AS view_close, r.close AS tick_close,
        v.volume AS view_volume, r.volume AS tick_volume,
@@ -336,7 +365,7 @@ WITH r AS (
   SELECT bucket, symbol, open, high, low, close, volume, tick_count::bigint AS tick_count
   FROM {view}
 )
-SELECT count(*) OVER () AS total, bucket, symbol,
+SELECT count(*) OVER () AS total, to_json(bucket) #>> '{{}}' AS bucket, symbol,
        v.open AS view_open, r.open AS rollup_open, v.close AS view_close,
        r.close AS rollup_close, v.volume AS view_volume, r.volume AS rollup_volume,
        v.tick_count AS view_ticks, r.tick_count AS rollup_ticks

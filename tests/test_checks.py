@@ -163,6 +163,10 @@ def test_planted_anomalies_are_found_exactly(copy: Callable[[int], str]) -> None
     _sql(url, "INSERT INTO tick_data (time, symbol, bid_price, ask_price, last_price, volume) "
               "VALUES (now() + interval '1 day', 'XFUT', 10, 11, 10, 1), "
               "(now() + interval '1 day 1 minute', 'XFUT', 10, 11, 11, 1)")
+    # implausible times: an epoch mix-up, a year typo, infinity (-infinity: refused)
+    _sql(url, "INSERT INTO tick_data (time, symbol, bid_price, ask_price, last_price, volume) "
+              "SELECT t::timestamptz, 'BTCUSD', 10, 11, 10, 1 FROM unnest(ARRAY["
+              "'1900-01-01 00:00+00', '20000-01-01 00:00+00', 'infinity']) t")
     # a time-zone mistake: 30 BTCUSD ticks from 03:00 written one hour late (04:00..04:29)
     _sql(url, f"UPDATE tick_data SET time = time + interval '1 hour' WHERE symbol = 'BTCUSD' "
               f"AND time >= '{_at(180)}' AND time < '{_at(210)}'")
@@ -177,6 +181,9 @@ def test_planted_anomalies_are_found_exactly(copy: Callable[[int], str]) -> None
     assert _sample_times(results, "duplicate_ticks") == {_at(m) for m in dup_minutes}
     assert _affected(results, "future_ticks") == 2
     assert {r.symbol for r in _found(results, "future_ticks")} == {"XFUT"}
+    assert _affected(results, "implausible_times") == 3
+    assert _sample_times(results, "implausible_times") == {
+        "1900-01-01T00:00:00+00:00", "20000-01-01T00:00:00+00:00", "infinity"}
     shifts = _found(results, "hour_shifts")
     assert [(r.symbol, r.rows_affected) for r in shifts] == [("BTCUSD", 30)]
     assert shifts[0].status == "fail" and "+1 h" in shifts[0].detail

@@ -18,8 +18,10 @@ import logging
 import os
 import re
 import sys
+import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -47,6 +49,7 @@ SEVERITY: dict[str, str] = {
     "non_positive_prices": "fail",
     "negative_volume": "fail",
     "future_ticks": "fail",
+    "implausible_times": "fail",
     "gaps": "warn",  # feed outages are facts to know, not corruption
     "hour_shifts": "fail",
     "candle_recompute": "fail",
@@ -65,6 +68,7 @@ _QUALITY = {
     "non_positive_prices": "non_positive",
     "negative_volume": "negative_volume",
     "future_ticks": "future",
+    "implausible_times": "implausible",
 }
 _WIDTHS = {"candle_1m": "1 minute", "candle_5m": "5 minutes", "candle_15m": "15 minutes",
            "candle_1h": "1 hour"}
@@ -188,12 +192,13 @@ def run(
     *,
     source_url: str | None = None,
     progress: bool | None = None,
+    timings: dict[str, float] | None = None,
     **options: Any,
 ) -> list[CheckResult]:
     """Run every check on ``target_url`` (and reconcile with ``source_url``); the findings.
 
     ``options`` are the fields of :class:`Options` (bad values raise ValueError before any
-    connection is made).
+    connection is made). ``timings``, when given, receives the seconds of each step.
     """
     opts = Options(**options)
     with connection(target_url, autocommit=True) as conn:
@@ -203,6 +208,7 @@ def run(
                               "TimescaleDB and run 'tsj provision'")
         if not conn.execute(queries.text("chk_relation_kind"), {"name": opts.table}).fetchone():
             raise SchemaError(f"table '{opts.table}' not found on the target; run 'tsj provision'")
+        conn.execute(queries.text("chk_session"))
         ctx = _Run(conn, opts, caps.license, source_url)
         steps = _steps()
         from tqdm.auto import tqdm
@@ -210,14 +216,20 @@ def run(
         with tqdm(steps, desc="checks", unit="check", disable=not _progress(progress)) as bar:
             for name, step in bar:
                 bar.set_postfix_str(name)
+                t0 = time.perf_counter()
                 step(ctx)
+                seconds = time.perf_counter() - t0
+                log.info("checks: %s in %.2f s", name, seconds)
+                if timings is not None:
+                    timings[name] = seconds
     return ctx.results
 
 
 def run_all(target_url: str, *, source_url: str | None = None, progress: bool | None = None,
-            **options: Any) -> pd.DataFrame:
+            timings: dict[str, float] | None = None, **options: Any) -> pd.DataFrame:
     """:func:`run` as a DataFrame (the results table notebooks show)."""
-    return to_frame(run(target_url, source_url=source_url, progress=progress, **options))
+    return to_frame(run(target_url, source_url=source_url, progress=progress, timings=timings,
+                        **options))
 
 
 def to_frame(results: Sequence[CheckResult]) -> pd.DataFrame:
@@ -330,11 +342,18 @@ def check_quality(ctx: _Run) -> None:
         for i, (symbol, day, found, n) in enumerate(days):
             samples = []
             if i < opts.max_detail_rows and opts.sample_rows:
-                rows = ctx.q("chk_quality_sample", {"kind": kind, "symbol": symbol, "day": day,
-                                                    "limit": opts.sample_rows, **limits})
-                samples = [_jsonable(r) for r in rows]
+                samples = _quality_sample(ctx, kind, symbol, day, limits)
+            detail = f"of {n} ticks that day" if day else "rows with no plausible day"
             ctx.add(check, found=found, symbol=symbol, day=day, observed=f"{found} rows",
-                    expected="0 rows", samples=samples, detail=f"of {n} ticks that day")
+                    expected="0 rows", samples=samples, detail=detail)
+
+
+def _quality_sample(ctx: _Run, kind: str, symbol: str, day: dt.date | None,
+                    limits: dict[str, Any]) -> list[list[Any]]:
+    params = {"kind": kind, "symbol": symbol, "day": day, "limit": ctx.opts.sample_rows, **limits}
+    # rows without a plausible day (implausible times) are found outside any day range
+    rows = ctx.q("chk_undated_sample" if day is None else "chk_quality_sample", params)
+    return [_jsonable(r) for r in rows]
 
 
 # -- data quality: the ordered walk ------------------------------------------------------
@@ -434,14 +453,18 @@ def check_reconcile(ctx: _Run) -> None:
         ctx.add("reconcile", status="unsupported", observed="no source", expected=expected,
                 detail="no source given; pass --source URL (or set TSJ_SOURCE_URL)")
         return
-    target = _digest(ctx.conn, ctx.opts.table)
     with connection(ctx.source_url, autocommit=True) as src:
         if not src.execute(queries.text("chk_relation_kind"), {"name": ctx.opts.table}).fetchone():
             ctx.add("reconcile", status="warn", observed="no source table", expected=expected,
                     detail=f"table '{ctx.opts.table}' not found on the source; migrate first "
                            "or pass the right --source")
             return
-        source = _digest(src, ctx.opts.table)
+        # The two digests are independent full scans on two servers (or two databases):
+        # run them at the same time.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tsj-digest") as ex:
+            pending = ex.submit(_digest, src, ctx.opts.table)
+            target = _digest(ctx.conn, ctx.opts.table)
+            source = pending.result()
     bad = [k for k in sorted(source.keys() | target.keys(), key=_key_order)
            if source.get(k) != target.get(k)]
     if not bad:
