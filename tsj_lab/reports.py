@@ -290,7 +290,7 @@ def _execute(source: Path, output: Path, params: dict[str, Any], *, progress: bo
             str(source), str(output), parameters=params, progress_bar=progress,
             kernel_name=kernel_name, cwd=str(source.parent), log_output=False,
             # the kernel's own start-up chatter (TCP transport) is not the user's business
-            extra_arguments=["--IPKernelApp.log_level=ERROR"])
+            extra_arguments=["--IPKernelApp.log_level=CRITICAL"])
     except PapermillExecutionError as exc:
         return {"cell": exc.exec_count, "ename": exc.ename, "evalue": redact(exc.evalue)}
     except Exception as exc:  # a dead kernel, a timeout: the report says so all the same
