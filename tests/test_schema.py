@@ -181,6 +181,26 @@ def test_missing_privileges_are_named(make_db: Callable[..., str], server) -> No
             conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
 
 
+def test_pool_short_of_connections_is_a_failed_row(make_db: Callable[..., str], server) -> None:
+    url = make_db()
+    role, password = f"r_{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    admin = server.url("postgres")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {} CONNECTION LIMIT 3").format(
+            sql.Identifier(role), sql.Literal(password)))
+    parts = urlsplit(url)
+    try:
+        rows = schema.validate(f"postgresql://{role}:{password}@127.0.0.1:{parts.port}{parts.path}",
+                               pool_size=5, pool_timeout=2)
+        ac6 = rows[-1]
+        assert ac6.ac == "AC6" and ac6.status == "fail", ac6
+        assert "5 pooled connections failed" in ac6.detail and "max_connections=" in ac6.detail
+        assert password not in ac6.detail
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
 BAD = "postgresql://nobody@127.0.0.1:1/none"
 
 
@@ -193,6 +213,7 @@ BAD = "postgresql://nobody@127.0.0.1:1/none"
     (lambda: schema.refresh_candles(BAD, start=datetime(2026, 1, 2)), "no time zone"),
     (lambda: schema.candle_differences(BAD, "candle_2m"), "unknown"),
     (lambda: schema.validate(BAD, pool_size=0), "at least 1"),
+    (lambda: schema.validate(BAD, pool_timeout=0), "positive"),
 ])
 def test_bad_values_fail_before_connecting(call: Callable[[], object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
@@ -220,6 +241,8 @@ def test_cli_missing_extension_is_one_line_exit_1(make_db: Callable[..., str], c
     assert main(["provision", "--target", url]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("tsj: error:") and "\n" not in err and "CREATE EXTENSION" in err
+    assert main(["validate", "--target", url]) == 1  # AC2-AC5 are failed rows
+    assert "fail" in capsys.readouterr().out
 
 
 # -- the timescale-license DDL ----------------------------------------------------------

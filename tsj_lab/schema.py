@@ -431,10 +431,13 @@ def _row(ac: str, status: str, mode: str, detail: str) -> ValidationRow:
     return ValidationRow(ac, _CHECKS[ac], status, mode, detail)
 
 
-def validate(url: str, *, pool_size: int = POOL_TEST_SIZE) -> list[ValidationRow]:
+def validate(url: str, *, pool_size: int = POOL_TEST_SIZE,
+             pool_timeout: float = 30.0) -> list[ValidationRow]:
     """AC1-AC6 against ``url``: one row each; a failed check is a row, not an exception."""
     if pool_size < 1:
         raise ValueError(f"pool_size={pool_size} must be at least 1")
+    if pool_timeout <= 0:
+        raise ValueError(f"pool_timeout={pool_timeout} must be positive seconds")
     try:
         with connection(url, autocommit=True) as conn:
             conn.execute(queries.text("select_one")).fetchone()
@@ -445,7 +448,7 @@ def validate(url: str, *, pool_size: int = POOL_TEST_SIZE) -> list[ValidationRow
     except ConnectError as exc:
         return [_row("AC1", FAIL, "native", str(exc))] + [
             _row(ac, FAIL, "native", "not checked: no connection") for ac in list(_CHECKS)[1:]]
-    return rows + [_check_pool(url, size=pool_size)]
+    return rows + [_check_pool(url, size=pool_size, timeout=pool_timeout)]
 
 
 def _catalog_rows(conn: psycopg.Connection[Any], url: str,
@@ -547,9 +550,9 @@ def _check_retention(jobs: dict[str, Any]) -> ValidationRow:
     return _row("AC5", OK, "native", f"retention job {job[1]}: drop after 90 days")
 
 
-def _check_pool(url: str, *, size: int) -> ValidationRow:
+def _check_pool(url: str, *, size: int, timeout: float) -> ValidationRow:
     """AC6: ``size`` connections held at once through one pool, each its own backend."""
-    barrier = threading.Barrier(size, timeout=30)
+    barrier = threading.Barrier(size, timeout=timeout)
 
     def hold(p: Any) -> int:
         with p.connection() as conn:
@@ -559,7 +562,7 @@ def _check_pool(url: str, *, size: int) -> ValidationRow:
 
     t0 = time.perf_counter()
     try:
-        with pool(url, min_size=size, max_size=size, name="tsj-ac6") as p:
+        with pool(url, min_size=size, max_size=size, timeout=timeout, name="tsj-ac6") as p:
             with ThreadPoolExecutor(size) as ex:
                 pids = set(ex.map(hold, [p] * size))
     except (psycopg.Error, ConnectError, threading.BrokenBarrierError, PoolTimeout) as exc:
