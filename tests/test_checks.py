@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 import psycopg
 import pytest
 
-from tsj_lab import checks, generate, schema
+from tsj_lab import checks, generate, queries, schema
 from tsj_lab.checks import CheckResult
 from tsj_lab.cli import main
 from tsj_lab.config import with_database
@@ -242,6 +242,16 @@ def test_reconcile_names_each_differing_day(copy: Callable[[int], str]) -> None:
         ("BTCUSD", day1.date(), 2, "fail"), ("BTCUSD", DAY2.date(), 1, "fail"),
         ("BTCUSD", day3.date(), 1, "fail")]
     assert {s[0] for s in found[1].samples} == {"volume", "checksum"}
+    # rows the migration quarantined are accounted for: a warning that names them, not a fail
+    _sql(target, queries.text("mig_create_quarantine"),
+         "WITH moved AS (DELETE FROM tick_data WHERE symbol = 'ES' AND time = "
+         "(SELECT max(time) FROM tick_data WHERE symbol = 'ES') RETURNING *) "
+         "INSERT INTO tsj_migration_quarantine "
+         "SELECT *, 'numeric field overflow' FROM moved")
+    found = _found(checks.run(target, source_url=source, progress=False), "reconcile")
+    (held,) = [r for r in found if r.symbol == "ES"]
+    assert (held.status, held.rows_affected) == ("warn", 1) and "quarantine" in held.detail
+    assert len(found) == 4
     # reconciling the source with itself is clean; no source is reported, not skipped
     assert _found(checks.run(target, source_url=target, progress=False), "reconcile") == []
     (none,) = [r for r in checks.run(target, progress=False) if r.check == "reconcile"]
