@@ -375,6 +375,10 @@ WHERE (v.open, v.high, v.low, v.close, v.volume, v.tick_count)
 ORDER BY bucket, symbol
 LIMIT %(limit)s;
 
+-- name: chk_has_rows
+-- Whether {table} holds any row (stops at the first).
+SELECT EXISTS (SELECT 1 FROM {table});
+
 -- name: chk_relation_kind
 -- Whether relation %(name)s exists and what it is (r table, v view, m materialized view).
 SELECT c.relkind::text FROM pg_class c WHERE c.oid = to_regclass(%(name)s);

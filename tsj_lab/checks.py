@@ -276,6 +276,67 @@ def _steps() -> list[tuple[str, Callable[[_Run], None]]]:
     ]
 
 
+# -- data to check -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What :func:`prepare` did: rows it loaded per side, and the source worth reconciling."""
+
+    target_rows: int
+    source_rows: int
+    source_url: str | None  # None: no source, or one with no ticks to compare
+    note: str
+
+
+def has_ticks(url: str, *, table: str = "tick_data") -> bool:
+    """Whether ``table`` exists on ``url`` and holds at least one row."""
+    with connection(url, autocommit=True) as conn:
+        if not conn.execute(queries.text("chk_relation_kind"), {"name": table}).fetchone():
+            return False
+        return bool(conn.execute(queries.compose("chk_has_rows", table=table)).fetchone()[0])
+
+
+def prepare(
+    target_url: str,
+    *,
+    source_url: str | None = None,
+    symbols: Sequence[str] = ("ES", "BTCUSD"),
+    days: int = 1,
+    interval_ms: int = 1000,
+    seed: int = 16,
+) -> Prepared:
+    """Make the suite self-sufficient: small generated ticks where there are none.
+
+    An empty (or unprovisioned) target is provisioned and loaded with ``days`` of
+    generated ticks ending yesterday (so nothing is past retention or in the future), and
+    its candle views refreshed; an empty source gets the same rows only when the target
+    was empty too (otherwise the two could not agree, and the source is left out).
+    Existing ticks are never touched.
+    """
+    from . import generate, schema
+
+    start = dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=days)
+    spec = {"symbols": list(symbols), "start": start, "days": days, "interval_ms": interval_ms,
+            "seed": seed, "sessions": True, "progress": False}
+    target_rows = source_rows = 0
+    if not has_ticks(target_url):
+        schema.provision(target_url)
+        target_rows = generate.load(target_url, **spec)
+        schema.refresh_candles(target_url)
+    if source_url is None:
+        return Prepared(target_rows, 0, None, "no source: reconciliation is reported unsupported")
+    if not has_ticks(source_url):
+        if not target_rows:
+            return Prepared(0, 0, None, "the source holds no ticks while the target does: "
+                                        "nothing to reconcile (run 'tsj migrate' from a source)")
+        schema.create_source(source_url)
+        source_rows = generate.load(source_url, **spec)
+    return Prepared(target_rows, source_rows, source_url,
+                    f"generated {target_rows} target and {source_rows} source rows"
+                    if target_rows or source_rows else "existing ticks checked as they are")
+
+
 # -- layout ------------------------------------------------------------------------------
 
 

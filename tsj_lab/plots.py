@@ -248,3 +248,32 @@ def candle_controls(show: Any, *, symbols: list[str], timeframes: Iterable[str],
     }
     out = w.interactive_output(show, pick)
     return w.VBox([w.HBox(list(pick.values())), out])
+
+
+# -- integrity -----------------------------------------------------------------------------
+
+
+def check_overview(results: pd.DataFrame, *, title: str = "integrity checks") -> go.Figure:
+    """Rows affected per check (from ``checks.run_all``), one bar colour per status."""
+    colours = {"ok": "#2ca02c", "unsupported": "#7f7f7f", "warn": "#ff7f0e", "fail": "#d62728"}
+    totals = (results.groupby(["check", "status"], sort=False)["rows_affected"].sum()
+              .reset_index())
+    fig = go.Figure()
+    for status, colour in colours.items():
+        part = totals[totals["status"] == status]
+        if len(part):
+            fig.add_trace(go.Bar(x=part["check"], y=part["rows_affected"], name=status,
+                                 marker_color=colour,
+                                 hovertemplate="%{x}: %{y} rows<extra>" + status + "</extra>"))
+    fig.update_layout(title=title, barmode="stack", yaxis_title="rows affected",
+                      margin={"l": 50, "r": 20, "t": 50, "b": 110}, template="plotly_white")
+    return fig
+
+
+def check_timings(timings: Mapping[str, float], *, title: str = "time per check step") -> go.Figure:
+    """Seconds per step of one suite run (``checks.run(..., timings=...)``)."""
+    fig = go.Figure(go.Bar(x=list(timings.values()), y=list(timings), orientation="h",
+                           hovertemplate="%{y}: %{x:.2f} s<extra></extra>"))
+    fig.update_layout(title=title, xaxis_title="seconds", yaxis={"autorange": "reversed"},
+                      margin={"l": 130, "r": 20, "t": 50, "b": 40}, template="plotly_white")
+    return fig
