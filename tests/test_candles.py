@@ -1,0 +1,147 @@
+"""The candle explorer: reading candles at any width, the summary, the checks, the report.
+
+One small database (two symbols, one day at 2 s: 86,400 ticks) is shared by the module;
+the tests only read it.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pandas as pd
+import psycopg
+import pytest
+from browser import rendered_dom
+
+from tsj_lab import candles, reports, schema
+from tsj_lab.config import with_database
+from tsj_lab.embedded import TARGET_DB, Embedded
+from tsj_lab.errors import SchemaError
+
+DAY = datetime(2024, 1, 2, tzinfo=timezone.utc)
+
+
+@pytest.fixture(scope="module")
+def url(server: Embedded) -> Iterator[str]:
+    name = f"candles_{uuid.uuid4().hex[:8]}"
+    admin = server.url("postgres")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    db_url = with_database(server.url(TARGET_DB), name)
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+    assert candles.ensure_sample(db_url, symbols=("ES", "BTCUSD"), start="2024-01-02") == 86_400
+    schema.refresh_candles(db_url)
+    yield db_url
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_a_target_with_ticks_gets_no_sample(url: str) -> None:
+    assert candles.ensure_sample(url) == 0
+
+
+@pytest.mark.parametrize("timeframe, source, count", [
+    ("1m", "candle_1m", 1440), ("15m", "candle_15m", 96), ("1h", "candle_1h", 24),
+    ("2m", "raw ticks", 720), ("4h", "raw ticks", 6), ("1d", "raw ticks", 1)])
+def test_candles_add_up_to_the_ticks(url: str, timeframe: str, source: str, count: int) -> None:
+    df = candles.read(url, symbol="ES", timeframe=timeframe, start=DAY, end=DAY + timedelta(days=1))
+    assert (df.attrs["source"], len(df)) == (source, count)
+    totals = candles.tick_totals(url, symbol="ES", start=DAY, end=DAY + timedelta(days=1))
+    assert totals["ticks"] == 43_200
+    results = candles.consistency(df, totals)
+    assert all(c.ok for c in results), [c for c in results if not c.ok]
+    assert list(df.columns) == list(candles.COLUMNS)
+
+
+def test_a_view_and_the_raw_ticks_give_the_same_candles(url: str) -> None:
+    window = {"symbol": "BTCUSD", "start": DAY, "end": DAY + timedelta(days=1)}
+    view = candles.read(url, timeframe="1h", **window)
+    raw = candles.read(url, timeframe="60m", **window)  # same width, no view: from the ticks
+    assert raw.attrs["source"] == "raw ticks"
+    pd.testing.assert_frame_equal(view, raw, check_like=True)
+
+
+def test_bad_choices_fail_up_front(url: str) -> None:
+    with pytest.raises(ValueError, match="timeframe '5 min' is not a width like"):
+        candles.width("5 min")
+    with pytest.raises(ValueError, match="start 2024-01-02T00:30:00\\+00:00 is not on a 1h boundary"):
+        candles.read(url, symbol="ES", timeframe="1h", start=DAY + timedelta(minutes=30),
+                     end=DAY + timedelta(days=1))
+    with pytest.raises(ValueError, match="is not after start"):
+        candles.window("2024-01-03", "2024-01-02")
+    with pytest.raises(ValueError, match="start 'yesterday-ish' is not a date"):
+        candles.window("yesterday-ish")
+    with pytest.raises(ValueError, match=r"symbol 'XX' has no ticks; the target has \['BTCUSD', 'ES'\]"):
+        candles.choose(url, symbol="XX")
+
+
+def test_choose_defaults_to_the_first_symbol_and_its_last_day(url: str) -> None:
+    assert candles.choose(url) == candles.Choice("BTCUSD", DAY, DAY + timedelta(days=1))
+    picked = candles.choose(url, symbol="ES", start="2024-01-02T06:00", end="2024-01-02T12:00Z")
+    assert (picked.start.hour, picked.end.hour, picked.start.tzinfo) == (6, 12, timezone.utc)
+
+
+def test_an_empty_target_is_named(make_db) -> None:
+    with pytest.raises(SchemaError, match="tick_data holds no ticks; run 'tsj generate'"):
+        candles.choose(make_db())
+
+
+def _frame(rows: list[tuple[str, float, float, float, float, int]]) -> pd.DataFrame:
+    df = pd.DataFrame(rows, columns=["bucket", "open", "high", "low", "close", "volume"])
+    df["bucket"] = pd.to_datetime(df["bucket"], utc=True)
+    df["tick_count"] = 1
+    return df
+
+
+def test_summary_and_volume_by_hour() -> None:
+    df = _frame([("2024-01-02T09:00Z", 100, 110, 95, 105, 10),
+                 ("2024-01-02T09:30Z", 105, 106, 90, 99, 30),
+                 ("2024-01-02T14:00Z", 99, 120, 98, 110, 60)])
+    s = candles.summary(df)
+    assert (s["candles"], s["volume"], s["high"], s["low"]) == (3, 100, 120, 90)
+    assert s["return_pct"] == pytest.approx(10.0)
+    assert s["range_pct"] == pytest.approx(30.0)
+    assert (s["up_candles"], s["down_candles"]) == (2, 1)
+    by_hour = candles.volume_by_hour(df)
+    assert len(by_hour) == 24 and by_hour["volume"].sum() == 100
+    assert by_hour.set_index("hour").loc[[9, 14], "share_pct"].tolist() == [40.0, 60.0]
+    with pytest.raises(ValueError, match="no candles to summarize"):
+        candles.summary(df.iloc[0:0])
+
+
+def test_consistency_names_a_broken_candle() -> None:
+    df = _frame([("2024-01-02T09:00Z", 100, 99, 95, 105, 10)])  # high below the close
+    failed = {c.name: c.detail for c in candles.consistency(df, {"ticks": 1, "volume": 11})
+              if not c.ok}
+    assert failed == {"high_above_body": "1 candles with high < max(open, close)",
+                      "volume_matches_ticks": "candles 10, raw ticks 11"}
+
+
+def test_explorer_builds_its_controls(url: str) -> None:
+    box = candles.explorer(url, choice=candles.choose(url), timeframe="15m")
+    controls = box.children[0].children
+    assert [c.description for c in controls] == ["symbol", "timeframe", "from", "to (excl.)"]
+    assert controls[0].options == ("BTCUSD", "ES")
+
+
+def test_candle_report_renders_its_candlestick(url: str, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    # the notebook gets the connection name 'target'; the kernel finds this database
+    # through the environment it inherits
+    monkeypatch.setenv("TSJ_DATABASE_URL", url)
+    report = reports.run("05_candles", parameters={"symbol": "ES", "timeframe": "30m",
+                                                   "start": "2024-01-02"}, reports_dir=tmp_path)
+    summary = json.loads(report.json.read_text())
+    assert summary["status"] == "ok"
+    assert {c["status"] for c in summary["checks"]} == {"ok"} and len(summary["checks"]) == 5
+    volume = next(m for m in summary["metrics"] if m["name"] == "volume")
+    assert volume["n"] == 43_200
+    dom = rendered_dom(report.html)
+    assert 'class="trace boxes"' in dom, "no candlestick drawn"
+    assert dom.count('class="box"') == 48  # one per 30-minute candle
+    assert "rangeslider-container" in dom
