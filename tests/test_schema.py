@@ -317,7 +317,12 @@ def test_timescale_plan_follows_the_servers_api(kinds: dict[str, str], enable: s
 
 
 def test_timescale_statements_resolve_on_the_apache_server(make_db: Callable[..., str]) -> None:
-    """Names and named arguments exist in 2.19; each statement stops at the license check."""
+    """Each statement stops only at the license check on 2.19.
+
+    TimescaleDB resolves routine names and named arguments and parses its WITH options
+    (timescaledb.enable_columnstore, .segmentby, .materialized_only, ...) before checking
+    the license, so an unknown name would fail differently, as the control shows.
+    """
     url = make_db()
     schema.provision(url)  # the candle views exist (as materialized views) for the policies
     names = [n for n in timescale_blocks() if n.endswith("_policy") or "_enable_" in n]
@@ -326,6 +331,8 @@ def test_timescale_statements_resolve_on_the_apache_server(make_db: Callable[...
         for name in names:
             with pytest.raises(psycopg.errors.FeatureNotSupported, match="apache"):
                 conn.execute(queries.text(name))
+        with pytest.raises(psycopg.errors.InvalidParameterValue, match="unrecognized"):
+            conn.execute("ALTER TABLE tick_data SET (timescaledb.enable_columnstore_typo = true)")
         conn.execute("DROP MATERIALIZED VIEW candle_1m CASCADE")
         with pytest.raises(psycopg.errors.FeatureNotSupported, match="apache"):
             conn.execute(queries.text("ts_create_candle_1m"))
