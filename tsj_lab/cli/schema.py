@@ -5,8 +5,12 @@ from __future__ import annotations
 import argparse
 from dataclasses import asdict
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from . import add_target, command, print_json, print_table, target_url
+
+if TYPE_CHECKING:
+    from ..schema import ProvisionResult
 
 
 def _provision_args(p: argparse.ArgumentParser) -> None:
@@ -37,7 +41,7 @@ def _provision(args: argparse.Namespace) -> int:
     return 1 if schema.failed(rows) else 0
 
 
-def _print_provision(result, *, dry_run: bool) -> None:  # type: ignore[no-untyped-def]
+def _print_provision(result: ProvisionResult, *, dry_run: bool) -> None:
     print(f"tsj provision: {result.target} ({result.edition} {result.timescaledb_version})")
     if dry_run:
         for step, sql in zip(result.steps, result.sql):
