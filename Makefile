@@ -34,7 +34,11 @@ test: setup browser
 
 ## bench: the main job: server, default data, provisioning, benchmark report in reports/
 bench: db
-	$(BIN)/tsj probe
+	$(BIN)/tsj bench
+
+## bench-large: the same on 30 days x 4 symbols, with latency against table size (long)
+bench-large: db
+	$(BIN)/tsj bench --large
 
 ## lab: JupyterLab on this environment with the embedded server started; notebooks
 ## resolve "target"/"source" to it themselves (or to TSJ_DATABASE_URL when set)

@@ -179,3 +179,13 @@ def test_record_hands_every_row_to_reports(monkeypatch) -> None:
     assert kw["rows"] == 5
     assert kw["rows_per_s"] == pytest.approx(15 / 0.006)
 
+
+
+def test_cli_parameters_are_the_notebooks() -> None:
+    from tsj_lab import reports
+
+    declared = reports.notebook_parameters(reports.notebook_path("04_benchmark"))
+    for large in (False, True):
+        for quick in (False, True):
+            passed = set(bench.parameters(large=large, quick=quick)) | {"target", "source"}
+            assert passed == set(declared)

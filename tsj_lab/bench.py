@@ -71,6 +71,38 @@ class Dataset:
         return (self.end - self.start).total_seconds() / 86400
 
 
+# -- the parameters `tsj bench` passes to notebooks/04_benchmark.ipynb -----------------
+
+#: the story's data set: 345,600 ticks per symbol (one day at 250 ms), a few symbols
+FULL = {
+    "symbols": ["ES", "NQ"], "start": "2026-01-18", "days": 1, "interval_ms": 250, "seed": 16,
+    "samples": 30, "warmup": 3, "windows": list(WINDOWS), "batch_sizes": list(BATCH_SIZES),
+    "candle_widths": list(CANDLE_WIDTHS), "candle_samples": 10, "fetch_path_samples": 20,
+    "rtts": [None, 0, 50, 150, 300], "speeds": [1, 10, 100, 1000],
+    "replay_batches": [100, 500, 2000], "replay_samples": 10, "replay_duration_s": 30.0,
+    "levels": [1, 2, 5, 10, 20, 50], "queries_per_client": 10, "ingest_interval_ms": 250,
+    "size_steps": [],
+}
+#: fewer samples and points, same data set: a minute or two
+QUICK = {"samples": 10, "warmup": 2, "candle_samples": 5, "fetch_path_samples": 10,
+         "rtts": [None, 0, 300], "replay_batches": [500, 2000], "replay_samples": 5,
+         "replay_duration_s": 10.0, "levels": [1, 10, 50], "queries_per_client": 5,
+         "ingest_interval_ms": 0}
+#: 30 days x 4 symbols, latency measured again as the table grows
+LARGE = {"symbols": ["ES", "NQ", "EURUSD", "BTCUSD"], "days": 30, "samples": 20,
+         "size_steps": [1, 7, 30]}
+
+
+def parameters(*, large: bool = False, quick: bool = False) -> dict[str, Any]:
+    """The notebook parameters of a full, quick and/or large run (connection names aside)."""
+    out = dict(FULL)
+    if quick:
+        out.update(QUICK)
+    if large:
+        out.update(LARGE)
+    return out
+
+
 # -- harness ---------------------------------------------------------------------------
 
 

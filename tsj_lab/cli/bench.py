@@ -1,0 +1,55 @@
+"""tsj bench [--quick] [--large]: the data set, then notebooks/04_benchmark.ipynb as a report."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import sys
+
+from ..config import SOURCE_VAR, TARGET_VARS
+from . import add_target, command, print_table, source_url, target_url
+
+
+def _setup(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quick", action="store_true",
+                   help="fewer samples, round trips and levels (same data set)")
+    p.add_argument("--large", action="store_true",
+                   help="30 days x 4 symbols, and latency against table size (long)")
+    p.add_argument("-p", "--parameter", nargs=2, action="append", default=[],
+                   metavar=("KEY", "VALUE"), help="override one notebook parameter (repeatable)")
+    p.add_argument("--no-generate", action="store_true",
+                   help="fail instead of generating a missing data set")
+    add_target(p, source=True)
+
+
+@command("bench", "benchmark plain PostgreSQL against TimescaleDB into a dated report", _setup)
+def _bench(args: argparse.Namespace) -> int:
+    from .. import bench, reports
+
+    target, source = target_url(args), source_url(args)
+    # The kernel inherits the environment: URLs travel there, never as parameters.
+    if args.target:
+        os.environ[TARGET_VARS[0]] = args.target
+    if args.source:
+        os.environ[SOURCE_VAR] = args.source
+    params = bench.parameters(large=args.large, quick=args.quick)
+    declared = reports.notebook_parameters(reports.notebook_path("04_benchmark"))
+    params.update(reports.coerce_parameters(dict(args.parameter), declared))
+    # Generate up front, with progress bars in the terminal, rather than inside the report.
+    _, ds = bench.prepare(target, source, symbols=params["symbols"],
+                          start=dt.date.fromisoformat(params["start"]), days=params["days"],
+                          interval_ms=params["interval_ms"], seed=params["seed"],
+                          generate=not args.no_generate)
+    print(f"data set: {ds.ticks_per_symbol:,} ticks x {len(ds.symbols)} symbols "
+          f"({', '.join(ds.symbols)}) in each database")
+    progress = sys.stderr.isatty() and os.environ.get("TSJ_NO_PROGRESS") != "1"
+    report = reports.run("04_benchmark", parameters={"target": "target", "source": "source",
+                                                     **params}, progress=progress)
+    checks = report.summary.get("checks", [])
+    if checks:
+        print_table([{"check": c.get("name"), "status": c.get("status"),
+                      "detail": c.get("detail")} for c in checks])
+    print(f"{report.status}: {report.html}")
+    print(f"summary: {report.json}")
+    return 0
