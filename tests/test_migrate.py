@@ -1,0 +1,186 @@
+"""Migration between two databases of the embedded server (the source without timescaledb)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+import psycopg
+import pytest
+
+from tsj_lab import generate, migrate, schema
+from tsj_lab.cli import main
+from tsj_lab.errors import MigrationError, SchemaError
+
+DAY = "2024-01-02"
+
+
+def _pair(make_db: Callable[..., str], *, symbols: tuple[str, ...] = ("ES", "BTCUSD"),
+          days: int = 1, interval_ms: int = 5000) -> tuple[str, str]:
+    src, tgt = make_db(timescale=False), make_db(timescale=True)
+    schema.create_source(src)
+    schema.provision(tgt)
+    generate.load(src, symbols=symbols, start=DAY, days=days, interval_ms=interval_ms, workers=1)
+    return src, tgt
+
+
+def _one(url: str, query: str, params: dict | None = None) -> object:
+    with psycopg.connect(url, autocommit=True) as conn:
+        return conn.execute(query, params).fetchone()[0]  # type: ignore[index]
+
+
+def _exec(url: str, *statements: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        for stmt in statements:
+            conn.execute(stmt)
+
+
+def test_migrate_copies_everything_and_verifies(make_db) -> None:
+    src, tgt = _pair(make_db, days=2)
+    res = migrate.run(src, tgt, batch_size=5000, workers=2)
+    assert res.ok and res.source_rows == res.copied_rows == 2 * 2 * 17_280
+    assert res.quarantined_rows == 0 and res.skipped == 0
+    assert res.batches == 2 * 2 * 4  # 17,280 rows a symbol-day in slices of <= 5000
+    assert _one(tgt, "SELECT count(*) FROM tick_data") == _one(src, "SELECT count(*) FROM tick_data")
+    v = res.verification
+    assert len(v) == 4 and (v["status"] == "ok").all()
+    assert (v["checksum_source"] == v["checksum_target"]).all()
+    assert res.history["cumulative_rows"].iloc[-1] == res.source_rows
+    again = migrate.run(src, tgt, batch_size=5000)  # resuming a finished plan copies nothing
+    assert again.skipped == again.batches and again.source_rows == 0 and again.ok
+
+
+def test_window_and_symbols_limit_the_copy(make_db) -> None:
+    src, tgt = _pair(make_db, days=2)
+    res = migrate.run(src, tgt, batch_size=10_000, since="2024-01-03T06:00", symbols="ES")
+    assert res.copied_rows == 17_280 * 3 // 4
+    assert _one(tgt, "SELECT count(DISTINCT symbol) FROM tick_data") == 1
+    assert len(res.verification) == 1
+
+
+def test_dry_run_counts_and_writes_nothing(make_db) -> None:
+    src, tgt = _pair(make_db)
+    before = _one(tgt, "SELECT count(*) FROM pg_class")
+    d = migrate.dry_run(src, tgt, batch_size=4000)
+    assert d.rows == 2 * 17_280 and d.batches == 2 * 5 and d.done == 0
+    assert sorted(d.counts["symbol"]) == ["BTCUSD", "ES"] and (d.counts["rows"] == 17_280).all()
+    assert d.rate > 0 and d.rate_from == "sample" and d.estimated_s > 0
+    assert _one(tgt, "SELECT count(*) FROM tick_data") == 0
+    assert _one(tgt, "SELECT count(*) FROM pg_class") == before
+
+
+def test_planted_anomalies_are_carried_counted_or_quarantined(make_db) -> None:
+    src, tgt = _pair(make_db)
+    _exec(src,
+          # three duplicates: legal ticks, carried
+          "INSERT INTO tick_data SELECT * FROM tick_data WHERE symbol = 'ES' ORDER BY time LIMIT 3",
+          # a crossed quote (bid > ask) with a NULL last price: carried
+          "INSERT INTO tick_data (time, symbol, bid_price, ask_price, volume) "
+          "VALUES ('2024-01-02 10:00:00.1+00', 'ES', 4700, 4699.75, 1)",
+          # a quote with NULL prices: carried
+          "INSERT INTO tick_data (time, symbol, volume) VALUES ('2024-01-02 11:00:00.1+00', 'BTCUSD', 2)",
+          # a negative volume the target's CHECK refuses: quarantined by the bisection
+          "INSERT INTO tick_data (time, symbol, bid_price, ask_price, last_price, volume) "
+          "VALUES ('2024-01-02 12:00:00.1+00', 'ES', 1, 2, 1, -5)",
+          # times the hypertable (or tsj) cannot take: quarantined as odd rows
+          "INSERT INTO tick_data (time, symbol, volume) VALUES ('-infinity', 'ES', 1), "
+          "('infinity', 'BTCUSD', 1), ('20000-01-01 00:00+00', 'ES', 1)")
+    _exec(tgt, "ALTER TABLE tick_data ADD CONSTRAINT volume_not_negative CHECK (volume >= 0)")
+    res = migrate.run(src, tgt, batch_size=3000)
+    assert res.anomalies == {"crossed_quotes": 1, "null_prices": 5, "duplicates": 3}
+    assert res.quarantined_rows == 4
+    total = _one(src, "SELECT count(*) FROM tick_data")
+    assert res.source_rows == total == res.copied_rows + res.quarantined_rows
+    assert _one(tgt, "SELECT count(*) FROM tick_data") == total - 4
+    with psycopg.connect(tgt) as conn:
+        reasons = dict(conn.execute("SELECT volume, reason FROM tsj_migration_quarantine "
+                                    "WHERE volume < 0").fetchall())
+        odd = sorted(r[0] for r in conn.execute(
+            "SELECT reason FROM tsj_migration_quarantine WHERE volume >= 0"))
+    assert "volume_not_negative" in reasons[-5]
+    assert odd == ["time is -infinity", "time is infinity",
+                   "time outside the tick domain 0001-01-02..9999-12-31 UTC"]
+    assert res.ok  # source = target + quarantine, day by day, checksums included
+    # duplicates and the crossed quote arrived as they were
+    dup = "SELECT count(*) FROM tick_data WHERE symbol = 'ES' AND time = %(t)s"
+    first = _one(src, "SELECT min(time) FROM tick_data WHERE symbol = 'ES' AND time > '2000-01-01'")
+    assert _one(tgt, dup, {"t": first}) == _one(src, dup, {"t": first}) == 2
+    assert _one(tgt, "SELECT count(*) FROM tick_data WHERE bid_price > ask_price") == 1
+
+
+def test_a_damaged_target_fails_verification_naming_the_range(make_db) -> None:
+    src, tgt = _pair(make_db)
+    migrate.run(src, tgt, batch_size=10_000)
+    _exec(tgt, "DELETE FROM tick_data WHERE ctid IN (SELECT ctid FROM tick_data "
+               "WHERE symbol = 'BTCUSD' LIMIT 1)")
+    v = migrate.verify(src, tgt)
+    assert list(v.loc[v["status"] != "ok", "symbol"]) == ["BTCUSD"]
+    with pytest.raises(MigrationError, match=r"1 symbol-day.*BTCUSD 2024-01-02 \(17280 source / 17279"):
+        migrate.raise_on_mismatch(v)
+    # a changed value with the same count is caught by the checksum
+    _exec(tgt, "UPDATE tick_data SET volume = volume + 1 WHERE ctid IN "
+               "(SELECT ctid FROM tick_data WHERE symbol = 'ES' LIMIT 1)")
+    v = migrate.verify(src, tgt)
+    assert sorted(v.loc[v["status"] != "ok", "symbol"]) == ["BTCUSD", "ES"]
+
+
+def _checkpoints(url: str) -> int:
+    with psycopg.connect(url, autocommit=True) as conn:
+        if conn.execute("SELECT to_regclass('tsj_migration_batches')").fetchone()[0] is None:
+            return 0
+        return conn.execute("SELECT count(*) FROM tsj_migration_batches").fetchone()[0]  # type: ignore[index]
+
+
+def test_sigkill_mid_run_then_rerun_ends_exact(make_db) -> None:
+    src, tgt = _pair(make_db, interval_ms=4000)
+    _exec(src, "INSERT INTO tick_data SELECT * FROM tick_data WHERE symbol = 'ES' "
+               "AND time < '2024-01-02 00:01+00'")  # 15 duplicated ticks must stay doubled
+    cmd = [sys.executable, "-m", "tsj_lab.cli", "migrate", "--source", src, "--target", tgt,
+           "--batch-size", "300"]
+    env = os.environ | {"TSJ_NO_PROGRESS": "1"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while _checkpoints(tgt) < 5:
+        assert proc.poll() is None, f"migrate ended before the kill: {proc.stderr.read()!r}"
+        assert time.monotonic() < deadline, "no checkpoint after 120 s"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL
+    done = _checkpoints(tgt)
+    total = migrate.plan(src, batch_size=300).batches
+    assert 5 <= done < len(total)
+    # atomic: the target holds exactly the rows its checkpoints cover, no half batch
+    assert _one(tgt, "SELECT count(*) FROM tick_data") == _one(
+        tgt, "SELECT sum(copied_rows) FROM tsj_migration_batches")
+    assert main(["migrate", "--source", src, "--target", tgt, "--batch-size", "300"]) == 0
+    assert _checkpoints(tgt) == len(total)
+    v = migrate.verify(src, tgt)
+    assert (v["status"] == "ok").all() and (v["rows_source"] == v["rows_target"]).all()
+    dups = ("SELECT count(*) FROM (SELECT 1 FROM tick_data GROUP BY time, symbol, bid_price, "
+            "ask_price, last_price, volume, source, trade_id, account_id HAVING count(*) = 2) d")
+    assert _one(tgt, dups) == _one(src, dups) == 15
+
+
+def test_cli_dry_run_and_bad_values(make_db, capsys: pytest.CaptureFixture[str]) -> None:
+    src, tgt = _pair(make_db, symbols=("NQ",), interval_ms=60_000)
+    assert main(["migrate", "--source", src, "--target", tgt, "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "2024-01-02  NQ      1440" in out and "nothing was written" in out
+    assert _one(tgt, "SELECT to_regclass('tsj_migration_batches')") is None
+    assert main(["migrate", "--source", src, "--target", tgt, "--batch-size", "0"]) == 1
+    assert "batch_size=0" in capsys.readouterr().err
+    assert main(["migrate", "--source", src, "--target", tgt, "--since", "soon"]) == 1
+    assert "since 'soon' is not a time" in capsys.readouterr().err
+
+
+def test_missing_tables_name_the_fix(make_db) -> None:
+    plain, empty = make_db(timescale=False), make_db(timescale=True)
+    with pytest.raises(SchemaError, match="'tick_data' not found on the source"):
+        migrate.plan(plain)
+    schema.create_source(plain)
+    with pytest.raises(SchemaError, match="target; run 'tsj provision'"):
+        migrate.run(plain, empty)
