@@ -277,3 +277,36 @@ def check_timings(timings: Mapping[str, float], *, title: str = "time per check 
     fig.update_layout(title=title, xaxis_title="seconds", yaxis={"autorange": "reversed"},
                       margin={"l": 130, "r": 20, "t": 50, "b": 40}, template="plotly_white")
     return fig
+
+
+# -- ticks: ingest and migration -----------------------------------------------------------
+
+
+def migration_throughput(history: pd.DataFrame, *, title: str = "Migration throughput") -> go.Figure:
+    """Cumulated rows over time (line) and each batch's rows/s (dots, right axis), from
+    ``migrate.history``: one point per checkpoint, in commit order."""
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=history["finished_at"], y=history["cumulative_rows"],
+                             name="rows copied", mode="lines"))
+    fig.add_trace(go.Scatter(
+        x=history["finished_at"], y=history["rows_per_s"], name="batch rows/s", mode="markers",
+        yaxis="y2", customdata=list(zip(history["symbol"], history["batch_id"])),
+        hovertemplate="batch %{customdata[1]} %{customdata[0]}<br>%{y:,.0f} rows/s<extra></extra>"))
+    fig.update_layout(title=title, xaxis_title="commit time", yaxis_title="rows copied",
+                      yaxis2={"title": "rows/s per batch", "overlaying": "y", "side": "right",
+                              "rangemode": "tozero"},
+                      legend={"orientation": "h", "y": -0.2}, **_LAYOUT)
+    return fig
+
+
+def ingest_rates(figures: Mapping[str, Any], *, title: str = "Ingest into the hypertable") -> go.Figure:
+    """Rows/s of the same rows loaded three ways (``generate.IngestResult.as_dict()``)."""
+    labels = ["psql \\copy (CSV)", "binary COPY, 1 connection",
+              f"binary COPY, {figures['workers']} connections"]
+    values = [figures["psql_rows_per_s"], figures["copy_1_rows_per_s"], figures["copy_rows_per_s"]]
+    fig = go.Figure(go.Bar(x=labels, y=values, text=[f"{v:,.0f}" for v in values],
+                           textposition="outside"))
+    fig.update_layout(title=f"{title}: {figures['rows']:,} rows, "
+                            f"{figures['speedup_vs_psql']}x psql \\copy",
+                      yaxis_title="rows/s", **_LAYOUT)
+    return fig
