@@ -316,6 +316,26 @@ def test_timescale_plan_follows_the_servers_api(kinds: dict[str, str], enable: s
     assert schema._timescale_steps(done, kinds) == []
 
 
+def test_dry_run_for_the_timescale_license_on_the_apache_server(make_db: Callable[..., str],
+                                                                capsys) -> None:
+    url = make_db()
+    schema.provision(url)  # tick_data and its index exist: only the license's own DDL remains
+    before = snapshot(url)
+    result = schema.provision(url, dry_run=True, for_license="timescale")
+    assert result.edition == "timescaledb-timescale"
+    # 2.19 has the procedure add_columnstore_policy: the columnstore API is chosen
+    assert [s.query for s in result.steps][:3] == [
+        "ts_enable_columnstore", "ts_add_columnstore_policy", "ts_add_retention_policy"]
+    assert not [s for s in result.steps if s.query.startswith("ts_create_")]  # views exist
+    assert snapshot(url) == before
+    with pytest.raises(ValueError, match="needs dry_run"):
+        schema.provision(url, for_license="timescale")
+    assert main(["provision", "--target", make_db(), "--dry-run", "--license", "timescale"]) == 0
+    out = capsys.readouterr().out
+    assert "WITH (timescaledb.continuous, timescaledb.materialized_only = false)" in out
+    assert "CALL add_columnstore_policy('tick_data', after => INTERVAL '30 days'" in out
+
+
 def test_timescale_statements_resolve_on_the_apache_server(make_db: Callable[..., str]) -> None:
     """Each statement stops only at the license check on 2.19.
 

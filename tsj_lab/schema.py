@@ -21,7 +21,7 @@ import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -270,17 +270,27 @@ def _apply(conn: psycopg.Connection[Any], step: Step) -> None:
                           f"{str(exc).splitlines()[0]}") from None
 
 
-def provision(url: str, *, dry_run: bool = False, migrate_data: bool = False) -> ProvisionResult:
+def provision(url: str, *, dry_run: bool = False, migrate_data: bool = False,
+              for_license: str | None = None) -> ProvisionResult:
     """Create what the target's edition needs and is missing (idempotent).
 
-    With ``dry_run`` the SQL is returned, not run. A plain ``tick_data`` holding rows is
+    With ``dry_run`` the SQL is returned, not run; with it, ``for_license`` ('timescale' or
+    'apache') plans for that license instead of the server's, e.g. to read the
+    production DDL against the embedded server. A plain ``tick_data`` holding rows is
     refused unless ``migrate_data``. On the apache edition all statements run in one
     transaction; continuous aggregates cannot, so on the timescale edition each
     statement commits on its own and a rerun resumes where a failure stopped.
     """
+    if for_license not in (None, "timescale", "apache"):
+        raise ValueError(f"for_license={for_license!r} is unknown; use 'timescale' or 'apache'")
     caps = probe_url(url)
     if caps.timescaledb_version is None:
         raise missing_extension_error(url, caps)
+    if for_license is not None and for_license != caps.license:
+        if not dry_run:
+            raise ValueError(f"for_license={for_license!r} differs from the server's "
+                             f"{caps.license!r}; planning for another license needs dry_run")
+        caps = replace(caps, license=for_license)
     timescale = caps.license == "timescale"
     with connection(url, autocommit=timescale) as conn:
         steps, state = _plan(conn, caps, migrate_data=migrate_data)

@@ -19,6 +19,9 @@ def _provision_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--migrate-data", action="store_true",
                    help="convert an existing plain tick_data holding rows "
                         "(create_hypertable(..., migrate_data => true))")
+    p.add_argument("--license", choices=("timescale", "apache"),
+                   help="with --dry-run: plan for this license instead of the server's "
+                        "(e.g. print the production DDL against the embedded server)")
     p.add_argument("--no-validate", action="store_true", help="skip the AC1-AC6 validation")
     p.add_argument("--json", action="store_true", help="print one JSON document")
 
@@ -29,7 +32,8 @@ def _provision(args: argparse.Namespace) -> int:
     from .. import schema
 
     url = target_url(args)
-    result = schema.provision(url, dry_run=args.dry_run, migrate_data=args.migrate_data)
+    result = schema.provision(url, dry_run=args.dry_run, migrate_data=args.migrate_data,
+                              for_license=args.license)
     rows = [] if args.dry_run or args.no_validate else schema.validate(url)
     if args.json:
         print_json({"provision": result.as_dict(), "validation": [asdict(r) for r in rows]})
