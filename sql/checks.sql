@@ -284,8 +284,9 @@ ORDER BY chk_seq.time
 LIMIT %(limit)s;
 
 -- name: chk_tick_extent
--- The last tick time and the tick count of the table, from chk_days.
-SELECT max(last_time) AS last_time, sum(n)::bigint AS n FROM chk_days;
+-- The last tick time, the tick count and the (symbol, day) pairs of the table, from chk_days.
+SELECT max(last_time) AS last_time, coalesce(sum(n), 0)::bigint AS n, count(*) AS symbol_days
+FROM chk_days;
 
 -- name: chk_candle_freshness
 -- The newest bucket of candle view {view} and its total tick count.

@@ -194,12 +194,14 @@ def run(
     source_url: str | None = None,
     progress: bool | None = None,
     timings: dict[str, float] | None = None,
+    stats: dict[str, int] | None = None,
     **options: Any,
 ) -> list[CheckResult]:
     """Run every check on ``target_url`` (and reconcile with ``source_url``); the findings.
 
     ``options`` are the fields of :class:`Options` (bad values raise ValueError before any
-    connection is made). ``timings``, when given, receives the seconds of each step.
+    connection is made). ``timings``, when given, receives the seconds of each step;
+    ``stats`` the number of ticks and of (symbol, day) pairs checked.
     """
     opts = Options(**options)
     with connection(target_url, autocommit=True) as conn:
@@ -223,6 +225,8 @@ def run(
                 log.info("checks: %s in %.2f s", name, seconds)
                 if timings is not None:
                     timings[name] = seconds
+        if stats is not None:
+            stats.update(zip(("ticks", "symbol_days"), ctx.q("chk_tick_extent")[0][1:]))
     return ctx.results
 
 
@@ -607,7 +611,7 @@ def check_candles(ctx: _Run, view: str) -> None:
         ctx.add("candle_recompute", status="fail", table=view, observed="missing",
                 expected=f"candle view {view}", detail=f"view '{view}' not found; run 'tsj provision'")
         return
-    last_time, n = ctx.q("chk_tick_extent")[0]
+    last_time = ctx.q("chk_tick_extent")[0][0]
     try:
         last_bucket, view_ticks = ctx.q("chk_candle_freshness", view=view)[0]
     except psycopg.errors.ObjectNotInPrerequisiteState:
