@@ -91,7 +91,7 @@ def test_prepare_refuses_unequal_data(pair) -> None:
     with psycopg.connect(dbs[0].url, autocommit=True) as conn:
         conn.execute("DELETE FROM tick_data WHERE symbol = 'NQ' AND time < %s",
                      (ds.start + dt.timedelta(hours=1),))
-    with pytest.raises(Exception, match="tick counts differ"):
+    with pytest.raises(Exception, match="postgresql tick_data has 1,380 ticks for NQ on 2026-01-18"):
         bench.prepare(dbs[1].url, dbs[0].url, symbols=["ES", "NQ"], start=START, days=1,
                       interval_ms=60_000, seed=3)
 
@@ -189,3 +189,10 @@ def test_cli_parameters_are_the_notebooks() -> None:
         for quick in (False, True):
             passed = set(bench.parameters(large=large, quick=quick)) | {"target", "source"}
             assert passed == set(declared)
+
+
+def test_prepare_refuses_a_day_of_other_spacing(pair) -> None:
+    dbs, ds = pair
+    with pytest.raises(Exception, match="1,440 ticks for ES on 2026-01-18, not the 720"):
+        bench.prepare(dbs[1].url, dbs[0].url, symbols=["ES"], start=START, days=1,
+                      interval_ms=120_000, seed=3)

@@ -435,9 +435,10 @@ def prepare(target_url: str, source_url: str, *, symbols: Sequence[str], start: 
             generate: bool = True) -> tuple[list[Database], Dataset]:
     """Both databases provisioned and holding the same ticks; generated where absent.
 
-    A (symbol, UTC day) already present is used as it is (data left by the migration
-    notebook, say); one missing from a database is generated into it. Unequal counts
-    between the two databases are an error rather than a silently unfair comparison.
+    A (symbol, UTC day) already present with the expected count is used as it is (data
+    left by the migration notebook, say); one missing from a database is generated into
+    it. A day with another count, or unequal counts between the two databases, is an
+    error rather than a silently unfair comparison.
     """
     from . import generate as gen
     from . import schema
@@ -452,8 +453,16 @@ def prepare(target_url: str, source_url: str, *, symbols: Sequence[str], start: 
     schema.provision(target_url)
     dbs = [Database(PLAIN, source_url), Database(TIMESCALE, target_url)]
     counts = {}
+    per_day = 86_400_000 // interval_ms
     for db in dbs:
         have = _day_counts(db.url, start=lo, end=hi)
+        odd = {k: n for k, n in have.items() if k[0] in symbols and n != per_day}
+        if odd:
+            (symbol, day), n = min(odd.items())
+            raise SchemaError(
+                f"{db.label} tick_data has {n:,} ticks for {symbol} on {day}, not the "
+                f"{per_day:,} of one every {interval_ms} ms; bench another day "
+                f"(-p start YYYY-MM-DD) or delete those ticks")
         missing = [(s, day) for s in symbols for day in _days(start, days) if (s, day) not in have]
         if missing and not generate:
             raise SchemaError(f"{db.label} tick_data lacks {len(missing)} symbol-days of "
@@ -474,10 +483,7 @@ def prepare(target_url: str, source_url: str, *, symbols: Sequence[str], start: 
             f"tick counts differ between source {counts[PLAIN]} and target {counts[TIMESCALE]} "
             f"for {list(symbols)} from {start}; run 'tsj migrate' or use other symbols")
     schema.refresh_candles(target_url, start=lo, end=hi)
-    ticks = min(counts[PLAIN])
-    # Data left by another run may have another spacing: the replay needs the real one.
-    spacing = (hi - lo).total_seconds() * 1000.0 / ticks if ticks else float(interval_ms)
-    return dbs, Dataset(tuple(symbols), lo, hi, ticks, spacing)
+    return dbs, Dataset(tuple(symbols), lo, hi, per_day * days, float(interval_ms))
 
 
 def _days(start: dt.date, days: int) -> list[dt.date]:
