@@ -147,29 +147,33 @@ WHERE f.step > 0
 GROUP BY s.symbol;
 
 -- name: chk_sequence_scan
--- THE sequence pass: one ordered walk over {table} per symbol (window by time, then every
--- column, so identical rows are neighbours). Keeps into chk_seq only the rows that are
---   dup        identical in every column to the row before (one per extra copy)
---   collision  at the same time as the row before but different (same symbol and time)
---   gap        more than the symbol's %(gap_s)s seconds after the row before
+-- THE sequence pass: one ordered walk over {table} per symbol, newest first (window by
+-- time DESC, then every column, so identical rows are neighbours). time DESC is the
+-- (symbol, time DESC) index's order: the planner walks the index and sorts only rows of
+-- equal time (incremental sort), where an ascending walk sorts the whole table on disk.
+-- lag() is therefore the next LATER tick (next_time). Keeps into chk_seq only the rows
+--   dup        identical in every column to its neighbour (one per extra copy)
+--   collision  at the same time as its neighbour but different (same symbol and time)
+--   gap        followed by the next tick more than the symbol's %(gap_s)s seconds later
 -- %(symbols)s / %(gap_s)s are parallel arrays: the gap threshold of each symbol.
 CREATE TEMP TABLE chk_seq AS
 WITH th AS (
   SELECT * FROM unnest(%(symbols)s::text[], %(gap_s)s::float8[]) AS th(symbol, gap_s)
 ), walk AS (
-  SELECT t.*, lag(t.time) OVER w AS prev_time, (t IS NOT DISTINCT FROM lag(t) OVER w) AS dup
+  SELECT t.time, t.symbol, t.bid_price, t.ask_price, t.last_price, t.volume,
+         lag(t.time) OVER w AS next_time, (t IS NOT DISTINCT FROM lag(t) OVER w) AS dup
   FROM {table} t
   WHERE t.time >= '1970-01-01 00:00+00' AND t.time < '9999-12-31 00:00+00'
   WINDOW w AS (PARTITION BY t.symbol
-               ORDER BY t.time, t.bid_price, t.ask_price, t.last_price, t.volume, t.source,
-                        t.trade_id, t.account_id)
+               ORDER BY t.time DESC, t.bid_price, t.ask_price, t.last_price, t.volume,
+                        t.source, t.trade_id, t.account_id)
 )
-SELECT w.time, w.symbol, w.bid_price, w.ask_price, w.last_price, w.volume, w.prev_time,
+SELECT w.time, w.symbol, w.bid_price, w.ask_price, w.last_price, w.volume, w.next_time,
        w.dup,
-       (NOT w.dup AND w.time = w.prev_time) AS collision,
-       extract(epoch FROM w.time - w.prev_time) > th.gap_s AS gap
+       (NOT w.dup AND w.time = w.next_time) AS collision,
+       extract(epoch FROM w.next_time - w.time) > th.gap_s AS gap
 FROM walk w JOIN th USING (symbol)
-WHERE w.dup OR w.time = w.prev_time OR extract(epoch FROM w.time - w.prev_time) > th.gap_s;
+WHERE w.dup OR w.time = w.next_time OR extract(epoch FROM w.next_time - w.time) > th.gap_s;
 
 -- name: chk_duplicates
 -- Extra copies of identical ticks per (symbol, UTC day), from chk_seq.
@@ -186,8 +190,8 @@ ORDER BY chk_seq.time, bid_price, ask_price, last_price, volume
 LIMIT %(limit)s;
 
 -- name: chk_gaps
--- Gaps of chk_seq that no session break explains, with their UTC clock times. A gap is a
--- session break when
+-- Gaps of chk_seq (last tick before: prev_time, first after: time) that no session break
+-- explains, with their UTC clock times. A gap is a session break when
 --   * it recurs: another gap (any symbol, any day) starts and ends at the same clock
 --     minutes (daily halts, overnight closes);
 --   * %(weekends)s and it starts on a Friday and ends on a Saturday, Sunday or Monday (UTC);
@@ -203,7 +207,7 @@ WITH g AS (
          extract(isodow FROM s.time AT TIME ZONE 'UTC') AS end_dow,
          extract(epoch FROM (s.prev_time AT TIME ZONE 'UTC')::time) AS start_s,
          extract(epoch FROM (s.time AT TIME ZONE 'UTC')::time) AS end_s
-  FROM chk_seq s WHERE s.gap
+  FROM (SELECT symbol, time AS prev_time, next_time AS time FROM chk_seq WHERE gap) s
 ), recurring AS (
   SELECT start_tod, end_tod FROM g GROUP BY 1, 2 HAVING count(*) > 1
 ), windows AS (
