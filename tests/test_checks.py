@@ -344,3 +344,20 @@ def test_cli_exit_status_and_json(copy: Callable[[int], str], capsys: pytest.Cap
     capsys.readouterr()
     assert main(["check", "--target", url, "--no-source", "--sample", "-1"]) == 1
     assert "sample" in capsys.readouterr().err
+
+
+# -- self-sufficient runs -----------------------------------------------------------------
+
+
+def test_prepare_fills_only_empty_databases(make_db: Callable[..., str]) -> None:
+    target, source = make_db(timescale=True), make_db(timescale=False)
+    done = checks.prepare(target, source_url=source, days=1, interval_ms=60_000)
+    assert done.target_rows == done.source_rows > 0 and done.source_url == source
+    assert checks.worst(checks.run(target, source_url=source, progress=False)) == "ok"
+    again = checks.prepare(target, source_url=source)
+    assert (again.target_rows, again.source_rows, again.source_url) == (0, 0, source)
+    # a target with ticks and an empty source: the source is left out, and said why
+    empty = make_db(timescale=False)
+    alone = checks.prepare(target, source_url=empty)
+    assert alone.source_url is None and "tsj migrate" in alone.note
+    assert not checks.has_ticks(empty)
