@@ -1,4 +1,4 @@
-"""Shared fixtures: one embedded server for the whole test session.
+"""Shared fixtures: one embedded server for the whole test session (tests/ and notebooks/).
 
 The server is a separate instance ('test') of the embedded TimescaleDB, so a test run
 never touches the data of `make bench` or `make lab`. It is started in
