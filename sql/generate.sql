@@ -56,3 +56,7 @@ DROP TABLE IF EXISTS {table};
 -- name: gen_checkpoint
 -- Flushes dirty pages between benchmark loads so one load does not pay for the previous.
 CHECKPOINT;
+
+-- name: gen_has_rows
+-- Whether {table} holds any row (cheap on any size: stops at the first).
+SELECT EXISTS (SELECT 1 FROM {table}) AS has_rows;

@@ -180,3 +180,12 @@ SELECT
      GROUP BY time, symbol, bid_price, ask_price, last_price, volume, source, trade_id,
               account_id
      HAVING count(*) > 1) d) AS duplicates;
+
+-- name: mig_quarantine_rows
+-- The quarantined rows, newest first; time as text because it may be +/-infinity or
+-- beyond year 9999 (which Python cannot hold).
+SELECT time::text AS time, symbol, bid_price, ask_price, last_price, volume, source, trade_id,
+       account_id, reason, plan_key, batch_id, quarantined_at
+FROM tsj_migration_quarantine
+ORDER BY quarantined_at DESC
+LIMIT %(limit)s;

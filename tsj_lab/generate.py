@@ -489,6 +489,32 @@ def write_parts(
     return total
 
 
+def ensure_source(
+    url: str,
+    *,
+    symbols: Sequence[str] = DEFAULT_SYMBOLS,
+    start: dt.date | str,
+    days: int = 1,
+    interval_ms: int = 250,
+    seed: int = DEFAULT_SEED,
+) -> int:
+    """A plain (source) tick_data holding ticks: created and loaded only when it is empty.
+
+    Returns the rows loaded, 0 when the table already had some (they are left alone).
+    """
+    from . import schema
+
+    plan(symbols, start=start, days=days, interval_ms=interval_ms, seed=seed)  # check first
+    if not table_exists(url):
+        schema.create_source(url)
+    with connect(url, autocommit=True) as conn:
+        row = conn.execute(queries.compose("gen_has_rows", table="tick_data")).fetchone()
+    if row and row[0]:
+        return 0
+    return load(url, symbols=symbols, start=start, days=days, interval_ms=interval_ms,
+                seed=seed, progress=False)
+
+
 def _copy_part(conn: Any, stmt: Any, part: Part) -> int:
     cols = columns(part)
     data = copy_buffer(cols)

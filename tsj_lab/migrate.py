@@ -560,3 +560,16 @@ def _sample_rate(source_url: str, target_url: str, p: Plan) -> tuple[float, str]
             tgt.rollback()  # the sample never stays
         secs = time.perf_counter() - t0
     return (read / secs if read and secs > 0 else FALLBACK_RATE), "sample"
+
+
+def quarantined(target_url: str, *, limit: int = 100) -> pd.DataFrame:
+    """The newest quarantined rows with their reason (time as text: it may be infinite)."""
+    if not 1 <= limit <= 100_000:
+        raise ValueError(f"limit={limit} is out of range; use 1-100000")
+    cols = ["time", "symbol", "bid_price", "ask_price", "last_price", "volume", "source",
+            "trade_id", "account_id", "reason", "plan_key", "batch_id", "quarantined_at"]
+    with connect(target_url, autocommit=True) as conn:
+        if not _has_table(conn, QUARANTINE):
+            return pd.DataFrame(columns=cols)
+        rows = conn.execute(queries.text("mig_quarantine_rows"), {"limit": limit}).fetchall()
+    return pd.DataFrame(rows, columns=cols)
