@@ -31,14 +31,6 @@ WHERE hypertable_name = %(table)s AND range_end <= now() - %(retention)s::interv
 ORDER BY range_start
 LIMIT %(limit)s;
 
--- name: chk_compression_settings
--- Compression (columnstore) settings of %(table)s: one row per segmentby/orderby column.
--- The story wants segmentby symbol, orderby time DESC.
-SELECT attname, segmentby_column_index, orderby_column_index, orderby_asc
-FROM timescaledb_information.compression_settings
-WHERE hypertable_name = %(table)s
-ORDER BY segmentby_column_index NULLS LAST, orderby_column_index NULLS LAST;
-
 -- name: chk_uncompressed_old_chunks
 -- Chunks of %(table)s older than the compression age %(compress_after)s that are still
 -- uncompressed (the policy should have compressed them), the first %(limit)s, with the total.

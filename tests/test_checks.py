@@ -361,3 +361,17 @@ def test_prepare_fills_only_empty_databases(make_db: Callable[..., str]) -> None
     alone = checks.prepare(target, source_url=empty)
     assert alone.source_url is None and "tsj migrate" in alone.note
     assert not checks.has_ticks(empty)
+
+
+def test_compression_rules_on_a_timescale_license(make_db: Callable[..., str]) -> None:
+    assert checks.story_compression("symbol", '"time" DESC')
+    assert not checks.story_compression("symbol", "time")
+    assert not checks.story_compression(None, None)
+    # the timescale branch's queries run on 2.19 too; the apache server has no settings
+    url = make_db(timescale=True)
+    schema.provision(url)
+    with psycopg.connect(url, autocommit=True) as conn:
+        ctx = checks._Run(conn, checks.Options(), "timescale", None)
+        checks.check_layout(ctx)
+    (comp,) = [r for r in ctx.results if r.check == "compression"]
+    assert comp.status == "fail" and "tsj provision" in comp.detail

@@ -359,7 +359,8 @@ def check_layout(ctx: _Run) -> None:
             detail=f"time dimension '{dim[0][0]}' (AC2)")
     old = ctx.q("chk_old_chunks", {"table": t, "retention": opts.retention,
                                    "limit": opts.sample_rows})
-    ctx.add("retention", found=old[0][0] if old else 0, observed=f"{old[0][0] if old else 0} chunks",
+    n_old = old[0][0] if old else 0
+    ctx.add("retention", found=n_old, observed=f"{n_old} chunks",
             expected=f"0 chunks older than {opts.retention.days} days",
             samples=[_jsonable(r[1:]) for r in old],
             detail="drop them with 'tsj retention'" if old else "AC5")
@@ -374,14 +375,16 @@ def _check_compression(ctx: _Run) -> None:
                 detail=f"compression needs the timescale license; this server is "
                        f"'{ctx.license}' (AC3 cannot hold here)")
         return
-    settings = ctx.q("chk_compression_settings", {"table": t})
-    seg = [r[0] for r in settings if r[1] is not None]
-    order = [(r[0], "ASC" if r[3] else "DESC") for r in settings if r[2] is not None]
-    observed = f"segmentby {seg or '-'}, orderby {order or '-'}"
-    if seg != ["symbol"] or not order or order[0] != ("time", "DESC"):
+    # The provisioning queries: they read whichever settings view the server has
+    # (hypertable_columnstore_settings since 2.18, hypertable_compression_settings before).
+    views = sorted(r[0] for r in ctx.conn.execute(queries.text("settings_views")))
+    got = (ctx.conn.execute(queries.compose("compression_settings", view=views[0])).fetchone()
+           if views else None)
+    segmentby, orderby = got if got else (None, None)
+    observed = f"segmentby {segmentby or '-'}, orderby {orderby or '-'}"
+    if not story_compression(segmentby, orderby):
         ctx.add("compression", status="fail", observed=observed,
-                expected="segmentby ['symbol'], orderby [('time', 'DESC')]",
-                detail="run 'tsj provision'")
+                expected="segmentby symbol, orderby time DESC", detail="run 'tsj provision'")
         return
     late = ctx.q("chk_uncompressed_old_chunks", {"table": t, "compress_after": opts.compress_after,
                                                  "limit": opts.sample_rows})
@@ -390,6 +393,13 @@ def _check_compression(ctx: _Run) -> None:
             expected=f"chunks older than {opts.compress_after.days} days compressed",
             samples=[_jsonable(r[1:]) for r in late],
             detail="the compression policy has not run on them yet" if n else "AC3")
+
+
+def story_compression(segmentby: str | None, orderby: str | None) -> bool:
+    """Whether the settings are the story's: segment by symbol, order by time DESC."""
+    # the settings views quote keywords: "time" DESC
+    order = (orderby or "").replace('"', "").replace(" ", "").lower()
+    return segmentby == "symbol" and order == "timedesc"
 
 
 # -- data quality: the aggregate pass ----------------------------------------------------
@@ -540,7 +550,8 @@ def check_reconcile(ctx: _Run) -> None:
                 expected=expected)
         return
     for symbol, day in bad:
-        s, t, q = source.get((symbol, day)), target.get((symbol, day)), quarantine.get((symbol, day))
+        key = (symbol, day)
+        s, t, q = source.get(key), target.get(key), quarantine.get(key)
         explained = s is not None and q is not None and _sums(s) == _sums(_add(t, q))
         ctx.add("reconcile", status="warn" if explained else "fail", found=_reconcile_rows(s, t),
                 symbol=symbol, day=day, observed=_digest_text(t), expected=_digest_text(s),
@@ -585,7 +596,9 @@ def _reconcile_rows(s: tuple[Any, ...] | None, t: tuple[Any, ...] | None) -> int
 def _digest_text(d: tuple[Any, ...] | None) -> str:
     if d is None:
         return "absent"
-    return f"{d[0]} rows, volume {d[3]}, {d[1]:%H:%M:%S}..{d[2]:%H:%M:%S}" if d[1] else f"{d[0]} rows"
+    if d[1] is None:  # rows outside the tick domain have no first/last time
+        return f"{d[0]} rows"
+    return f"{d[0]} rows, volume {d[3]}, {d[1]:%H:%M:%S}..{d[2]:%H:%M:%S}"
 
 
 def _digest_diff(s: tuple[Any, ...] | None, t: tuple[Any, ...] | None) -> list[list[Any]]:
@@ -609,7 +622,8 @@ def check_candles(ctx: _Run, view: str) -> None:
     """``view`` equals a recompute from the ticks, rolls up from candle_1m, and is fresh."""
     if not ctx.conn.execute(queries.text("chk_relation_kind"), {"name": view}).fetchone():
         ctx.add("candle_recompute", status="fail", table=view, observed="missing",
-                expected=f"candle view {view}", detail=f"view '{view}' not found; run 'tsj provision'")
+                expected=f"candle view {view}",
+                detail=f"view '{view}' not found; run 'tsj provision'")
         return
     last_time = ctx.q("chk_tick_extent")[0][0]
     try:
@@ -687,7 +701,7 @@ def _check_rollup(ctx: _Run, view: str, width: str) -> None:
 
 def _interval_text(v: Any) -> str:
     if isinstance(v, dt.timedelta):
-        days, secs = v.days, v.seconds
+        days = v.days
         if v == dt.timedelta(days=days):
             return f"{days} day" + ("s" if days != 1 else "")
         return f"{v.total_seconds():g} s"
@@ -702,8 +716,10 @@ def _value(v: Any) -> Any:
     """A JSON-able form of one database value (exact: decimals as text)."""
     if isinstance(v, dt.datetime):
         return v.astimezone(dt.timezone.utc).isoformat() if v.tzinfo else v.isoformat()
-    if isinstance(v, (dt.date, dt.timedelta)):
-        return v.isoformat() if isinstance(v, dt.date) else v.total_seconds()
+    if isinstance(v, dt.date):
+        return v.isoformat()
+    if isinstance(v, dt.timedelta):
+        return v.total_seconds()
     if isinstance(v, (Decimal, uuid.UUID)):
         return str(v)
     return v
