@@ -126,3 +126,7 @@ SELECT symbol, (time AT TIME ZONE 'UTC')::date AS day, count(*) AS ticks
 FROM tick_data
 WHERE time >= %(start)s AND time < %(end)s
 GROUP BY 1, 2;
+
+-- name: bench_ping
+-- The cheapest round trip: each pooled client runs it while all hold a connection at once.
+SELECT 1;

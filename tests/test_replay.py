@@ -75,3 +75,20 @@ def test_measured_fetches_feed_the_playback_table(make_db) -> None:
     assert len(table) == 8
     assert (table["shown"] + table["dropped"] == table["frames"]).all()
     assert set(table["frames"]) == {300}
+
+
+def test_ac7_verdict_names_what_the_client_needs() -> None:
+    import pandas as pd
+
+    lat = pd.DataFrame([
+        {"db": "timescaledb", "rtt_ms": rtt, "via": "proxy", "batch": batch, "p50_ms": rtt,
+         "samples_ms": [float(rtt)] * 5}
+        for rtt in (50, 300) for batch in (100, 2000)])
+    play = replay.playback(lat, speeds=[1, 1000], duration_s=10)
+    table = bench.verdicts(play=play).set_index("check")
+    assert list(table.index) == ["AC7 60 fps at 1x", "AC7 60 fps at 1000x"]
+    assert (table["status"] == "ok").all()
+    # at 1000x only pages of 2000 keep up over 300 ms (100 per 300 ms is 333 ticks/s)
+    assert "RTT 300 ms, pages of 2000" in table.loc["AC7 60 fps at 1000x", "detail"]
+    slow = replay.playback(lat[lat["batch"] == 100], speeds=[1000], duration_s=10)
+    assert bench.verdicts(play=slow)["status"].tolist() == ["fail"]
