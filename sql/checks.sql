@@ -127,16 +127,18 @@ ORDER BY {table}.time, bid_price, ask_price, last_price, volume
 LIMIT %(limit)s;
 
 -- name: chk_symbol_steps
--- Each symbol's usual spacing of ticks: the median step between its first %(n)s ticks
--- (index order, cheap), in seconds; steps of zero (same-time ticks) are ignored.
-SELECT s.symbol, percentile_cont(0.5) WITHIN GROUP (ORDER BY f.step) AS step_s
-FROM (SELECT DISTINCT symbol FROM chk_days) s
-CROSS JOIN LATERAL (
-  SELECT extract(epoch FROM time - lag(time) OVER (ORDER BY time)) AS step
-  FROM (SELECT time FROM {table} t WHERE t.symbol = s.symbol ORDER BY time LIMIT %(n)s) h
-) f
-WHERE f.step > 0
-GROUP BY s.symbol;
+-- Each symbol's usual spacing of ticks: the median step between its first %(n)s plausible
+-- ticks (index order, cheap), in seconds; steps of zero (same-time ticks) are ignored.
+-- Every symbol gets a row: NULL when it has no two ticks apart (its gaps go unchecked,
+-- its duplicates not).
+SELECT s.symbol,
+       (SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY f.step)
+        FROM (SELECT extract(epoch FROM h.time - lag(h.time) OVER (ORDER BY h.time)) AS step
+              FROM (SELECT t.time FROM {table} t
+                    WHERE t.symbol = s.symbol AND t.time >= '1970-01-01 00:00+00'
+                    ORDER BY t.time LIMIT %(n)s) h) f
+        WHERE f.step > 0) AS step_s
+FROM (SELECT DISTINCT symbol FROM chk_days) s;
 
 -- name: chk_sequence_scan
 -- THE sequence pass: one ordered walk over {table} per symbol, newest first (window by
@@ -184,7 +186,7 @@ LIMIT %(limit)s;
 -- name: chk_gaps
 -- Gaps of chk_seq (last tick before: prev_time, first after: time) that no session break
 -- explains, with their UTC clock times. A gap is a session break when
---   * it recurs: another gap (any symbol, any day) starts and ends at the same clock
+--   * it recurs: a gap (any symbol) on another UTC day starts and ends at the same clock
 --     minutes (daily halts, overnight closes);
 --   * %(weekends)s and it starts on a Friday and ends on a Saturday, Sunday or Monday (UTC);
 --   * it lies inside one of the daily clock windows %(break_start_s)s..%(break_end_s)s
@@ -201,7 +203,9 @@ WITH g AS (
          extract(epoch FROM (s.time AT TIME ZONE 'UTC')::time) AS end_s
   FROM (SELECT symbol, time AS prev_time, next_time AS time FROM chk_seq WHERE gap) s
 ), recurring AS (
-  SELECT start_tod, end_tod FROM g GROUP BY 1, 2 HAVING count(*) > 1
+  -- on two or more UTC days: an outage of every symbol at once is still a gap
+  SELECT start_tod, end_tod FROM g GROUP BY 1, 2
+  HAVING count(DISTINCT (prev_time AT TIME ZONE 'UTC')::date) > 1
 ), windows AS (
   SELECT * FROM unnest(%(break_start_s)s::float8[], %(break_end_s)s::float8[]) AS b(b0, b1)
 )

@@ -221,6 +221,28 @@ def test_session_breaks_are_not_gaps(copy: Callable[[int], str]) -> None:
     assert [(r.symbol, r.rows_affected) for r in found if r.symbol == "BTCUSD"] == [("BTCUSD", 1)]
 
 
+def test_an_outage_of_every_symbol_at_once_is_a_gap_for_each(copy: Callable[[int], str]) -> None:
+    url = copy(0)
+    # a day on which ES trades at 10:00 (three days in a row always hold a weekday)
+    (t0,) = _rows(url, "SELECT min(time) FROM tick_data WHERE symbol = 'ES' "
+                       "AND extract(hour FROM time AT TIME ZONE 'UTC') = 10")[0]
+    _sql(url, f"DELETE FROM tick_data WHERE time >= '{_iso(t0)}' "
+              f"AND time < '{_iso(t0 + dt.timedelta(minutes=20))}'")
+    found = _found(checks.run(url, progress=False), "gaps")
+    assert sorted((r.symbol, r.rows_affected) for r in found) == [("BTCUSD", 1), ("ES", 1)]
+
+
+def test_a_symbol_without_a_step_still_has_its_duplicates_counted(
+        copy: Callable[[int], str]) -> None:
+    url = copy(0)
+    _sql(url, "INSERT INTO tick_data (time, symbol, bid_price, ask_price, last_price, volume) "
+              "SELECT now() - interval '1 hour', 'XDUP', 10, 11, 10, 1 FROM generate_series(1, 3)")
+    results = checks.run(url, progress=False)
+    (dup,) = _found(results, "duplicate_ticks")
+    assert (dup.symbol, dup.rows_affected) == ("XDUP", 2)
+    assert "XDUP unknown" in next(r for r in results if r.check == "gaps").detail
+
+
 # -- reconciliation -----------------------------------------------------------------------
 
 

@@ -173,7 +173,7 @@ class _Run:
     license: str | None
     source_url: str | None
     results: list[CheckResult] = field(default_factory=list)
-    steps: dict[str, float] = field(default_factory=dict)  # symbol -> step in seconds
+    steps: dict[str, float | None] = field(default_factory=dict)  # symbol -> step in s
     holes: list[tuple[str, dt.datetime, dt.datetime]] = field(default_factory=list)
 
     def q(self, name: str, params: dict[str, Any] | None = None, **idents: str) -> list[Any]:
@@ -440,19 +440,20 @@ def check_sequence(ctx: _Run) -> None:
     opts = ctx.opts
     ctx.steps = _symbol_steps(ctx)
     symbols = sorted(ctx.steps)
-    ctx.conn.execute(queries.compose("chk_sequence_scan", table=opts.table), {
-        "symbols": symbols, "gap_s": [ctx.steps[s] * opts.gap_multiple for s in symbols]})
+    gap_s = [None if ctx.steps[s] is None else ctx.steps[s] * opts.gap_multiple for s in symbols]
+    ctx.conn.execute(queries.compose("chk_sequence_scan", table=opts.table),
+                     {"symbols": symbols, "gap_s": gap_s})
     _check_duplicates(ctx)
     _check_gaps(ctx)
     _check_hour_shifts(ctx)
 
 
-def _symbol_steps(ctx: _Run) -> dict[str, float]:
-    """Each symbol's expected step in seconds: the option, else its median step."""
+def _symbol_steps(ctx: _Run) -> dict[str, float | None]:
+    """Each symbol's expected step in seconds: the option, else its median step (or None)."""
     rows = ctx.q("chk_symbol_steps", {"n": ctx.opts.step_sample})
     if ctx.opts.interval_ms is not None:
         return {r[0]: ctx.opts.interval_ms / 1000 for r in rows}
-    return {r[0]: float(r[1]) for r in rows if r[1]}
+    return {r[0]: None if r[1] is None else float(r[1]) for r in rows}
 
 
 def _check_duplicates(ctx: _Run) -> None:
@@ -473,7 +474,7 @@ def _check_duplicates(ctx: _Run) -> None:
 def _check_gaps(ctx: _Run) -> None:
     opts = ctx.opts
     b0, b1 = break_windows(opts.breaks)
-    slack = max(ctx.steps.values(), default=1.0) * opts.gap_multiple
+    slack = max((v for v in ctx.steps.values() if v), default=1.0) * opts.gap_multiple
     rows = ctx.q("chk_gaps", {"weekends": opts.weekends, "break_start_s": b0,
                               "break_end_s": b1, "slack_s": slack})
     ctx.holes = [(r[0], r[2], r[3]) for r in rows]
@@ -489,12 +490,13 @@ def _check_gaps(ctx: _Run) -> None:
         ctx.add("gaps", found=len(found), symbol=symbol, day=day,
                 observed=f"{len(found)} gaps, longest {longest:g} s", expected=expected,
                 samples=[_jsonable((g[2], g[3], g[4])) for g in found[:opts.sample_rows]],
-                detail=f"step {ctx.steps.get(symbol, 0):g} s; samples: last tick before, "
+                detail=f"step {ctx.steps.get(symbol) or 0:g} s; samples: last tick before, "
                        "first after, seconds")
 
 
-def _steps_text(steps: dict[str, float]) -> str:
-    return "steps: " + ", ".join(f"{s} {v:g} s" for s, v in sorted(steps.items()))
+def _steps_text(steps: dict[str, float | None]) -> str:
+    return "steps: " + ", ".join(f"{s} {v:g} s" if v else f"{s} unknown"
+                                 for s, v in sorted(steps.items()))
 
 
 def _check_hour_shifts(ctx: _Run) -> None:

@@ -56,4 +56,4 @@ def _row(r: object) -> dict[str, object]:
     d = r.as_dict()  # type: ignore[attr-defined]
     return {"check": d["check"], "status": d["status"], "table": d["table"],
             "symbol": d["symbol"] or "", "day": d["day"] or "", "observed": d["observed"],
-            "expected": d["expected"], "rows": d["rows_affected"]}
+            "expected": d["expected"], "rows": d["rows_affected"], "detail": d["detail"]}
