@@ -45,13 +45,16 @@ def test_each_late_page_is_a_separate_underrun() -> None:
 
 def test_prefetch_needed_is_the_least_clean_buffer() -> None:
     lat = [280.0, 300.0, 320.0, 400.0]
-    need = replay.prefetch_needed(lat, speed=100, batch_ticks=100)
-    assert need is not None and need % 100 == 0
-    clean = replay.simulate(lat, speed=100, batch_ticks=100, prefetch_ticks=need)
-    assert clean.dropped == 0
-    if need:
-        worse = replay.simulate(lat, speed=100, batch_ticks=100, prefetch_ticks=need - 100)
-        assert worse.dropped > 0
+    need = replay.prefetch_needed(lat, speed=100, batch_ticks=500, duration_s=20)
+    assert 0 < need < 500
+    assert replay.simulate(lat, speed=100, batch_ticks=500, prefetch_ticks=need,
+                           duration_s=20).dropped == 0
+    # One fixed latency: a lead of 300 ms of play at 400 ticks/s is 120 ticks, less the
+    # ticks of the frame being drawn (400 / 60), and one tick less must stall.
+    need = replay.prefetch_needed([300.0], speed=100, batch_ticks=500, duration_s=20)
+    assert need == pytest.approx(120 - 400 / 60, abs=2)
+    assert replay.simulate([300.0], speed=100, batch_ticks=500, prefetch_ticks=need - 1,
+                           duration_s=20).dropped > 0
     assert replay.prefetch_needed([0.0], speed=1000, batch_ticks=100) == 0
 
 
@@ -71,10 +74,12 @@ def test_measured_fetches_feed_the_playback_table(make_db) -> None:
     assert len(lat) == 4 and set(lat["via"]) == {"direct", "proxy"}
     proxied = lat[lat["via"] == "proxy"]
     assert (proxied["p50_ms"] >= 20).all() and (lat["rows"] == 50).all()
-    table = replay.playback(lat, speeds=[1, 1000], duration_s=5)
+    table = replay.playback(lat, speeds=[1, 1000], duration_s=5, max_duration_s=60,
+                            tick_interval_ms=ds.interval_ms)
     assert len(table) == 8
     assert (table["shown"] + table["dropped"] == table["frames"]).all()
-    assert set(table["frames"]) == {300}
+    # three pages of 50 one-minute ticks: 9000 s at 1x (capped at 60 s), 9 s at 1000x
+    assert (table["frames"] == table["speed"].map({1: 3600, 1000: 540})).all()
 
 
 def test_ac7_verdict_names_what_the_client_needs() -> None:

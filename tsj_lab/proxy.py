@@ -44,6 +44,7 @@ class LatencyProxy:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.AbstractServer | None = None
         self._thread: threading.Thread | None = None
+        self._connections: set[asyncio.Task[None]] = set()
 
     @classmethod
     def for_url(cls, url: str, *, rtt_ms: float) -> LatencyProxy:
@@ -96,9 +97,9 @@ class LatencyProxy:
         async def stop() -> None:
             if self._server is not None:
                 self._server.close()
-            for task in asyncio.all_tasks():
-                if task is not asyncio.current_task():
-                    task.cancel()
+            for task in list(self._connections):
+                task.cancel()
+            await asyncio.gather(*self._connections, return_exceptions=True)
 
         asyncio.run_coroutine_threadsafe(stop(), loop).result(10)
         loop.call_soon_threadsafe(loop.stop)
@@ -120,6 +121,9 @@ class LatencyProxy:
             client_w.close()
             return
         delay = self.rtt_ms / 2000.0
+        me = asyncio.current_task()
+        assert me is not None
+        self._connections.add(me)
         try:
             await asyncio.gather(_pipe(client_r, up_w, delay), _pipe(up_r, client_w, delay),
                                  return_exceptions=True)
@@ -128,6 +132,8 @@ class LatencyProxy:
             # logging the cancellation as an error of the connection callback.
             up_w.close()
             client_w.close()
+        finally:
+            self._connections.discard(me)
 
 
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay: float) -> None:

@@ -127,36 +127,31 @@ def prefetch_needed(
     duration_s: float = 10.0,
     tick_interval_ms: float = 250.0,
     seed: int = 0,
-) -> int | None:
-    """The smallest prefetch (ticks, whole pages of ``batch_ticks``) that drops no frame.
+) -> int:
+    """The smallest prefetch (ticks ahead of the play head) that drops no frame.
 
-    ``None`` when only buffering the whole playback up front would do: one connection
-    fetching pages of this size cannot keep up with this speed.
+    Buffering the whole playback up front always works, so there is always an answer;
+    when one connection's pages cannot keep up with the speed it grows with the length
+    of the playback (see ``sustainable`` in :func:`playback`).
     """
     total = math.ceil(round(duration_s * fps) * speed * 1000.0 / fps / tick_interval_ms)
-    max_pages = max(1, math.ceil(total / batch_ticks))
 
-    def clean(pages: int) -> bool:
+    def clean(prefetch: int) -> bool:
         out = simulate(latencies_ms, speed=speed, batch_ticks=batch_ticks,
-                       prefetch_ticks=pages * batch_ticks, fps=fps, duration_s=duration_s,
+                       prefetch_ticks=prefetch, fps=fps, duration_s=duration_s,
                        tick_interval_ms=tick_interval_ms, seed=seed)
         return out.dropped == 0
 
-    # Doubling to a clean depth, then bisection between the last unclean and clean ones.
     if clean(0):
         return 0
-    hi = 1
+    # Doubling to a clean depth, then bisection between the last unclean and clean ones.
+    lo, hi = 0, 1
     while not clean(hi):
-        if hi >= max_pages:
-            return None
-        hi = min(hi * 2, max_pages)
-    lo = hi // 2  # not clean (or 0)
+        lo, hi = hi, min(hi * 2, max(total, hi + 1))
     while hi - lo > 1:
         mid = (lo + hi) // 2
         lo, hi = (lo, mid) if clean(mid) else (mid, hi)
-    if hi >= max_pages and max_pages > 1:
-        return None
-    return hi * batch_ticks
+    return hi
 
 
 def _check(latencies_ms: Sequence[float], **values: float) -> None:
@@ -231,12 +226,14 @@ def _time_pages(conn: Any, dataset: Dataset, *, size: int, samples: int, warmup:
 
 def playback(latencies: pd.DataFrame, *, speeds: Sequence[float] = (1, 10, 100, 1000),
              prefetch_ticks: int = 0, fps: float = 60.0, duration_s: float = 30.0,
-             tick_interval_ms: float = 250.0, seed: int = 0) -> pd.DataFrame:
+             max_duration_s: float = 600.0, tick_interval_ms: float = 250.0,
+             seed: int = 0) -> pd.DataFrame:
     """Every measured (db, RTT, batch) at every speed: what a client gets, what it needs.
 
     The simulated client prefetches ``prefetch_ticks`` (0: on demand, the story's
-    benchmark client). ``prefetch_needed_ticks`` is the smallest buffer with no dropped
-    frame, ``prefetch_needed_s`` the same as seconds of playback it covers;
+    benchmark client) for ``duration_s`` of playback, or longer (up to ``max_duration_s``)
+    so that at least three pages are played. ``prefetch_needed_ticks`` is the smallest
+    lead with no dropped frame, ``prefetch_needed_s`` the seconds of playback it covers;
     ``sustainable`` says whether one connection's fetch rate (batch / mean latency) keeps
     up with the speed at all (if not, the needed buffer grows with the playback's length).
     """
@@ -246,19 +243,21 @@ def playback(latencies: pd.DataFrame, *, speeds: Sequence[float] = (1, 10, 100, 
         mean_s = sum(samples) / len(samples) / 1000.0
         fetch_rate = batch / mean_s if mean_s > 0 else math.inf
         for speed in speeds:
-            args = {"speed": speed, "batch_ticks": batch, "fps": fps, "duration_s": duration_s,
+            ticks_per_s = speed * 1000.0 / tick_interval_ms
+            # Long enough to use up three pages (capped), so the buffer is refilled while
+            # playing: with a shorter run the first page alone could cover it.
+            duration = min(max(duration_s, 3 * batch / ticks_per_s), max_duration_s)
+            args = {"speed": speed, "batch_ticks": batch, "fps": fps, "duration_s": duration,
                     "tick_interval_ms": tick_interval_ms, "seed": seed}
             out = simulate(samples, prefetch_ticks=prefetch_ticks, **args)
             need = prefetch_needed(samples, **args)
-            ticks_per_s = speed * 1000.0 / tick_interval_ms
             rows.append({
                 "workload": "replay", "db": rec["db"], "rtt_ms": rec["rtt_ms"], "via": rec["via"],
                 "batch": batch, "speed": speed, "prefetch_ticks": prefetch_ticks,
-                "duration_s": duration_s, **out.as_dict(), "fetch_p50_ms": rec["p50_ms"],
+                "duration_s": duration, **out.as_dict(), "fetch_p50_ms": rec["p50_ms"],
                 "needed_ticks_per_s": ticks_per_s, "fetch_ticks_per_s": fetch_rate,
                 "sustainable": bool(fetch_rate >= ticks_per_s),
-                "prefetch_needed_ticks": need,
-                "prefetch_needed_s": None if need is None else need / ticks_per_s,
+                "prefetch_needed_ticks": need, "prefetch_needed_s": need / ticks_per_s,
             })
     return pd.DataFrame(rows)
 
@@ -274,8 +273,7 @@ def record_playback(play: pd.DataFrame) -> int:
         reports.record_metric("replay fps", rec["fps"], unit="fps", n=rec["frames"], **scope)
         reports.record_metric("replay dropped frames", rec["dropped"], unit="frames",
                               n=rec["frames"], underruns=rec["underruns"], **scope)
-        if rec["prefetch_needed_ticks"] is not None and rec["prefetch_needed_ticks"] == rec["prefetch_needed_ticks"]:
+        if rec["sustainable"]:  # otherwise it only measures the playback's length
             reports.record_metric("replay prefetch needed", rec["prefetch_needed_s"], unit="s",
-                                  ticks=rec["prefetch_needed_ticks"],
-                                  sustainable=rec["sustainable"], **scope)
+                                  n=rec["frames"], ticks=rec["prefetch_needed_ticks"], **scope)
     return len(play)
