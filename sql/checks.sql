@@ -227,18 +227,21 @@ WHERE NOT EXISTS (SELECT 1 FROM recurring r
 ORDER BY g.symbol, g.time;
 
 -- name: chk_hour_shifts
--- Time-zone mistakes: runs of same-time collisions (chk_seq) that a hole in the same
--- symbol's ticks explains as a shift by whole hours. A collision run is the maximal
--- sequence of collisions at most %(join_steps)s steps apart; it is a shift when an
--- unexplained gap of the same symbol (chk_gaps, passed as %(gap_symbols)s/%(gap_starts)s/
--- %(gap_ends)s arrays) leaves a hole of the run's length (within %(tol_steps)s steps)
--- that starts a whole number of hours (1-26, within %(tol_steps)s steps) away from the run.
--- %(symbols)s / %(step_s)s give each symbol's step. One row per run.
+-- Time-zone mistakes. A block of ticks written %(max_hours)s hours or less off leaves two
+-- traces in its symbol's ticks: a HOLE where it belonged (a gap in chk_seq), and where it
+-- landed on ticks of its own symbol, same-time COLLISIONS (chk_seq) as long as the hole.
+-- A collision run is the maximal sequence of collisions at most %(join_steps)s steps apart.
+-- A run and a hole of the same length (within %(tol_steps)s steps) are a shift when
+--   * the run starts a whole number of hours after (or before) the hole: the block was
+--     shorter than the shift, every shifted tick collides (kind 'collisions'); or
+--   * the hole lasts a whole number of hours: the block was longer than the shift, which
+--     is the hole's length; the block runs from the hole to the end of the run (forward)
+--     or from the start of the run to the hole (backward) (kind 'block').
+-- The first reading wins when both fit. %(symbols)s / %(step_s)s: each symbol's step.
 WITH st AS (
   SELECT * FROM unnest(%(symbols)s::text[], %(step_s)s::float8[]) AS st(symbol, step_s)
 ), holes AS (
-  SELECT * FROM unnest(%(gap_symbols)s::text[], %(gap_starts)s::timestamptz[],
-                       %(gap_ends)s::timestamptz[]) AS h(symbol, prev_time, next_time)
+  SELECT symbol, time AS prev_time, next_time FROM chk_seq WHERE gap
 ), c AS (
   SELECT s.symbol, s.time, st.step_s,
          CASE WHEN extract(epoch FROM s.time - lag(s.time) OVER w) <= %(join_steps)s * st.step_s
@@ -255,22 +258,33 @@ WITH st AS (
   FROM runs GROUP BY symbol, run
 )
 SELECT r.symbol, (r.first_time AT TIME ZONE 'UTC')::date AS day, r.first_time, r.last_time,
-       r.found, h.prev_time AS hole_after, h.next_time AS hole_before, h.offset_hours
+       r.found, h.prev_time AS hole_after, h.next_time AS hole_before,
+       coalesce(h.k_offset, h.k_hole) AS shift_hours,
+       CASE WHEN h.k_offset IS NOT NULL THEN 'collisions' ELSE 'block' END AS kind,
+       CASE WHEN h.offset_s > 0 THEN h.next_time ELSE r.first_time END AS block_first,
+       CASE WHEN h.offset_s > 0 THEN r.last_time ELSE h.prev_time END AS block_last
 FROM r
 JOIN LATERAL (
-  SELECT h.prev_time, h.next_time, round(o.offset_s / 3600)::int AS offset_hours
+  SELECT h.prev_time, h.next_time, o.offset_s, k.k_offset, k.k_hole
   FROM holes h
-  -- offset_s: from the first missing tick (prev_time + step) to the first collision
-  CROSS JOIN LATERAL (SELECT extract(epoch FROM r.first_time - h.prev_time) - r.step_s
-                      AS offset_s) o
+  -- offset_s: from the first missing tick (prev_time + step) to the first collision;
+  -- hole_s: the missing span
+  CROSS JOIN LATERAL (
+    SELECT extract(epoch FROM r.first_time - h.prev_time) - r.step_s AS offset_s,
+           extract(epoch FROM h.next_time - h.prev_time) - r.step_s AS hole_s) o
+  CROSS JOIN LATERAL (
+    SELECT CASE WHEN abs(o.offset_s - 3600 * round(o.offset_s / 3600)) <= %(tol_steps)s * r.step_s
+                 AND abs(round(o.offset_s / 3600)) BETWEEN 1 AND %(max_hours)s
+                THEN round(o.offset_s / 3600)::int END AS k_offset,
+           CASE WHEN abs(o.hole_s - 3600 * round(o.hole_s / 3600)) <= %(tol_steps)s * r.step_s
+                 AND round(o.hole_s / 3600) BETWEEN 1 AND %(max_hours)s
+                THEN (sign(o.offset_s) * round(o.hole_s / 3600))::int END AS k_hole) k
   WHERE h.symbol = r.symbol
     -- the hole holds as many missing ticks as the run has collisions
-    AND abs(extract(epoch FROM (h.next_time - h.prev_time) - (r.last_time - r.first_time))
-            - 2 * r.step_s) <= %(tol_steps)s * r.step_s
-    -- and lies a whole number of hours (1 to 26, either way) away from the run
-    AND abs(o.offset_s - 3600 * round(o.offset_s / 3600)) <= %(tol_steps)s * r.step_s
-    AND abs(round(o.offset_s / 3600)) BETWEEN 1 AND 26
-  ORDER BY abs(o.offset_s)
+    AND abs(o.hole_s - extract(epoch FROM r.last_time - r.first_time) - r.step_s)
+        <= %(tol_steps)s * r.step_s
+    AND (k.k_offset IS NOT NULL OR k.k_hole IS NOT NULL)
+  ORDER BY k.k_offset IS NULL, abs(o.offset_s)
   LIMIT 1
 ) h ON true
 ORDER BY r.symbol, r.first_time;
@@ -281,6 +295,27 @@ SELECT to_json(time) #>> '{{}}' AS time, symbol, bid_price, ask_price, last_pric
 FROM chk_seq
 WHERE collision AND symbol = %(symbol)s AND time BETWEEN %(start)s AND %(end)s
 ORDER BY chk_seq.time
+LIMIT %(limit)s;
+
+-- name: chk_range_count
+-- Ticks of %(symbol)s with %(start)s <= time <= %(end)s (the index serves it).
+SELECT count(*) FROM {table}
+WHERE symbol = %(symbol)s AND time >= %(start)s AND time <= %(end)s;
+
+-- name: chk_range_head
+-- The first %(limit)s ticks of %(symbol)s from %(start)s on.
+SELECT to_json(time) #>> '{{}}' AS time, symbol, bid_price, ask_price, last_price, volume
+FROM {table}
+WHERE symbol = %(symbol)s AND time >= %(start)s
+ORDER BY {table}.time
+LIMIT %(limit)s;
+
+-- name: chk_range_tail
+-- The last %(limit)s ticks of %(symbol)s up to %(end)s, newest first.
+SELECT to_json(time) #>> '{{}}' AS time, symbol, bid_price, ask_price, last_price, volume
+FROM {table}
+WHERE symbol = %(symbol)s AND time <= %(end)s
+ORDER BY {table}.time DESC
 LIMIT %(limit)s;
 
 -- name: chk_tick_extent

@@ -186,13 +186,35 @@ def test_planted_anomalies_are_found_exactly(copy: Callable[[int], str]) -> None
         "1900-01-01T00:00:00+00:00", "20000-01-01T00:00:00+00:00", "infinity"}
     shifts = _found(results, "hour_shifts")
     assert [(r.symbol, r.rows_affected) for r in shifts] == [("BTCUSD", 30)]
-    assert shifts[0].status == "fail" and "+1 h" in shifts[0].detail
+    assert shifts[0].status == "fail" and "+1 h" in shifts[0].observed
     assert _sample_times(results, "hour_shifts") == {_at(m) for m in range(240, 245)}
     # gaps: the outage, and the hole the shifted ticks left behind
     gaps = _found(results, "gaps")
     assert _affected(results, "gaps") == 2 and {r.symbol for r in gaps} == {"BTCUSD"}
     assert {s[0] for r in gaps for s in r.samples} == {_at(599), _at(179)}
     assert checks.exit_status(results) == 1
+
+
+@pytest.mark.parametrize("hours", [1, -2])
+def test_a_whole_day_written_in_local_time_is_found_whole(copy: Callable[[int], str],
+                                                          hours: int) -> None:
+    url = copy(0)
+    day = _rows(url, f"SELECT count(*) FROM tick_data WHERE symbol = 'BTCUSD' AND time >= "
+                     f"'{_iso(DAY2)}' AND time < '{_iso(DAY2 + dt.timedelta(days=1))}'")[0][0]
+    # (moved by delete and insert: an UPDATE cannot move a row to another chunk)
+    _sql(url, f"WITH moved AS (DELETE FROM tick_data WHERE symbol = 'BTCUSD' "
+              f"AND time >= '{_iso(DAY2)}' AND time < '{_iso(DAY2 + dt.timedelta(days=1))}' "
+              "RETURNING *) INSERT INTO tick_data SELECT time + interval "
+              f"'{hours} hours', symbol, bid_price, ask_price, last_price, volume, source, "
+              "trade_id, account_id FROM moved")
+    (shift,) = _found(checks.run(url, progress=False), "hour_shifts")
+    assert (shift.symbol, shift.rows_affected, shift.status) == ("BTCUSD", day, "fail")
+    assert f"{hours:+d} h" in shift.observed
+    # samples: the shifted ticks next to the hole, never the originals they collided with
+    edge = DAY2 + dt.timedelta(hours=hours) if hours > 0 else (
+        DAY2 + dt.timedelta(days=1, hours=hours, minutes=-1))
+    step = dt.timedelta(minutes=1 if hours > 0 else -1)
+    assert [s[0] for s in shift.samples] == [_iso(edge + i * step) for i in range(5)]
 
 
 def test_strict_fails_on_warnings_only(copy: Callable[[int], str]) -> None:

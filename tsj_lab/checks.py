@@ -73,6 +73,8 @@ _QUALITY = {
 }
 _WIDTHS = {"candle_1m": "1 minute", "candle_5m": "5 minutes", "candle_15m": "15 minutes",
            "candle_1h": "1 hour"}
+#: the largest time-zone offset a shift is read as (UTC-12 .. UTC+14)
+MAX_SHIFT_HOURS = 14
 _BREAK = re.compile(r"^(\d{1,2}):(\d{2})-(\d{1,2}):(\d{2})$")
 
 
@@ -174,7 +176,6 @@ class _Run:
     source_url: str | None
     results: list[CheckResult] = field(default_factory=list)
     steps: dict[str, float | None] = field(default_factory=dict)  # symbol -> step in s
-    holes: list[tuple[str, dt.datetime, dt.datetime]] = field(default_factory=list)
 
     def q(self, name: str, params: dict[str, Any] | None = None, **idents: str) -> list[Any]:
         """Rows of named query ``name`` with ``{table}`` (and ``idents``) filled in."""
@@ -477,7 +478,6 @@ def _check_gaps(ctx: _Run) -> None:
     slack = max((v for v in ctx.steps.values() if v), default=1.0) * opts.gap_multiple
     rows = ctx.q("chk_gaps", {"weekends": opts.weekends, "break_start_s": b0,
                               "break_end_s": b1, "slack_s": slack})
-    ctx.holes = [(r[0], r[2], r[3]) for r in rows]
     expected = f"no gap over {opts.gap_multiple:g} steps outside session breaks"
     if not rows:
         ctx.add("gaps", observed="0 gaps", expected=expected, detail=_steps_text(ctx.steps))
@@ -500,23 +500,37 @@ def _steps_text(steps: dict[str, float | None]) -> str:
 
 
 def _check_hour_shifts(ctx: _Run) -> None:
-    opts = ctx.opts
     symbols = sorted(ctx.steps)
     rows = ctx.q("chk_hour_shifts", {
-        "symbols": symbols, "step_s": [ctx.steps[s] for s in symbols],
-        "gap_symbols": [h[0] for h in ctx.holes], "gap_starts": [h[1] for h in ctx.holes],
-        "gap_ends": [h[2] for h in ctx.holes], "join_steps": 2, "tol_steps": 2})
-    expected = "no same-time ticks that fill a hole a whole number of hours away"
+        "symbols": symbols, "step_s": [ctx.steps[s] for s in symbols], "join_steps": 2,
+        "tol_steps": 2, "max_hours": MAX_SHIFT_HOURS})
+    expected = "no block of ticks moved by whole hours onto other ticks"
     if not rows:
         ctx.add("hour_shifts", observed="0 rows", expected=expected)
-    for symbol, day, first, last, found, hole_after, hole_before, hours in rows:
-        samples = [_jsonable(r) for r in ctx.q("chk_hour_shift_sample", {
-            "symbol": symbol, "start": first, "end": last, "limit": opts.sample_rows})]
-        ctx.add("hour_shifts", found=found, symbol=symbol, day=day,
-                observed=f"{found} ticks {first:%Y-%m-%d %H:%M:%S}..{last:%H:%M:%S} collide",
-                expected=expected, samples=samples,
-                detail=f"they fill the hole after {hole_after:%Y-%m-%d %H:%M:%S} "
-                       f"{hours:+d} h away: timestamps written with a time-zone offset")
+    for row in rows:
+        _add_hour_shift(ctx, *row, expected=expected)
+
+
+def _add_hour_shift(ctx: _Run, symbol: str, day: dt.date, first: dt.datetime,
+                    last: dt.datetime, found: int, hole_after: dt.datetime,
+                    hole_before: dt.datetime, hours: int, kind: str, block_first: dt.datetime,
+                    block_last: dt.datetime, *, expected: str) -> None:
+    lim = ctx.opts.sample_rows
+    span = {"symbol": symbol, "start": block_first, "end": block_last, "limit": lim}
+    if kind == "collisions":
+        moved = found
+        samples = ctx.q("chk_hour_shift_sample", {**span, "start": first, "end": last})
+        where = f"onto {_ts(first)}..{_ts(last)}"
+    else:
+        # the block holds every shifted tick plus the originals it collided with
+        moved = ctx.q("chk_range_count", span)[0][0] - found
+        samples = ctx.q("chk_range_head" if hours > 0 else "chk_range_tail", span)
+        where = f"now {_ts(block_first)}..{_ts(block_last)}, {found} of them onto other ticks"
+    ctx.add("hour_shifts", found=moved, symbol=symbol, day=day,
+            observed=f"{moved} ticks shifted {hours:+d} h", expected=expected,
+            samples=[_jsonable(r) for r in samples],
+            detail=f"{where}; hole {_ts(hole_after)}..{_ts(hole_before)}: timestamps "
+                   "written with a time-zone offset")
 
 
 # -- reconciliation ----------------------------------------------------------------------
