@@ -463,21 +463,25 @@ def write_parts(
 
     stmt = queries.compose("copy_ticks_in", table=table)
     pending = iter(parts)
-    lock = threading.Lock()
+    lock, failed = threading.Lock(), threading.Event()
     bar = tqdm(total=sum(p.nominal_rows for p in parts), unit="rows", unit_scale=True,
                desc=f"load {table}", disable=not (progress_enabled() if progress is None else progress))
 
     def work() -> int:
         done = 0
         with connect(url) as conn:
-            while True:
+            while not failed.is_set():  # one worker's error stops the others at a part edge
                 with lock:
                     part = next(pending, None)
                 if part is None:
-                    return done
-                n = _copy_part(conn, stmt, part)
-                done += n
+                    break
+                try:
+                    done += _copy_part(conn, stmt, part)
+                except BaseException:
+                    failed.set()
+                    raise
                 bar.update(part.nominal_rows)
+        return done
 
     t0 = _time.perf_counter()
     try:

@@ -52,10 +52,13 @@ def _dry_run(d: DryRun, *, as_json: bool) -> int:
     summary = {"plan_key": d.plan_key, "batches": d.batches, "done": d.done, "rows": d.rows,
                "rate_rows_per_s": round(d.rate), "rate_from": d.rate_from,
                "estimated_s": round(d.estimated_s, 1)}
+    # day is empty for rows outside the tick domain (they go to the quarantine)
+    counts = [r | {"day": "odd" if r["day"] is None or r["day"] != r["day"] else str(r["day"])}
+              for r in d.counts.to_dict("records")]
     if as_json:
-        print_json(summary | {"counts": d.counts.astype({"day": str}).to_dict("records")})
+        print_json(summary | {"counts": counts})
         return 0
-    print_table(d.counts.astype({"day": str}).to_dict("records"), ["day", "symbol", "rows"])
+    print_table(counts, ["day", "symbol", "rows"])
     print()
     print_table([{"field": k, "value": v} for k, v in summary.items()])
     print("\ndry run: nothing was written")
