@@ -10,7 +10,7 @@ import pandas as pd
 import psycopg
 import pytest
 
-from tsj_lab import generate, migrate, schema
+from tsj_lab import generate, migrate, plots, schema
 from tsj_lab.cli import main
 from tsj_lab.errors import SchemaError
 
@@ -186,5 +186,6 @@ def test_ingest_benchmark_reports_both_loads(make_db) -> None:
     assert res.rows == 2 * 2880
     fig = res.as_dict()
     assert fig["copy_rows_per_s"] > 0 and fig["psql_rows_per_s"] > 0 and fig["speedup_vs_psql"] > 0
+    assert len(plots.ingest_rates(fig).data[0].y) == 3
     with psycopg.connect(url) as conn:  # the scratch table is gone
         assert conn.execute("SELECT to_regclass('tsj_ingest_bench')").fetchone()[0] is None

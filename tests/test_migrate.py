@@ -12,7 +12,7 @@ from collections.abc import Callable
 import psycopg
 import pytest
 
-from tsj_lab import generate, migrate, schema
+from tsj_lab import generate, migrate, plots, schema
 from tsj_lab.cli import main
 from tsj_lab.errors import MigrationError, SchemaError
 
@@ -50,6 +50,8 @@ def test_migrate_copies_everything_and_verifies(make_db) -> None:
     assert len(v) == 4 and (v["status"] == "ok").all()
     assert (v["checksum_source"] == v["checksum_target"]).all()
     assert res.history["cumulative_rows"].iloc[-1] == res.source_rows
+    fig = plots.migration_throughput(res.history)
+    assert [len(t.x) for t in fig.data] == [res.batches, res.batches]
     again = migrate.run(src, tgt, batch_size=5000)  # resuming a finished plan copies nothing
     assert again.skipped == again.batches and again.source_rows == 0 and again.ok
 
