@@ -214,31 +214,35 @@ def run(
             raise SchemaError(f"table '{opts.table}' not found on the target; run 'tsj provision'")
         conn.execute(queries.text("chk_session"))
         ctx = _Run(conn, opts, caps.license, source_url)
-        steps = _steps()
-        from tqdm.auto import tqdm
-
-        with tqdm(steps, desc="checks", unit="check", disable=not _progress(progress)) as bar:
-            for name, step in bar:
-                bar.set_postfix_str(name)
-                t0 = time.perf_counter()
-                step(ctx)
-                seconds = time.perf_counter() - t0
-                log.info("checks: %s in %.2f s", name, seconds)
-                if timings is not None:
-                    timings[name] = seconds
+        _run_steps(ctx, progress=_progress(progress), timings=timings)
         if stats is not None:
             stats.update(zip(("ticks", "symbol_days"), ctx.q("chk_tick_extent")[0][1:]))
     return ctx.results
 
 
+def _run_steps(ctx: _Run, *, progress: bool, timings: dict[str, float] | None) -> None:
+    """Each step in order, under one progress bar, timed."""
+    from tqdm.auto import tqdm
+
+    with tqdm(_steps(), desc="checks", unit="step", disable=not progress) as bar:
+        for name, step in bar:
+            bar.set_postfix_str(name)
+            t0 = time.perf_counter()
+            step(ctx)
+            seconds = time.perf_counter() - t0
+            log.info("checks: %s in %.2f s", name, seconds)
+            if timings is not None:
+                timings[name] = seconds
+
+
 def run_all(target_url: str, *, source_url: str | None = None, progress: bool | None = None,
-            timings: dict[str, float] | None = None, **options: Any) -> pd.DataFrame:
+            **kwargs: Any) -> pd.DataFrame:
     """:func:`run` as a DataFrame (the results table notebooks show)."""
-    return to_frame(run(target_url, source_url=source_url, progress=progress, timings=timings,
-                        **options))
+    return to_frame(run(target_url, source_url=source_url, progress=progress, **kwargs))
 
 
 def to_frame(results: Sequence[CheckResult]) -> pd.DataFrame:
+    """The results table: one row per :class:`CheckResult`, its fields as columns."""
     cols = list(CheckResult.__dataclass_fields__)
     return pd.DataFrame([r.as_dict() for r in results], columns=cols)
 
@@ -313,33 +317,36 @@ def prepare(
 ) -> Prepared:
     """Make the suite self-sufficient: small generated ticks where there are none.
 
-    An empty (or unprovisioned) target is provisioned and loaded with ``days`` of
-    generated ticks ending yesterday (so nothing is past retention or in the future), and
-    its candle views refreshed; an empty source gets the same rows only when the target
-    was empty too (otherwise the two could not agree, and the source is left out).
-    Existing ticks are never touched.
+    When neither side holds ticks, the target is provisioned and loaded with ``days`` of
+    generated ticks ending yesterday (so nothing is past retention or in the future), its
+    candle views refreshed, and the source (if any) gets the same rows. Existing ticks are
+    never touched: a target with ticks next to an empty source leaves the source out
+    (nothing to reconcile), an empty target next to a source with ticks stays empty (the
+    suite then says the ticks are missing: migrate first).
     """
     from . import generate, schema
 
+    target_has = has_ticks(target_url)
+    source_has = source_url is not None and has_ticks(source_url)
+    if target_has and source_url is not None and not source_has:
+        return Prepared(0, 0, None, "the source holds no ticks while the target does: "
+                                    "nothing to reconcile (run 'tsj migrate' from a source)")
+    if target_has or source_has:
+        note = ("existing ticks checked as they are" if target_has else
+                "the target holds no ticks while the source does: run 'tsj migrate'")
+        return Prepared(0, 0, source_url, note)
     start = dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=days)
     spec = {"symbols": list(symbols), "start": start, "days": days, "interval_ms": interval_ms,
             "seed": seed, "sessions": True, "progress": False}
-    target_rows = source_rows = 0
-    if not has_ticks(target_url):
-        schema.provision(target_url)
-        target_rows = generate.load(target_url, **spec)
-        schema.refresh_candles(target_url)
-    if source_url is None:
-        return Prepared(target_rows, 0, None, "no source: reconciliation is reported unsupported")
-    if not has_ticks(source_url):
-        if not target_rows:
-            return Prepared(0, 0, None, "the source holds no ticks while the target does: "
-                                        "nothing to reconcile (run 'tsj migrate' from a source)")
+    schema.provision(target_url)
+    target_rows = generate.load(target_url, **spec)
+    schema.refresh_candles(target_url)
+    source_rows = 0
+    if source_url is not None:
         schema.create_source(source_url)
         source_rows = generate.load(source_url, **spec)
     return Prepared(target_rows, source_rows, source_url,
-                    f"generated {target_rows} target and {source_rows} source rows"
-                    if target_rows or source_rows else "existing ticks checked as they are")
+                    f"generated {target_rows} target and {source_rows} source rows")
 
 
 # -- layout ------------------------------------------------------------------------------
