@@ -25,7 +25,7 @@ SYMBOLS = ["ES", "BTCUSD"]  # CME hours (daily halt, weekend) and 24x7
 DAYS = 3
 INTERVAL_MS = 60_000
 # Recent days, so no chunk is past the 90-day retention, and none in the future.
-START = dt.date.today() - dt.timedelta(days=DAYS + 1)
+START = dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=DAYS + 1)
 DAY2 = dt.datetime.combine(START + dt.timedelta(days=1), dt.time(), dt.timezone.utc)
 
 
