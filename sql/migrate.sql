@@ -165,21 +165,23 @@ WHERE symbol IS NOT DISTINCT FROM %(symbol)s
 -- Source anomalies in the range, carried as they are and counted for the summary: crossed
 -- or locked quotes (bid >= ask), rows with a NULL price, and duplicate rows (copies beyond
 -- the first of a full row: legal ticks, but worth knowing).
-WITH r AS (
+-- Two scans of the window (the CTE is inlined, not materialized: it can be the whole table).
+WITH r AS NOT MATERIALIZED (
   SELECT * FROM tick_data
   WHERE time >= %(since)s::timestamptz AND time <= %(until)s::timestamptz
     AND (time < %(until)s::timestamptz OR %(until)s::timestamptz = 'infinity')
     AND (%(symbols)s::text[] IS NULL OR symbol = ANY(%(symbols)s::text[]))
 )
 SELECT
-  (SELECT count(*) FILTER (WHERE bid_price >= ask_price) FROM r) AS crossed_quotes,
-  (SELECT count(*) FILTER (WHERE bid_price IS NULL OR ask_price IS NULL OR last_price IS NULL)
-   FROM r) AS null_prices,
+  count(*) FILTER (WHERE bid_price >= ask_price) AS crossed_quotes,
+  count(*) FILTER (WHERE bid_price IS NULL OR ask_price IS NULL OR last_price IS NULL)
+    AS null_prices,
   (SELECT coalesce(sum(n - 1), 0) FROM (
      SELECT count(*) AS n FROM r
      GROUP BY time, symbol, bid_price, ask_price, last_price, volume, source, trade_id,
               account_id
-     HAVING count(*) > 1) d) AS duplicates;
+     HAVING count(*) > 1) d) AS duplicates
+FROM r;
 
 -- name: mig_quarantine_rows
 -- The quarantined rows, newest first; time as text because it may be +/-infinity or
