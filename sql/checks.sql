@@ -4,7 +4,7 @@
 -- {table} is the tick table, {view} a candle view (identifiers).
 --
 -- The plausible tick domain is [1970-01-01, 9999-12-31) UTC: rows outside it (+/-infinity,
--- year 20000, epoch-zero mistakes) have no day, are counted by 'implausible_time' and stay
+-- year 20000, epoch-zero mistakes) have no day, are counted by 'implausible_times' and stay
 -- out of the ordered walk. Sample rows give time as ISO text (session TimeZone is UTC), so
 -- they are JSON-ready and never fail to load.
 
