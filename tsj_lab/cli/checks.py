@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING, Any
 
 from ..config import redact
 from . import add_target, command, print_json, print_table, source_url, target_url
+
+if TYPE_CHECKING:
+    from ..checks import CheckResult
 
 
 def _setup(p: argparse.ArgumentParser) -> None:
@@ -31,7 +35,7 @@ def _setup(p: argparse.ArgumentParser) -> None:
 def _check(args: argparse.Namespace) -> int:
     from .. import checks
 
-    options: dict[str, object] = {"sample": args.sample, "interval_ms": args.interval_ms,
+    options: dict[str, Any] = {"sample": args.sample, "interval_ms": args.interval_ms,
                                   "gap_multiple": args.gap_multiple}
     if args.breaks:
         options["breaks"] = tuple(b for b in args.breaks if b.lower() != "none")
@@ -52,8 +56,8 @@ def _check(args: argparse.Namespace) -> int:
     return checks.exit_status(results, strict=args.strict)
 
 
-def _row(r: object) -> dict[str, object]:
-    d = r.as_dict()  # type: ignore[attr-defined]
+def _row(r: CheckResult) -> dict[str, Any]:
+    d = r.as_dict()
     return {"check": d["check"], "status": d["status"], "table": d["table"],
             "symbol": d["symbol"] or "", "day": d["day"] or "", "observed": d["observed"],
             "expected": d["expected"], "rows": d["rows_affected"], "detail": d["detail"]}
