@@ -191,3 +191,9 @@ SELECT time::text AS time, symbol, bid_price, ask_price, last_price, volume, sou
 FROM tsj_migration_quarantine
 ORDER BY quarantined_at DESC
 LIMIT %(limit)s;
+
+-- name: mig_identity
+-- What tells two connections apart: same server start, same database, same table oid
+-- means one table (migrating a table onto itself would delete it batch by batch).
+SELECT pg_postmaster_start_time()::text, current_database()::text,
+       to_regclass('tick_data')::oid::bigint;

@@ -186,3 +186,10 @@ def test_missing_tables_name_the_fix(make_db) -> None:
     schema.create_source(plain)
     with pytest.raises(SchemaError, match="target; run 'tsj provision'"):
         migrate.run(plain, empty)
+
+
+def test_a_table_is_never_migrated_onto_itself(make_db) -> None:
+    src, _ = _pair(make_db, symbols=("ES",), interval_ms=60_000)
+    with pytest.raises(MigrationError, match="source and target are the same table"):
+        migrate.run(src, src)
+    assert _one(src, "SELECT count(*) FROM tick_data") == 1440

@@ -486,7 +486,12 @@ def write_parts(
     t0 = _time.perf_counter()
     try:
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tsj-load") as ex:
-            total = sum(f.result() for f in [ex.submit(work) for _ in range(workers)])
+            futures = [ex.submit(work) for _ in range(workers)]
+            try:
+                total = sum(f.result() for f in futures)
+            except BaseException:  # Ctrl-C too: workers stop after their current part
+                failed.set()
+                raise
     finally:
         bar.close()
     log.info("loaded %d rows into %s in %.1f s", total, table, _time.perf_counter() - t0)

@@ -355,7 +355,7 @@ def run(
         raise ValueError(f"workers={workers} is out of range; use 1-16")
     w = window(since=since, until=until, symbols=symbols)
     p = plan(source_url, batch_size=batch_size, window=w)
-    done = _setup_target(target_url, p)
+    done = _setup_target(target_url, p, source_url=source_url)
     todo = [b for b in p.batches if b.batch_id not in done]
     log.info("plan %s: %d batches, %d already done, %d rows to copy", p.key, len(p.batches),
              len(p.batches) - len(todo), sum(b.expected_rows for b in todo))
@@ -372,10 +372,15 @@ def run(
     return result
 
 
-def _setup_target(target_url: str, p: Plan) -> set[int]:
+def _setup_target(target_url: str, p: Plan, *, source_url: str) -> set[int]:
     """Checkpoint and quarantine tables in place; the batch ids this plan already finished."""
+    with connect(source_url, autocommit=True) as src:
+        source_id = src.execute(queries.text("mig_identity")).fetchone()
     with connect(target_url, autocommit=True) as conn:
         _require(conn, "tick_data", "target", "run 'tsj provision'")
+        if conn.execute(queries.text("mig_identity")).fetchone() == source_id:
+            raise MigrationError(f"source and target are the same table (database "
+                                 f"'{source_id[1]}'); point --target at the TimescaleDB")  # type: ignore[index]
         conn.execute(queries.text("mig_create_batches"))
         conn.execute(queries.text("mig_create_quarantine"))
         return {r[0] for r in conn.execute(queries.text("mig_done"), {"plan_key": p.key})}
@@ -412,8 +417,13 @@ def _copy_all(source_url: str, target_url: str, p: Plan, todo: list[Batch], *, w
 
     try:
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tsj-migrate") as ex:
-            for f in [ex.submit(work) for _ in range(min(workers, max(1, len(todo))))]:
-                f.result()
+            futures = [ex.submit(work) for _ in range(min(workers, max(1, len(todo))))]
+            try:
+                for f in futures:
+                    f.result()
+            except BaseException:  # Ctrl-C too: workers stop after their current batch
+                failed.set()
+                raise
     finally:
         bar.close()
     return results
