@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from tsj_lab import bench, replay
+from tsj_lab import bench, replay, verdicts
 
 
 @pytest.mark.parametrize("lat,speed", [([0.0], 1), ([5.0, 20.0], 100), ([300.0], 1000),
@@ -90,10 +90,10 @@ def test_ac7_verdict_names_what_the_client_needs() -> None:
          "samples_ms": [float(rtt)] * 5}
         for rtt in (50, 300) for batch in (100, 2000)])
     play = replay.playback(lat, speeds=[1, 1000], duration_s=10)
-    table = bench.verdicts(play=play).set_index("check")
+    table = verdicts.judge(play=play).set_index("check")
     assert list(table.index) == ["AC7 60 fps at 1x", "AC7 60 fps at 1000x"]
     assert (table["status"] == "ok").all()
     # at 1000x only pages of 2000 keep up over 300 ms (100 per 300 ms is 333 ticks/s)
     assert "RTT 300 ms, pages of 2000" in table.loc["AC7 60 fps at 1000x", "detail"]
     slow = replay.playback(lat[lat["batch"] == 100], speeds=[1000], duration_s=10)
-    assert bench.verdicts(play=slow)["status"].tolist() == ["fail"]
+    assert verdicts.judge(play=slow)["status"].tolist() == ["fail"]

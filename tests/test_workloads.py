@@ -1,0 +1,66 @@
+"""The fetch workloads and the verdicts, end to end on a tiny data set in both databases."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pandas as pd
+import psycopg
+import pytest
+
+from tsj_lab import bench, verdicts, workloads
+
+
+@pytest.fixture
+def pair(make_db) -> tuple[list[bench.Database], bench.Dataset]:
+    """A provisioned target and a plain source holding the same tiny data set (1 tick/min)."""
+    return bench.prepare(make_db(timescale=True), make_db(timescale=False), symbols=["ES", "NQ"],
+                         start=dt.date(2026, 1, 18), days=1, interval_ms=60_000, seed=3)
+
+
+def test_keyset_pages_cover_every_row_once(pair) -> None:
+    dbs, ds = pair
+    # Ticks sharing an instant are where paging by time alone would skip rows.
+    with psycopg.connect(dbs[1].url, autocommit=True) as conn:
+        conn.execute("INSERT INTO tick_data (time, symbol, last_price, volume) "
+                     "SELECT time, symbol, last_price + 1, 7 FROM tick_data "
+                     "WHERE symbol = 'ES' AND time < %s", (ds.start + dt.timedelta(minutes=30),))
+    for d, expected in ((dbs[0], 1440), (dbs[1], 1470)):
+        got = pd.concat(list(workloads.pages(d.url, symbol="ES", start=ds.start, end=ds.end, size=7)))
+        assert len(got) == expected
+        assert not got.duplicated(["time", "row_ref"]).any()
+        assert got["time"].is_monotonic_increasing
+
+
+def test_workloads_run_on_both_databases(pair) -> None:
+    dbs, ds = pair
+    windows = workloads.window_fetch(dbs, ds, windows=["1m", "1h", "1d"], samples=3, warmup=1)
+    assert set(windows["db"]) == {"postgresql", "timescaledb"} and len(windows) == 6
+    assert (windows["server_p50_ms"] > 0).all()
+    assert windows.set_index(["db", "window"]).loc[("timescaledb", "1h"), "rows"] == 60
+    paths = workloads.fetch_paths(dbs[1], ds, samples=2, warmup=0)
+    assert set(paths["path"]) == {"psycopg_decimal", "psycopg_float", "adbc_arrow"}
+    assert (paths["rows"] == 60).all() and (paths["ratio"] > 0).all()
+    batches = workloads.batch_fetch(dbs, ds, sizes=[10, 50], samples=3, warmup=1)
+    assert set(batches["rows"]) == {10.0, 50.0}
+    candles = workloads.candles(dbs, ds, widths=["1m", "1h"], samples=2, warmup=0)
+    by = candles.set_index(["db", "width", "source"])["rows"]
+    assert by[("postgresql", "1m", "raw")] == by[("timescaledb", "1m", "view")] == 1440
+    assert by[("timescaledb", "1h", "raw")] == 24
+    clients = workloads.concurrency(dbs, ds, levels=[1, 3], queries_per_client=2)
+    assert (clients["errors"] == 0).all()
+    assert clients["peak_connections"].tolist() == [1, 3, 1, 3]  # all held at once
+    table = verdicts.judge(windows=windows, paths=paths, candle=candles, clients=clients)
+    assert {"AC8 window 1m", "AC8 window 1h", "goal: day read", "AC6 50 concurrent connections",
+            "goal: 1h window to DataFrame", "goal: 1m candle view vs raw"} <= set(table["check"])
+    # three clients measured: AC6 (50) is not judged either way
+    assert table.set_index("check").loc["AC6 50 concurrent connections", "status"] == "warn"
+    assert set(table["status"]) <= {"ok", "warn", "fail"}
+
+
+def test_fifty_clients_hold_their_connections_at_once(pair) -> None:
+    dbs, ds = pair
+    clients = workloads.concurrency(dbs[1:], ds, levels=[50], queries_per_client=1)
+    assert clients[["clients", "n", "errors", "peak_connections"]].values.tolist() == [[50, 50, 0, 50]]
+    table = verdicts.judge(clients=clients)
+    assert table["status"].tolist() == ["ok"]

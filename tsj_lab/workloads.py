@@ -1,0 +1,251 @@
+"""The fetch workloads, each on the plain table and the hypertable in the same run.
+
+Window fetch, the three fetch paths, keyset batches, candles and concurrent clients.
+Every function takes the :class:`~tsj_lab.bench.Database` pair and the
+:class:`~tsj_lab.bench.Dataset` from :func:`tsj_lab.bench.prepare` and returns one row
+per measured point (:func:`tsj_lab.bench.point`); the same seed gives the same random
+windows on both databases.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import math
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import ExitStack
+from typing import Any
+
+import pandas as pd
+
+from . import queries
+from .bench import (BATCH_SIZES, CANDLE_WIDTHS, PLAIN, WINDOW_TARGETS_MS, WINDOWS, Database,
+                    Dataset, _check_counts, explainer, point, time_interleaved, window_params)
+from .db import connection, pool, read_frame
+
+log = logging.getLogger("tsj_lab")
+
+def window_fetch(dbs: Sequence[Database], dataset: Dataset, *,
+                 windows: Sequence[str] = tuple(WINDOWS), samples: int = 30, warmup: int = 3,
+                 seed: int = 0) -> pd.DataFrame:
+    """Window fetch through :func:`read_frame` at random starts: client and server time.
+
+    Per sample, each database is fetched from and EXPLAIN ANALYZEd on the same window,
+    taking turns (:func:`time_interleaved`).
+    """
+    _check_counts(samples=samples)
+    rows = []
+    for name in windows:
+        if name not in WINDOWS:
+            raise ValueError(f"window {name!r} is unknown; use one of {list(WINDOWS)}")
+        params = window_params(dataset, WINDOWS[name], samples=samples,
+                               rng=random.Random(f"{seed}-window-{name}"))
+        with ExitStack() as stack:
+            fns: dict[Any, Callable[[Any], Any]] = {}
+            for db in dbs:
+                fns[db.label, "client"] = lambda p, u=db.url: read_frame(u, "bench_window", p)
+                fns[db.label, "server"] = stack.enter_context(explainer(db.url, "bench_window"))
+            got = time_interleaved(fns, params, warmup=warmup)
+        for db in dbs:
+            latencies, frames = got[db.label, "client"]
+            rows.append(point("window", db.label, latencies, rows=[len(f) for f in frames],
+                              server=got[db.label, "server"][1], window=name,
+                              target_ms=WINDOW_TARGETS_MS.get(name)))
+            log.info("window %s on %s: p50 %.1f ms", name, db.label, rows[-1]["p50_ms"])
+    return pd.DataFrame(rows)
+
+
+def fetch_paths(db: Database, dataset: Dataset, *, window: str = "1h", samples: int = 20,
+                warmup: int = 3, seed: int = 0) -> pd.DataFrame:
+    """Ticks -> DataFrame by three paths on the same windows, against the server's time.
+
+    ``psycopg_decimal`` is the naive path (NUMERIC into Python Decimal, then a frame),
+    ``psycopg_float`` casts in SQL but still builds Python rows, ``adbc_arrow`` is
+    :func:`read_frame`. ``ratio`` is client p50 / server p50 (the goal: <= 2 for 1 h).
+    """
+    params = window_params(dataset, WINDOWS[window], samples=samples,
+                           rng=random.Random(f"{seed}-paths"))
+    cols = ["time", "bid_price", "ask_price", "last_price", "volume"]
+    with connection(db.url, autocommit=True) as conn, explainer(db.url, "bench_window") as explain:
+        def rows_frame(query_name: str, p: Mapping[str, Any]) -> pd.DataFrame:
+            return pd.DataFrame(conn.execute(queries.text(query_name), p).fetchall(), columns=cols)
+
+        got = time_interleaved({
+            "psycopg_decimal": lambda p: rows_frame("bench_window_numeric", p),
+            "psycopg_float": lambda p: rows_frame("bench_window", p),
+            "adbc_arrow": lambda p: read_frame(db.url, "bench_window", p),
+            "server": explain,
+        }, params, warmup=warmup)
+    server = got.pop("server")[1]
+    out = pd.DataFrame([point("fetch_path", db.label, latencies, rows=[len(f) for f in frames],
+                              server=server, window=window, path=path)
+                        for path, (latencies, frames) in got.items()])
+    out["ratio"] = out["p50_ms"] / out["server_p50_ms"]
+    return out
+
+
+def pages(url: str, *, symbol: str, start: dt.datetime, end: dt.datetime,
+          size: int) -> Iterator[pd.DataFrame]:
+    """Keyset pagination over one symbol's ticks in [start, end): pages of ``size``."""
+    _check_counts(size=size)
+    base = {"symbol": symbol, "start": start, "end": end, "limit": size}
+    page = read_frame(url, "bench_page_first", base)
+    while len(page):
+        yield page
+        if len(page) < size:
+            return
+        last = page.iloc[-1]
+        page = read_frame(url, "bench_page_after", base | {
+            "after_time": last["time"].to_pydatetime(), "after_ref": last["row_ref"]})
+
+
+def batch_fetch(dbs: Sequence[Database], dataset: Dataset, *,
+                sizes: Sequence[int] = BATCH_SIZES, samples: int = 30, warmup: int = 3,
+                seed: int = 0) -> pd.DataFrame:
+    """Consecutive keyset pages of each size from a random start: latency and ticks/s."""
+    _check_counts(samples=samples)
+    rows = []
+    for size in sizes:
+        # Enough market time for warm-up plus samples pages of this size.
+        seconds = (samples + warmup + 1) * size * dataset.interval_ms / 1000.0
+        (p,) = window_params(dataset, min(seconds, dataset.days * 86400), samples=1,
+                             rng=random.Random(f"{seed}-batch-{size}"))
+        walks = {db.label: pages(db.url, symbol=p["symbol"], start=p["start"], end=dataset.end,
+                                 size=size) for db in dbs}
+        got = time_interleaved({label: lambda _, it=it: next(it, pd.DataFrame())
+                                for label, it in walks.items()}, [None] * samples, warmup=warmup)
+        for label, (latencies, frames) in got.items():
+            rows.append(point("batch", label, latencies, rows=[len(f) for f in frames], batch=size))
+    return pd.DataFrame(rows)
+
+
+def candles(dbs: Sequence[Database], dataset: Dataset, *,
+            widths: Sequence[str] = tuple(CANDLE_WIDTHS), samples: int = 10, warmup: int = 2,
+            seed: int = 0) -> pd.DataFrame:
+    """A day of candles per width: the views, and the same aggregation over raw ticks."""
+    _check_counts(samples=samples)
+    day = dataset.start.replace(hour=0, minute=0, second=0, microsecond=0)
+    rng = random.Random(f"{seed}-candles")
+    rows = []
+    for width in widths:
+        interval, view = CANDLE_WIDTHS[width]
+        params = [{"symbol": rng.choice(dataset.symbols), "start": day,
+                   "end": day + dt.timedelta(days=1), "width": interval} for _ in range(samples)]
+        with ExitStack() as stack:
+            fns: dict[Any, Callable[[Any], Any]] = {}
+            for db in dbs:
+                for how, query_name, ident in _candle_sources(db, view):
+                    fns[db.label, how, "client"] = (
+                        lambda p, u=db.url, q=query_name, i=ident: read_frame(u, q, p, identifiers=i))
+                    fns[db.label, how, "server"] = stack.enter_context(
+                        explainer(db.url, query_name, identifiers=ident))
+            got = time_interleaved(fns, params, warmup=warmup)
+        for (label, how, kind), (latencies, frames) in got.items():
+            if kind == "client":
+                rows.append(point("candles", label, latencies, rows=[len(f) for f in frames],
+                                  server=got[label, how, "server"][1], width=width, source=how))
+    return pd.DataFrame(rows)
+
+
+def _candle_sources(db: Database, view: str) -> list[tuple[str, str, dict[str, str]]]:
+    """(how, query, identifiers): plain PostgreSQL has raw aggregation only."""
+    if db.label == PLAIN:
+        return [("raw", "bench_candles_raw_plain", {})]
+    return [("view", "bench_candles_view", {"view": view}),
+            ("raw", "bench_candles_raw_timescale", {})]
+
+
+def concurrency(dbs: Sequence[Database], dataset: Dataset, *,
+                levels: Sequence[int] = (1, 2, 5, 10, 20, 50), queries_per_client: int = 10,
+                window: str = "1m", seed: int = 0) -> pd.DataFrame:
+    """``level`` clients at once, each running window fetches through one shared pool.
+
+    The pool holds ``max(levels)`` connections opened up front (so a level measures
+    queueing and server contention, not connection set-up). Before the timed queries,
+    every client of a level takes a connection and runs a query while all of them hold
+    one: ``peak_connections`` is how many were held at once (AC6 asks 50 to succeed).
+    """
+    _check_counts(queries_per_client=queries_per_client, **{f"level {n}": n for n in levels})
+    size = max(levels)
+    stmt = queries.text("bench_window")
+    rows = []
+    for db in dbs:
+        with pool(db.url, min_size=size, max_size=size, name=f"bench-{db.label}") as p:
+            for level in levels:
+                params = window_params(dataset, WINDOWS[window], samples=level * queries_per_client,
+                                       rng=random.Random(f"{seed}-conc-{level}"))
+                held = _hold_all(p, level=level)
+                got = _run_clients(p, stmt, params, level=level)
+                rows.append(point("concurrency", db.label, got["latencies"], rows=got["rows"],
+                                  clients=level, window=window)
+                            | {"qps": len(params) / got["wall_s"], "errors": got["errors"],
+                               "peak_connections": max(held, got["peak"])})
+                log.info("concurrency %d on %s: %.0f q/s", level, db.label, rows[-1]["qps"])
+    return pd.DataFrame(rows)
+
+
+def _hold_all(p: Any, *, level: int) -> int:
+    """How many of ``level`` clients held a pooled connection, and used it, all at once."""
+    barrier = threading.Barrier(level, timeout=30)
+    held: list[int] = []
+
+    def client() -> None:
+        try:
+            with p.connection() as conn:
+                conn.execute(queries.text("bench_ping")).fetchone()
+                barrier.wait()  # nobody lets go before everybody holds one
+                held.append(1)
+        except Exception as exc:  # a client that could not connect is the finding here
+            log.warning("pool client %d/%d failed: %s", len(held) + 1, level, exc)
+            barrier.abort()
+
+    threads = [threading.Thread(target=client, daemon=True) for _ in range(level)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return len(held)
+
+
+def _run_clients(p: Any, stmt: str, params: list[dict[str, Any]], *, level: int) -> dict[str, Any]:
+    chunks = [params[i::level] for i in range(level)]
+    latencies: list[float] = []
+    rows: list[int] = []
+    state = {"in_use": 0, "peak": 0, "errors": 0}
+    lock = threading.Lock()
+    barrier = threading.Barrier(level + 1)
+
+    def client(chunk: list[dict[str, Any]]) -> None:
+        barrier.wait()
+        for params_ in chunk:
+            t0 = time.perf_counter()
+            try:
+                with p.connection() as conn:
+                    with lock:
+                        state["in_use"] += 1
+                        state["peak"] = max(state["peak"], state["in_use"])
+                    n = len(conn.execute(stmt, params_).fetchall())
+                    with lock:
+                        state["in_use"] -= 1
+            except Exception as exc:  # counted and logged: a failed client is a result here
+                log.warning("concurrency client failed: %s", exc)
+                with lock:
+                    state["errors"] += 1
+                continue
+            with lock:
+                latencies.append((time.perf_counter() - t0) * 1000.0)
+                rows.append(n)
+
+    threads = [threading.Thread(target=client, args=(c,), daemon=True) for c in chunks]
+    for t in threads:
+        t.start()
+    barrier.wait()
+    t0 = time.perf_counter()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+    return {"latencies": latencies or [math.nan], "rows": rows, "wall_s": wall,
+            "errors": state["errors"], "peak": state["peak"]}
