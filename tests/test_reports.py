@@ -187,6 +187,11 @@ def test_command_line_values_are_typed_like_the_defaults() -> None:
     declared = reports.notebook_parameters(FIXTURES / "ok.ipynb")
     typed = reports.coerce_parameters({"n": "7", "title": "2024", "target": "source"}, declared)
     assert typed == {"n": 7, "title": "2024", "target": "source"}
+    # a default that is an expression, not a string literal: values are parsed
+    declared = {"interactive": {"default": '"JPY_SESSION_NAME" in os.environ'},
+                "symbol": {"default": "None"}}
+    typed = reports.coerce_parameters({"interactive": "False", "symbol": "ES"}, declared)
+    assert typed == {"interactive": False, "symbol": "ES"}
 
 
 def test_records_are_checked_and_kept_outside_a_kernel() -> None:

@@ -192,15 +192,22 @@ def coerce_parameters(raw: Mapping[str, str], declared: Mapping[str, Mapping[str
     """Command-line strings typed like the notebook's defaults ('5' -> 5 unless it is a str)."""
     out: dict[str, Any] = {}
     for key, value in raw.items():
-        default = str(declared.get(key, {}).get("default", ""))
-        if default[:1] in ("'", '"'):
+        if isinstance(_literal(str(declared.get(key, {}).get("default", ""))), str):
             out[key] = value  # a string parameter stays a string, even '2024' or 'None'
-            continue
-        try:
-            out[key] = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            out[key] = value
+        else:
+            literal = _literal(value)
+            out[key] = value if literal is _NOT_A_LITERAL else literal
     return out
+
+
+_NOT_A_LITERAL = object()
+
+
+def _literal(text: str) -> Any:
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return _NOT_A_LITERAL
 
 
 # -- a run -----------------------------------------------------------------------------
