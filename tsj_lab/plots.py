@@ -127,8 +127,9 @@ def candle_latency(candles: pd.DataFrame, *, title: str = "A day of candles") ->
     return fig
 
 
-def replay_fps(play: pd.DataFrame, *, title: str = "Replay fps, on-demand client") -> go.Figure:
-    """fps reached against round trip time, one line per speed (best page size)."""
+def replay_fps(play: pd.DataFrame, *,
+               title: str = "Replay fps without prefetch (best page size)") -> go.Figure:
+    """fps the on-demand client reaches against round trip time, one line per speed."""
     best = play.assign(rtt=play["rtt_ms"].fillna(-1)).groupby(["speed", "rtt"], as_index=False)["fps"].max()
     fig = go.Figure()
     for speed, grp in best.groupby("speed"):
@@ -173,7 +174,7 @@ def concurrency_curve(clients: pd.DataFrame, *, title: str = "Concurrent clients
                           secondary_y=True)
     fig.update_xaxes(title_text="clients")
     fig.update_yaxes(title_text="queries/s", secondary_y=False)
-    fig.update_yaxes(title_text="latency ms", secondary_y=True)
+    fig.update_yaxes(title_text="latency ms", secondary_y=True, rangemode="tozero")
     fig.update_layout(title=title, **_LAYOUT)
     return fig
 
