@@ -45,6 +45,20 @@ def test_a_target_with_ticks_gets_no_sample(url: str) -> None:
     assert candles.ensure_sample(url) == 0
 
 
+def test_an_empty_pair_gets_the_same_sample_on_both_sides(make_db) -> None:
+    target, source = make_db(timescale=True), make_db(timescale=False)
+    loaded = candles.ensure_sample(target, source=source, symbols=("ES",), interval_ms=60_000)
+    assert loaded == 1440
+    yesterday = datetime.now(timezone.utc).date() - timedelta(days=1)
+    day = candles.window(yesterday)
+    sides = [candles.tick_totals(u, symbol="ES", start=day[0], end=day[1]) for u in (target, source)]
+    assert sides[0] == sides[1] and sides[0]["ticks"] == 1440
+    # a source with ticks next to an empty target: migrate those, do not invent others
+    other = make_db(timescale=True)
+    assert candles.ensure_sample(other, source=source) == 0
+    assert not candles._has_ticks(other)
+
+
 @pytest.mark.parametrize("timeframe, source, count", [
     ("1m", "candle_1m", 1440), ("15m", "candle_15m", 96), ("1h", "candle_1h", 24),
     ("2m", "raw ticks", 720), ("4h", "raw ticks", 6), ("1d", "raw ticks", 1)])

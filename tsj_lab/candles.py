@@ -140,26 +140,44 @@ def choose(url: str, *, symbol: str | None = None, start: str | date | datetime 
     return Choice(symbol, lo, hi)
 
 
-def ensure_sample(url: str, *, symbols: tuple[str, ...] = ("ES", "BTCUSD"),
-                  start: str = "2024-01-02", days: int = 1, interval_ms: int = 2000,
-                  seed: int | None = None) -> int:
+def ensure_sample(url: str, *, source: str | None = None,
+                  symbols: tuple[str, ...] = ("ES", "BTCUSD"), start: str | date | None = None,
+                  days: int = 1, interval_ms: int = 2000, seed: int | None = None) -> int:
     """Provision and load a small synthetic data set when the target has no ticks yet.
 
     A fresh `make lab` or CI run thus has something to chart; a target with ticks is
-    left alone (0 rows loaded).
+    left alone (0 rows loaded). ``source`` (a connection name or URL, resolved only when
+    needed) gets the same rows when it is empty too, so a later migration or
+    reconciliation finds both sides equal; when it holds ticks the target stays empty
+    (migrate those instead). The days end yesterday (UTC) unless ``start`` says
+    otherwise: nothing is past a retention policy or in the future.
     """
     from . import generate, schema
+    from .db import resolve_url
 
-    if has_table(url):
-        with connection(url) as conn:
-            if conn.execute(queries.text("candle_any_tick")).fetchone()[0]:  # type: ignore[index]
-                return 0
+    if _has_ticks(url):
+        return 0
+    source_url = resolve_url(source) if source else None
+    if source_url and _has_ticks(source_url):
+        return 0
+    if start is None:
+        start = datetime.now(timezone.utc).date() - timedelta(days=days)
+    spec = {"symbols": symbols, "start": start, "days": days, "interval_ms": interval_ms,
+            "progress": False, **({} if seed is None else {"seed": seed})}
     schema.provision(url)
-    kwargs = {} if seed is None else {"seed": seed}
-    rows = generate.load(url, symbols=symbols, start=start, days=days, interval_ms=interval_ms,
-                         progress=False, **kwargs)
+    rows = generate.load(url, **spec)
+    if source_url:
+        schema.create_source(source_url)
+        generate.load(source_url, **spec)
     log.info("candles: loaded %d sample ticks into an empty target", rows)
     return rows
+
+
+def _has_ticks(url: str) -> bool:
+    if not has_table(url):
+        return False
+    with connection(url) as conn:
+        return bool(conn.execute(queries.text("candle_any_tick")).fetchone()[0])  # type: ignore[index]
 
 
 def summary(df: pd.DataFrame) -> dict[str, Any]:
