@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 import uuid
 from collections.abc import Callable, Iterator
 
@@ -49,6 +50,13 @@ def template(server: Embedded) -> Iterator[tuple[str, str]]:
     schema.create_source(source)
     assert _load(target) == _load(source) > 2000
     schema.refresh_candles(target)
+    # A template must have no session: TimescaleDB's scheduler connects to every database
+    # with the extension, so close the templates to new sessions and end the open ones.
+    with psycopg.connect(admin, autocommit=True) as conn:
+        for name in names:
+            conn.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS false')
+            conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                         "WHERE datname = %s", [name])
     yield names
     with psycopg.connect(admin, autocommit=True) as conn:
         for name in names:
@@ -63,7 +71,16 @@ def copy(server: Embedded, template: tuple[str, str]) -> Iterator[Callable[[int]
     def make(which: int = 0) -> str:
         name = f"chk_{uuid.uuid4().hex[:10]}"
         with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template[which]}"')
+            for attempt in range(20):
+                try:
+                    conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template[which]}"')
+                    break
+                except psycopg.errors.ObjectInUse:  # a session still on its way out
+                    if attempt == 19:
+                        raise
+                    conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                 "WHERE datname = %s", [template[which]])
+                    time.sleep(0.1)
         made.append(name)
         return with_database(server.url(TARGET_DB), name)
 
