@@ -12,6 +12,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import psycopg
 import pytest
@@ -258,6 +259,22 @@ def test_session_breaks_are_not_gaps(copy: Callable[[int], str]) -> None:
     assert _affected(checks.run(url, progress=False), "gaps") == 0
     found = _found(checks.run(url, progress=False, breaks=()), "gaps")
     assert [(r.symbol, r.rows_affected) for r in found if r.symbol == "BTCUSD"] == [("BTCUSD", 1)]
+
+
+def test_a_break_window_may_wrap_midnight(copy: Callable[[int], str]) -> None:
+    url = copy(0)
+    midnight = DAY2 + dt.timedelta(days=1)
+    _sql(url, f"DELETE FROM tick_data WHERE symbol = 'BTCUSD' "
+              f"AND time >= '{_iso(midnight - dt.timedelta(minutes=30))}' "
+              f"AND time < '{_iso(midnight + dt.timedelta(minutes=30))}'")
+
+    def btc_gaps(**options: Any) -> int:
+        found = _found(checks.run(url, progress=False, **options), "gaps")
+        return sum(r.rows_affected for r in found if r.symbol == "BTCUSD")
+
+    assert btc_gaps() == 1
+    assert btc_gaps(breaks=("22:00-01:00",)) == 0
+    assert btc_gaps(breaks=("00:10-01:00",)) == 1  # the outage starts before the window
 
 
 def test_an_outage_of_every_symbol_at_once_is_a_gap_for_each(copy: Callable[[int], str]) -> None:
