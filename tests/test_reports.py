@@ -74,12 +74,11 @@ def test_html_report_renders_plotly_in_headless_chromium(ok_run: reports.Report)
     assert "plot-container" in dom
 
 
-def test_index_lists_the_run_and_draws_trends(ok_run: reports.Report) -> None:
+def test_index_lists_the_run(ok_run: reports.Report) -> None:
     index = ok_run.html.parent.parent / "index.html"
     page = index.read_text()
     assert f"{ok_run.html.parent.name}/{ok_run.html.name}" in page
-    assert "ok: answer (things)" in page and "ok: toy latency (ms)" in page
-    assert 'class="main-svg"' in rendered_dom(index)
+    assert "No figure recorded by two runs yet" in page  # one run: no trend to draw
 
 
 def test_failing_notebook_still_writes_its_report(tmp_path: Path, server: Embedded) -> None:
@@ -142,6 +141,8 @@ def test_index_is_regenerated_newest_first(tmp_path: Path) -> None:
     assert page.index("2026-01-19/070000-04_bench.html") < page.index("2026-01-18/080000-04_bench.html")
     series = reports.trend_series(reports.runs(tmp_path))["04_bench: rows_per_s (rows/s)"]
     assert [p["value"] for p in series] == [0, 150.0, 100.0]
+    dom = rendered_dom(tmp_path / "index.html")
+    assert dom.count('class="main-svg"') >= 1 and "trace scatter" in dom
 
 
 def _password(server: Embedded) -> str:

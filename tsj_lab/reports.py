@@ -547,17 +547,22 @@ def _series_label(params: Mapping[str, Any]) -> str:
 
 
 def write_index(reports_dir: Path = REPORTS_DIR) -> Path:
-    """``reports_dir/index.html``: runs newest first, then one trend chart per figure."""
+    """``reports_dir/index.html``: runs newest first, then a trend chart per figure.
+
+    A figure gets a chart once two runs recorded it.
+    """
     import jinja2
 
     from . import plots
 
     all_runs = runs(reports_dir)
-    charts = []
-    for i, (title, points) in enumerate(sorted(trend_series(all_runs).items())):
+    charts: list[str] = []
+    for title, points in sorted(trend_series(all_runs).items()):
+        if len({p["at"] for p in points}) < 2:
+            continue  # one run is a point, not a trend: its figures are in its report
         fig = plots.trend(points, title=title)
         # plotly.js inlined once, in the first chart: the page opens offline
-        charts.append(fig.to_html(full_html=False, include_plotlyjs=(i == 0),
+        charts.append(fig.to_html(full_html=False, include_plotlyjs=not charts,
                                   include_mathjax=False, default_height=320))
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
                              autoescape=True)
