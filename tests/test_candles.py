@@ -51,7 +51,8 @@ def test_an_empty_pair_gets_the_same_sample_on_both_sides(make_db) -> None:
     assert loaded == 1440
     yesterday = datetime.now(timezone.utc).date() - timedelta(days=1)
     day = candles.window(yesterday)
-    sides = [candles.tick_totals(u, symbol="ES", start=day[0], end=day[1]) for u in (target, source)]
+    sides = [candles.tick_totals(u, symbol="ES", start=day[0], end=day[1])
+             for u in (target, source)]
     assert sides[0] == sides[1] and sides[0]["ticks"] == 1440
     # a source with ticks next to an empty target: migrate those, do not invent others
     other = make_db(timescale=True)
@@ -83,14 +84,14 @@ def test_a_view_and_the_raw_ticks_give_the_same_candles(url: str) -> None:
 def test_bad_choices_fail_up_front(url: str) -> None:
     with pytest.raises(ValueError, match="timeframe '5 min' is not a width like"):
         candles.width("5 min")
-    with pytest.raises(ValueError, match="start 2024-01-02T00:30:00\\+00:00 is not on a 1h boundary"):
+    with pytest.raises(ValueError, match=r"start 2024-01-02T00:30:00\+00:00 is not on a 1h "):
         candles.read(url, symbol="ES", timeframe="1h", start=DAY + timedelta(minutes=30),
                      end=DAY + timedelta(days=1))
     with pytest.raises(ValueError, match="is not after start"):
         candles.window("2024-01-03", "2024-01-02")
     with pytest.raises(ValueError, match="start 'yesterday-ish' is not a date"):
         candles.window("yesterday-ish")
-    with pytest.raises(ValueError, match=r"symbol 'XX' has no ticks; the target has \['BTCUSD', 'ES'\]"):
+    with pytest.raises(ValueError, match=r"symbol 'XX' has no ticks; the target has \['BTCUSD', "):
         candles.choose(url, symbol="XX")
 
 

@@ -59,7 +59,8 @@ def test_no_outputs_committed(path: Path) -> None:
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
 def test_first_code_cell_is_the_parameters_cell(path: Path) -> None:
-    tagged = [i for i, c in enumerate(_code_cells(path)) if "parameters" in c.metadata.get("tags", [])]
+    cells = _code_cells(path)
+    tagged = [i for i, c in enumerate(cells) if "parameters" in c.metadata.get("tags", [])]
     assert tagged == [0], f"{path.name}: want exactly one 'parameters' cell, first; got {tagged}"
 
 
@@ -117,7 +118,8 @@ def test_nbval_fails_a_notebook_with_a_failing_assert(tmp_path: Path) -> None:
 def test_nbval_passes_a_right_answer(tmp_path: Path) -> None:
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 2"),
                                          nbformat.v4.new_code_cell("assert x + x == 4")])
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
     right = tmp_path / "right.ipynb"
     nbformat.write(nb, str(right))
     out = _nbval(right, tmp_path)

@@ -134,11 +134,12 @@ def test_index_is_regenerated_newest_first(tmp_path: Path) -> None:
     _fake_run(tmp_path / "2026-01-18", "080000-04_bench", "2026-01-18T08:00:00+00:00", 150.0)
     (tmp_path / "2026-01-18" / "junk.json").write_text("{not json")
     page = reports.write_index(tmp_path).read_text()
-    assert page.index("2026-01-18/080000-04_bench.html") < page.index("2026-01-17/080000-04_bench.html")
+    newer, older = "2026-01-18/080000-04_bench.html", "2026-01-17/080000-04_bench.html"
+    assert page.index(newer) < page.index(older)
     assert "04_bench: rows_per_s (rows" in page  # the chart's title
     _fake_run(tmp_path / "2026-01-19", "070000-04_bench", "2026-01-19T07:00:00+00:00", 0, "failed")
     page = reports.write_index(tmp_path).read_text()
-    assert page.index("2026-01-19/070000-04_bench.html") < page.index("2026-01-18/080000-04_bench.html")
+    assert page.index("2026-01-19/070000-04_bench.html") < page.index(newer)
     series = reports.trend_series(reports.runs(tmp_path))["04_bench: rows_per_s (rows/s)"]
     assert [p["value"] for p in series] == [0, 150.0, 100.0]
     dom = rendered_dom(tmp_path / "index.html")
@@ -162,7 +163,8 @@ def test_a_password_never_reaches_any_artifact(tmp_path: Path, server: Embedded,
     assert len(files) == 4  # ipynb, html, json, index.html
     for path in files:
         assert password not in path.read_text(errors="replace"), f"password in {path.name}"
-    assert "tsj:***@" in (tmp_path / summary["started_at"][:10] / summary["files"]["html"]).read_text()
+    html = tmp_path / summary["started_at"][:10] / summary["files"]["html"]
+    assert "tsj:***@" in html.read_text()
 
 
 def test_a_url_with_a_password_is_refused_as_parameter(tmp_path: Path) -> None:

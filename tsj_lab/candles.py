@@ -110,7 +110,8 @@ def symbols(url: str) -> pd.DataFrame:
 
 def has_table(url: str) -> bool:
     with connection(url) as conn:
-        return bool(conn.execute(queries.text("candle_has_table")).fetchone()[0])  # type: ignore[index]
+        row = conn.execute(queries.text("candle_has_table")).fetchone()
+    return bool(row and row[0])
 
 
 @dataclass(frozen=True)
@@ -177,7 +178,8 @@ def _has_ticks(url: str) -> bool:
     if not has_table(url):
         return False
     with connection(url) as conn:
-        return bool(conn.execute(queries.text("candle_any_tick")).fetchone()[0])  # type: ignore[index]
+        row = conn.execute(queries.text("candle_any_tick")).fetchone()
+    return bool(row and row[0])
 
 
 def summary(df: pd.DataFrame) -> dict[str, Any]:

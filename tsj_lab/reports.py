@@ -68,7 +68,8 @@ def record_metric(name: str, value: float, *, unit: str = "", n: int | None = No
 def record_check(name: str, status: str, *, detail: str = "", **scope: Any) -> None:
     """One check's outcome: ``status`` is ok, warn, fail or unsupported."""
     if status not in CHECK_STATUSES:
-        raise ValueError(f"check {name!r} status {status!r} is unknown; use one of {CHECK_STATUSES}")
+        raise ValueError(f"check {name!r} status {status!r} is unknown; "
+                         f"use one of {CHECK_STATUSES}")
     _publish({"kind": "check", "name": _label(name), "status": status,
               "detail": redact(str(detail)), "scope": _plain(scope)})
 
@@ -80,10 +81,9 @@ def record_result(workload: str, params: Mapping[str, Any], *, n: int, p50_ms: f
     """One benchmark workload's latency distribution from ``n`` timed samples."""
     figures = {"p50_ms": p50_ms, "p95_ms": p95_ms, "p99_ms": p99_ms, "max_ms": max_ms,
                "server_p50_ms": server_p50_ms, "rows_per_s": rows_per_s}
+    numbers = {k: None if v is None else _number(v, f"{workload}.{k}") for k, v in figures.items()}
     _publish({"kind": "result", "workload": _label(workload), "params": _plain(dict(params)),
-              "n": _count(n, workload),
-              **{k: None if v is None else _number(v, f"{workload}.{k}") for k, v in figures.items()},
-              "extra": _plain(extra)})
+              "n": _count(n, workload), **numbers, "extra": _plain(extra)})
 
 
 def record_table(name: str, df: Any) -> None:
@@ -130,7 +130,8 @@ def _count(n: int | None, name: str) -> int | None:
     if n is None:
         return None
     if int(n) != n or n < 0:
-        raise ValueError(f"record {name!r} sample count n={n!r} is invalid; use a whole number >= 0")
+        raise ValueError(f"record {name!r} sample count n={n!r} is invalid; "
+                         "use a whole number >= 0")
     return int(n)
 
 
@@ -146,8 +147,9 @@ def collect(nb: nbformat.NotebookNode) -> dict[str, list[dict[str, Any]]]:
     for cell in nb.cells:
         for out in cell.get("outputs", []):
             record = out.get("data", {}).get(RECORD_MIME)
-            if isinstance(record, dict) and record.get("kind") in ("metric", "check", "result", "table"):
-                found[record["kind"] + "s"].append({k: v for k, v in record.items() if k != "kind"})
+            kind = record.get("kind") if isinstance(record, dict) else None
+            if kind in ("metric", "check", "result", "table"):
+                found[kind + "s"].append({k: v for k, v in record.items() if k != "kind"})
     return found
 
 
@@ -489,7 +491,8 @@ def _heading(summary: Mapping[str, Any]) -> str:
     server = (f"PostgreSQL {db.get('postgres_version')}, TimescaleDB "
               f"{db.get('timescaledb_version') or '-'} ({db.get('license') or 'no license'})"
               if "postgres_version" in db else f"database not probed: {db.get('error', '-')}")
-    params = ", ".join(f"`{k}={v!r}`" for k, v in summary.get("parameters", {}).items()) or "defaults"
+    params = ", ".join(f"`{k}={v!r}`" for k, v in summary.get("parameters", {}).items())
+    params = params or "defaults"
     params = html.escape(params, quote=False)
     status = summary.get("status", "?")
     error = summary.get("error")
