@@ -31,12 +31,14 @@ def judge(*, windows: pd.DataFrame | None = None, paths: pd.DataFrame | None = N
             rows.append(_verdict(f"AC8 window {rec['window']}", f"< {rec['target_ms']:g} ms",
                                  rec["p95_ms"], status, f"p50 {rec['p50_ms']:.1f} ms, "
                                  f"p95 {rec['p95_ms']:.1f} ms, n={rec['n']}"))
-        day = windows[(windows["db"] == db) & (windows["window"] == "1d")]
-        if len(day):
-            rate = float(day["rows_per_s"].iloc[0])
+        day = windows[(windows["db"] == db) & (windows["window"] == "1d")].to_dict("records")
+        for rec in day:
+            # A typical read: ticks over the median latency (rows_per_s averages the samples).
+            rate = rec["rows"] / (rec["p50_ms"] / 1000.0)
             rows.append(_verdict("goal: day read", f">= {GOAL_DAY_TICKS_PER_S:,.0f} ticks/s", rate,
                                  _ok(rate >= GOAL_DAY_TICKS_PER_S),
-                                 f"{day['rows'].iloc[0]:,.0f} ticks, p50 {day['p50_ms'].iloc[0]:.0f} ms"))
+                                 f"{rec['rows']:,.0f} ticks, p50 {rec['p50_ms']:.0f} ms "
+                                 f"({rate:,.0f}/s), p95 {rec['p95_ms']:.0f} ms"))
     if clients is not None:
         top = clients[clients["db"] == db].sort_values("clients").tail(1).to_dict("records")
         for rec in top:
