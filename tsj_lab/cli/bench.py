@@ -36,9 +36,11 @@ def _bench(args: argparse.Namespace) -> int:
     params = bench.parameters(large=args.large, quick=args.quick)
     declared = reports.notebook_parameters(reports.notebook_path("04_benchmark"))
     params.update(reports.coerce_parameters(dict(args.parameter), declared))
-    # Generate up front, with progress bars in the terminal, rather than inside the report.
+    # Generate up front, with progress bars in the terminal, rather than inside the report;
+    # with size steps only the first, so that the notebook measures the table as it grows.
+    days = min(params["size_steps"]) if params["size_steps"] else params["days"]
     _, ds = bench.prepare(target, source, symbols=params["symbols"],
-                          start=dt.date.fromisoformat(params["start"]), days=params["days"],
+                          start=dt.date.fromisoformat(params["start"]), days=days,
                           interval_ms=params["interval_ms"], seed=params["seed"],
                           generate=not args.no_generate)
     print(f"data set: {ds.ticks_per_symbol:,} ticks x {len(ds.symbols)} symbols "
