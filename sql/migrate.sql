@@ -48,9 +48,10 @@ SELECT to_regclass(%(name)s) IS NOT NULL AS present;
 -- name: mig_plan_counts
 -- Source rows per symbol and UTC day in [since, until) for the chosen symbols; day NULL
 -- gathers the odd rows (outside the tick domain, or NULL symbol).
-SELECT symbol,
-       CASE WHEN time >= '0001-01-02 00:00+00' AND time < '9999-12-31 00:00+00'
-            THEN (time AT TIME ZONE 'UTC')::date END AS day,
+SELECT symbol::text,
+       CASE WHEN time::timestamptz >= '0001-01-02 00:00+00'
+             AND time::timestamptz < '9999-12-31 00:00+00'
+            THEN (time::timestamptz AT TIME ZONE 'UTC')::date END AS day,
        count(*) AS rows
 FROM tick_data
 WHERE time >= %(since)s::timestamptz AND time <= %(until)s::timestamptz
@@ -75,7 +76,12 @@ SELECT sum(source_rows)::float8 / nullif(sum(seconds), 0) FROM tsj_migration_bat
 
 -- name: mig_copy_out
 -- One batch from the source, streamed as binary COPY (psycopg merges the values client-side).
-COPY (SELECT time, symbol, bid_price, ask_price, last_price, volume, source, trade_id, account_id
+-- The casts give the target's binary formats even when the source's types are looser (a
+-- real Supabase table with double precision prices, say); with the story's types they are
+-- no-ops. A value the cast rounds changes the checksum, so the verification reports it.
+COPY (SELECT time::timestamptz, symbol::text, bid_price::numeric(20, 8),
+             ask_price::numeric(20, 8), last_price::numeric(20, 8), volume::bigint,
+             source::text, trade_id::uuid, account_id::uuid
       FROM tick_data
       WHERE symbol = %(symbol)s AND time >= %(lo)s AND time < %(hi)s)
 TO STDOUT (FORMAT BINARY);
@@ -132,8 +138,9 @@ SELECT count(*) FROM tsj_migration_stage;
 -- name: mig_odd_copy_out
 -- A symbol's odd rows (outside the tick domain, or any row with a NULL symbol) with the
 -- reason each goes to the quarantine, streamed as binary COPY.
-COPY (SELECT time, symbol, bid_price, ask_price, last_price, volume, source, trade_id,
-             account_id,
+COPY (SELECT time::timestamptz, symbol::text, bid_price::numeric(20, 8),
+             ask_price::numeric(20, 8), last_price::numeric(20, 8), volume::bigint,
+             source::text, trade_id::uuid, account_id::uuid,
              CASE WHEN symbol IS NULL THEN 'symbol is NULL'
                   WHEN NOT isfinite(time) THEN 'time is ' || time::text
                   ELSE 'time outside the tick domain 0001-01-02..9999-12-31 UTC' END,

@@ -193,3 +193,31 @@ def test_a_table_is_never_migrated_onto_itself(make_db) -> None:
     with pytest.raises(MigrationError, match="source and target are the same table"):
         migrate.run(src, src)
     assert _one(src, "SELECT count(*) FROM tick_data") == 1440
+
+
+def test_a_looser_source_schema_is_cast_to_the_target(make_db) -> None:
+    """A Supabase table with float prices and a naive timestamp still migrates exactly."""
+    src, tgt = make_db(timescale=False), make_db(timescale=True)
+    schema.provision(tgt)
+    _exec(src, "SET TimeZone = 'UTC'",
+          "CREATE TABLE tick_data (time timestamp, symbol varchar(16), bid_price float8, "
+          "ask_price float8, last_price float8, volume int, source text, trade_id uuid, "
+          "account_id uuid)",
+          "INSERT INTO tick_data SELECT '2024-01-02'::timestamp + n * interval '1 s', 'ES', "
+          "4000 + n * 0.25, 4000.25 + n * 0.25, 4000 + n * 0.25, 1 + n % 7, 'feed', NULL, NULL "
+          "FROM generate_series(0, 1999) n")
+    res = migrate.run(src, tgt, batch_size=500)
+    assert res.copied_rows == 2000 and res.quarantined_rows == 0
+    assert _one(tgt, "SELECT sum(bid_price) FROM tick_data") == sum(
+        4000 + n * 0.25 for n in range(2000))
+
+
+def test_a_source_failure_is_one_line_naming_the_batch(make_db) -> None:
+    src, tgt = make_db(timescale=False), make_db(timescale=True)
+    schema.provision(tgt)
+    _exec(src, "CREATE TABLE tick_data (time timestamptz, symbol text, bid_price float8, "
+               "ask_price float8, last_price float8, volume int, source text, trade_id uuid, "
+               "account_id uuid)",
+          "INSERT INTO tick_data (time, symbol, bid_price) VALUES ('2024-01-02 10:00+00', 'ES', 1e15)")
+    with pytest.raises(MigrationError, match=r"batch ES \[2024-01-02.*failed: numeric field overflow"):
+        migrate.run(src, tgt)

@@ -408,6 +408,11 @@ def _copy_all(source_url: str, target_url: str, p: Plan, todo: list[Batch], *, w
                     return
                 try:
                     res = copy_batch(src, tgt, batch, plan=p)
+                except psycopg.Error as exc:
+                    failed.set()
+                    raise MigrationError(
+                        f"batch {batch.label()} failed: {_reason(exc)}; fix the cause and "
+                        "re-run 'tsj migrate' (finished batches are kept)") from exc
                 except BaseException:
                     failed.set()
                     raise
