@@ -16,7 +16,7 @@ frames == round(duration_s * fps)`` always.
 Simulating on a virtual clock lets one real set of latency samples per (database, RTT,
 batch size) answer every speed and prefetch depth in milliseconds, instead of minutes of
 real-time playback per point; the samples come from real fetches (see
-:func:`tsj_lab.bench.replay_latencies`).
+:func:`fetch_latencies`).
 """
 
 from __future__ import annotations
