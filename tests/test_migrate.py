@@ -73,6 +73,10 @@ def test_dry_run_counts_and_writes_nothing(make_db) -> None:
     assert d.rate > 0 and d.rate_from == "sample" and d.estimated_s > 0
     assert _one(tgt, "SELECT count(*) FROM tick_data") == 0
     assert _one(tgt, "SELECT count(*) FROM pg_class") == before
+    bare = make_db(timescale=True)  # counting needs no provisioned target
+    d = migrate.dry_run(src, bare, batch_size=4000)
+    assert d.rows == 2 * 17_280 and d.rate_from.startswith("default (target not provisioned")
+    assert _one(bare, "SELECT to_regclass('tick_data')") is None
 
 
 def test_planted_anomalies_are_carried_counted_or_quarantined(make_db) -> None:

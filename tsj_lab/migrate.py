@@ -550,13 +550,16 @@ def dry_run(
     done: set[int] = set()
     rate, rate_from = 0.0, "default"
     with connect(target_url, autocommit=True) as conn:
-        _require(conn, "tick_data", "target", "run 'tsj provision'")
+        # counting works before provisioning too; only the estimate is then a guess
+        provisioned = _has_table(conn, "tick_data")
         if _has_table(conn, "tsj_migration_batches"):
             done = {r[0] for r in conn.execute(queries.text("mig_done"), {"plan_key": p.key})}
             rate = float(conn.execute(queries.text("mig_rate")).fetchone()[0] or 0)  # type: ignore[index]
             rate_from = "history" if rate else rate_from
-    if not rate:
+    if not rate and provisioned:
         rate, rate_from = _sample_rate(source_url, target_url, p)
+    elif not rate:
+        rate, rate_from = FALLBACK_RATE, "default (target not provisioned: run 'tsj provision')"
     rows = sum(b.expected_rows for b in p.batches if b.batch_id not in done)
     return DryRun(p.key, p.counts, len(p.batches), len(done), rows, rate, rate_from)
 
