@@ -33,12 +33,13 @@ test: setup browser
 	TSJ_NO_PROGRESS=1 $(BIN)/python -m pytest tests notebooks
 
 ## bench: the main job: server, default data, provisioning, benchmark report in reports/
+## (BENCH_ARGS="--quick", "--replace", "-p samples 50"... are passed to tsj bench)
 bench: db
-	$(BIN)/tsj bench
+	$(BIN)/tsj bench $(BENCH_ARGS)
 
 ## bench-large: the same on 30 days x 4 symbols, with latency against table size (long)
 bench-large: db
-	$(BIN)/tsj bench --large
+	$(BIN)/tsj bench --large $(BENCH_ARGS)
 
 ## lab: JupyterLab on this environment with the embedded server started; notebooks
 ## resolve "target"/"source" to it themselves (or to TSJ_DATABASE_URL when set)

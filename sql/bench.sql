@@ -130,3 +130,9 @@ GROUP BY 1, 2;
 -- name: bench_ping
 -- The cheapest round trip: each pooled client runs it while all hold a connection at once.
 SELECT 1;
+
+-- name: bench_delete_day
+-- One symbol's ticks of one UTC day [start, end): a bench day of another spacing, removed
+-- before it is generated again (only with 'tsj bench --replace').
+DELETE FROM tick_data
+WHERE symbol = %(symbol)s AND time >= %(start)s AND time < %(end)s;

@@ -154,7 +154,7 @@ def test_cli_parameters_are_the_notebooks() -> None:
 
 def test_prepare_refuses_a_day_of_other_spacing(pair) -> None:
     dbs, ds = pair
-    with pytest.raises(Exception, match="1,440 ticks for ES on 2026-01-18, not the 720"):
+    with pytest.raises(Exception, match="1,440 ticks for ES on 2026-01-18, not the 720.*--replace"):
         bench.prepare(dbs[1].url, dbs[0].url, symbols=["ES"], start=START, days=1,
                       interval_ms=120_000, seed=3)
 
@@ -168,3 +168,12 @@ def test_time_interleaved_takes_turns() -> None:
                          ("c", 3), ("a", 3), ("b", 3)]
     assert {k: v[1] for k, v in got.items()} == {k: [10, 20, 30] for k in "abc"}
     assert all(len(v[0]) == 3 for v in got.values())
+
+
+def test_replace_regenerates_a_day_of_other_spacing(pair) -> None:
+    dbs, ds = pair
+    again, ds2 = bench.prepare(dbs[1].url, dbs[0].url, symbols=["ES"], start=START, days=1,
+                               interval_ms=120_000, seed=3, replace=True)
+    assert ds2.ticks_per_symbol == 720
+    for d in dbs:  # ES regenerated at the new spacing; NQ untouched
+        assert bench.symbol_counts(d.url, start=ds.start, end=ds.end) == {"ES": 720, "NQ": 1440}

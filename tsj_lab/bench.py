@@ -280,13 +280,13 @@ def _check_counts(**counts: int) -> None:
 
 def prepare(target_url: str, source_url: str, *, symbols: Sequence[str], start: dt.date,
             days: int = 1, interval_ms: int = 250, seed: int = 16,
-            generate: bool = True) -> tuple[list[Database], Dataset]:
+            generate: bool = True, replace: bool = False) -> tuple[list[Database], Dataset]:
     """Both databases provisioned and holding the same ticks; generated where absent.
 
     A (symbol, UTC day) already present with the expected count is used as it is (data
     left by the migration notebook, say); one missing from a database is generated into
-    it. A day with another count, or unequal counts between the two databases, is an
-    error rather than a silently unfair comparison.
+    it. A day with another count is an error rather than a silently unfair comparison,
+    unless ``replace``: then that symbol's day is deleted and generated again.
     """
     from . import generate as gen
     from . import schema
@@ -305,12 +305,15 @@ def prepare(target_url: str, source_url: str, *, symbols: Sequence[str], start: 
     for db in dbs:
         have = _day_counts(db.url, start=lo, end=hi)
         odd = {k: n for k, n in have.items() if k[0] in symbols and n != per_day}
-        if odd:
+        if odd and not replace:
             (symbol, day), n = min(odd.items())
             raise SchemaError(
                 f"{db.label} tick_data has {n:,} ticks for {symbol} on {day}, not the "
                 f"{per_day:,} of one every {interval_ms} ms; bench another day "
-                f"(-p start YYYY-MM-DD) or delete those ticks")
+                f"(-p start YYYY-MM-DD) or regenerate it with 'tsj bench --replace'")
+        for symbol, day in sorted(odd):
+            _delete_day(db.url, symbol=symbol, day=day)
+            del have[symbol, day]
         missing = [(s, day) for s in symbols for day in _days(start, days) if (s, day) not in have]
         if missing and not generate:
             raise SchemaError(f"{db.label} tick_data lacks {len(missing)} symbol-days of "
@@ -332,6 +335,14 @@ def prepare(target_url: str, source_url: str, *, symbols: Sequence[str], start: 
             f"for {list(symbols)} from {start}; run 'tsj migrate' or use other symbols")
     schema.refresh_candles(target_url, start=lo, end=hi)
     return dbs, Dataset(tuple(symbols), lo, hi, per_day * days, float(interval_ms))
+
+
+def _delete_day(url: str, *, symbol: str, day: dt.date) -> None:
+    lo = dt.datetime.combine(day, dt.time(), tzinfo=dt.timezone.utc)
+    log.warning("deleting %s ticks of %s to generate them again", symbol, day)
+    with connection(url, autocommit=True) as conn:
+        conn.execute(queries.text("bench_delete_day"),
+                     {"symbol": symbol, "start": lo, "end": lo + dt.timedelta(days=1)})
 
 
 def _days(start: dt.date, days: int) -> list[dt.date]:

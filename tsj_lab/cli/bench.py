@@ -20,6 +20,8 @@ def _setup(p: argparse.ArgumentParser) -> None:
                    metavar=("KEY", "VALUE"), help="override one notebook parameter (repeatable)")
     p.add_argument("--no-generate", action="store_true",
                    help="fail instead of generating a missing data set")
+    p.add_argument("--replace", action="store_true",
+                   help="delete and regenerate a bench day that holds another tick spacing")
     add_target(p, source=True)
 
 
@@ -42,7 +44,7 @@ def _bench(args: argparse.Namespace) -> int:
     _, ds = bench.prepare(target, source, symbols=params["symbols"],
                           start=dt.date.fromisoformat(params["start"]), days=days,
                           interval_ms=params["interval_ms"], seed=params["seed"],
-                          generate=not args.no_generate)
+                          generate=not args.no_generate, replace=args.replace)
     print(f"data set: {ds.ticks_per_symbol:,} ticks x {len(ds.symbols)} symbols "
           f"({', '.join(ds.symbols)}) in each database")
     progress = sys.stderr.isatty() and os.environ.get("TSJ_NO_PROGRESS") != "1"
