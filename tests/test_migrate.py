@@ -225,3 +225,13 @@ def test_a_source_failure_is_one_line_naming_the_batch(make_db) -> None:
           "INSERT INTO tick_data (time, symbol, bid_price) VALUES ('2024-01-02 10:00+00', 'ES', 1e15)")
     with pytest.raises(MigrationError, match=r"batch ES \[2024-01-02.*failed: numeric field overflow"):
         migrate.run(src, tgt)
+
+
+def test_target_only_days_are_listed_not_failed(make_db) -> None:
+    src, tgt = _pair(make_db, symbols=("ES",), interval_ms=60_000)
+    generate.load(tgt, symbols=["NQ"], start="2024-03-01", interval_ms=60_000)  # not in source
+    res = migrate.run(src, tgt)
+    assert res.ok and res.summary()["target_only_days"] == 1 and res.summary()["mismatched_days"] == 0
+    v = res.verification.set_index("symbol")
+    assert v.loc["NQ", "status"] == "target_only" and v.loc["NQ", "rows_target"] == 1440
+    assert v.loc["ES", "status"] == "ok"

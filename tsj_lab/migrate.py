@@ -326,7 +326,9 @@ class MigrationResult:
 
     @property
     def ok(self) -> bool:
-        return bool(len(self.verification)) and bool((self.verification["status"] == "ok").all())
+        """Verified, and no symbol-day of the source differs (target-only days are listed)."""
+        v = self.verification
+        return bool(len(v)) and not (v["status"] == "mismatch").any()
 
     def summary(self) -> dict[str, Any]:
         return {"plan_key": self.plan_key, "batches": self.batches, "skipped": self.skipped,
@@ -334,8 +336,12 @@ class MigrationResult:
                 "quarantined_rows": self.quarantined_rows, "seconds": round(self.seconds, 3),
                 "rows_per_s": round(self.rows_per_s), **self.anomalies,
                 "verified_days": int(len(self.verification)),
-                "mismatched_days": int((self.verification.get("status") != "ok").sum())
-                if len(self.verification) else 0}
+                **self._days()}
+
+    def _days(self) -> dict[str, int]:
+        status = self.verification.get("status", pd.Series(dtype=object))
+        return {"mismatched_days": int((status == "mismatch").sum()),
+                "target_only_days": int((status == "target_only").sum())}
 
 
 def run(
@@ -472,8 +478,10 @@ def digest(url: str, *, table: str = "tick_data", window: Window = Window()) -> 
 def verify(source_url: str, target_url: str, *, window: Window = Window()) -> pd.DataFrame:
     """Per symbol and UTC day: source against target + quarantine (digests add up).
 
-    status is 'ok' when rows (target + quarantined), volume and checksum agree, else
-    'mismatch'; volume_target and checksum_target include the quarantined rows (the
+    status is 'ok' when rows (target + quarantined), volume and checksum agree;
+    'target_only' for a symbol-day the source does not have (rows the migration never
+    touched, e.g. generated into the target: listed, not a failure); else 'mismatch'.
+    volume_target and checksum_target include the quarantined rows (the
     digests add up). day is None for rows outside the tick domain.
     """
     src = digest(source_url, window=window)
@@ -494,6 +502,7 @@ def verify(source_url: str, target_url: str, *, window: Window = Window()) -> pd
             & (out["volume_source"] == out["volume_target"])
             & (out["checksum_source"].astype(object) == out["checksum_target"].astype(object)))
     out["status"] = same.map({True: "ok", False: "mismatch"})
+    out.loc[~same & (out["rows_source"] == 0), "status"] = "target_only"
     cols = ["symbol", "day", "rows_source", "rows_target", "quarantined", "volume_source",
             "volume_target", "checksum_source", "checksum_target", "status"]
     return out[cols].sort_values(["day", "symbol"], na_position="last", key=lambda s: s.astype(str)
@@ -502,7 +511,7 @@ def verify(source_url: str, target_url: str, *, window: Window = Window()) -> pd
 
 def raise_on_mismatch(verification: pd.DataFrame) -> None:
     """MigrationError naming the (symbol, day) ranges where source and target differ."""
-    bad = verification[verification["status"] != "ok"]
+    bad = verification[verification["status"] == "mismatch"]
     if bad.empty:
         return
     ranges = ", ".join(
