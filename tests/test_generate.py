@@ -189,3 +189,13 @@ def test_ingest_benchmark_reports_both_loads(make_db) -> None:
     assert len(plots.ingest_rates(fig).data[0].y) == 3
     with psycopg.connect(url) as conn:  # the scratch table is gone
         assert conn.execute("SELECT to_regclass('tsj_ingest_bench')").fetchone()[0] is None
+
+
+def test_cli_generate_provisions_an_empty_target(make_db, capsys: pytest.CaptureFixture[str]) -> None:
+    url = make_db(timescale=True)
+    assert main(["generate", "--target", url, "--symbols", "BTCUSD", "--start", DAY,
+                 "--interval-ms", "60000", "--sessions"]) == 0
+    assert "loaded 1,440 ticks into target" in capsys.readouterr().out
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT count(*) FROM timescaledb_information.hypertables "
+                            "WHERE hypertable_name = 'tick_data'").fetchone()[0] == 1
