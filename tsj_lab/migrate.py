@@ -275,9 +275,11 @@ def _checkpoint(tgt: psycopg.Connection[Any], batch: Batch, plan_key: str, read:
                              f"quarantined {quarantined}; re-run 'tsj migrate'")
     checksum = None
     if not batch.odd:
-        row = tgt.execute(queries.compose("range_digest", table="tick_data"),
-                          _params(batch, plan_key)).fetchone()
-        checksum = row[1] if row else None
+        held, checksum = tgt.execute(queries.compose("range_digest", table="tick_data"),
+                                     _params(batch, plan_key)).fetchone()  # type: ignore[misc]
+        if held != copied:  # another writer in the range, or rows dropped by a trigger
+            raise MigrationError(f"batch {batch.label()}: wrote {copied} rows but the target "
+                                 f"holds {held} in that range; stop other writers and re-run")
     seconds = time.perf_counter() - t0
     tgt.execute(queries.text("mig_checkpoint"), {
         **_params(batch, plan_key), "source_rows": read, "copied_rows": copied,
