@@ -7,10 +7,13 @@
 -- with a NULL symbol, form one "odd" batch per symbol and go to the quarantine.
 
 -- name: mig_create_batches
--- Checkpoints: one row per finished batch of a plan (plan_key = hash of the batch list).
+-- Checkpoints: one row per finished batch. batch_key identifies the batch's content (symbol,
+-- range, the source's row count of that symbol-day, batch size): a rerun skips a batch
+-- whose key is here. plan_key (hash of the whole batch list) groups a run's history.
 CREATE TABLE IF NOT EXISTS tsj_migration_batches (
   plan_key TEXT NOT NULL,
   batch_id INTEGER NOT NULL,
+  batch_key TEXT,
   symbol TEXT,
   lo TIMESTAMPTZ,
   hi TIMESTAMPTZ,
@@ -60,9 +63,21 @@ WHERE time >= %(since)s::timestamptz AND time <= %(until)s::timestamptz
 GROUP BY 1, 2
 ORDER BY 2, 1;
 
+-- name: mig_upgrade_batches
+-- Checkpoint tables made before batch_key existed get the column (their rows never match).
+ALTER TABLE tsj_migration_batches ADD COLUMN IF NOT EXISTS batch_key TEXT;
+
 -- name: mig_done
--- The batches of a plan that already have their checkpoint.
-SELECT batch_id FROM tsj_migration_batches WHERE plan_key = %(plan_key)s;
+-- Which of these batch keys already have their checkpoint.
+SELECT batch_key FROM tsj_migration_batches WHERE batch_key = ANY(%(keys)s::text[]);
+
+-- name: mig_invalidate
+-- Before a batch's checkpoint: drop checkpoints of earlier plans whose range overlaps it
+-- (their rows were just replaced), so a source that changes back can never be skipped.
+DELETE FROM tsj_migration_batches
+WHERE symbol IS NOT DISTINCT FROM %(symbol)s
+  AND ((%(lo)s::timestamptz IS NULL AND lo IS NULL)
+       OR (lo < %(hi)s::timestamptz AND hi > %(lo)s::timestamptz));
 
 -- name: mig_history
 -- The checkpoints of a plan, for the throughput chart and the summary.
@@ -103,10 +118,10 @@ WHERE symbol = %(symbol)s AND time >= %(lo)s AND time < %(hi)s;
 
 -- name: mig_checkpoint
 -- The batch's checkpoint, committed in the same transaction as its rows.
-INSERT INTO tsj_migration_batches (plan_key, batch_id, symbol, lo, hi, source_rows, copied_rows,
-                                   quarantined_rows, checksum, seconds)
-VALUES (%(plan_key)s, %(batch_id)s, %(symbol)s, %(lo)s, %(hi)s, %(source_rows)s,
-        %(copied_rows)s, %(quarantined_rows)s, %(checksum)s, %(seconds)s);
+INSERT INTO tsj_migration_batches (plan_key, batch_id, batch_key, symbol, lo, hi, source_rows,
+                                   copied_rows, quarantined_rows, checksum, seconds)
+VALUES (%(plan_key)s, %(batch_id)s, %(batch_key)s, %(symbol)s, %(lo)s, %(hi)s,
+        %(source_rows)s, %(copied_rows)s, %(quarantined_rows)s, %(checksum)s, %(seconds)s);
 
 -- name: mig_create_stage
 -- The fallback's staging table: the batch without constraints, numbered for bisection.

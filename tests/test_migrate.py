@@ -235,3 +235,16 @@ def test_target_only_days_are_listed_not_failed(make_db) -> None:
     v = res.verification.set_index("symbol")
     assert v.loc["NQ", "status"] == "target_only" and v.loc["NQ", "rows_target"] == 1440
     assert v.loc["ES", "status"] == "ok"
+
+
+def test_a_changed_source_day_is_redone_alone_and_never_skipped_stale(make_db) -> None:
+    src, tgt = _pair(make_db, days=2, interval_ms=20_000)
+    first = migrate.run(src, tgt, batch_size=2000)
+    extra = "INSERT INTO tick_data (time, symbol, volume) VALUES ('2024-01-03 12:00:00.5+00', 'ES', 9)"
+    _exec(src, extra)  # the live source got one more tick on one symbol-day
+    grown = migrate.run(src, tgt, batch_size=2000)
+    assert grown.ok and grown.source_rows == 4321 + 0  # only ES 2024-01-03 (3 batches) redone
+    assert grown.skipped == first.batches - 3
+    _exec(src, "DELETE FROM tick_data WHERE volume = 9 AND time = '2024-01-03 12:00:00.5+00'")
+    back = migrate.run(src, tgt, batch_size=2000)  # same keys as the first run: not skipped
+    assert back.ok and back.skipped == first.batches - 3

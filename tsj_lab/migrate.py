@@ -2,8 +2,9 @@
 
 The plan splits the source's ``tick_data`` into batches: one symbol's rows in a slice of
 one UTC day, the slices sized from the per-day counts so a batch holds at most
-``batch_size`` rows. The same source and arguments give the same plan (and the same
-``plan_key``), so a resumed run skips exactly the batches whose checkpoint exists.
+``batch_size`` rows. A batch's key hashes its symbol, range, its day's source count and
+the batch size, so a resumed run skips exactly the batches whose checkpoint exists, and a
+source that grew on some days redoes only those days.
 
 Each batch runs in ONE target transaction: delete the range, stream COPY out of the
 source into COPY in (binary, never decoded in Python), write its checkpoint, commit. A
@@ -54,6 +55,7 @@ class Batch:
     lo: dt.datetime | None
     hi: dt.datetime | None
     expected_rows: int
+    key: str = ""  # what the batch copies: symbol, range, its day's source count, batch size
 
     @property
     def odd(self) -> bool:
@@ -133,11 +135,13 @@ def plan(source_url: str, *, batch_size: int = DEFAULT_BATCH_SIZE,
             odd[symbol] = odd.get(symbol, 0) + n
             continue
         for lo, hi, share in _slices(day, n, batch_size, window):
-            batches.append(Batch(len(batches), symbol, lo, hi, share))
+            key = _key(symbol, lo.isoformat(), hi.isoformat(), n, batch_size)
+            batches.append(Batch(len(batches), symbol, lo, hi, share, key))
     for symbol, n in sorted(odd.items(), key=lambda kv: str(kv[0])):
-        batches.append(Batch(len(batches), symbol, None, None, n))
+        key = _key(symbol, "odd", str(window.since), str(window.until), n)
+        batches.append(Batch(len(batches), symbol, None, None, n, key))
     counts = pd.DataFrame(rows, columns=["symbol", "day", "rows"])[["day", "symbol", "rows"]]
-    key = _plan_key(rows, batch_size, window)
+    key = _key(*[b.key for b in batches])
     return Plan(key, window, batch_size, tuple(batches), counts)
 
 
@@ -155,10 +159,8 @@ def _slices(day: dt.date, n: int, batch_size: int,
         yield edges[i], edges[i + 1], n // k + (1 if i < n % k else 0)
 
 
-def _plan_key(rows: list[tuple[Any, ...]], batch_size: int, w: Window) -> str:
-    blob = json.dumps([[str(c) for c in r] for r in rows] +
-                      [batch_size, str(w.since), str(w.until), list(w.symbols or [])])
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+def _key(*parts: object) -> str:
+    return hashlib.sha256(json.dumps([str(p) for p in parts]).encode()).hexdigest()[:16]
 
 
 def _require(conn: psycopg.Connection[Any], table: str, side: str, fix: str) -> None:
@@ -181,7 +183,7 @@ class BatchResult:
 
 def _params(batch: Batch, plan_key: str) -> dict[str, Any]:
     return {"symbol": batch.symbol, "lo": batch.lo, "hi": batch.hi, "plan_key": plan_key,
-            "batch_id": batch.batch_id}
+            "batch_id": batch.batch_id, "batch_key": batch.key}
 
 
 def copy_batch(src: psycopg.Connection[Any], tgt: psycopg.Connection[Any], batch: Batch, *,
@@ -281,6 +283,7 @@ def _checkpoint(tgt: psycopg.Connection[Any], batch: Batch, plan_key: str, read:
             raise MigrationError(f"batch {batch.label()}: wrote {copied} rows but the target "
                                  f"holds {held} in that range; stop other writers and re-run")
     seconds = time.perf_counter() - t0
+    tgt.execute(queries.text("mig_invalidate"), _params(batch, plan_key))
     tgt.execute(queries.text("mig_checkpoint"), {
         **_params(batch, plan_key), "source_rows": read, "copied_rows": copied,
         "quarantined_rows": quarantined, "checksum": checksum, "seconds": seconds})
@@ -297,6 +300,13 @@ def _settle(conn: psycopg.Connection[Any]) -> None:
     """Bring a source connection whose COPY was cut short back to idle."""
     if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
         conn.rollback()
+
+
+def _done(conn: psycopg.Connection[Any], p: Plan) -> set[int]:
+    """Ids of the plan's batches whose content already has a checkpoint on the target."""
+    keys = [b.key for b in p.batches]
+    have = {r[0] for r in conn.execute(queries.text("mig_done"), {"keys": keys})}
+    return {b.batch_id for b in p.batches if b.key in have}
 
 
 def _has_table(conn: psycopg.Connection[Any], name: str) -> bool:
@@ -390,8 +400,9 @@ def _setup_target(target_url: str, p: Plan, *, source_url: str) -> set[int]:
             raise MigrationError(f"source and target are the same table (database "
                                  f"'{source_id[1]}'); point --target at the TimescaleDB")  # type: ignore[index]
         conn.execute(queries.text("mig_create_batches"))
+        conn.execute(queries.text("mig_upgrade_batches"))
         conn.execute(queries.text("mig_create_quarantine"))
-        return {r[0] for r in conn.execute(queries.text("mig_done"), {"plan_key": p.key})}
+        return _done(conn, p)
 
 
 def _copy_all(source_url: str, target_url: str, p: Plan, todo: list[Batch], *, workers: int,
@@ -564,7 +575,10 @@ def dry_run(
         # counting works before provisioning too; only the estimate is then a guess
         provisioned = _has_table(conn, "tick_data")
         if _has_table(conn, "tsj_migration_batches"):
-            done = {r[0] for r in conn.execute(queries.text("mig_done"), {"plan_key": p.key})}
+            try:
+                done = _done(conn, p)
+            except psycopg.errors.UndefinedColumn:  # checkpoints older than batch keys
+                done = set()
             rate = float(conn.execute(queries.text("mig_rate")).fetchone()[0] or 0)  # type: ignore[index]
             rate_from = "history" if rate else rate_from
     if not rate and provisioned:
