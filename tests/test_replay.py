@@ -97,3 +97,11 @@ def test_ac7_verdict_names_what_the_client_needs() -> None:
     assert "RTT 300 ms, pages of 2000" in table.loc["AC7 60 fps at 1000x", "detail"]
     slow = replay.playback(lat[lat["batch"] == 100], speeds=[1000], duration_s=10)
     assert verdicts.judge(play=slow)["status"].tolist() == ["fail"]
+
+
+def test_every_proxied_fetch_is_one_round_trip(make_db) -> None:
+    # psycopg's automatic prepare (5th run) would cost a second round trip; not here.
+    dbs, ds = bench.prepare(make_db(timescale=True), make_db(timescale=False), symbols=["ES"],
+                            start=dt.date(2026, 1, 18), days=1, interval_ms=60_000, seed=3)
+    lat = replay.fetch_latencies(dbs[1:], ds, rtts=[60], batch_sizes=[10], samples=8, warmup=0)
+    assert max(lat["samples_ms"].iloc[0]) < 60 * 1.5

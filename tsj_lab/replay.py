@@ -173,9 +173,10 @@ def fetch_latencies(dbs: Sequence[Database], dataset: Dataset, *,
                     warmup: int = 2, seed: int = 0) -> pd.DataFrame:
     """Real keyset page fetches, direct (``rtt_ms`` None) and through the latency proxy.
 
-    The client is psycopg on one kept connection, as a replay client would hold one: a
-    fetch is one round trip (ADBC, the notebooks' path, needs three; see
-    docs/benchmarks.md). ``connect_ms`` is the one-off connection set-up through the proxy.
+    The client is psycopg on one kept connection, as a replay client would hold one, with
+    no server-side prepared statements: every fetch is exactly one round trip (ADBC, the
+    notebooks' path, needs three; see docs/benchmarks.md). ``connect_ms`` is the one-off
+    connection set-up through the proxy.
     """
     rows = []
     for rtt in rtts:
@@ -184,6 +185,9 @@ def fetch_latencies(dbs: Sequence[Database], dataset: Dataset, *,
                 t0 = time.perf_counter()
                 with connection(url, autocommit=True) as conn:
                     connect_ms = (time.perf_counter() - t0) * 1000.0
+                    # psycopg prepares a query on its 5th run, at the cost of one more
+                    # round trip then; behind a proxy that showed as a 2-RTT sample.
+                    conn.prepare_threshold = None
                     for size in batch_sizes:
                         latencies, frames = _time_pages(conn, dataset, size=size, samples=samples,
                                                         warmup=warmup, seed=f"{seed}-{size}")
