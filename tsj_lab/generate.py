@@ -123,7 +123,7 @@ def plan(
 def _check(symbols: Sequence[str], start: dt.date | str, days: int, interval_ms: int,
            seed: int) -> tuple[list[str], dt.date]:
     if isinstance(symbols, str):
-        symbols = [s for s in symbols.split(",")]
+        symbols = symbols.split(",")
     symbols = [s.strip() for s in symbols]
     if not symbols or any(not s or len(s) > 32 for s in symbols):
         raise ValueError(f"symbols {symbols!r} must be 1-32 characters each, e.g. ES,NQ")
@@ -140,6 +140,8 @@ def _check(symbols: Sequence[str], start: dt.date | str, days: int, interval_ms:
         raise ValueError(f"start {start} is before {EPOCH}; use a later date")
     if not 1 <= days <= 3660:
         raise ValueError(f"days={days} is out of range; use 1-3660")
+    if start > dt.date(9998, 1, 1) - dt.timedelta(days=days):
+        raise ValueError(f"start {start} plus {days} days passes the year 9997; use an earlier start")
     if not 1 <= interval_ms <= DAY_MS:
         raise ValueError(f"interval_ms={interval_ms} is out of range; use 1-{DAY_MS}")
     if not 0 <= seed < 2**63:
