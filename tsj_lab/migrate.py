@@ -615,4 +615,4 @@ def quarantined(target_url: str, *, limit: int = 100) -> pd.DataFrame:
         if not _has_table(conn, QUARANTINE):
             return pd.DataFrame(columns=cols)
         rows = conn.execute(queries.text("mig_quarantine_rows"), {"limit": limit}).fetchall()
-    return pd.DataFrame(rows, columns=cols)
+    return pd.DataFrame(rows, columns=cols).astype({"volume": "Int64", "batch_id": "Int64"})

@@ -41,9 +41,11 @@ def _migrate(args: argparse.Namespace) -> int:
         print_json(result.summary())
         return 0
     print_table([{"field": k, "value": v} for k, v in result.summary().items()])
-    bad_q = result.quarantined_rows
-    if bad_q:
-        print(f"\n{bad_q} row(s) quarantined in tsj_migration_quarantine (see the reason column)")
+    if result.quarantined_rows:
+        print(f"\n{result.quarantined_rows} row(s) quarantined in tsj_migration_quarantine "
+              "this run; the newest:")
+        shown = migrate.quarantined(tgt, limit=10)[["time", "symbol", "volume", "reason"]]
+        print_table(shown.astype(object).where(shown.notna(), "").to_dict("records"))
     print(f"\nverified {len(result.verification)} symbol-day(s): source = target + quarantine")
     return 0
 
