@@ -33,6 +33,7 @@ from .db import connection
 
 log = logging.getLogger("tsj_lab")
 
+#: the meaning of the benchmark's figures; bumped when a workload or a figure changes
 FORMAT_VERSION = 1
 #: window name -> seconds
 WINDOWS = {"1m": 60, "5m": 300, "15m": 900, "1h": 3600, "1d": 86400}
