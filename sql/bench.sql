@@ -60,12 +60,13 @@ LIMIT %(limit)s;
 
 -- name: bench_candles_view
 -- A day of candles of one width, read from its candle view ({view}: candle_1m ...).
+-- Prices to float8 and the summed volume (NUMERIC) to int8: what the DataFrame holds.
 SELECT bucket,
        open::float8 AS open,
        high::float8 AS high,
        low::float8 AS low,
        close::float8 AS close,
-       volume,
+       volume::int8 AS volume,
        tick_count
 FROM {view}
 WHERE symbol = %(symbol)s AND bucket >= %(start)s AND bucket < %(end)s
@@ -79,7 +80,7 @@ SELECT time_bucket(%(width)s::interval, time) AS bucket,
        max(last_price)::float8 AS high,
        min(last_price)::float8 AS low,
        last(last_price, time)::float8 AS close,
-       sum(volume) AS volume,
+       sum(volume)::int8 AS volume,
        count(*) AS tick_count
 FROM tick_data
 WHERE symbol = %(symbol)s AND time >= %(start)s AND time < %(end)s
@@ -94,7 +95,7 @@ SELECT date_bin(%(width)s::interval, time, TIMESTAMPTZ '2000-01-01 00:00:00+00')
        max(last_price)::float8 AS high,
        min(last_price)::float8 AS low,
        ((array_agg(last_price ORDER BY time DESC))[1])::float8 AS close,
-       sum(volume) AS volume,
+       sum(volume)::int8 AS volume,
        count(*) AS tick_count
 FROM tick_data
 WHERE symbol = %(symbol)s AND time >= %(start)s AND time < %(end)s

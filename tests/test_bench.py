@@ -177,3 +177,16 @@ def test_replace_regenerates_a_day_of_other_spacing(pair) -> None:
     assert ds2.ticks_per_symbol == 720
     for d in dbs:  # ES regenerated at the new spacing; NQ untouched
         assert bench.symbol_counts(d.url, start=ds.start, end=ds.end) == {"ES": 720, "NQ": 1440}
+
+
+def test_candle_frames_are_numbers(pair) -> None:
+    dbs, ds = pair
+    params = {"symbol": "ES", "start": ds.start, "end": ds.end, "width": "1 hour"}
+    frames = [db.read_frame(dbs[1].url, "bench_candles_view", params, identifiers={"view": "candle_1h"}),
+              db.read_frame(dbs[1].url, "bench_candles_raw_timescale", params),
+              db.read_frame(dbs[0].url, "bench_candles_raw_plain", params)]
+    for frame in frames:
+        assert [str(t) for t in frame.dtypes] == ["datetime64[us, UTC]"] + ["float64"] * 4 + ["int64"] * 2
+    # the view, time_bucket and date_bin agree on every candle
+    for other in frames[1:]:
+        assert frames[0].equals(other)
