@@ -190,3 +190,13 @@ def test_candle_frames_are_numbers(pair) -> None:
     # the view, time_bucket and date_bin agree on every candle
     for other in frames[1:]:
         assert frames[0].equals(other)
+
+
+def test_cli_refuses_an_unknown_parameter_before_connecting(capsys) -> None:
+    from tsj_lab.cli import main
+
+    # the URL points nowhere: the parameter check must come first
+    code = main(["bench", "-p", "sampels", "5", "--target", "postgresql://u:secret@127.0.0.1:1/x"])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and "has no parameter 'sampels'" in err
+    assert "secret" not in err and len(err.splitlines()) == 1

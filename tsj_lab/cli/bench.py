@@ -29,15 +29,17 @@ def _setup(p: argparse.ArgumentParser) -> None:
 def _bench(args: argparse.Namespace) -> int:
     from .. import bench, reports
 
+    # Parameters first: a misspelt -p fails before any server starts or data is generated.
+    params = bench.parameters(large=args.large, quick=args.quick)
+    declared = reports.notebook_parameters(reports.notebook_path("04_benchmark"))
+    params.update(reports.coerce_parameters(dict(args.parameter), declared))
+    reports.check_parameters(params, declared=declared, notebook="notebook '04_benchmark'")
     target, source = target_url(args), source_url(args)
     # The kernel inherits the environment: URLs travel there, never as parameters.
     if args.target:
         os.environ[TARGET_VARS[0]] = args.target
     if args.source:
         os.environ[SOURCE_VAR] = args.source
-    params = bench.parameters(large=args.large, quick=args.quick)
-    declared = reports.notebook_parameters(reports.notebook_path("04_benchmark"))
-    params.update(reports.coerce_parameters(dict(args.parameter), declared))
     # Generate up front, with progress bars in the terminal, rather than inside the report;
     # with size steps only the first, so that the notebook measures the table as it grows.
     days = min(params["size_steps"]) if params["size_steps"] else params["days"]
