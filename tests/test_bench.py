@@ -137,7 +137,7 @@ def test_record_hands_every_row_to_reports(monkeypatch) -> None:
     workload, params, kw = got[0]
     assert workload == "window" and params == {"db": "timescaledb", "window": "1m", "target_ms": 50.0}
     assert kw["n"] == 3 and kw["p50_ms"] == 2.0 and kw["server_p50_ms"] == 0.5
-    assert kw["rows"] == 5
+    assert kw["rows"] == 5 and kw["server_n"] == 1
     assert kw["rows_per_s"] == pytest.approx(15 / 0.006)
 
 

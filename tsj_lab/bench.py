@@ -165,6 +165,8 @@ def time_interleaved(fns: Mapping[Any, Callable[[Any], Any]], params: Sequence[A
     time, so that what is compared (two databases, client and server, three fetch paths)
     shares the same moments of a busy machine. ``warmup`` untimed rounds come first.
     """
+    if not params or not fns:
+        raise ValueError("time_interleaved needs at least one function and one parameter set")
     if warmup < 0:
         raise ValueError(f"warmup={warmup} is negative; use 0 or more")
     keys = list(fns)
@@ -220,9 +222,10 @@ def point(workload: str, db: str, latencies: Sequence[float], *, rows: Sequence[
 
 
 #: result columns recorded as extra figures of a point, and those not recorded at all
-EXTRAS = ("mean_ms", "rows", "qps", "errors", "peak_connections", "ratio", "connect_ms")
+EXTRAS = ("mean_ms", "rows", "server_n", "qps", "errors", "peak_connections", "ratio",
+          "connect_ms")
 _NOT_PARAMS = ("workload", "n", "p50_ms", "p95_ms", "p99_ms", "max_ms", "server_p50_ms",
-               "rows_per_s", "server_n", "samples_ms", *EXTRAS)
+               "rows_per_s", "samples_ms", *EXTRAS)
 
 
 def record(df: pd.DataFrame) -> int:
@@ -232,6 +235,8 @@ def record(df: pd.DataFrame) -> int:
     for row in df.to_dict("records"):
         params = {k: _plain(v) for k, v in row.items() if k not in _NOT_PARAMS and _present(v)}
         extra = {k: float(row[k]) for k in EXTRAS if _present(row.get(k))}
+        if not extra.get("server_n"):  # no server time measured for this point
+            extra.pop("server_n", None)
         reports.record_result(
             row["workload"], params, n=int(row["n"]), p50_ms=row["p50_ms"],
             p95_ms=row["p95_ms"], p99_ms=row["p99_ms"], max_ms=row.get("max_ms"),
