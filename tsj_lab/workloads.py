@@ -247,3 +247,27 @@ def _run_clients(p: Any, stmt: str, params: list[dict[str, Any]], *, level: int)
     wall = time.perf_counter() - t0
     return {"latencies": latencies or [math.nan], "rows": rows, "wall_s": wall,
             "errors": len(errors)}
+
+
+def latency_by_size(target_url: str, source_url: str, *, steps: Sequence[int],
+                    symbols: Sequence[str], start: dt.date, interval_ms: int, seed: int,
+                    windows: Sequence[str] = tuple(WINDOWS), samples: int = 20,
+                    warmup: int = 3) -> pd.DataFrame:
+    """Window fetch again as both tables grow to each step's day count (bench-large).
+
+    Each step extends the data set day by day (:func:`tsj_lab.bench.prepare`) and adds
+    ``days`` and ``table_bytes`` to its rows; their workload is ``window_by_size``.
+    """
+    from .bench import prepare, table_bytes
+
+    if sorted(steps) != list(steps) or (steps and steps[0] < 1):
+        raise ValueError(f"size steps {list(steps)} must be growing day counts >= 1")
+    out = []
+    for step in steps:
+        dbs, ds = prepare(target_url, source_url, symbols=symbols, start=start, days=step,
+                          interval_ms=interval_ms, seed=seed)
+        got = window_fetch(dbs, ds, windows=windows, samples=samples, warmup=warmup, seed=seed)
+        sizes = {db.label: table_bytes(db) for db in dbs}
+        out.append(got.assign(workload="window_by_size", days=step,
+                              table_bytes=got["db"].map(sizes)))
+    return pd.concat(out, ignore_index=True) if out else pd.DataFrame()
