@@ -15,6 +15,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from tsj_lab.config import PROJECT_DIR, with_database
 from tsj_lab.embedded import SOURCE_DB, TARGET_DB, Embedded, default_home
@@ -65,7 +66,7 @@ def make_db(server: Embedded) -> Iterator[Callable[..., str]]:
     def make(*, timescale: bool = True, prefix: str = "t") -> str:
         name = f"{prefix}_{uuid.uuid4().hex[:10]}"
         with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         made.append(name)
         url = with_database(server.url(TARGET_DB), name)
         if timescale:
@@ -76,4 +77,6 @@ def make_db(server: Embedded) -> Iterator[Callable[..., str]]:
     yield make
     with psycopg.connect(admin, autocommit=True) as conn:
         for name in made:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )

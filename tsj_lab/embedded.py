@@ -277,12 +277,13 @@ class Embedded:
 
     def _ensure_databases(self) -> None:
         import psycopg
+        from psycopg import sql
 
         with psycopg.connect(self.url("postgres"), autocommit=True) as conn:
             have = {r[0] for r in conn.execute("SELECT datname FROM pg_database")}
             for db in (TARGET_DB, SOURCE_DB):
                 if db not in have:
-                    conn.execute(f'CREATE DATABASE "{db}"')  # fixed names, not user input
+                    conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db)))
         with psycopg.connect(self.url(TARGET_DB), autocommit=True) as conn:
             conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
 

@@ -24,6 +24,11 @@ log = logging.getLogger("tsj_lab")
 #: one module per phase under tsj_lab/cli/, imported when present
 PHASES = ("db", "schema", "generate", "migrate", "checks", "bench", "reports")
 
+GROUP_HELP = {
+    "db": "the embedded TimescaleDB: start, stop, status, url, setup",
+    "reports": "the dated reports: list, index",
+}
+
 Handler = Callable[[argparse.Namespace], int]
 _COMMANDS: list[tuple[list[str], str, Callable[[argparse.ArgumentParser], None], Handler]] = []
 
@@ -101,7 +106,10 @@ def _load_commands() -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     _load_commands()
-    parser = argparse.ArgumentParser(prog="tsj", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="tsj",
+        description="tsj-lab: provision, migrate, check and benchmark a TimescaleDB tick store",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     subs = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     groups: dict[str, argparse._SubParsersAction] = {}
@@ -109,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
         target = subs
         if len(words) == 2:
             if words[0] not in groups:
-                grp = subs.add_parser(words[0], help=f"{words[0]} commands")
+                grp = subs.add_parser(words[0], help=GROUP_HELP.get(words[0], words[0]))
                 groups[words[0]] = grp.add_subparsers(dest="subcommand", required=True,
                                                       metavar="SUBCOMMAND")
             target = groups[words[0]]
