@@ -181,15 +181,36 @@ def test_cli_generate_into_the_source(make_db, capsys: pytest.CaptureFixture[str
     assert "interval_ms=0" in capsys.readouterr().err
 
 
-def test_ingest_benchmark_reports_both_loads(make_db) -> None:
+def test_ingest_benchmark_times_each_method_in_turns(make_db) -> None:
     url = make_db(timescale=True)
-    res = generate.ingest_benchmark(url, symbols=["ES", "NQ"], interval_ms=30_000, workers=2)
-    assert res.rows == 2 * 2880
+    res = generate.ingest_benchmark(url, symbols=["ES"], interval_ms=1000, workers=2, repeats=2)
+    assert res.rows == 86_400 and res.repeats == 2
+    assert set(res.seconds) == set(res.loaded) == set(generate.INGEST_METHODS)
+    for method in generate.INGEST_METHODS:  # every load left exactly the same rows
+        assert res.loaded[method] == (res.rows, res.rows)
+        assert len(res.seconds[method]) == 2 and min(res.seconds[method]) > 0
     fig = res.as_dict()
-    assert fig["copy_rows_per_s"] > 0 and fig["psql_rows_per_s"] > 0 and fig["speedup_vs_psql"] > 0
-    assert len(plots.ingest_rates(fig).data[0].y) == 3
+    assert {"psql_rows_per_s", "pre_encoded_rows_per_s", "copy_rows_per_s", "copy_1_rows_per_s",
+            "speedup_vs_psql", "streamed_speedup_vs_psql"} <= set(fig)
+    assert fig["repeats"] == 2 and fig["workers"] == 2
+    assert fig["speedup_vs_psql"] == round(res.ratio("pre_encoded"), 2)
+    assert len(plots.ingest_rates(fig).data[0].y) == 4
     with psycopg.connect(url) as conn:  # the scratch table is gone
         assert conn.execute("SELECT to_regclass('tsj_ingest_bench')").fetchone()[0] is None
+
+
+def test_ingest_benchmark_needs_a_turn() -> None:
+    with pytest.raises(ValueError, match="repeats=0"):
+        generate.ingest_benchmark("postgresql://unused", repeats=0)
+
+
+def test_pre_encoded_parts_load_the_same_rows(make_db) -> None:
+    one, two = make_db(timescale=False), make_db(timescale=False)
+    parts = generate.plan(["ES", "NQ"], start=DAY, interval_ms=30_000)
+    for url, items in ((one, parts), (two, [generate.encode(p) for p in parts])):
+        schema.create_source(url)
+        assert generate.write_parts(url, items, workers=2, progress=False) == 2 * 2880
+    pd.testing.assert_frame_equal(migrate.digest(one), migrate.digest(two))
 
 
 def test_cli_generate_provisions_an_empty_target(make_db, capsys: pytest.CaptureFixture[str]) -> None:

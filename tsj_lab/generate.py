@@ -18,10 +18,11 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import statistics
 import threading
 import time as _time
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from decimal import Decimal
@@ -410,6 +411,24 @@ def copy_buffer(cols: Columns, *, source: str = SOURCE_TAG) -> bytes:
     return b"".join(blocks)
 
 
+@dataclass(frozen=True)
+class Encoded:
+    """One part's binary COPY tuples, encoded ahead of its load (see :func:`encode`)."""
+
+    data: bytes
+    rows: int
+
+    @property
+    def nominal_rows(self) -> int:
+        return self.rows
+
+
+def encode(part: Part) -> Encoded:
+    """Generate ``part`` and build its binary COPY buffer now, to load it later."""
+    cols = columns(part)
+    return Encoded(copy_buffer(cols), len(cols))
+
+
 # -- loading --------------------------------------------------------------------------------
 
 
@@ -450,13 +469,17 @@ def load(
 
 def write_parts(
     url: str,
-    parts: Sequence[Part],
+    parts: Sequence[Part | Encoded],
     *,
     table: str = "tick_data",
     workers: int | None = None,
     progress: bool | None = None,
 ) -> int:
-    """Binary-COPY ``parts`` into ``table`` over ``workers`` connections, a commit per part."""
+    """Binary-COPY ``parts`` into ``table`` over ``workers`` connections, a commit per part.
+
+    A :class:`Part` is generated and encoded by the worker that loads it; an
+    :class:`Encoded` one (from :func:`encode`) is sent as it is.
+    """
     workers = default_workers() if workers is None else workers
     if not 1 <= workers <= 64:
         raise ValueError(f"workers={workers} is out of range; use 1-64")
@@ -526,16 +549,15 @@ def ensure_source(
                 seed=seed, progress=False)
 
 
-def _copy_part(conn: Any, stmt: Any, part: Part) -> int:
-    cols = columns(part)
-    data = copy_buffer(cols)
+def _copy_part(conn: Any, stmt: Any, part: Part | Encoded) -> int:
+    enc = part if isinstance(part, Encoded) else encode(part)
     with conn.cursor() as cur:
         with cur.copy(stmt) as copy:
             copy.write(COPY_SIGNATURE)
-            copy.write(data)
+            copy.write(enc.data)
             copy.write(COPY_TRAILER)
     conn.commit()
-    return len(cols)
+    return enc.rows
 
 
 def table_exists(url: str, table: str = "tick_data") -> bool:
@@ -557,38 +579,76 @@ def _require_table(url: str, table: str) -> None:
 BENCH_TABLE = "tsj_ingest_bench"
 
 
+#: the loads of one turn, in the order they run: psql \copy of a CSV written beforehand;
+#: tsj binary COPY of buffers encoded beforehand (the like-for-like figure); tsj streamed
+#: (generate + encode + load, as `tsj generate` does) over `workers` connections; and over 1
+INGEST_METHODS = ("psql", "pre_encoded", "streamed", "streamed_1")
+
+
 @dataclass(frozen=True)
 class IngestResult:
-    """Rows/s of the same rows into the same fresh hypertable: binary COPY vs psql \\copy."""
+    """The same rows loaded into the same fresh hypertable by each of :data:`INGEST_METHODS`,
+    ``repeats`` times in alternating turns; the figures are medians over the turns."""
 
     rows: int
     workers: int
-    copy_s: float  # tsj binary COPY, generation included, `workers` connections
-    copy_1_s: float  # the same with one connection
-    psql_s: float  # psql \copy of a CSV file written beforehand (not timed)
+    seconds: Mapping[str, tuple[float, ...]]  # per method: each turn's load time, in order
+    loaded: Mapping[str, tuple[int, ...]]  # per method: rows in the table after each load
 
     @property
-    def copy_rows_per_s(self) -> float:
-        return self.rows / self.copy_s
+    def repeats(self) -> int:
+        return len(self.seconds["psql"])
+
+    def rows_per_s(self, method: str) -> float:
+        """The median over the turns of ``method``'s rows/s."""
+        return statistics.median(self.rows / s for s in self.seconds[method])
+
+    def ratio(self, method: str, base: str = "psql") -> float:
+        """Median rows/s of ``method`` over median rows/s of ``base``."""
+        return self.rows_per_s(method) / self.rows_per_s(base)
 
     @property
-    def copy_1_rows_per_s(self) -> float:
-        return self.rows / self.copy_1_s
+    def pre_encoded_rows_per_s(self) -> float:
+        return self.rows_per_s("pre_encoded")
+
+    @property
+    def copy_rows_per_s(self) -> float:  # streamed, `workers` connections
+        return self.rows_per_s("streamed")
+
+    @property
+    def copy_1_rows_per_s(self) -> float:  # streamed, 1 connection
+        return self.rows_per_s("streamed_1")
 
     @property
     def psql_rows_per_s(self) -> float:
-        return self.rows / self.psql_s
+        return self.rows_per_s("psql")
+
+    @property
+    def copy_s(self) -> float:
+        return statistics.median(self.seconds["streamed"])
+
+    @property
+    def copy_1_s(self) -> float:
+        return statistics.median(self.seconds["streamed_1"])
+
+    @property
+    def psql_s(self) -> float:
+        return statistics.median(self.seconds["psql"])
 
     @property
     def speedup(self) -> float:
-        return self.psql_s / self.copy_s
+        """The goal's ratio: pre-encoded binary COPY over psql \\copy (both inputs ready)."""
+        return self.ratio("pre_encoded")
 
     def as_dict(self) -> dict[str, float | int]:
-        return {"rows": self.rows, "workers": self.workers,
+        """Medians over ``repeats`` turns; ``copy_*`` are the streamed loads."""
+        return {"rows": self.rows, "workers": self.workers, "repeats": self.repeats,
+                "psql_rows_per_s": round(self.psql_rows_per_s),
+                "pre_encoded_rows_per_s": round(self.pre_encoded_rows_per_s),
                 "copy_rows_per_s": round(self.copy_rows_per_s),
                 "copy_1_rows_per_s": round(self.copy_1_rows_per_s),
-                "psql_rows_per_s": round(self.psql_rows_per_s),
-                "speedup_vs_psql": round(self.speedup, 2)}
+                "speedup_vs_psql": round(self.speedup, 2),
+                "streamed_speedup_vs_psql": round(self.ratio("streamed"), 2)}
 
 
 def ingest_benchmark(
@@ -601,28 +661,63 @@ def ingest_benchmark(
     seed: int = DEFAULT_SEED,
     workers: int | None = None,
     psql: str | None = None,
+    repeats: int = 3,
 ) -> IngestResult:
-    """Load the same ticks three ways into a scratch hypertable and time each load."""
+    """Load the same ticks by each of :data:`INGEST_METHODS`, ``repeats`` turns of all of
+    them in that order, into a scratch hypertable emptied and CHECKPOINTed before each load.
+
+    The CSV and the pre-encoded buffers are written before any clock starts.
+    """
     import tempfile
 
+    if repeats < 1:
+        raise ValueError(f"repeats={repeats} is out of range; use 1 or more")
     parts = plan(symbols, start=start, days=days, interval_ms=interval_ms, seed=seed)
     workers = default_workers() if workers is None else workers
     psql = psql or _psql_binary()
     with tempfile.TemporaryDirectory(prefix="tsj-ingest-") as tmp:
         csv = os.path.join(tmp, "ticks.csv")
         rows = _write_csv(parts, csv)
+        loads = _ingest_loads(url, parts, [encode(p) for p in parts], csv, psql, workers)
         _bench_table(url, create=True)
         try:
-            psql_s = _timed(lambda: _psql_copy(url, psql, csv), url)
-            copy_1_s = _timed(lambda: write_parts(url, parts, table=BENCH_TABLE, workers=1,
-                                                  progress=False), url)
-            copy_s = _timed(lambda: write_parts(url, parts, table=BENCH_TABLE, workers=workers,
-                                                progress=False), url)
+            runs = _turns(url, loads, repeats)
         finally:
             _bench_table(url, create=False)
-    result = IngestResult(rows, workers, copy_s, copy_1_s, psql_s)
+    result = IngestResult(rows, workers, {m: tuple(s for s, _ in r) for m, r in runs.items()},
+                          {m: tuple(n for _, n in r) for m, r in runs.items()})
+    _check_loaded(result)
     log.info("ingest benchmark: %s", result.as_dict())
     return result
+
+
+def _check_loaded(result: IngestResult) -> None:
+    """Every load must have left all the rows: a rate of a partial load means nothing."""
+    wrong = {m: ns for m, ns in result.loaded.items() if set(ns) != {result.rows}}
+    if wrong:
+        from .errors import TsjError
+
+        raise TsjError(f"ingest benchmark: loads left {wrong} rows, not {result.rows} each; "
+                       f"is something else writing to {BENCH_TABLE}?")
+
+
+def _ingest_loads(url: str, parts: Sequence[Part], encoded: Sequence[Encoded], csv: str,
+                  psql: str, workers: int) -> dict[str, Any]:
+    """Each method's load, a callable of no argument."""
+    def tsj(items: Sequence[Part | Encoded], n: int) -> Any:
+        return lambda: write_parts(url, items, table=BENCH_TABLE, workers=n, progress=False)
+
+    return {"psql": lambda: _psql_copy(url, psql, csv), "pre_encoded": tsj(encoded, workers),
+            "streamed": tsj(parts, workers), "streamed_1": tsj(parts, 1)}
+
+
+def _turns(url: str, loads: Mapping[str, Any], repeats: int) -> dict[str, list[tuple[float, int]]]:
+    """``repeats`` turns of every load in :data:`INGEST_METHODS` order: (seconds, rows) each."""
+    runs: dict[str, list[tuple[float, int]]] = {m: [] for m in INGEST_METHODS}
+    for _ in range(repeats):
+        for method in INGEST_METHODS:
+            runs[method].append(_timed(loads[method], url))
+    return runs
 
 
 def _write_csv(parts: Sequence[Part], path: str) -> int:
@@ -634,8 +729,8 @@ def _write_csv(parts: Sequence[Part], path: str) -> int:
     return rows
 
 
-def _timed(load: Any, url: str) -> float:
-    """Seconds one load takes into the emptied scratch table."""
+def _timed(load: Any, url: str) -> tuple[float, int]:
+    """Seconds one load takes into the emptied scratch table, and the rows it left there."""
     with connect(url, autocommit=True) as conn:
         conn.execute(queries.compose("gen_truncate", table=BENCH_TABLE))
         try:  # each load starts without the previous one's dirty pages
@@ -644,7 +739,10 @@ def _timed(load: Any, url: str) -> float:
             log.info("no CHECKPOINT privilege on the target; loads may overlap flushes")
     t0 = _time.perf_counter()
     load()
-    return _time.perf_counter() - t0
+    seconds = _time.perf_counter() - t0
+    with connect(url, autocommit=True) as conn:
+        row = conn.execute(queries.compose("gen_count", table=BENCH_TABLE)).fetchone()
+    return seconds, int(row[0]) if row else 0
 
 
 def _bench_table(url: str, *, create: bool) -> None:
