@@ -359,6 +359,8 @@ def environment(target: str = "target", *, settings: Settings | None = None) -> 
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
+        # benchmarks share the cores with whatever else runs: say how busy they were
+        "load_average": list(os.getloadavg()),
         "database": _database(target, settings=settings),
     }
 
