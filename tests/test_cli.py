@@ -58,3 +58,11 @@ def test_db_url_carries_no_password(server: Embedded) -> None:
         assert "passfile=" in res.stdout and ":***@" not in res.stdout
     else:
         assert "never started" in res.stderr
+
+
+def test_db_url_source_names_the_plain_database(server: Embedded) -> None:
+    res = run("db", "url", "--source", env={"TSJ_HOME": str(server.home)})
+    if res.returncode == 0:
+        assert "/tsj_source?" in res.stdout
+    else:
+        assert "never started" in res.stderr and "Traceback" not in res.stderr

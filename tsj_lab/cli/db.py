@@ -46,11 +46,12 @@ def _db_status(args: argparse.Namespace) -> int:
 
 
 @command("db url", "print the embedded server's URL (no password: it names a passfile)",
-         lambda p: p.add_argument("--source", action="store_true", help="the plain source database"))
+         lambda p: p.add_argument("--source", dest="source_db", action="store_true",
+                                  help="the plain source database"))
 def _db_url(args: argparse.Namespace) -> int:
     from ..embedded import SOURCE_DB, TARGET_DB
 
-    print(_embedded(args).url(SOURCE_DB if args.source else TARGET_DB))
+    print(_embedded(args).url(SOURCE_DB if args.source_db else TARGET_DB))
     return 0
 
 
