@@ -60,3 +60,12 @@ CHECKPOINT;
 -- name: gen_has_rows
 -- Whether {table} holds any row (cheap on any size: stops at the first).
 SELECT EXISTS (SELECT 1 FROM {table}) AS has_rows;
+
+-- name: gen_part_count
+-- Ticks of one symbol in one generated part's time range [lo, hi): tells whether that part
+-- is already loaded (so a re-run of `tsj generate` never doubles rows).
+SELECT count(*) FROM {table} WHERE symbol = %(symbol)s AND time >= %(lo)s AND time < %(hi)s;
+
+-- name: gen_delete_part
+-- Removes one part's range before it is generated again (`tsj generate --replace`).
+DELETE FROM {table} WHERE symbol = %(symbol)s AND time >= %(lo)s AND time < %(hi)s;

@@ -221,3 +221,28 @@ def test_cli_generate_provisions_an_empty_target(make_db, capsys: pytest.Capture
     with psycopg.connect(url) as conn:
         assert conn.execute("SELECT count(*) FROM timescaledb_information.hypertables "
                             "WHERE hypertable_name = 'tick_data'").fetchone()[0] == 1
+
+
+def test_cli_generate_rerun_skips_loaded_parts_and_refuses_foreign_rows(
+    make_db, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = make_db(timescale=False)
+    args = ["generate", "--source", url, "--symbols", "ES", "--start", DAY, "--interval-ms",
+            "60000", "--sessions"]
+    assert main(args) == 0
+    with psycopg.connect(url) as conn:
+        first = conn.execute("SELECT count(*) FROM tick_data").fetchone()[0]
+    capsys.readouterr()
+    assert main(args) == 0  # the same run again: nothing doubled
+    assert "nothing to do" in capsys.readouterr().out
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT count(*) FROM tick_data").fetchone()[0] == first
+        conn.execute("DELETE FROM tick_data WHERE ctid IN (SELECT ctid FROM tick_data LIMIT 5)")
+    assert main(args) == 1  # an interrupted or foreign range: refused, untouched
+    err = capsys.readouterr().err
+    assert f"holds {first - 5:,} ticks of ES" in err and "--replace" in err
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT count(*) FROM tick_data").fetchone()[0] == first - 5
+    assert main([*args, "--replace"]) == 0
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT count(*) FROM tick_data").fetchone()[0] == first

@@ -35,6 +35,7 @@ import psycopg
 
 from . import queries
 from .db import connect
+from .errors import SchemaError
 
 log = logging.getLogger("tsj_lab")
 
@@ -98,6 +99,20 @@ class Part:
     @property
     def nominal_rows(self) -> int:
         return self.stop - self.first
+
+    def bounds(self) -> tuple[dt.datetime, dt.datetime]:
+        """The part's time range [lo, hi) in UTC."""
+        day = dt.datetime.combine(self.day, dt.time(), tzinfo=dt.timezone.utc)
+        step = dt.timedelta(milliseconds=self.interval_ms)
+        return day + self.first * step, day + self.stop * step
+
+    def expected_rows(self) -> int:
+        """The ticks :func:`columns` yields for this part (fewer than nominal with sessions)."""
+        if not self.sessions:
+            return self.nominal_rows
+        day_us = (self.day - EPOCH).days * 86_400_000_000
+        time_us = day_us + np.arange(self.first, self.stop, dtype=np.int64) * self.interval_ms * 1000
+        return int(_in_session(time_us, spec_for(self.symbol).session).sum())
 
 
 def plan(
@@ -465,6 +480,36 @@ def load(
     parts = plan(symbols, start=start, days=days, interval_ms=interval_ms, seed=seed,
                  sessions=sessions)
     return write_parts(url, parts, table=table, workers=workers, progress=progress)
+
+
+def pending_parts(url: str, parts: Sequence[Part], *, table: str = "tick_data",
+                  replace: bool = False) -> list[Part]:
+    """The parts not loaded yet: a part already holding its ticks is skipped.
+
+    A part's range holding some other number of ticks (an interrupted load, other data)
+    is an error unless ``replace``, which deletes that range first: a re-run never
+    doubles rows, and never mixes generated ticks into data it did not write.
+    """
+    count = queries.compose("gen_part_count", table=table)
+    delete = queries.compose("gen_delete_part", table=table)
+    todo: list[Part] = []
+    with connect(url, autocommit=True) as conn:
+        for part in parts:
+            lo, hi = part.bounds()
+            args = {"symbol": part.symbol, "lo": lo, "hi": hi}
+            have = conn.execute(count, args).fetchone()[0]  # type: ignore[index]
+            if have == part.expected_rows():
+                continue
+            if have and not replace:
+                raise SchemaError(
+                    f"{table} already holds {have:,} ticks of {part.symbol} in [{lo:%Y-%m-%d %H:%M}, "
+                    f"{hi:%Y-%m-%d %H:%M}) UTC, not the {part.expected_rows():,} generated there; "
+                    "pass --replace to regenerate that range"
+                )
+            if have:
+                conn.execute(delete, args)
+            todo.append(part)
+    return todo
 
 
 def write_parts(

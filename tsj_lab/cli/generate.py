@@ -23,6 +23,9 @@ def _setup(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sessions", action="store_true",
                    help="leave out the futures' daily halt and the weekend closes")
     p.add_argument("--workers", type=int, default=None, help="parallel connections (default: cores)")
+    p.add_argument("--replace", action="store_true",
+                   help="regenerate ranges that hold other ticks (default: refuse; ranges "
+                   "already holding the generated ticks are always skipped)")
     p.add_argument("--into", choices=("target", "source"), default="target",
                    help="load the target hypertable (default) or the plain source table; "
                    "--source URL implies source")
@@ -46,9 +49,14 @@ def _generate(args: argparse.Namespace) -> int:
         url = target_url(args)
         if not generate.table_exists(url):
             schema.provision(url)
+    todo = generate.pending_parts(url, parts, replace=args.replace)
+    skipped = f"; {len(parts) - len(todo)} of {len(parts)} parts were already loaded"
+    if not todo:
+        print(f"nothing to do: all {len(parts)} parts are already in {into} tick_data")
+        return 0
     t0 = time.perf_counter()
-    rows = generate.write_parts(url, parts, workers=args.workers)
+    rows = generate.write_parts(url, todo, workers=args.workers)
     secs = time.perf_counter() - t0
     print(f"loaded {rows:,} ticks into {into} tick_data in {secs:.1f} s "
-          f"({rows / max(secs, 1e-9):,.0f} rows/s)")
+          f"({rows / max(secs, 1e-9):,.0f} rows/s){skipped if len(todo) < len(parts) else ''}")
     return 0
