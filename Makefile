@@ -25,7 +25,7 @@ db: setup
 ## browser: headless Chromium for the report rendering tests (Debian package)
 browser:
 	@command -v chromium >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "make: chromium missing; run 'sudo apt-get install chromium'" >&2; exit 1; fi; }
 
 ## test: the whole suite (unit, integration on the embedded server, nbval over notebooks/)
