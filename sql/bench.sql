@@ -58,38 +58,11 @@ WHERE symbol = %(symbol)s AND time >= %(after_time)s AND time < %(end)s
 ORDER BY time, ctid
 LIMIT %(limit)s;
 
--- name: bench_candles_view
--- A day of candles of one width, read from its candle view ({view}: candle_1m ...).
--- Prices to float8 and the summed volume (NUMERIC) to int8: what the DataFrame holds.
-SELECT bucket,
-       open::float8 AS open,
-       high::float8 AS high,
-       low::float8 AS low,
-       close::float8 AS close,
-       volume::int8 AS volume,
-       tick_count
-FROM {view}
-WHERE symbol = %(symbol)s AND bucket >= %(start)s AND bucket < %(end)s
-ORDER BY bucket;
-
--- name: bench_candles_raw_timescale
--- The same candles aggregated from the raw ticks with time_bucket and first/last
--- (TimescaleDB): what every chart load would cost without the views.
-SELECT time_bucket(%(width)s::interval, time) AS bucket,
-       first(last_price, time)::float8 AS open,
-       max(last_price)::float8 AS high,
-       min(last_price)::float8 AS low,
-       last(last_price, time)::float8 AS close,
-       sum(volume)::int8 AS volume,
-       count(*) AS tick_count
-FROM tick_data
-WHERE symbol = %(symbol)s AND time >= %(start)s AND time < %(end)s
-GROUP BY 1
-ORDER BY 1;
-
 -- name: bench_candles_raw_plain
 -- The same candles on plain PostgreSQL (no time_bucket, no first/last): date_bin and
--- ordered array_agg, as an application on Supabase would have to write them.
+-- ordered array_agg, as an application on Supabase would have to write them. (The views
+-- and TimescaleDB's raw aggregation are read with sql/candles.sql's candle_view_range and
+-- candle_raw_range, the queries the candle explorer runs.)
 SELECT date_bin(%(width)s::interval, time, TIMESTAMPTZ '2000-01-01 00:00:00+00') AS bucket,
        ((array_agg(last_price ORDER BY time))[1])::float8 AS open,
        max(last_price)::float8 AS high,

@@ -113,7 +113,7 @@ def test_read_frame_matches_plain_psycopg(pair) -> None:
 
 def test_read_frame_fills_identifiers(pair) -> None:
     dbs, ds = pair
-    candles = db.read_frame(dbs[1].url, "bench_candles_view",
+    candles = db.read_frame(dbs[1].url, "candle_view_range",
                             {"symbol": "NQ", "start": ds.start, "end": ds.end},
                             identifiers={"view": "candle_1h"})
     assert len(candles) == 24 and candles["tick_count"].sum() == 1440
@@ -182,8 +182,8 @@ def test_replace_regenerates_a_day_of_other_spacing(pair) -> None:
 def test_candle_frames_are_numbers(pair) -> None:
     dbs, ds = pair
     params = {"symbol": "ES", "start": ds.start, "end": ds.end, "width": "1 hour"}
-    frames = [db.read_frame(dbs[1].url, "bench_candles_view", params, identifiers={"view": "candle_1h"}),
-              db.read_frame(dbs[1].url, "bench_candles_raw_timescale", params),
+    frames = [db.read_frame(dbs[1].url, "candle_view_range", params, identifiers={"view": "candle_1h"}),
+              db.read_frame(dbs[1].url, "candle_raw_range", params),
               db.read_frame(dbs[0].url, "bench_candles_raw_plain", params)]
     for frame in frames:
         assert [str(t) for t in frame.dtypes] == ["datetime64[us, UTC]"] + ["float64"] * 4 + ["int64"] * 2

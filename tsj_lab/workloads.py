@@ -154,8 +154,8 @@ def _candle_sources(db: Database, view: str) -> list[tuple[str, str, dict[str, s
     """(how, query, identifiers): plain PostgreSQL has raw aggregation only."""
     if db.label == PLAIN:
         return [("raw", "bench_candles_raw_plain", {})]
-    return [("view", "bench_candles_view", {"view": view}),
-            ("raw", "bench_candles_raw_timescale", {})]
+    return [("view", "candle_view_range", {"view": view}),
+            ("raw", "candle_raw_range", {})]
 
 
 def concurrency(dbs: Sequence[Database], dataset: Dataset, *,
