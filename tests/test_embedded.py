@@ -89,3 +89,26 @@ def test_bad_arguments_fail_up_front(tmp_path: Path) -> None:
         Embedded(tmp_path, instance="../x")
     with pytest.raises(ValueError, match="port 80"):
         Embedded(tmp_path, port=80)
+
+
+def test_missing_passfile_refuses_rather_than_wiping(server: Embedded) -> None:
+    other = Embedded(server.home, instance=f"{server.instance}-nopass")
+    try:
+        other.ensure_cluster()
+        other.passfile.unlink()
+        with pytest.raises(EmbeddedError, match="passfile .* is missing .* holds a database"):
+            other.ensure_cluster()
+        assert (other.data / "PG_VERSION").is_file()
+    finally:
+        shutil.rmtree(other.dir, ignore_errors=True)
+
+
+def test_half_made_cluster_is_redone(server: Embedded) -> None:
+    other = Embedded(server.home, instance=f"{server.instance}-half")
+    try:
+        (other.data).mkdir(parents=True)
+        (other.data / "PG_VERSION").write_text("17\n")  # initdb cut short
+        other.ensure_cluster()
+        assert other.passfile.is_file() and (other.data / "global").is_dir()
+    finally:
+        shutil.rmtree(other.dir, ignore_errors=True)

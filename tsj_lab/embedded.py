@@ -73,6 +73,7 @@ SUPERUSER = "tsj"
 TARGET_DB = "tsj"
 SOURCE_DB = "tsj_source"
 UNPRIVILEGED = "nobody"
+CONF_MARKER = "# tsj-lab"  # closes the server's postgresql.conf: initdb finished
 
 
 @dataclass(frozen=True)
@@ -201,9 +202,20 @@ class Embedded:
     # -- cluster ----------------------------------------------------------------------
 
     def ensure_cluster(self) -> None:
-        """initdb once; a data dir left half-made by an interrupted initdb is redone."""
-        if (self.data / "PG_VERSION").is_file() and self.passfile.is_file():
+        """initdb once; a data dir left half-made by an interrupted initdb is redone.
+
+        The steps end with the passfile, then the tsj-lab settings: a cluster holding both
+        is complete. One with the settings but no passfile was made whole once (and may
+        hold data), so it is never wiped: the user decides.
+        """
+        configured = self._configured()
+        if configured and self.passfile.is_file():
             return
+        if configured:
+            raise EmbeddedError(
+                f"the passfile {self.passfile} is missing but {self.data} holds a database; "
+                f"restore the passfile, or remove {self.dir} to start afresh (its data is lost)"
+            )
         shutil.rmtree(self.dir, ignore_errors=True)
         self.dir.mkdir(parents=True)
         password = secrets.token_urlsafe(24)
@@ -218,13 +230,17 @@ class Embedded:
             )
         finally:
             pwfile.unlink(missing_ok=True)
-        with open(self.data / "postgresql.conf", "a") as fh:
-            fh.write("\n# tsj-lab\n")
-            fh.writelines(f"{k} = {v}\n" for k, v in SERVER_SETTINGS.items())
-        self._give_to_server_user(self.data / "postgresql.conf")
         # the passfile is the client's (root's or the user's): 0600 or libpq ignores it
         self.passfile.write_text(f"127.0.0.1:*:*:{SUPERUSER}:{password}\n")
         self.passfile.chmod(0o600)
+        with open(self.data / "postgresql.conf", "a") as fh:
+            fh.write(f"\n{CONF_MARKER}\n")
+            fh.writelines(f"{k} = {v}\n" for k, v in SERVER_SETTINGS.items())
+        self._give_to_server_user(self.data / "postgresql.conf")
+
+    def _configured(self) -> bool:
+        conf = self.data / "postgresql.conf"
+        return conf.is_file() and CONF_MARKER in conf.read_text(errors="replace")
 
     def start(self) -> str:
         """Set up as needed, start when not running, and return the target URL."""
