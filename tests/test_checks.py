@@ -401,6 +401,12 @@ def test_plain_table_and_bad_options(make_db: Callable[..., str]) -> None:
     url = make_db(timescale=True)
     with pytest.raises(checks.SchemaError, match="tsj provision"):
         checks.run(url, progress=False)
+    # a plain PostgreSQL target: named, with how to enable the extension
+    plain = make_db(timescale=False)
+    with pytest.raises(checks.SchemaError,
+                       match=r"database at postgresql://.* has no timescaledb extension; "
+                             r"run 'CREATE EXTENSION timescaledb;'"):
+        checks.run(plain, progress=False)
 
 
 # -- the command --------------------------------------------------------------------------

@@ -204,12 +204,14 @@ def run(
     connection is made). ``timings``, when given, receives the seconds of each step;
     ``stats`` the number of ticks and of (symbol, day) pairs checked.
     """
+    from . import schema
+
     opts = Options(**options)
     with connection(target_url, autocommit=True) as conn:
         caps = probe(conn)
         if caps.timescaledb_version is None:
-            raise SchemaError("target has no timescaledb extension; point --target at the "
-                              "TimescaleDB and run 'tsj provision'")
+            # names the target and how to enable the extension ('tsj provision' cannot)
+            raise schema.missing_extension_error(target_url, caps)
         if not conn.execute(queries.text("chk_relation_kind"), {"name": opts.table}).fetchone():
             raise SchemaError(f"table '{opts.table}' not found on the target; run 'tsj provision'")
         conn.execute(queries.text("chk_session"))
