@@ -206,6 +206,7 @@ BAD = "postgresql://nobody@127.0.0.1:1/none"
 
 @pytest.mark.parametrize("call, message", [
     (lambda: schema.apply_retention(BAD, older_than="ninety days"), "not an interval"),
+    (lambda: schema.apply_retention(BAD, older_than="0 days"), "positive whole number"),
     (lambda: schema.apply_retention(BAD, older_than=timedelta(0)), "must be positive"),
     (lambda: schema.refresh_candles(BAD, start=datetime(2026, 1, 2, tzinfo=timezone.utc),
                                     end=datetime(2026, 1, 1, tzinfo=timezone.utc)),

@@ -382,7 +382,9 @@ def _refresh_one(conn: psycopg.Connection[Any], view: str, caps: Capabilities,
     return "full concurrently" if populated else "full"
 
 
-_INTERVAL = re.compile(r"^\s*\d+\s*(minute|hour|day|week|month|year)s?\s*$", re.IGNORECASE)
+# a positive whole number: '0 days' would drop every chunk
+_INTERVAL = re.compile(r"^\s*0*[1-9]\d*\s*(minute|hour|day|week|month|year)s?\s*$",
+                       re.IGNORECASE)
 
 
 def apply_retention(url: str, *, older_than: str | timedelta = "90 days",
@@ -399,7 +401,8 @@ def apply_retention(url: str, *, older_than: str | timedelta = "90 days",
             raise ValueError(f"older_than={older_than} must be positive, e.g. '90 days'")
     elif not _INTERVAL.match(older_than):
         raise ValueError(f"older_than={older_than!r} is not an interval like '90 days' "
-                         "(a number and minutes, hours, days, weeks, months or years)")
+                         "(a positive whole number and minutes, hours, days, weeks, months "
+                         "or years)")
     name = "show_old_chunks" if dry_run else "drop_old_chunks"
     with connection(url) as conn:
         caps = probe(conn)
