@@ -331,6 +331,8 @@ def test_dry_run_for_the_timescale_license_on_the_apache_server(make_db: Callabl
     assert snapshot(url) == before
     with pytest.raises(ValueError, match="needs dry_run"):
         schema.provision(url, for_license="timescale")
+    assert main(["provision", "--target", url, "--license", "timescale"]) == 1
+    assert "add --dry-run" in capsys.readouterr().err
     assert main(["provision", "--target", make_db(), "--dry-run", "--license", "timescale"]) == 0
     out = capsys.readouterr().out
     assert "WITH (timescaledb.continuous, timescaledb.materialized_only = false)" in out

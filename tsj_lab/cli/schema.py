@@ -31,6 +31,9 @@ def _provision_args(p: argparse.ArgumentParser) -> None:
 def _provision(args: argparse.Namespace) -> int:
     from .. import schema
 
+    if args.license and not args.dry_run:
+        raise ValueError(f"--license {args.license} plans for another license and changes "
+                         "nothing: add --dry-run")
     url = target_url(args)
     result = schema.provision(url, dry_run=args.dry_run, migrate_data=args.migrate_data,
                               for_license=args.license)
