@@ -197,6 +197,20 @@ def test_command_line_values_are_typed_like_the_defaults() -> None:
     assert typed == {"interactive": False, "symbol": "ES"}
 
 
+def test_a_command_line_value_of_the_wrong_kind_fails_up_front() -> None:
+    declared = {"samples": {"default": "5"}, "symbols": {"default": '["ES"]'},
+                "refresh": {"default": "True"}, "duration_s": {"default": "10.0"}}
+    with pytest.raises(ValueError, match=r"notebook 'b' parameter 'samples' takes a whole "
+                                         r"number like 5; got 'abc'"):
+        reports.coerce_parameters({"samples": "abc"}, declared, notebook="notebook 'b'")
+    with pytest.raises(ValueError, match=r"'symbols' takes a list like \['ES'\]; got 'ES'"):
+        reports.coerce_parameters({"symbols": "ES"}, declared)
+    with pytest.raises(ValueError, match="'refresh' takes True or False"):
+        reports.coerce_parameters({"refresh": "1"}, declared)
+    typed = reports.coerce_parameters({"duration_s": "5", "symbols": "['ES', 'NQ']"}, declared)
+    assert typed == {"duration_s": 5, "symbols": ["ES", "NQ"]}
+
+
 def test_records_are_checked_and_kept_outside_a_kernel() -> None:
     before = len(reports.recorded())
     reports.record_metric("nan", math.nan, n=0)

@@ -189,17 +189,49 @@ def check_parameters(params: Mapping[str, Any], *, declared: Iterable[str] | Non
     return dict(params)
 
 
-def coerce_parameters(raw: Mapping[str, str], declared: Mapping[str, Mapping[str, Any]]
-                      ) -> dict[str, Any]:
-    """Command-line strings typed like the notebook's defaults ('5' -> 5 unless it is a str)."""
+def coerce_parameters(raw: Mapping[str, str], declared: Mapping[str, Mapping[str, Any]], *,
+                      notebook: str = "notebook") -> dict[str, Any]:
+    """Command-line strings typed like the notebook's defaults ('5' -> 5 unless it is a str).
+
+    A value that cannot be of its default's kind ('abc' where the default is 5, 'ES'
+    where it is a list) is a ``ValueError`` here, before any data is made or a kernel
+    started, rather than a ``TypeError`` deep inside the report.
+    """
     out: dict[str, Any] = {}
     for key, value in raw.items():
-        if isinstance(_literal(str(declared.get(key, {}).get("default", ""))), str):
+        default = _literal(str(declared.get(key, {}).get("default", "")))
+        if isinstance(default, str):
             out[key] = value  # a string parameter stays a string, even '2024' or 'None'
-        else:
-            literal = _literal(value)
-            out[key] = value if literal is _NOT_A_LITERAL else literal
+            continue
+        literal = _literal(value)
+        typed = value if literal is _NOT_A_LITERAL else literal
+        kind = _kind_of(default)
+        if kind and not _is_kind(typed, default):
+            raise ValueError(f"{notebook} parameter {key!r} takes {kind} like {default!r}; "
+                             f"got {value!r}")
+        out[key] = typed
     return out
+
+
+def _kind_of(default: Any) -> str | None:
+    """What a default asks for, in words; None when anything goes (None, an expression)."""
+    for types, words in ((bool, "True or False"), (int, "a whole number"),
+                         (float, "a number"), ((list, tuple), "a list"), (dict, "a dict")):
+        if isinstance(default, types):
+            return words
+    return None
+
+
+def _is_kind(value: Any, default: Any) -> bool:
+    if isinstance(default, bool):
+        return isinstance(value, bool)
+    if isinstance(default, int):
+        return isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(default, float):
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if isinstance(default, (list, tuple)):
+        return isinstance(value, (list, tuple))
+    return isinstance(value, type(default))
 
 
 _NOT_A_LITERAL = object()

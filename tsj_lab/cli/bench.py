@@ -32,7 +32,8 @@ def _bench(args: argparse.Namespace) -> int:
     # Parameters first: a misspelt -p fails before any server starts or data is generated.
     params = bench.parameters(large=args.large, quick=args.quick)
     declared = reports.notebook_parameters(reports.notebook_path("04_benchmark"))
-    params.update(reports.coerce_parameters(dict(args.parameter), declared))
+    params.update(reports.coerce_parameters(dict(args.parameter), declared,
+                                            notebook="notebook '04_benchmark'"))
     reports.check_parameters(params, declared=declared, notebook="notebook '04_benchmark'")
     target, source = target_url(args), source_url(args)
     # The kernel inherits the environment: URLs travel there, never as parameters.

@@ -37,7 +37,8 @@ def _report(args: argparse.Namespace) -> int:
     dirs = {"notebooks_dir": args.notebooks_dir or reports.NOTEBOOKS_DIR,
             "reports_dir": args.reports_dir or reports.REPORTS_DIR}
     path = reports.notebook_path(args.name, notebooks_dir=dirs["notebooks_dir"])
-    params = reports.coerce_parameters(dict(args.parameter), reports.notebook_parameters(path))
+    params = reports.coerce_parameters(dict(args.parameter), reports.notebook_parameters(path),
+                                        notebook=f"notebook {path.stem!r}")
     progress = sys.stderr.isatty() and os.environ.get("TSJ_NO_PROGRESS") != "1"
     report = reports.run(args.name, parameters=params, progress=progress, **dirs)
     if args.json:
