@@ -246,3 +246,16 @@ def test_cli_generate_rerun_skips_loaded_parts_and_refuses_foreign_rows(
     assert main([*args, "--replace"]) == 0
     with psycopg.connect(url) as conn:
         assert conn.execute("SELECT count(*) FROM tick_data").fetchone()[0] == first
+
+
+@pytest.mark.parametrize("flags, word", [
+    (["--target", "postgresql://nowhere/t", "--into", "source"], "--target URL given with --into source"),
+    (["--source", "postgresql://nowhere/s", "--into", "target"], "--source URL given with --into target"),
+    (["--source", "postgresql://nowhere/s", "--target", "postgresql://nowhere/t"], "both given"),
+])
+def test_cli_generate_refuses_a_url_for_the_other_side(
+    flags: list[str], word: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A URL is never silently ignored in favour of the default database of the other side."""
+    assert main(["generate", *flags, "--symbols", "ES", "--start", DAY]) == 1
+    assert word in capsys.readouterr().err

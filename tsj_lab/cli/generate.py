@@ -26,9 +26,21 @@ def _setup(p: argparse.ArgumentParser) -> None:
     p.add_argument("--replace", action="store_true",
                    help="regenerate ranges that hold other ticks (default: refuse; ranges "
                    "already holding the generated ticks are always skipped)")
-    p.add_argument("--into", choices=("target", "source"), default="target",
+    p.add_argument("--into", choices=("target", "source"), default=None,
                    help="load the target hypertable (default) or the plain source table; "
                    "--source URL implies source")
+
+
+def _into(args: argparse.Namespace) -> str:
+    """Which side to load; a URL for the other side is refused, never silently ignored."""
+    if args.source and args.target:
+        raise ValueError("--target and --source both given; generate loads one of them")
+    into = args.into or ("source" if args.source else "target")
+    if (into == "source" and args.target) or (into == "target" and args.source):
+        flag = "--target" if args.target else "--source"
+        raise ValueError(f"{flag} URL given with --into {into}; drop --into, or name the "
+                         f"{into}'s URL with --{into}")
+    return into
 
 
 @command("generate", "generate ticks and bulk-load them (binary COPY, parallel)", _setup)
@@ -38,9 +50,7 @@ def _generate(args: argparse.Namespace) -> int:
     start = args.start or (dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=1))
     parts = generate.plan(args.symbols.split(","), start=start, days=args.days,
                           interval_ms=args.interval_ms, seed=args.seed, sessions=args.sessions)
-    if args.source and args.target:
-        raise ValueError("--target and --source both given; generate loads one of them")
-    into = "source" if args.source else args.into
+    into = _into(args)
     if into == "source":
         url = source_url(args)
         if not generate.table_exists(url):
