@@ -14,10 +14,13 @@ SET TIME ZONE 'UTC';
 
 -- name: chk_hypertable_dimension
 -- The time dimension of hypertable %(table)s: column and chunk interval (no row: not a
--- hypertable). AC2 wants one day.
+-- hypertable). AC2 wants one day. Matched as a relation, like the suite's other lookups:
+-- a tick_data in another schema is not this one.
 SELECT column_name, time_interval
 FROM timescaledb_information.dimensions
-WHERE hypertable_name = %(table)s AND dimension_type = 'Time'
+WHERE (quote_ident(hypertable_schema) || '.' || quote_ident(hypertable_name))::regclass
+      = to_regclass(%(table)s)
+  AND dimension_type = 'Time'
 ORDER BY dimension_number
 LIMIT 1;
 
@@ -27,7 +30,9 @@ LIMIT 1;
 -- them. The first %(limit)s by age, with the total.
 SELECT count(*) OVER () AS total, chunk_name, range_start, range_end, is_compressed
 FROM timescaledb_information.chunks
-WHERE hypertable_name = %(table)s AND range_end <= now() - %(retention)s::interval
+WHERE (quote_ident(hypertable_schema) || '.' || quote_ident(hypertable_name))::regclass
+      = to_regclass(%(table)s)
+  AND range_end <= now() - %(retention)s::interval
 ORDER BY range_start
 LIMIT %(limit)s;
 
@@ -36,7 +41,9 @@ LIMIT %(limit)s;
 -- uncompressed (the policy should have compressed them), the first %(limit)s, with the total.
 SELECT count(*) OVER () AS total, chunk_name, range_start, range_end
 FROM timescaledb_information.chunks
-WHERE hypertable_name = %(table)s AND range_end <= now() - %(compress_after)s::interval
+WHERE (quote_ident(hypertable_schema) || '.' || quote_ident(hypertable_name))::regclass
+      = to_regclass(%(table)s)
+  AND range_end <= now() - %(compress_after)s::interval
   AND NOT is_compressed
 ORDER BY range_start
 LIMIT %(limit)s;

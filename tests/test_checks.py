@@ -393,6 +393,20 @@ def test_layout_chunk_interval_and_retention(make_db: Callable[..., str]) -> Non
     assert all("tsj provision" in r.detail for r in missing)
 
 
+def test_layout_reads_only_the_checked_table(make_db: Callable[..., str]) -> None:
+    # a tick_data hypertable in another schema, 2-day chunks, one past retention
+    url = make_db(timescale=True)
+    schema.provision(url)
+    _sql(url, "CREATE SCHEMA other", "CREATE TABLE other.tick_data (LIKE public.tick_data)",
+         "SELECT create_hypertable('other.tick_data', 'time', "
+         "chunk_time_interval => interval '2 days')",
+         "INSERT INTO other.tick_data (time, symbol) VALUES (now() - interval '200 days', 'ES')")
+    results = checks.run(url, progress=False)
+    (interval,) = [r for r in results if r.check == "chunk_interval"]
+    assert (interval.status, interval.observed) == ("ok", "1 day")
+    assert _found(results, "retention") == []
+
+
 def test_plain_table_and_bad_options(make_db: Callable[..., str]) -> None:
     with pytest.raises(ValueError, match="gap_multiple"):
         checks.run("postgresql://nobody@127.0.0.1:1/x", gap_multiple=0)
