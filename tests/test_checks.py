@@ -245,6 +245,19 @@ def test_strict_fails_on_warnings_only(copy: Callable[[int], str]) -> None:
     assert checks.exit_status(results, strict=True) == 1
 
 
+def test_last_within_the_tolerance_is_not_outside_the_quote(copy: Callable[[int], str]) -> None:
+    url = copy(0)
+    _sql(url, f"UPDATE tick_data SET last_price = ask_price * 1.0005 "
+              f"WHERE symbol = 'BTCUSD' AND time = '{_at(40)}'",
+         f"UPDATE tick_data SET last_price = ask_price * 1.02 "
+         f"WHERE symbol = 'BTCUSD' AND time = '{_at(41)}'")
+    assert _sample_times(checks.run(url, progress=False), "last_outside_quote") == {
+        _at(40), _at(41)}
+    tolerant = checks.run(url, progress=False, last_tolerance=0.001)  # 0.1% of the price
+    assert _affected(tolerant, "last_outside_quote") == 1
+    assert _sample_times(tolerant, "last_outside_quote") == {_at(41)}
+
+
 def test_session_breaks_are_not_gaps(copy: Callable[[int], str]) -> None:
     url = copy(0)
     assert _affected(checks.run(url, progress=False), "gaps") == 0
