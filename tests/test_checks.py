@@ -428,6 +428,13 @@ def test_plain_table_and_bad_options(make_db: Callable[..., str]) -> None:
     url = make_db(timescale=True)
     with pytest.raises(checks.SchemaError, match="tsj provision"):
         checks.run(url, progress=False)
+    # a tick_data without the story's columns: the step and the cause, not a traceback
+    odd = make_db(timescale=True)
+    _sql(odd, "CREATE TABLE tick_data (time timestamptz NOT NULL, symbol text, price numeric)",
+         "INSERT INTO tick_data VALUES (now(), 'ES', 1)")
+    with pytest.raises(checks.SchemaError, match=r"check step '\w+' failed on table "
+                                                 r"'tick_data': column \"\w+\" does not exist"):
+        checks.run(odd, progress=False)
     # a plain PostgreSQL target: named, with how to enable the extension
     plain = make_db(timescale=False)
     with pytest.raises(checks.SchemaError,

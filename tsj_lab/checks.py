@@ -230,7 +230,12 @@ def _run_steps(ctx: _Run, *, progress: bool, timings: dict[str, float] | None) -
         for name, step in bar:
             bar.set_postfix_str(name)
             t0 = time.perf_counter()
-            step(ctx)
+            try:
+                step(ctx)
+            except psycopg.Error as exc:
+                # e.g. a tick_data without the story's columns: one line, not a traceback
+                raise SchemaError(f"check step '{name}' failed on table '{ctx.opts.table}': "
+                                  f"{str(exc).splitlines()[0]}") from None
             seconds = time.perf_counter() - t0
             log.info("checks: %s in %.2f s", name, seconds)
             if timings is not None:
