@@ -63,6 +63,17 @@ WHERE time >= %(since)s::timestamptz AND time <= %(until)s::timestamptz
 GROUP BY 1, 2
 ORDER BY 2, 1;
 
+-- name: mig_source_symbols
+-- The symbols the source has in [since, until), for the message naming an unknown one
+-- (at most 20: a typo needs the spelling, not the whole list).
+SELECT DISTINCT symbol::text
+FROM tick_data
+WHERE time >= %(since)s::timestamptz AND time <= %(until)s::timestamptz
+  AND (time < %(until)s::timestamptz OR %(until)s::timestamptz = 'infinity')
+  AND (%(symbols)s::text[] IS NULL OR symbol = ANY(%(symbols)s::text[]))
+ORDER BY 1
+LIMIT 20;
+
 -- name: mig_upgrade_batches
 -- Checkpoint tables made before batch_key existed get the column (their rows never match).
 ALTER TABLE tsj_migration_batches ADD COLUMN IF NOT EXISTS batch_key TEXT;

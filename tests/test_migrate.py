@@ -181,6 +181,13 @@ def test_cli_dry_run_and_bad_values(make_db, capsys: pytest.CaptureFixture[str])
     assert "batch_size=0" in capsys.readouterr().err
     assert main(["migrate", "--source", src, "--target", tgt, "--since", "soon"]) == 1
     assert "since 'soon' is not a time" in capsys.readouterr().err
+    # a misspelt symbol is named, with the ones the source has, instead of copying nothing
+    assert main(["migrate", "--source", src, "--target", tgt, "--symbols", "NQ,NQQ"]) == 1
+    assert "symbol(s) NQQ have no ticks" in (err := capsys.readouterr().err) and "it has NQ" in err
+    assert main(["migrate", "--source", src, "--target", tgt, "--symbols", "NQ", "--since",
+                 "2024-02-01", "--dry-run"]) == 1
+    assert "it has no ticks there" in capsys.readouterr().err
+    assert _one(tgt, "SELECT to_regclass('tsj_migration_batches')") is None
 
 
 def test_missing_tables_name_the_fix(make_db) -> None:

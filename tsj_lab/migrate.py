@@ -128,6 +128,7 @@ def plan(source_url: str, *, batch_size: int = DEFAULT_BATCH_SIZE,
     with connect(source_url, autocommit=True) as conn:
         _require(conn, "tick_data", "source", "create it or point --source at the Supabase database")
         rows = conn.execute(queries.text("mig_plan_counts"), window.params()).fetchall()
+        _require_symbols(conn, window, {r[0] for r in rows})
     batches: list[Batch] = []
     odd: dict[str | None, int] = {}
     for symbol, day, n in rows:
@@ -143,6 +144,20 @@ def plan(source_url: str, *, batch_size: int = DEFAULT_BATCH_SIZE,
     counts = pd.DataFrame(rows, columns=["symbol", "day", "rows"])[["day", "symbol", "rows"]]
     key = _key(*[b.key for b in batches])
     return Plan(key, window, batch_size, tuple(batches), counts)
+
+
+def _require_symbols(conn: psycopg.Connection[Any], w: Window, found: set[str | None]) -> None:
+    """A named symbol without a tick in the window is a typo until shown otherwise."""
+    missing = [s for s in w.symbols or () if s not in found]
+    if not missing:
+        return
+    span = (f"[{w.since.isoformat() if w.since else '-infinity'}, "
+            f"{w.until.isoformat() if w.until else 'infinity'})")
+    have = [r[0] for r in conn.execute(queries.text("mig_source_symbols"),
+                                       {**w.params(), "symbols": None})]
+    there = f"it has {', '.join(map(str, have))} there" if have else "it has no ticks there"
+    raise MigrationError(f"symbol(s) {', '.join(missing)} have no ticks in the source's tick_data "
+                         f"in {span}; check --symbols and the range ({there})")
 
 
 def _slices(day: dt.date, n: int, batch_size: int,
