@@ -108,6 +108,16 @@ def test_candles_equal_recompute_from_ticks_and_from_1m(make_db: Callable[..., s
     for view in schema.CANDLE_VIEWS:
         assert schema.candle_differences(url, view) == 0, view
 
+    # without its unique index a populated view cannot refresh concurrently: one line
+    # with the fix, which provisioning then applies
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("DROP INDEX candle_5m_symbol_bucket_idx")
+    with pytest.raises(SchemaError, match=r"refresh of 'candle_5m' failed: .*concurrently; "
+                                          r"run 'tsj provision'"):
+        schema.refresh_candles(url)
+    assert [s.target for s in schema.provision(url).steps] == ["candle_5m_symbol_bucket_idx"]
+    assert len(schema.refresh_candles(url)) == 4
+
 
 def test_refresh_without_views_says_provision(make_db: Callable[..., str]) -> None:
     with pytest.raises(SchemaError, match="candle view 'candle_1m' not found; run 'tsj provision'"):

@@ -354,7 +354,15 @@ def refresh_candles(url: str, *, start: datetime | None = None,
             raise missing_extension_error(url, caps)
         for view in CANDLE_VIEWS:
             t0 = time.perf_counter()
-            how = _refresh_one(conn, view, caps, start, end)
+            try:
+                how = _refresh_one(conn, view, caps, start, end)
+            except psycopg.errors.ObjectNotInPrerequisiteState as exc:
+                raise SchemaError(f"refresh of '{view}' failed: {str(exc).splitlines()[0]}; "
+                                  "run 'tsj provision' (it recreates the view's unique "
+                                  "index)") from None
+            except psycopg.Error as exc:
+                raise SchemaError(f"refresh of '{view}' failed: "
+                                  f"{str(exc).splitlines()[0]}") from None
             done.append(Refreshed(view, how, time.perf_counter() - t0))
             log.info("refresh: %s (%s) in %.3f s", view, how, done[-1].seconds)
     return done
