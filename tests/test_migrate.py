@@ -188,6 +188,8 @@ def test_cli_dry_run_and_bad_values(make_db, capsys: pytest.CaptureFixture[str])
                  "2024-02-01", "--dry-run"]) == 1
     assert "it has no ticks there" in capsys.readouterr().err
     assert _one(tgt, "SELECT to_regclass('tsj_migration_batches')") is None
+    assert main(["migrate", "--source", src, "--target", tgt, "--since", "2024-02-01"]) == 0
+    assert "nothing to migrate: the source has no ticks in the window" in capsys.readouterr().out
 
 
 def test_missing_tables_name_the_fix(make_db) -> None:

@@ -46,6 +46,9 @@ def _migrate(args: argparse.Namespace) -> int:
               "this run; the newest:")
         shown = migrate.quarantined(tgt, limit=10)[["time", "symbol", "volume", "reason"]]
         print_table(shown.astype(object).where(shown.notna(), "").to_dict("records"))
+    if not result.batches:
+        print("\nnothing to migrate: the source has no ticks in the window")
+        return 0
     print(f"\nverified {len(result.verification)} symbol-day(s): source = target + quarantine")
     return 0
 
