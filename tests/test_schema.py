@@ -191,6 +191,28 @@ def test_missing_privileges_are_named(make_db: Callable[..., str], server) -> No
             conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
 
 
+def test_retention_by_a_role_not_owning_tick_data_is_one_line(make_db: Callable[..., str],
+                                                              server) -> None:
+    url = make_db()
+    schema.provision(url)
+    load_ticks(url, start=(datetime.now(timezone.utc) - timedelta(days=120)).date().isoformat())
+    role, password = f"r_{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    admin = server.url("postgres")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
+            sql.Identifier(role), sql.Literal(password)))
+    parts = urlsplit(url)
+    try:
+        role_url = f"postgresql://{role}:{password}@127.0.0.1:{parts.port}{parts.path}"
+        assert len(schema.apply_retention(role_url, dry_run=True)) == 1
+        with pytest.raises(SchemaError, match=r"dropping chunks of 'tick_data' refused: .*owner"):
+            schema.apply_retention(role_url)
+        assert count(url, "SELECT count(*) FROM tick_data") == 8_640
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
 def test_pool_short_of_connections_is_a_failed_row(make_db: Callable[..., str], server) -> None:
     url = make_db()
     role, password = f"r_{uuid.uuid4().hex[:8]}", uuid.uuid4().hex

@@ -418,7 +418,13 @@ def apply_retention(url: str, *, older_than: str | timedelta = "90 days",
             raise missing_extension_error(url, caps)
         if not _read_state(conn).is_hypertable:
             raise SchemaError("hypertable 'tick_data' not found; run 'tsj provision'")
-        chunks = [r[0] for r in conn.execute(queries.text(name), {"older_than": older_than})]
+        try:
+            chunks = [r[0] for r in conn.execute(queries.text(name),
+                                                 {"older_than": older_than})]
+        except psycopg.errors.InsufficientPrivilege as exc:
+            raise SchemaError(f"dropping chunks of 'tick_data' refused: "
+                              f"{str(exc).splitlines()[0]}; run 'tsj retention' as the "
+                              "table's owner") from None
     log.info("retention: %s %d chunks older than %s", "would drop" if dry_run else "dropped",
              len(chunks), older_than)
     return chunks
