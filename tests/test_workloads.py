@@ -56,6 +56,12 @@ def test_workloads_run_on_both_databases(pair) -> None:
     # three clients measured: AC6 (50) is not judged either way
     assert table.set_index("check").loc["AC6 50 concurrent connections", "status"] == "warn"
     assert set(table["status"]) <= {"ok", "warn", "fail"}
+    # each detail states the figure its target is about, not only its ingredients
+    detail = table.set_index("check")["detail"]
+    assert detail["goal: 1m candle view vs raw"].startswith(
+        f"{table.set_index('check').loc['goal: 1m candle view vs raw', 'measured']:.1f}x: ")
+    assert detail["goal: 1h window to DataFrame"].split(":")[0].endswith("x")
+    assert "3 connections held at once, 0 errors" in detail["AC6 50 concurrent connections"]
 
 
 def test_fifty_clients_hold_their_connections_at_once(pair) -> None:

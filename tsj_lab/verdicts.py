@@ -47,7 +47,8 @@ def judge(*, windows: pd.DataFrame | None = None, paths: pd.DataFrame | None = N
             status = "ok" if ok else "fail" if rec["clients"] >= 50 else "warn"
             rows.append(_verdict("AC6 50 concurrent connections", "50 clients, 0 errors",
                                  rec["peak_connections"], status,
-                                 f"{rec['clients']} clients, {rec['errors']} errors, "
+                                 f"{rec['clients']} clients, {rec['peak_connections']} "
+                                 f"connections held at once, {rec['errors']} errors, "
                                  f"{rec['qps']:.0f} q/s, p95 {rec['p95_ms']:.1f} ms"))
     if play is not None:
         rows.extend(_replay_verdicts(play[play["db"] == db]))
@@ -56,15 +57,16 @@ def judge(*, windows: pd.DataFrame | None = None, paths: pd.DataFrame | None = N
         for rec in arrow:
             rows.append(_verdict("goal: 1h window to DataFrame", f"<= {GOAL_FETCH_RATIO:g}x server",
                                  rec["ratio"], _ok(rec["ratio"] <= GOAL_FETCH_RATIO),
-                                 f"client p50 {rec['p50_ms']:.1f} ms, server p50 "
-                                 f"{rec['server_p50_ms']:.1f} ms"))
+                                 f"{rec['ratio']:.2f}x: client p50 {rec['p50_ms']:.1f} ms, "
+                                 f"server p50 {rec['server_p50_ms']:.1f} ms"))
     if candle is not None:
         one = candle[(candle["db"] == db) & (candle["width"] == "1m")].set_index("source")
         if {"view", "raw"} <= set(one.index):
             speedup = one.loc["raw", "p50_ms"] / one.loc["view", "p50_ms"]
             rows.append(_verdict("goal: 1m candle view vs raw", f">= {GOAL_CANDLE_SPEEDUP:g}x",
                                  speedup, _ok(speedup >= GOAL_CANDLE_SPEEDUP),
-                                 f"view p50 {one.loc['view', 'p50_ms']:.1f} ms, raw p50 "
+                                 f"{speedup:.1f}x: view p50 {one.loc['view', 'p50_ms']:.1f} "
+                                 f"ms, raw p50 "
                                  f"{one.loc['raw', 'p50_ms']:.1f} ms"))
     return pd.DataFrame(rows, columns=["check", "target", "measured", "status", "detail"])
 
