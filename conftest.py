@@ -25,7 +25,7 @@ _SERVER: Embedded | None = None
 def pytest_sessionstart(session: pytest.Session) -> None:
     global _SERVER
     # TSJ_TEST_INSTANCE lets two test runs on one machine use separate servers.
-    instance = os.environ.get("TSJ_TEST_INSTANCE", "test")
+    instance = os.environ.get("TSJ_TEST_INSTANCE", "test").lower()
     _SERVER = Embedded(default_home(PROJECT_DIR / ".tsj"), instance=instance)
     _SERVER.start()
     os.environ["TSJ_DATABASE_URL"] = _SERVER.url(TARGET_DB)
