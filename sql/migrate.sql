@@ -74,6 +74,17 @@ WHERE time >= %(since)s::timestamptz AND time <= %(until)s::timestamptz
 ORDER BY 1
 LIMIT 20;
 
+-- name: mig_has_timescaledb
+-- Whether the database has the timescaledb extension (before asking its catalog).
+SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb') AS has_timescaledb;
+
+-- name: mig_is_hypertable
+-- Whether the tick_data on the search path is a hypertable (the target must be one).
+SELECT EXISTS (SELECT 1 FROM timescaledb_information.hypertables h
+               JOIN pg_namespace n ON n.nspname = h.hypertable_schema
+               JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = h.hypertable_name
+               WHERE c.oid = to_regclass('tick_data')) AS is_hypertable;
+
 -- name: mig_upgrade_batches
 -- Checkpoint tables made before batch_key existed get the column (their rows never match).
 ALTER TABLE tsj_migration_batches ADD COLUMN IF NOT EXISTS batch_key TEXT;

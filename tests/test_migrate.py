@@ -208,6 +208,18 @@ def test_a_table_is_never_migrated_onto_itself(make_db) -> None:
     assert _one(src, "SELECT count(*) FROM tick_data") == 1440
 
 
+def test_swapped_source_and_target_are_refused(make_db) -> None:
+    """A plain target is the source named as the target: a run would replace its days."""
+    src, tgt = _pair(make_db, symbols=("ES",), interval_ms=60_000)
+    migrate.run(src, tgt)
+    _exec(tgt, "DELETE FROM tick_data WHERE ctid IN (SELECT ctid FROM tick_data LIMIT 7)")
+    with pytest.raises(SchemaError, match="target .* is not a hypertable.*swapped"):
+        migrate.dry_run(tgt, src)
+    with pytest.raises(SchemaError, match="target .* is not a hypertable.*swapped"):
+        migrate.run(tgt, src)
+    assert _one(src, "SELECT count(*) FROM tick_data") == 1440  # the source lost nothing
+
+
 def test_a_looser_source_schema_is_cast_to_the_target(make_db) -> None:
     """A Supabase table with float prices and a naive timestamp still migrates exactly."""
     src, tgt = make_db(timescale=False), make_db(timescale=True)

@@ -414,10 +414,22 @@ def _setup_target(target_url: str, p: Plan, *, source_url: str) -> set[int]:
         if conn.execute(queries.text("mig_identity")).fetchone() == source_id:
             raise MigrationError(f"source and target are the same table (database "
                                  f"'{source_id[1]}'); point --target at the TimescaleDB")  # type: ignore[index]
+        _require_hypertable(conn)
         conn.execute(queries.text("mig_create_batches"))
         conn.execute(queries.text("mig_upgrade_batches"))
         conn.execute(queries.text("mig_create_quarantine"))
         return _done(conn, p)
+
+
+def _require_hypertable(conn: psycopg.Connection[Any]) -> None:
+    """The target's tick_data must be a hypertable: a plain one is most likely the source,
+    with --source and --target swapped, and a run would replace its days with the other's."""
+    ts = conn.execute(queries.text("mig_has_timescaledb")).fetchone()
+    if ts and ts[0] and conn.execute(queries.text("mig_is_hypertable")).fetchone()[0]:  # type: ignore[index]
+        return
+    raise SchemaError(f"tick_data on the target (database '{conn.info.dbname}') is not a "
+                      "hypertable; check that --source and --target are not swapped, or run "
+                      "'tsj provision' on the TimescaleDB")
 
 
 def _copy_all(source_url: str, target_url: str, p: Plan, todo: list[Batch], *, workers: int,
@@ -589,6 +601,8 @@ def dry_run(
     with connect(target_url, autocommit=True) as conn:
         # counting works before provisioning too; only the estimate is then a guess
         provisioned = _has_table(conn, "tick_data")
+        if provisioned:
+            _require_hypertable(conn)
         if _has_table(conn, "tsj_migration_batches"):
             try:
                 done = _done(conn, p)
