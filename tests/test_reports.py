@@ -118,11 +118,12 @@ def test_same_second_runs_get_their_own_files(tmp_path: Path) -> None:
     assert first["ipynb"].parent.name == "2026-01-18"
 
 
-def _fake_run(folder: Path, stem: str, started: str, value: float, status: str = "ok") -> None:
+def _fake_run(folder: Path, stem: str, started: str, value: float, status: str = "ok", *,
+              parameters: dict | None = None) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     summary = {"format_version": 1, "name": "04_bench", "status": status, "error": None,
                "started_at": started, "finished_at": started, "duration_s": 1.0,
-               "parameters": {}, "environment": {"database": {"edition": "timescaledb-apache"}},
+               "parameters": parameters or {}, "environment": {"database": {"edition": "timescaledb-apache"}},
                "metrics": [{"name": "rows_per_s", "value": value, "unit": "rows/s", "n": 10,
                             "params": {}}],
                "checks": [], "results": [], "tables": []}
@@ -144,6 +145,23 @@ def test_index_is_regenerated_newest_first(tmp_path: Path) -> None:
     assert [p["value"] for p in series] == [0, 150.0, 100.0]
     dom = rendered_dom(tmp_path / "index.html")
     assert dom.count('class="main-svg"') >= 1 and "trace scatter" in dom
+
+
+def test_trends_never_join_runs_of_other_parameters(tmp_path: Path) -> None:
+    for day, value, samples in (("17", 100.0, 30), ("18", 150.0, 30), ("19", 9000.0, 5)):
+        _fake_run(tmp_path / f"2026-01-{day}", "080000-04_bench", f"2026-01-{day}T08:00:00+00:00",
+                  value, parameters={"samples": samples, "symbols": ["ES"]})
+    all_runs = reports.runs(tmp_path)
+    full, quick = reports.parameter_tag(all_runs[1]), reports.parameter_tag(all_runs[0])
+    assert full == reports.parameter_tag(all_runs[2]) != quick
+    charts = reports.trend_series(all_runs)
+    assert sorted(charts) == sorted([f"04_bench {full}: rows_per_s (rows/s)",
+                                     f"04_bench {quick}: rows_per_s (rows/s)"])
+    assert [p["value"] for p in charts[f"04_bench {full}: rows_per_s (rows/s)"]] == [150, 100]
+    page = reports.write_index(tmp_path).read_text()
+    assert f"04_bench {full}: rows_per_s" in page
+    assert f"04_bench {quick}: rows_per_s" not in page  # one run: no trend yet
+    assert "samples=5, symbols=[&#39;ES&#39;]" in page  # the runs table says what a tag means
 
 
 def _password(server: Embedded) -> str:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import ast
 import copy
+import hashlib
 import html
 import json
 import logging
@@ -562,10 +563,16 @@ def runs(reports_dir: Path = REPORTS_DIR) -> list[dict[str, Any]]:
 
 
 def trend_series(all_runs: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    """Points per chart: each metric, and each workload's p50/p95, per notebook, over runs."""
+    """Points per chart: each metric, and each workload's p50/p95, per notebook, over runs.
+
+    Runs of one notebook with other parameters (the tiny defaults, a quick and a full
+    bench) measured other things: each parameter set gets its own charts, titled by the
+    parameters that differ, so a line never joins a tiny run to a full one.
+    """
+    variants = _variants(all_runs)
     charts: dict[str, list[dict[str, Any]]] = {}
     for summary in all_runs:
-        at, name = summary.get("started_at"), summary.get("name")
+        at, name = summary.get("started_at"), variants[id(summary)]
         for m in summary.get("metrics", []):
             title = f"{name}: {m['name']}" + (f" ({m['unit']})" if m.get("unit") else "")
             charts.setdefault(title, []).append(
@@ -577,6 +584,30 @@ def trend_series(all_runs: list[dict[str, Any]]) -> dict[str, list[dict[str, Any
                     {"at": at, "series": f"{stat} {_series_label(r.get('params', {}))}".strip(),
                      "value": r.get(stat), "n": r.get("n")})
     return charts
+
+
+def _variants(all_runs: list[dict[str, Any]]) -> dict[int, str]:
+    """Each run's chart prefix: its notebook, and its parameter set's tag when siblings differ."""
+    by_name: dict[Any, list[dict[str, Any]]] = {}
+    for summary in all_runs:
+        by_name.setdefault(summary.get("name"), []).append(summary)
+    out: dict[int, str] = {}
+    for name, group in by_name.items():
+        tags = [parameter_tag(s) for s in group]
+        for summary, tag in zip(group, tags):
+            out[id(summary)] = f"{name} {tag}" if len(set(tags)) > 1 else str(name)
+    return out
+
+
+def parameter_tag(summary: Mapping[str, Any]) -> str:
+    """A short tag of a run's parameters ('#3fa2c1'): runs with the same tag are comparable."""
+    text = json.dumps(summary.get("parameters") or {}, sort_keys=True, default=str)
+    return "#" + hashlib.sha1(text.encode()).hexdigest()[:6]
+
+
+def _parameter_text(summary: Mapping[str, Any]) -> str:
+    params = summary.get("parameters") or {}
+    return ", ".join(f"{k}={v}" for k, v in sorted(params.items())) or "defaults"
 
 
 def _series_label(params: Mapping[str, Any]) -> str:
@@ -593,6 +624,8 @@ def write_index(reports_dir: Path = REPORTS_DIR) -> Path:
     from . import plots
 
     all_runs = runs(reports_dir)
+    for summary in all_runs:
+        summary["tag"], summary["parameter_text"] = parameter_tag(summary), _parameter_text(summary)
     charts: list[str] = []
     for title, points in sorted(trend_series(all_runs).items()):
         if len({p["at"] for p in points}) < 2:
