@@ -21,7 +21,7 @@ from tsj_lab import reports
 from tsj_lab.cli import main
 from tsj_lab.config import Settings
 from tsj_lab.embedded import Embedded
-from tsj_lab.errors import ReportError
+from tsj_lab.errors import ConfigError, ReportError
 
 FIXTURES = Path(__file__).parent / "notebooks"
 
@@ -202,6 +202,17 @@ def test_unknown_parameter_and_notebook_fail_up_front(tmp_path: Path) -> None:
                     reports_dir=tmp_path)
     with pytest.raises(ValueError, match="notebook 'nope' not found in .*; known: fail, leak, ok"):
         reports.notebook_path("nope", notebooks_dir=FIXTURES)
+
+
+def test_a_connection_parameter_must_name_a_connection(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"notebook 'ok' parameter 'target' is 'prod', not a "
+                                         r"connection; use one of \('target', 'source'\)"):
+        reports.run("ok", parameters={"target": "prod"}, notebooks_dir=FIXTURES,
+                    reports_dir=tmp_path)
+    with pytest.raises(ConfigError, match="parameter 'target' 'mysql://h/db' is not a PostgreSQL"):
+        reports.check_parameters({"target": "mysql://h/db"}, notebook="notebook 'ok'")
+    assert reports.check_parameters({"target": "source", "source": "postgresql://u@h/db"})
+    assert not list(tmp_path.iterdir())  # refused before anything was written
 
 
 def test_command_line_values_are_typed_like_the_defaults() -> None:

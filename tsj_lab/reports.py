@@ -40,7 +40,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import nbformat
 
-from .config import PROJECT_DIR, Settings, redact
+from .config import CONNECTION_NAMES, PROJECT_DIR, Settings, redact, validate_url
 from .errors import ReportError, TsjError
 
 log = logging.getLogger("tsj_lab")
@@ -187,7 +187,19 @@ def check_parameters(params: Mapping[str, Any], *, declared: Iterable[str] | Non
                 f"parameter {key!r} carries a secret ({redact(text)}); papermill writes "
                 "parameters into the report, so pass a connection name like 'target' and put "
                 "the URL in TSJ_DATABASE_URL or TSJ_SOURCE_URL")
+        if key in CONNECTION_NAMES and isinstance(value, str):
+            _check_connection(key, value, notebook=notebook)
     return dict(params)
+
+
+def _check_connection(key: str, value: str, *, notebook: str) -> None:
+    """A connection parameter names a connection or holds a URL: known before a kernel starts."""
+    if "://" in value:
+        validate_url(value, what=f"{notebook} parameter {key!r}")
+    elif value not in CONNECTION_NAMES:
+        raise ValueError(f"{notebook} parameter {key!r} is {value!r}, not a connection; use "
+                         f"one of {CONNECTION_NAMES} (their URLs come from TSJ_DATABASE_URL "
+                         "and TSJ_SOURCE_URL)")
 
 
 def coerce_parameters(raw: Mapping[str, str], declared: Mapping[str, Mapping[str, Any]], *,
