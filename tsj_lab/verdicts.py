@@ -93,7 +93,7 @@ def _replay_verdicts(play: pd.DataFrame) -> list[dict[str, Any]]:
                 f"({best['prefetch_needed_s']:.2f} s of play)")
         rows.append(_verdict(f"AC7 60 fps at {speed:g}x", "0 dropped frames", 60.0, "ok",
                              f"{where}, pages of {best['batch']}: {need}; without prefetch "
-                             f"{best['fps']:.1f} fps, {best['dropped']} dropped"))
+                             f"{best['fps']:.2f} fps, {best['dropped']} dropped"))
     return rows
 
 
