@@ -168,10 +168,6 @@ SELECT time, symbol, bid_price, ask_price, last_price, volume, source, trade_id,
        %(reason)s, %(plan_key)s, %(batch_id)s
 FROM tsj_migration_stage WHERE n = %(n)s;
 
--- name: mig_stage_count
--- Staged rows of this batch (n runs from 1 within the transaction).
-SELECT count(*) FROM tsj_migration_stage;
-
 -- name: mig_odd_copy_out
 -- A symbol's odd rows (outside the tick domain, or any row with a NULL symbol) with the
 -- reason each goes to the quarantine, streamed as binary COPY.
