@@ -1,0 +1,49 @@
+"""Named SQL: every file parses, names are unique, and every name the code uses exists."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from tsj_lab import queries
+
+PACKAGE = Path(queries.__file__).parent
+# queries.text("x"), queries.compose("x", ...), queries.get("x"), read_frame(url, "x", ...)
+_USES = re.compile(
+    r"""(?:queries\.(?:text|compose|get)\(\s*|read_frame\([^,()]+,\s*)["']([a-z_0-9]+)["']"""
+)
+
+
+def test_every_sql_file_loads_with_documented_statements() -> None:
+    names = queries.names()
+    assert len(names) > 50
+    for name in names:
+        q = queries.get(name)
+        assert q.doc, f"{q.file}:{q.line}: '{name}' has no comment under its name"
+
+
+def test_every_name_the_code_uses_exists() -> None:
+    used = {m.group(1) for p in PACKAGE.rglob("*.py") for m in _USES.finditer(p.read_text())}
+    assert len(used) > 30  # the scan found the calls: it cannot pass by finding nothing
+    assert sorted(used - set(queries.names())) == []
+
+
+def test_unknown_name_fails_at_once() -> None:
+    with pytest.raises(KeyError, match="no query named 'nope'"):
+        queries.get("nope")
+
+
+def test_duplicate_and_empty_names_name_the_file_and_line(tmp_path: Path) -> None:
+    (tmp_path / "a.sql").write_text("-- name: one\nSELECT 1;\n-- name: one\nSELECT 2;\n")
+    with pytest.raises(ValueError, match=r"a.sql:3: duplicate query name 'one'"):
+        queries._load_all(tmp_path)
+    (tmp_path / "a.sql").write_text("-- name: empty\n-- only a comment\n")
+    with pytest.raises(ValueError, match=r"a.sql:1: query 'empty' is empty"):
+        queries._load_all(tmp_path)
+
+
+def test_compose_quotes_identifiers() -> None:
+    stmt = queries.compose("gen_count", table='odd"name')
+    assert 'FROM "odd""name"' in stmt.as_string(None)
