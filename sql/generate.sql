@@ -21,21 +21,6 @@ TRUNCATE {table};
 -- Rows in {table}.
 SELECT count(*) FROM {table};
 
--- name: gen_bench_table
--- A scratch hypertable shaped like the target's tick_data (1-day chunks, the replay index)
--- for the ingest benchmark, so measuring never touches the real table.
-CREATE TABLE IF NOT EXISTS {table} (
-  time TIMESTAMPTZ NOT NULL,
-  symbol TEXT NOT NULL,
-  bid_price DECIMAL(20, 8),
-  ask_price DECIMAL(20, 8),
-  last_price DECIMAL(20, 8),
-  volume BIGINT,
-  source TEXT,
-  trade_id UUID,
-  account_id UUID
-);
-
 -- name: gen_bench_hypertable
 -- The scratch table as a hypertable with the target's 1-day chunks.
 SELECT create_hypertable(%(name)s::regclass, 'time', chunk_time_interval => INTERVAL '1 day',

@@ -1,21 +1,7 @@
--- name: create_source_table
--- The Supabase (plain PostgreSQL) tick_data of the story: no primary key, no extension.
-CREATE TABLE IF NOT EXISTS tick_data (
-  time TIMESTAMPTZ NOT NULL,
-  symbol TEXT NOT NULL,
-  bid_price DECIMAL(20, 8),
-  ask_price DECIMAL(20, 8),
-  last_price DECIMAL(20, 8),
-  volume BIGINT,
-  source TEXT,
-  trade_id UUID,
-  account_id UUID
-);
-CREATE INDEX IF NOT EXISTS tick_data_symbol_time_idx ON tick_data (symbol, time DESC);
-
 -- name: create_tick_table
--- The target's tick_data: the story's columns, before it becomes a hypertable.
-CREATE TABLE IF NOT EXISTS tick_data (
+-- The story's tick_data columns, no primary key: the Supabase source table as it is, the
+-- target's before it becomes a hypertable, and the ingest benchmark's scratch table.
+CREATE TABLE IF NOT EXISTS {table} (
   time TIMESTAMPTZ NOT NULL,
   symbol TEXT NOT NULL,
   bid_price DECIMAL(20, 8),

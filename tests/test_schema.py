@@ -295,7 +295,7 @@ def test_timescale_ddl_parses_one_statement_per_block() -> None:
         assert len(stmts) == 1, name
     # the apache DDL too, identifiers filled in
     for name in [n for n in queries.names() if n.startswith("create_")]:
-        text = queries.text(name).replace("{view}", "v").replace("{index}", "i")
+        text = queries.text(name).replace("{view}", "v").replace("{index}", "i").replace("{table}", "t")
         assert pglast.parse_sql(text), name
 
 

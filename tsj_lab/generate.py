@@ -793,7 +793,7 @@ def _timed(load: Any, url: str) -> tuple[float, int]:
 def _bench_table(url: str, *, create: bool) -> None:
     with connect(url, autocommit=True) as conn:
         if create:
-            conn.execute(queries.compose("gen_bench_table", table=BENCH_TABLE))
+            conn.execute(queries.compose("create_tick_table", table=BENCH_TABLE))
             conn.execute(queries.text("gen_bench_hypertable"), {"name": BENCH_TABLE})
             conn.execute(queries.compose("gen_bench_index", table=BENCH_TABLE,
                                          index=BENCH_TABLE + "_idx"))

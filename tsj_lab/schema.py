@@ -56,7 +56,8 @@ def _unique_index(view: str) -> str:
 def create_source(url: str) -> None:
     """The Supabase-shaped plain ``tick_data`` (no extension needed)."""
     with connection(url) as conn:
-        conn.execute(queries.text("create_source_table"))
+        conn.execute(queries.compose("create_tick_table", table="tick_data"))
+        conn.execute(queries.text("create_tick_indexes"))
 
 
 # -- the plan: which statements the target still needs ----------------------------------
@@ -103,7 +104,8 @@ def _read_state(conn: psycopg.Connection[Any]) -> _State:
 def _table_steps(conn: psycopg.Connection[Any], st: _State, *, migrate_data: bool) -> list[Step]:
     steps = []
     if not st.has_table:
-        steps.append(Step("tick_data", "create table", "create_tick_table"))
+        steps.append(Step("tick_data", "create table", "create_tick_table",
+                          identifiers=(("table", "tick_data"),)))
     if not st.is_hypertable:
         rows = 0
         if st.has_table:
