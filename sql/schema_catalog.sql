@@ -25,11 +25,13 @@ SELECT
   EXISTS (SELECT 1 FROM timescaledb_information.jobs j
           WHERE j.proc_name = 'policy_retention' AND j.hypertable_schema = current_schema()
           AND j.hypertable_name = 'tick_data') AS has_retention_job,
-  -- a refresh policy's job names the aggregate's materialization hypertable, not the view
+  -- a refresh policy's job names the view since 2.20, its materialization hypertable
+  -- before: accept both
   ARRAY(SELECT ca.view_name::text FROM timescaledb_information.continuous_aggregates ca
         JOIN timescaledb_information.jobs j
-          ON j.hypertable_schema = ca.materialization_hypertable_schema
-         AND j.hypertable_name = ca.materialization_hypertable_name
+          ON (j.hypertable_schema, j.hypertable_name)
+             IN ((ca.view_schema, ca.view_name),
+                 (ca.materialization_hypertable_schema, ca.materialization_hypertable_name))
         WHERE j.proc_name = 'policy_refresh_continuous_aggregate'
           AND ca.view_schema = current_schema()) AS cagg_policies;
 
@@ -108,8 +110,11 @@ SELECT c.relname::text AS view, c.relkind::text AS kind, c.relispopulated AS pop
        ca.materialized_only,
        EXISTS (SELECT 1 FROM timescaledb_information.jobs j
                WHERE j.proc_name = 'policy_refresh_continuous_aggregate'
-                 AND j.hypertable_schema = ca.materialization_hypertable_schema
-                 AND j.hypertable_name = ca.materialization_hypertable_name) AS has_policy
+                 -- the view since 2.20, the materialization hypertable before
+                 AND (j.hypertable_schema, j.hypertable_name)
+                     IN ((ca.view_schema, ca.view_name),
+                         (ca.materialization_hypertable_schema,
+                          ca.materialization_hypertable_name))) AS has_policy
 FROM pg_class c
 LEFT JOIN timescaledb_information.continuous_aggregates ca
   ON ca.view_schema = current_schema() AND ca.view_name = c.relname

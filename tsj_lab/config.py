@@ -21,6 +21,9 @@ SOURCE_VAR = "TSJ_SOURCE_URL"
 HOME_VAR = "TSJ_HOME"
 #: connection names notebooks receive instead of URLs (papermill records parameters)
 CONNECTION_NAMES = ("target", "source")
+#: the embedded server's TimescaleDB builds (TSJ_EDITION): built from the full source
+#: with the Timescale License half, or Debian's apache-only package
+EDITIONS = ("timescale", "apache")
 
 _PASSWORD_IN_TEXT = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)([^@\s]+)(@)")
 _PASSWORD_KV = re.compile(r"(password\s*=\s*)('[^']*'|\S+)", re.IGNORECASE)
@@ -80,6 +83,8 @@ class Settings:
     pool_min: int = 2
     pool_max: int = 20
     port: int | None = None  # the embedded server's port; None: chosen once, remembered
+    edition: str = "timescale"  # the embedded server's TimescaleDB: 'timescale' or 'apache'
+    timescaledb_source: str | None = None  # archive the timescale edition builds (path/URL)
 
     def __post_init__(self) -> None:
         if self.pool_min < 0 or self.pool_max < 1 or self.pool_min > self.pool_max:
@@ -87,6 +92,9 @@ class Settings:
                 f"pool size min={self.pool_min} max={self.pool_max} is invalid; "
                 "need 0 <= min <= max and max >= 1"
             )
+        if self.edition not in EDITIONS:
+            raise ConfigError(f"TSJ_EDITION={self.edition!r} is unknown; set it to 'timescale' "
+                              "(built from source, the default) or 'apache' (Debian's build)")
         for url, what in ((self.target_url, "target URL"), (self.source_url, "source URL")):
             if url:
                 validate_url(url, what=what)
@@ -94,7 +102,8 @@ class Settings:
     def __repr__(self) -> str:
         return (
             f"Settings(target={self.describe('target')!r}, source={self.describe('source')!r}, "
-            f"home={str(self.home)!r}, pool_min={self.pool_min}, pool_max={self.pool_max})"
+            f"home={str(self.home)!r}, pool_min={self.pool_min}, pool_max={self.pool_max}, "
+            f"edition={self.edition!r})"
         )
 
     def describe(self, name: str) -> str:
@@ -121,6 +130,8 @@ class Settings:
             "pool_min": _int(merged, "TSJ_POOL_MIN", 2),
             "pool_max": _int(merged, "TSJ_POOL_MAX", 20),
             "port": _int(merged, "TSJ_PORT", 0) or None,
+            "edition": (merged.get("TSJ_EDITION") or "timescale").strip().lower(),
+            "timescaledb_source": merged.get("TSJ_TIMESCALEDB_SOURCE") or None,
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]

@@ -149,9 +149,9 @@ def resolve_url(name: str = "target", *, settings: Settings | None = None) -> st
     url = settings.target_url if name == "target" else settings.source_url
     if url:
         return url
-    from .embedded import SOURCE_DB, TARGET_DB, Embedded, default_home
+    from .embedded import SOURCE_DB, TARGET_DB, from_settings
 
-    server = Embedded(default_home(settings.home), port=settings.port)
+    server = from_settings(settings)
     server.start()
     return server.url(TARGET_DB if name == "target" else SOURCE_DB)
 

@@ -1,12 +1,22 @@
-"""The embedded TimescaleDB server: fetch, init, start, stop, status, url.
+"""The embedded TimescaleDB server: fetch, build, init, start, stop, status, url.
 
-PostgreSQL 17 and TimescaleDB (apache edition) come from Debian 13's official packages,
-fetched with a private apt state under ``<home>/apt`` (its own sources list, lists and
-cache; the system's keyring), so the system's apt configuration and packages stay
-untouched. The packages are extracted with ``dpkg-deb -x`` together with the shared
-libraries they need (libc included), and the binaries are pointed at the extracted
-loader and libraries with patchelf. Setup is idempotent: a finished tree carries a
-marker, and a half-finished one is redone.
+PostgreSQL 17 comes from Debian 13's official packages, fetched with a private apt state
+under ``<home>/apt`` (its own sources list, lists and cache; the system's keyring), so the
+system's apt configuration and packages stay untouched. The packages are extracted with
+``dpkg-deb -x`` together with the shared libraries they need (libc included), and the
+binaries are pointed at the extracted loader and libraries with patchelf.
+
+Two editions, each in its own tree (``<home>/pg17-<edition>``) and its own data folders:
+
+* ``timescale`` (the default): TimescaleDB built from its full source (the Apache ``src/``
+  and the Timescale License ``tsl/`` halves) against that PostgreSQL's headers
+  (``postgresql-server-dev-17``), installed into the tree: compression, continuous
+  aggregates and policy jobs, as on Timescale Cloud. About 2 minutes on 2 cores, once.
+* ``apache``: Debian's ``postgresql-17-timescaledb``, built from a source with ``tsl/``
+  removed (``timescaledb.license = apache``).
+
+Setup is idempotent: a finished tree carries a marker, and a half-finished one (an
+interrupted download, extraction or build) is redone.
 
 PostgreSQL refuses to run as root, so when tsj runs as root the server runs as the
 unprivileged user ``nobody``. The server listens on 127.0.0.1 only, on a port chosen once
@@ -29,15 +39,20 @@ import signal
 import socket
 import subprocess
 import sys
+import tarfile
 import time
+import urllib.request
+import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from .config import EDITIONS, PROJECT_DIR, Settings
 from .errors import EmbeddedError
 
-log = logging.getLogger("tsj_lab")
+# a child of 'tsj_lab' so the CLI can show set-up progress (downloads, the build) alone
+log = logging.getLogger("tsj_lab.embedded")
 
 SUITE = "trixie"
 PG_MAJOR = 17
@@ -45,7 +60,7 @@ KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
 #: the server packages and the shared libraries their binaries load (LLVM is left out:
 #: the server runs with jit=off)
 PACKAGES = (
-    f"postgresql-{PG_MAJOR}", f"postgresql-client-{PG_MAJOR}", f"postgresql-{PG_MAJOR}-timescaledb",
+    f"postgresql-{PG_MAJOR}", f"postgresql-client-{PG_MAJOR}",
     "libc6", "libgcc-s1", "libstdc++6", "libicu76", "libssl3t64", "libxml2", "libxslt1.1",
     "liblz4-1", "libzstd1", "zlib1g", "libgssapi-krb5-2", "libkrb5-3", "libk5crypto3",
     "libkrb5support0", "libcom-err2", "libkeyutils1", "libldap2", "libsasl2-2", "libpam0g",
@@ -53,6 +68,27 @@ PACKAGES = (
     "libgcrypt20", "libgpg-error0", "liblzma5", "libuuid1", "libpq5", "libedit2", "libbsd0",
     "libmd0", "libtinfo6", "libreadline8t64", "libncursesw6", "libcrypt1", "libffi8",
     "libacl1", "libattr1", "libxxhash0",
+)
+#: what each edition adds to the tree: Debian's apache-only TimescaleDB, or the headers
+#: TimescaleDB's source builds against (the server headers include OpenSSL's)
+EDITION_PACKAGES = {
+    "apache": (f"postgresql-{PG_MAJOR}-timescaledb",),
+    "timescale": (f"postgresql-server-dev-{PG_MAJOR}", "libpq-dev", "libssl-dev"),
+}
+#: the TimescaleDB source the timescale edition builds: the vendored archive when the
+#: project sits beside it (../shared/vendor/README.md), else the same commit from GitHub
+TIMESCALEDB_COMMIT = "4bf70ffa9b3b7f190139536c0482a300e52cd44a"
+TIMESCALEDB_URL = ("https://github.com/timescale/timescaledb/archive/"
+                   f"{TIMESCALEDB_COMMIT}.tar.gz")
+VENDORED_SOURCE = (PROJECT_DIR.parent / "shared" / "vendor"
+                   / f"timescaledb-2.30.0-dev-{TIMESCALEDB_COMMIT[:12]}.tar.gz")
+BUILD_TOOLS = ("cmake", "make", "cc")
+#: TimescaleDB's own switches for a plain extension build: no tests, no lint, no git, no
+#: telemetry (which is also what OpenSSL would be for)
+CMAKE_OPTIONS = (
+    "-DCMAKE_BUILD_TYPE=Release", "-DREGRESS_CHECKS=OFF", "-DTAP_CHECKS=OFF",
+    "-DWARNINGS_AS_ERRORS=OFF", "-DLINTER=OFF", "-DUSE_TELEMETRY=OFF", "-DUSE_OPENSSL=OFF",
+    "-DGENERATE_DOWNGRADE_SCRIPT=OFF", "-DCMAKE_DISABLE_FIND_PACKAGE_Git=TRUE",
 )
 SERVER_SETTINGS = {
     "listen_addresses": "'127.0.0.1'",
@@ -65,7 +101,10 @@ SERVER_SETTINGS = {
     "maintenance_work_mem": "'256MB'",
     "max_wal_size": "'4GB'",
     "timescaledb.telemetry_level": "off",
-    "timescaledb.max_background_workers": "4",
+    # No job scheduler: the workbench's ticks have fixed dates, so the 90-day retention
+    # job would drop a benchmark's data mid-run. tsj runs each job itself (CALL run_job)
+    # where it applies or proves a policy, and records what the job did.
+    "timescaledb.max_background_workers": "0",
     "track_io_timing": "on",
     "log_min_messages": "warning",
 }
@@ -85,6 +124,13 @@ class Status:
     postgres_version: str | None = None
     timescaledb_version: str | None = None
     license: str | None = None
+    edition: str | None = None  # the tree it runs: 'timescale' or 'apache'
+
+
+def from_settings(settings: Settings, *, instance: str = "main") -> Embedded:
+    """The embedded server ``settings`` describe (home, port, edition, source archive)."""
+    return Embedded(default_home(settings.home), instance=instance, port=settings.port,
+                    edition=settings.edition, timescaledb_source=settings.timescaledb_source)
 
 
 def default_home(project_home: Path) -> Path:
@@ -108,23 +154,35 @@ def _reachable_by_nobody(path: Path) -> bool:
 
 
 class Embedded:
-    """One embedded server: shared binaries under ``home``, data under ``home/<instance>``."""
+    """One embedded server: binaries of ``edition`` under ``home``, data in its own folder.
 
-    def __init__(self, home: Path, *, instance: str = "main", port: int | None = None) -> None:
+    ``timescaledb_source`` names the TimescaleDB source archive (path or URL) that the
+    timescale edition builds; None takes the vendored copy, else GitHub's.
+    """
+
+    def __init__(self, home: Path, *, instance: str = "main", port: int | None = None,
+                 edition: str = "timescale", timescaledb_source: str | None = None) -> None:
         if not re.fullmatch(r"[a-z0-9_-]+", instance):
             raise ValueError(f"instance name {instance!r} must be lowercase letters, digits, - or _")
         if port is not None and not 1024 <= port <= 65535:
             raise ValueError(f"port {port} is out of range; use 1024-65535")
+        if edition not in EDITIONS:
+            raise ValueError(f"edition {edition!r} is unknown; use 'timescale' or 'apache' "
+                             "(TSJ_EDITION)")
         self.home = home
         self.instance = instance
         self.requested_port = port
-        self.root = home / f"pg{PG_MAJOR}"
+        self.edition = edition
+        self.timescaledb_source = timescaledb_source
+        self.root = home / f"pg{PG_MAJOR}-{edition}"
         self.bin = self.root / "usr" / "lib" / "postgresql" / str(PG_MAJOR) / "bin"
-        self.dir = home / instance
+        # the editions never share a data folder: each reads only its own catalogs
+        self.dir = home / (instance if edition == "timescale" else f"{instance}-apache")
         self.data = self.dir / "data"
         self.passfile = self.dir / "pgpass"
         self.port_file = self.dir / "port"
         self.logfile = self.dir / "postgres.log"
+        self.edition_file = self.dir / "edition"
 
     # -- binaries ---------------------------------------------------------------------
 
@@ -133,16 +191,23 @@ class Embedded:
         return (self.root / ".complete").is_file()
 
     def ensure_binaries(self) -> bool:
-        """Fetch and relocate the server binaries; False when they were already there."""
+        """Fetch, relocate (and for the timescale edition build) the server; False when
+        it was all there already."""
         _check_platform()
         with self._lock():
             if self.installed:
                 return False
-            debs = self._download()
+            if self.edition == "timescale":
+                _check_build_tools()
+                archive = self._source_archive()  # before the downloads: fail fast
+            debs = self._download([*PACKAGES, *EDITION_PACKAGES[self.edition]])
             self._extract(debs)
+            if self.edition == "timescale":
+                self._build_timescaledb(archive)
+            (self.root / ".complete").write_text(" ".join(sorted(d.name for d in debs)) + "\n")
             return True
 
-    def _download(self) -> list[Path]:
+    def _download(self, packages: list[str]) -> list[Path]:
         apt = self.home / "apt"
         for sub in ("lists/partial", "cache/archives/partial", "debs"):
             (apt / sub).mkdir(parents=True, exist_ok=True)
@@ -166,15 +231,15 @@ class Embedded:
             if subprocess.run(["dpkg-deb", "--info", str(deb)], capture_output=True).returncode:
                 deb.unlink()  # a half-written download: fetch it again
         have = {d.name.split("_")[0] for d in debs_dir.glob("*.deb")}
-        missing = [p for p in PACKAGES if p not in have]
+        missing = [p for p in packages if p not in have]
         if missing:
             log.info("downloading %d packages", len(missing))
             _run(["apt-get", *opts, "download", *missing], what="apt-get download", cwd=debs_dir)
-        debs = sorted(debs_dir.glob("*.deb"))
+        debs = sorted(d for d in debs_dir.glob("*.deb") if d.name.split("_")[0] in packages)
         got = {d.name.split("_")[0] for d in debs}
-        if not set(PACKAGES) <= got:
+        if not set(packages) <= got:
             raise EmbeddedError(
-                f"packages {sorted(set(PACKAGES) - got)} did not download; re-run 'tsj db start'"
+                f"packages {sorted(set(packages) - got)} did not download; re-run 'tsj db start'"
             )
         return debs
 
@@ -187,7 +252,61 @@ class Embedded:
         shutil.rmtree(self.root, ignore_errors=True)
         tmp.rename(self.root)  # patch in place: rpaths must name the final location
         _relocate(self.root, self.bin)
-        (self.root / ".complete").write_text(" ".join(sorted(d.name for d in debs)) + "\n")
+
+    # -- the timescale edition: TimescaleDB from source -----------------------------------
+
+    def _source_archive(self) -> Path:
+        """The source archive to build, downloaded first when it is a URL."""
+        source = self.timescaledb_source or (
+            str(VENDORED_SOURCE) if VENDORED_SOURCE.is_file() else TIMESCALEDB_URL)
+        if "://" in source:
+            return _fetch_archive(source, self.home / "src")
+        path = Path(source).expanduser()
+        if not path.is_file():
+            raise EmbeddedError(
+                f"TimescaleDB source archive {path} not found; set TSJ_TIMESCALEDB_SOURCE to "
+                f"a path or URL of TimescaleDB's source .tar.gz, or {_APACHE_FIX}")
+        return path
+
+    def _build_timescaledb(self, archive: Path) -> None:
+        """Build TimescaleDB (both halves) against the tree's PostgreSQL; install into it."""
+        work = self.home / "build"
+        src = _unpack_source(archive, work / "src")
+        version = _source_version(src)
+        build_log = work / "timescaledb-build.log"
+        jobs = str(os.cpu_count() or 2)
+        log.info("building TimescaleDB %s with the Timescale License half from %s "
+                 "(about 2 minutes on 2 cores, once; log: %s)", version, archive, build_log)
+        t0 = time.perf_counter()
+        # the tree's own headers (OpenSSL's, which PostgreSQL's include) after the system's
+        include = self.root / "usr" / "include"
+        flags = " ".join(f"-idirafter {d}" for d in [include, *sorted(include.glob("*-linux-gnu"))])
+        steps = [
+            ("configure", ["cmake", "-S", str(src), "-B", str(work / "out"),
+                           f"-DPG_CONFIG={self.bin / 'pg_config'}", f"-DCMAKE_C_FLAGS={flags}",
+                           *CMAKE_OPTIONS]),
+            ("compile", ["make", "-C", str(work / "out"), "-j", jobs]),
+            ("install", ["make", "-C", str(work / "out"), "install"]),
+        ]
+        with open(build_log, "w") as out:
+            for what, cmd in steps:
+                out.write(f"$ {' '.join(cmd)}\n")
+                out.flush()
+                res = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT)
+                if res.returncode:
+                    raise EmbeddedError(
+                        f"building TimescaleDB {version} failed ({what}): "
+                        f"{_first_error(build_log)}; see {build_log}; fix that and re-run "
+                        f"'tsj db setup', or {_APACHE_FIX}")
+        libdir = self.root / "usr" / "lib" / "postgresql" / str(PG_MAJOR) / "lib"
+        if not (libdir / f"timescaledb-tsl-{version}.so").is_file():
+            raise EmbeddedError(
+                f"the TimescaleDB build installed no timescaledb-tsl-{version}.so (the "
+                f"Timescale License half) into {libdir}; see {build_log}")
+        shutil.rmtree(work / "src", ignore_errors=True)
+        shutil.rmtree(work / "out", ignore_errors=True)
+        log.info("built and installed TimescaleDB %s in %.0f s", version,
+                 time.perf_counter() - t0)
 
     @contextmanager
     def _lock(self) -> Iterator[None]:
@@ -206,9 +325,12 @@ class Embedded:
 
         The steps end with the passfile, then the tsj-lab settings: a cluster holding both
         is complete. One with the settings but no passfile was made whole once (and may
-        hold data), so it is never wiped: the user decides.
+        hold data), so it is never wiped: the user decides. Nor is one made by the other
+        edition (its catalogs name another TimescaleDB).
         """
         configured = self._configured()
+        if configured:
+            self._check_edition()
         if configured and self.passfile.is_file():
             return
         if configured:
@@ -230,6 +352,7 @@ class Embedded:
             )
         finally:
             pwfile.unlink(missing_ok=True)
+        self.edition_file.write_text(f"{self.edition}\n")
         # the passfile is the client's (root's or the user's): 0600 or libpq ignores it
         self.passfile.write_text(f"127.0.0.1:*:*:{SUPERUSER}:{password}\n")
         self.passfile.chmod(0o600)
@@ -237,6 +360,20 @@ class Embedded:
             fh.write(f"\n{CONF_MARKER}\n")
             fh.writelines(f"{k} = {v}\n" for k, v in SERVER_SETTINGS.items())
         self._give_to_server_user(self.data / "postgresql.conf")
+
+    def _check_edition(self) -> None:
+        # a cluster without the file predates the editions: Debian's apache build made it
+        try:
+            made_by = self.edition_file.read_text().strip()
+        except FileNotFoundError:
+            made_by = "apache"
+        if made_by == self.edition:
+            return
+        keep = self.home / (self.instance if made_by == "timescale" else f"{self.instance}-apache")
+        raise EmbeddedError(
+            f"{self.dir} holds a database made by the {made_by} edition, not the "
+            f"{self.edition} edition asked for; to keep it, move it to {keep} and use "
+            f"TSJ_EDITION={made_by}; or remove {self.dir} to start afresh (its data is lost)")
 
     def _configured(self) -> bool:
         conf = self.data / "postgresql.conf"
@@ -280,14 +417,15 @@ class Embedded:
     def status(self) -> Status:
         pid = self._live_pid()
         port = self._remembered_port()
-        base = Status(running=pid is not None, pid=pid, port=port, data_dir=self.data)
+        base = Status(running=pid is not None, pid=pid, port=port, data_dir=self.data,
+                      edition=self.edition)
         if pid is None:
             return base
         from .db import probe_url
 
         caps = probe_url(self.url())
         return Status(True, pid, port, self.data, caps.postgres_version,
-                      caps.timescaledb_version, caps.license)
+                      caps.timescaledb_version, caps.license, self.edition)
 
     # -- helpers ----------------------------------------------------------------------
 
@@ -376,6 +514,78 @@ def _relocate(root: Path, bindir: Path) -> None:
         if exe.is_file() and exe.read_bytes()[:4] == b"\x7fELF":
             _run([patchelf, "--set-interpreter", str(loader), "--force-rpath",
                   "--set-rpath", ":".join(libdirs), str(exe)], what=f"patchelf {exe.name}")
+
+
+_APACHE_FIX = "run Debian's apache build instead with TSJ_EDITION=apache (no AC3-AC5)"
+
+
+def _check_build_tools() -> None:
+    missing = [t for t in BUILD_TOOLS if not shutil.which(t)]
+    if missing:
+        raise EmbeddedError(
+            f"building TimescaleDB needs {', '.join(missing)}, not found; install them "
+            f"(Debian: 'apt-get install cmake gcc make'), or {_APACHE_FIX}")
+
+
+def _fetch_archive(url: str, folder: Path) -> Path:
+    """``url`` downloaded once into ``folder`` (a cut-short download is fetched again)."""
+    dest = folder / Path(url.split("?", 1)[0]).name
+    if dest.is_file():
+        return dest
+    folder.mkdir(parents=True, exist_ok=True)
+    partial = dest.with_name(dest.name + ".partial")
+    log.info("downloading %s", url)
+    try:
+        with urllib.request.urlopen(url, timeout=60) as resp, open(partial, "wb") as out:
+            shutil.copyfileobj(resp, out)
+    except (OSError, ValueError) as exc:
+        partial.unlink(missing_ok=True)
+        raise EmbeddedError(
+            f"cannot download TimescaleDB's source from {url} ({exc}); set "
+            f"TSJ_TIMESCALEDB_SOURCE to a local copy of the archive, or {_APACHE_FIX}") from None
+    partial.rename(dest)
+    return dest
+
+
+def _unpack_source(archive: Path, dest: Path) -> Path:
+    """Unpack ``archive`` into ``dest`` (afresh); the source folder, checked to be
+    TimescaleDB's complete tree (both license halves)."""
+    shutil.rmtree(dest, ignore_errors=True)
+    dest.mkdir(parents=True)
+    try:
+        with tarfile.open(archive) as tf:
+            names = tf.getnames()  # reads the whole archive: a truncated one fails here
+            top = names[0].split("/", 1)[0] if names else ""
+            if not {f"{top}/version.config", f"{top}/tsl/CMakeLists.txt"} <= set(names):
+                raise EmbeddedError(
+                    f"{archive} is not TimescaleDB's complete source (no version.config or "
+                    f"tsl/ under {top or 'its top folder'}); point TSJ_TIMESCALEDB_SOURCE at "
+                    f"the full source archive, or {_APACHE_FIX}")
+            tf.extractall(dest, filter="data")
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
+        if archive.parent == dest.parent.parent / "src":
+            archive.unlink(missing_ok=True)  # our own download: fetch it again next time
+        raise EmbeddedError(
+            f"TimescaleDB source archive {archive} is unreadable ({exc}); fetch it again or "
+            f"point TSJ_TIMESCALEDB_SOURCE at a good copy, or {_APACHE_FIX}") from None
+    return dest / top
+
+
+def _source_version(src: Path) -> str:
+    text = (src / "version.config").read_text()
+    m = re.search(r"^version\s*=\s*(\S+)", text, re.MULTILINE)
+    if not m:
+        raise EmbeddedError(f"{src / 'version.config'} names no version; is this TimescaleDB?")
+    return m.group(1)
+
+
+def _first_error(build_log: Path) -> str:
+    """The build log's first error line (a compiler's or CMake's), else its last line."""
+    lines = build_log.read_text(errors="replace").splitlines()
+    for line in lines:
+        if re.search(r"\berror\b|CMake Error", line, re.IGNORECASE) and "Werror" not in line:
+            return line.strip()[:300]
+    return lines[-1].strip()[:300] if lines else "no output"
 
 
 def _check_platform() -> None:

@@ -804,10 +804,10 @@ def _bench_table(url: str, *, create: bool) -> None:
 def _psql_binary() -> str:
     import shutil
 
-    from .config import PROJECT_DIR
-    from .embedded import Embedded, default_home
+    from .config import Settings
+    from .embedded import from_settings
 
-    bundled = Embedded(default_home(PROJECT_DIR / ".tsj")).bin / "psql"
+    bundled = from_settings(Settings.load()).bin / "psql"
     found = str(bundled) if bundled.is_file() else shutil.which("psql")
     if not found:
         from .errors import ConfigError

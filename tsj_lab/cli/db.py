@@ -9,10 +9,9 @@ from . import add_target, command, print_json, print_table, settings, target_url
 
 
 def _embedded(args: argparse.Namespace):
-    from ..embedded import Embedded, default_home
+    from ..embedded import from_settings
 
-    s = settings(args)
-    return Embedded(default_home(s.home), port=s.port)
+    return from_settings(settings(args))
 
 
 @command("db start", "set up (first time) and start the embedded TimescaleDB")
@@ -36,7 +35,7 @@ def _db_status(args: argparse.Namespace) -> int:
     st = _embedded(args).status()
     data = {"running": st.running, "pid": st.pid, "port": st.port, "data_dir": st.data_dir,
             "postgres": st.postgres_version, "timescaledb": st.timescaledb_version,
-            "license": st.license}
+            "license": st.license, "edition": st.edition}
     if args.json:
         print_json(data)
     else:
@@ -55,7 +54,8 @@ def _db_url(args: argparse.Namespace) -> int:
     return 0
 
 
-@command("db setup", "download and relocate the server binaries only (no server started)")
+@command("db setup", "download and relocate the server binaries and, for the timescale "
+         "edition, build TimescaleDB from source (no server started)")
 def _db_setup(args: argparse.Namespace) -> int:
     print("installed" if _embedded(args).ensure_binaries() else "already installed")
     return 0
