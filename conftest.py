@@ -1,9 +1,12 @@
 """Shared fixtures: one embedded server for the whole test session (tests/ and notebooks/).
 
-The server is a separate instance ('test') of the embedded TimescaleDB, so a test run
-never touches the data of `make bench` or `make lab`. It is started in
-``pytest_sessionstart`` (not a fixture) because nbval's notebook kernels inherit the
-environment set here: TSJ_DATABASE_URL and TSJ_SOURCE_URL point at it.
+The server is a separate instance ('test') of the embedded TimescaleDB, timescale edition
+(built from source, with the Timescale License half), so a test run never touches the
+data of `make bench` or `make lab`. It is started in ``pytest_sessionstart`` (not a
+fixture) because nbval's notebook kernels inherit the environment set here:
+TSJ_DATABASE_URL and TSJ_SOURCE_URL point at it. What only the apache edition does
+(Debian's build) is tested on a second instance, started on first use by
+``apache_server``.
 """
 
 from __future__ import annotations
@@ -20,28 +23,49 @@ from tsj_lab.config import PROJECT_DIR, with_database
 from tsj_lab.embedded import SOURCE_DB, TARGET_DB, Embedded, default_home
 
 _SERVER: Embedded | None = None
+_APACHE: Embedded | None = None
+# TSJ_TEST_INSTANCE lets two test runs on one machine use separate servers.
+_INSTANCE = os.environ.get("TSJ_TEST_INSTANCE", "test").lower()
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     global _SERVER
-    # TSJ_TEST_INSTANCE lets two test runs on one machine use separate servers.
-    instance = os.environ.get("TSJ_TEST_INSTANCE", "test").lower()
-    _SERVER = Embedded(default_home(PROJECT_DIR / ".tsj"), instance=instance)
+    _SERVER = Embedded(default_home(PROJECT_DIR / ".tsj"), instance=_INSTANCE,
+                       timescaledb_source=os.environ.get("TSJ_TIMESCALEDB_SOURCE") or None)
+    if not _SERVER.installed:
+        print("\nsetting up the test server: TimescaleDB builds from source once "
+              "(about 2 minutes on 2 cores)", flush=True)
     _SERVER.start()
     os.environ["TSJ_DATABASE_URL"] = _SERVER.url(TARGET_DB)
     os.environ["TSJ_SOURCE_URL"] = _SERVER.url(SOURCE_DB)
     os.environ.pop("TIMESCALE_DATABASE_URL", None)
+    os.environ.pop("TSJ_EDITION", None)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    if _SERVER is not None and not os.environ.get("TSJ_TEST_KEEP_SERVER"):
-        _SERVER.stop()
+    if os.environ.get("TSJ_TEST_KEEP_SERVER"):
+        return
+    for server in (_SERVER, _APACHE):
+        if server is not None:
+            server.stop()
 
 
 @pytest.fixture(scope="session")
 def server() -> Embedded:
+    """The test server: the timescale edition."""
     assert _SERVER is not None
     return _SERVER
+
+
+@pytest.fixture(scope="session")
+def apache_server() -> Embedded:
+    """A second test server on Debian's apache-only TimescaleDB, started on first use."""
+    global _APACHE
+    if _APACHE is None:
+        _APACHE = Embedded(default_home(PROJECT_DIR / ".tsj"), instance=_INSTANCE,
+                           edition="apache")
+        _APACHE.start()
+    return _APACHE
 
 
 @pytest.fixture(scope="session")
@@ -56,9 +80,7 @@ def source_url(server: Embedded) -> str:
     return server.url(SOURCE_DB)
 
 
-@pytest.fixture
-def make_db(server: Embedded) -> Iterator[Callable[..., str]]:
-    """A factory of fresh databases, dropped after the test: ``make_db(timescale=True)``."""
+def _database_factory(server: Embedded) -> Iterator[Callable[..., str]]:
     made: list[str] = []
     admin = server.url("postgres")
 
@@ -79,3 +101,16 @@ def make_db(server: Embedded) -> Iterator[Callable[..., str]]:
             conn.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
             )
+
+
+@pytest.fixture
+def make_db(server: Embedded) -> Iterator[Callable[..., str]]:
+    """A factory of fresh databases on the timescale edition, dropped after the test:
+    ``make_db(timescale=True)`` (False: plain PostgreSQL, no extension)."""
+    yield from _database_factory(server)
+
+
+@pytest.fixture
+def make_apache_db(apache_server: Embedded) -> Iterator[Callable[..., str]]:
+    """The same factory on the apache-edition server."""
+    yield from _database_factory(apache_server)

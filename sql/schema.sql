@@ -124,16 +124,20 @@ SELECT drop_chunks('tick_data', older_than => %(older_than)s::interval)::text;
 
 -- name: candle_diff_ticks
 -- Rows of {view} that differ from candles recomputed from the raw ticks at bucket width
--- %(width)s, counted both ways (EXCEPT ALL): 0 means equal row for row. With two ticks
--- of one symbol at the same instant, first()/last() may pick either: ties are not
--- expected in tick data and would show here.
+-- %(width)s, counted both ways (EXCEPT ALL): 0 means equal row for row. From %(since)s
+-- on (a bucket boundary; NULL: all): the candles of days whose ticks the retention
+-- dropped have nothing to be recomputed from. With two ticks of one symbol at the same
+-- instant, first()/last() may pick either: ties are not expected in tick data and would
+-- show here.
 WITH want AS (
   SELECT time_bucket(%(width)s::interval, time) AS bucket, symbol,
          first(last_price, time) AS open, max(last_price) AS high, min(last_price) AS low,
          last(last_price, time) AS close, sum(volume) AS volume, count(*) AS tick_count
-  FROM tick_data GROUP BY 1, 2),
+  FROM tick_data WHERE %(since)s::timestamptz IS NULL OR time >= %(since)s
+  GROUP BY 1, 2),
 have AS (
-  SELECT bucket, symbol, open, high, low, close, volume, tick_count FROM {view})
+  SELECT bucket, symbol, open, high, low, close, volume, tick_count FROM {view}
+  WHERE %(since)s::timestamptz IS NULL OR bucket >= %(since)s)
 SELECT count(*) FROM (
   (SELECT * FROM want EXCEPT ALL SELECT * FROM have)
   UNION ALL
@@ -155,3 +159,18 @@ SELECT count(*) FROM (
   (SELECT * FROM want EXCEPT ALL SELECT * FROM have)
   UNION ALL
   (SELECT * FROM have EXCEPT ALL SELECT * FROM want)) AS d;
+
+-- name: set_chunk_interval
+-- AC2 on a hypertable made with another chunk interval (e.g. 7 days, the default of
+-- CREATE TABLE ... WITH (tsdb.hypertable)): new chunks span 1 day; chunks that exist
+-- keep theirs.
+SELECT set_chunk_time_interval('tick_data', INTERVAL '1 day');
+
+-- name: create_extension
+-- A database without TimescaleDB on a server that offers it (installed, preloaded): a
+-- trusted extension, so the database owner or a role with CREATE on it may create it.
+CREATE EXTENSION IF NOT EXISTS timescaledb;
+
+-- name: preload_libraries
+-- The server's shared_preload_libraries: TimescaleDB works only when it is preloaded.
+SELECT current_setting('shared_preload_libraries');

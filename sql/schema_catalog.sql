@@ -3,37 +3,48 @@
 -- Every object is looked up in the connection's current schema (the first on search_path).
 
 -- name: provision_state
--- One row: which of the objects provisioning creates already exist. %(views)s is the list
--- of candle view names, %(indexes)s the list of index names looked for.
-WITH ns AS (SELECT current_schema()::text::regnamespace AS oid)
+-- One row: which of the objects provisioning creates already exist, and the settings it
+-- compares with the story's. %(views)s is the list of candle view names, %(indexes)s
+-- the list of index names looked for.
+WITH ns AS (SELECT current_schema()::text::regnamespace AS oid),
+ht AS (SELECT h.* FROM timescaledb_information.hypertables h
+       WHERE h.hypertable_schema = current_schema() AND h.hypertable_name = 'tick_data')
 SELECT
   EXISTS (SELECT 1 FROM pg_class c, ns WHERE c.relnamespace = ns.oid
           AND c.relname = 'tick_data' AND c.relkind IN ('r', 'p')) AS has_table,
-  EXISTS (SELECT 1 FROM timescaledb_information.hypertables h
-          WHERE h.hypertable_schema = current_schema() AND h.hypertable_name = 'tick_data')
-    AS is_hypertable,
-  coalesce((SELECT h.compression_enabled FROM timescaledb_information.hypertables h
-            WHERE h.hypertable_schema = current_schema() AND h.hypertable_name = 'tick_data'),
-           false) AS compression_enabled,
+  EXISTS (SELECT 1 FROM ht) AS is_hypertable,
+  (SELECT d.time_interval FROM timescaledb_information.dimensions d
+   WHERE d.hypertable_schema = current_schema() AND d.hypertable_name = 'tick_data'
+     AND d.dimension_number = 1) AS chunk_interval,
+  coalesce((SELECT compression_enabled FROM ht), false) AS compression_enabled,
   ARRAY(SELECT c.relname::text FROM pg_class c, ns WHERE c.relnamespace = ns.oid
         AND c.relname = ANY(%(views)s) AND c.relkind IN ('m', 'v')) AS views,
   ARRAY(SELECT c.relname::text FROM pg_class c, ns WHERE c.relnamespace = ns.oid
         AND c.relname = ANY(%(indexes)s) AND c.relkind IN ('i', 'I')) AS indexes,
-  EXISTS (SELECT 1 FROM timescaledb_information.jobs j
-          WHERE j.proc_name = 'policy_compression' AND j.hypertable_schema = current_schema()
-          AND j.hypertable_name = 'tick_data') AS has_compression_job,
-  EXISTS (SELECT 1 FROM timescaledb_information.jobs j
-          WHERE j.proc_name = 'policy_retention' AND j.hypertable_schema = current_schema()
-          AND j.hypertable_name = 'tick_data') AS has_retention_job,
-  -- a refresh policy's job names the view since 2.20, its materialization hypertable
-  -- before: accept both
-  ARRAY(SELECT ca.view_name::text FROM timescaledb_information.continuous_aggregates ca
-        JOIN timescaledb_information.jobs j
-          ON (j.hypertable_schema, j.hypertable_name)
-             IN ((ca.view_schema, ca.view_name),
-                 (ca.materialization_hypertable_schema, ca.materialization_hypertable_name))
-        WHERE j.proc_name = 'policy_refresh_continuous_aggregate'
-          AND ca.view_schema = current_schema()) AS cagg_policies;
+  -- NULL when there is no such policy; the interval of the first one otherwise
+  (SELECT (j.config ->> 'compress_after')::interval FROM timescaledb_information.jobs j
+   WHERE j.proc_name = 'policy_compression' AND j.hypertable_schema = current_schema()
+     AND j.hypertable_name = 'tick_data' ORDER BY j.job_id LIMIT 1) AS compress_after,
+  (SELECT (j.config ->> 'drop_after')::interval FROM timescaledb_information.jobs j
+   WHERE j.proc_name = 'policy_retention' AND j.hypertable_schema = current_schema()
+     AND j.hypertable_name = 'tick_data' ORDER BY j.job_id LIMIT 1) AS drop_after;
+
+-- name: candle_policies
+-- The refresh policy of each candle view that has one: its job and intervals. A refresh
+-- policy's job names the view since 2.20 and its materialization hypertable before, so
+-- both are accepted. %(views)s: the candle view names.
+SELECT ca.view_name::text AS view, j.job_id,
+       (j.config ->> 'start_offset')::interval AS start_offset,
+       (j.config ->> 'end_offset')::interval AS end_offset,
+       j.schedule_interval
+FROM timescaledb_information.continuous_aggregates ca
+JOIN timescaledb_information.jobs j
+  ON (j.hypertable_schema, j.hypertable_name)
+     IN ((ca.view_schema, ca.view_name),
+         (ca.materialization_hypertable_schema, ca.materialization_hypertable_name))
+WHERE j.proc_name = 'policy_refresh_continuous_aggregate'
+  AND ca.view_schema = current_schema() AND ca.view_name = ANY(%(views)s)
+ORDER BY j.job_id;
 
 -- name: count_ticks
 -- Rows in tick_data (asked only of a plain table, before refusing to convert it).
@@ -148,3 +159,29 @@ CROSS JOIN LATERAL hypertable_detailed_size(
   (quote_ident(ca.materialization_hypertable_schema) || '.'
    || quote_ident(ca.materialization_hypertable_name))::regclass) s
 WHERE ca.view_schema = current_schema() AND ca.view_name = ANY(%(views)s);
+
+-- name: story_ac2
+-- AC2 as the story's validation table writes it: SELECT * FROM
+-- timescaledb_information.hypertables WHERE hypertable_name = 'tick_data' returns 1 row
+-- (here: of the current schema).
+SELECT count(*) FROM timescaledb_information.hypertables
+WHERE hypertable_name = 'tick_data' AND hypertable_schema = current_schema();
+
+-- name: story_ac3
+-- AC3 as the story writes it: timescaledb_information.compression_settings shows the
+-- settings (a row per segmentby and orderby column of tick_data).
+SELECT count(*) FROM timescaledb_information.compression_settings
+WHERE hypertable_name = 'tick_data' AND hypertable_schema = current_schema();
+
+-- name: story_ac4
+-- AC4 as the story writes it: timescaledb_information.continuous_aggregates shows 4 views
+-- (here: of the current schema).
+SELECT count(*) FROM timescaledb_information.continuous_aggregates
+WHERE view_schema = current_schema();
+
+-- name: story_ac5
+-- AC5 as the story writes it: timescaledb_information.jobs WHERE proc_name =
+-- 'policy_retention' exists (here: on tick_data of the current schema).
+SELECT count(*) FROM timescaledb_information.jobs
+WHERE proc_name = 'policy_retention' AND hypertable_name = 'tick_data'
+  AND hypertable_schema = current_schema();

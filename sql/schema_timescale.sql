@@ -103,30 +103,38 @@ FROM candle_1m
 GROUP BY time_bucket(INTERVAL '1 hour', bucket), symbol
 WITH NO DATA;
 
--- name: ts_candle_1m_policy
--- AC4: the story's policy: every minute, materialize the last hour but the newest minute
--- (which real-time aggregation serves from the raw ticks).
-SELECT add_continuous_aggregate_policy('candle_1m',
-  start_offset => INTERVAL '1 hour', end_offset => INTERVAL '1 minute',
-  schedule_interval => INTERVAL '1 minute', if_not_exists => true);
+-- name: ts_add_candle_policy
+-- AC4: the refresh policy of a candle view. The story's for candle_1m: every minute,
+-- materialize the last hour but the newest minute (which real-time aggregation serves
+-- from the raw ticks). The others lag by one bucket of their own, and a refresh window
+-- must span at least two buckets (schema.CANDLE_POLICIES holds the intervals). No
+-- window reaches back to the 90-day retention horizon, so candles outlive their ticks.
+SELECT add_continuous_aggregate_policy(%(view)s::regclass,
+  start_offset => %(start_offset)s::interval, end_offset => %(end_offset)s::interval,
+  schedule_interval => %(schedule_interval)s::interval, if_not_exists => true);
 
--- name: ts_candle_5m_policy
--- AC4: a refresh window must span at least two buckets; 5m lags 1m by one bucket.
-SELECT add_continuous_aggregate_policy('candle_5m',
-  start_offset => INTERVAL '2 hours', end_offset => INTERVAL '5 minutes',
-  schedule_interval => INTERVAL '5 minutes', if_not_exists => true);
+-- name: ts_remove_candle_policy
+-- A refresh policy on %(view)s with other intervals than the story's goes before the
+-- story's is added (provisioning says so).
+SELECT remove_continuous_aggregate_policy(%(view)s::regclass, if_exists => true);
 
--- name: ts_candle_15m_policy
--- AC4: see candle_5m.
-SELECT add_continuous_aggregate_policy('candle_15m',
-  start_offset => INTERVAL '6 hours', end_offset => INTERVAL '15 minutes',
-  schedule_interval => INTERVAL '15 minutes', if_not_exists => true);
+-- name: ts_remove_columnstore_policy
+-- A columnstore policy with another interval (e.g. the automatic one of a table made
+-- WITH (tsdb.hypertable) on 2.23+, after = the chunk interval), TimescaleDB >= 2.18.
+CALL remove_columnstore_policy('tick_data', if_exists => true);
 
--- name: ts_candle_1h_policy
--- AC4: see candle_5m.
-SELECT add_continuous_aggregate_policy('candle_1h',
-  start_offset => INTERVAL '1 day', end_offset => INTERVAL '1 hour',
-  schedule_interval => INTERVAL '1 hour', if_not_exists => true);
+-- name: ts_remove_compression_policy
+-- The same, TimescaleDB < 2.18.
+SELECT remove_compression_policy('tick_data', if_exists => true);
+
+-- name: ts_remove_retention_policy
+-- A retention policy with another interval than 90 days.
+SELECT remove_retention_policy('tick_data', if_exists => true);
+
+-- name: oldest_tick_day
+-- Where a back-fill of the continuous aggregates starts: the UTC day of the oldest tick
+-- left (NULL: no ticks). Earlier days' candles outlive their dropped ticks.
+SELECT time_bucket(INTERVAL '1 day', min(time)) FROM tick_data;
 
 -- name: ts_refresh_candles
 -- Materialize continuous aggregate %(view)s over [start, end) now (NULL: unbounded); a

@@ -46,7 +46,44 @@ COMPRESS_AFTER = timedelta(days=30)
 RETENTION = timedelta(days=90)
 POOL_TEST_SIZE = 50
 
+
+@dataclass(frozen=True)
+class CandlePolicy:
+    """A continuous aggregate's refresh policy: materialize [now - start_offset,
+    now - end_offset) every ``schedule_interval``."""
+
+    start_offset: timedelta
+    end_offset: timedelta
+    schedule_interval: timedelta
+
+    def __str__(self) -> str:
+        return (f"start {_interval(self.start_offset)}, end {_interval(self.end_offset)}, "
+                f"every {_interval(self.schedule_interval)}")
+
+
+#: the story's policy for candle_1m; the others lag one bucket of their own and span at
+#: least two (a refresh window must), and none reaches back to the retention horizon
+CANDLE_POLICIES = {
+    "candle_1m": CandlePolicy(timedelta(hours=1), timedelta(minutes=1), timedelta(minutes=1)),
+    "candle_5m": CandlePolicy(timedelta(hours=2), timedelta(minutes=5), timedelta(minutes=5)),
+    "candle_15m": CandlePolicy(timedelta(hours=6), timedelta(minutes=15),
+                               timedelta(minutes=15)),
+    "candle_1h": CandlePolicy(timedelta(days=1), timedelta(hours=1), timedelta(hours=1)),
+}
+
 OK, WARN, UNSUPPORTED, FAIL = "ok", "warn", "unsupported", "fail"
+
+
+def _interval(value: timedelta | None) -> str:
+    """An interval as a person writes it: '30 days', '1 hour', '90 min'."""
+    if value is None:
+        return "none"
+    secs = int(value.total_seconds())
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1)):
+        if secs and secs % size == 0:
+            n = secs // size
+            return f"{n} {unit}{'s' if n != 1 else ''}"
+    return str(value)
 
 
 def _unique_index(view: str) -> str:
@@ -72,21 +109,30 @@ class Step:
     query: str  # the block name in sql/*.sql
     needs: str = "create"  # 'create' (CREATE on the schema) or 'owner' (owns tick_data)
     identifiers: tuple[tuple[str, str], ...] = ()
+    params: tuple[tuple[str, Any], ...] = ()
 
     def statement(self) -> psycopg.sql.Composable:
         return queries.compose(self.query, **dict(self.identifiers))
+
+    def run(self, conn: psycopg.Connection[Any]) -> None:
+        conn.execute(self.statement(), dict(self.params) or None)
+
+    def sql_text(self, conn: psycopg.Connection[Any]) -> str:
+        """The statement as it runs, values bound (what a dry run prints)."""
+        return psycopg.ClientCursor(conn).mogrify(self.statement(), dict(self.params) or None)
 
 
 @dataclass(frozen=True)
 class _State:
     has_table: bool
     is_hypertable: bool
+    chunk_interval: timedelta | None
     compression_enabled: bool
     views: frozenset[str]
     indexes: frozenset[str]
-    has_compression_job: bool
-    has_retention_job: bool
-    cagg_policies: frozenset[str]
+    compress_after: timedelta | None  # the compression policy's; None: no policy
+    drop_after: timedelta | None  # the retention policy's; None: no policy
+    candle_policies: tuple[tuple[str, CandlePolicy], ...] = ()  # view -> its refresh policy
 
 
 def _read_state(conn: psycopg.Connection[Any]) -> _State:
@@ -96,9 +142,13 @@ def _read_state(conn: psycopg.Connection[Any]) -> _State:
     row = cur.fetchone()
     assert row is not None
     vals = dict(zip([d.name for d in cur.description or ()], row))
-    for key in ("views", "indexes", "cagg_policies"):
+    for key in ("views", "indexes"):
         vals[key] = frozenset(vals[key])
-    return _State(**vals)
+    policies: dict[str, CandlePolicy] = {}
+    for view, _job, start, end, every in conn.execute(queries.text("candle_policies"),
+                                                      {"views": list(CANDLE_VIEWS)}):
+        policies.setdefault(view, CandlePolicy(start, end, every))
+    return _State(**vals, candle_policies=tuple(sorted(policies.items())))
 
 
 def _table_steps(conn: psycopg.Connection[Any], st: _State, *, migrate_data: bool) -> list[Step]:
@@ -119,6 +169,10 @@ def _table_steps(conn: psycopg.Connection[Any], st: _State, *, migrate_data: boo
             )
         query = "create_hypertable_migrate_data" if rows else "create_hypertable"
         steps.append(Step("tick_data", "convert to hypertable (1-day chunks)", query, "owner"))
+    elif st.chunk_interval != CHUNK_INTERVAL:
+        steps.append(Step("tick_data", f"set chunk interval {_interval(st.chunk_interval)} -> "
+                          "1 day (new chunks; existing ones keep theirs)", "set_chunk_interval",
+                          "owner"))
     if TICK_INDEX not in st.indexes:
         steps.append(Step(TICK_INDEX, "create index (symbol, time DESC)", "create_tick_indexes",
                           "owner"))
@@ -140,26 +194,44 @@ def _apache_steps(st: _State) -> list[Step]:
 
 def _timescale_steps(st: _State, kinds: dict[str, str]) -> list[Step]:
     """The timescale-license statements still needed; ``kinds`` maps routine names the
-    server has to 'f' (function) or 'p' (procedure), from pg_proc."""
+    server has to 'f' (function) or 'p' (procedure), from pg_proc.
+
+    A policy with other intervals than the story's (a table made ``WITH
+    (tsdb.hypertable)`` on 2.23+ carries a columnstore policy after its chunk interval) is
+    replaced, and the step says what it had.
+    """
     # 2.18 renamed compression to columnstore; add_columnstore_policy is a procedure.
-    columnstore = kinds.get("add_columnstore_policy") == "p"
+    api = "columnstore" if kinds.get("add_columnstore_policy") == "p" else "compression"
     steps = []
     if not st.compression_enabled:
         steps.append(Step("tick_data", "enable columnstore (segmentby symbol, orderby time DESC)",
-                          "ts_enable_columnstore" if columnstore else "ts_enable_compression",
-                          "owner"))
-    if not st.has_compression_job:
-        steps.append(Step("policy_compression", "add columnstore policy after 30 days",
-                          "ts_add_columnstore_policy" if columnstore else "ts_add_compression_policy",
-                          "owner"))
-    if not st.has_retention_job:
+                          f"ts_enable_{api}", "owner"))
+    if st.compress_after not in (None, COMPRESS_AFTER):
+        steps.append(Step("policy_compression", f"remove {api} policy after "
+                          f"{_interval(st.compress_after)} (the story's is 30 days)",
+                          f"ts_remove_{api}_policy", "owner"))
+    if st.compress_after != COMPRESS_AFTER:
+        steps.append(Step("policy_compression", f"add {api} policy after 30 days",
+                          f"ts_add_{api}_policy", "owner"))
+    if st.drop_after not in (None, RETENTION):
+        steps.append(Step("policy_retention", f"remove retention policy after "
+                          f"{_interval(st.drop_after)} (the story's is 90 days)",
+                          "ts_remove_retention_policy", "owner"))
+    if st.drop_after != RETENTION:
         steps.append(Step("policy_retention", "add retention policy (90 days)",
                           "ts_add_retention_policy", "owner"))
+    have = dict(st.candle_policies)
     for view in CANDLE_VIEWS:
         if view not in st.views:
             steps.append(Step(view, "create continuous aggregate (real-time)", f"ts_create_{view}"))
-        if view not in st.cagg_policies:
-            steps.append(Step(f"{view} policy", "add refresh policy", f"ts_{view}_policy", "owner"))
+        want, got = CANDLE_POLICIES[view], have.get(view)
+        if got is not None and got != want:
+            steps.append(Step(f"{view} policy", f"remove refresh policy ({got})",
+                              "ts_remove_candle_policy", "owner", params=(("view", view),)))
+        if got != want:
+            steps.append(Step(f"{view} policy", f"add refresh policy ({want})",
+                              "ts_add_candle_policy", "owner",
+                              params=(("view", view), *asdict(want).items())))
     return steps
 
 
@@ -182,9 +254,9 @@ def _present(st: _State, caps: Capabilities) -> list[str]:
     out += [v for v in CANDLE_VIEWS if v in st.views]
     if caps.license == "timescale":
         out += ["compression"] * st.compression_enabled
-        out += ["compression policy"] * st.has_compression_job
-        out += ["retention policy"] * st.has_retention_job
-        out += [f"{v} policy" for v in CANDLE_VIEWS if v in st.cagg_policies]
+        out += ["compression policy"] * (st.compress_after is not None)
+        out += ["retention policy"] * (st.drop_after is not None)
+        out += [f"{v} policy" for v, _ in st.candle_policies]
     return out
 
 
@@ -202,6 +274,7 @@ class ProvisionResult:
     steps: list[Step] = field(default_factory=list)
     sql: list[str] = field(default_factory=list)
     present: list[str] = field(default_factory=list)
+    after: str = ""  # what a dry run could not plan yet
 
     @property
     def changed(self) -> bool:
@@ -211,7 +284,8 @@ class ProvisionResult:
         if not self.steps:
             return f"nothing to do: {len(self.present)} objects already present ({self.edition})"
         verb = "would apply" if self.dry_run else "applied"
-        return f"{verb} {len(self.steps)} statements ({self.edition})"
+        then = f", {self.after}" if self.after else ""
+        return f"{verb} {len(self.steps)} statements ({self.edition}){then}"
 
     def as_dict(self) -> dict[str, Any]:
         return {"target": self.target, "edition": self.edition,
@@ -222,20 +296,49 @@ class ProvisionResult:
                 "sql": self.sql, "present": self.present}
 
 
-def missing_extension_error(url: str, caps: Capabilities) -> SchemaError:
-    """The one-line error for a target without TimescaleDB, saying how to enable it."""
+def missing_extension_error(url: str, caps: Capabilities, *, cause: str = "") -> SchemaError:
+    """The one-line error for a target without TimescaleDB, saying how to enable it;
+    ``cause``: why provisioning could not create it itself."""
     where = redact(url)
+    if caps.timescaledb_available and cause:
+        return SchemaError(
+            f"database at {where} has no timescaledb extension and provisioning cannot "
+            f"create it ({cause}); run 'CREATE EXTENSION timescaledb;' in it as its owner "
+            "or a superuser (the server must have shared_preload_libraries = 'timescaledb')"
+        )
     if caps.timescaledb_available:
         return SchemaError(
-            f"database at {where} has no timescaledb extension; run 'CREATE EXTENSION "
-            "timescaledb;' in it as its owner or a superuser (the server must have "
-            "shared_preload_libraries = 'timescaledb')"
+            f"database at {where} has no timescaledb extension; run 'tsj provision' (it "
+            "creates it where the role may), or 'CREATE EXTENSION timescaledb;' in it as "
+            "its owner or a superuser (the server must have shared_preload_libraries = "
+            "'timescaledb')"
         )
     return SchemaError(
         f"server at {where} has no TimescaleDB installed (plain PostgreSQL "
         f"{caps.postgres_version}); install TimescaleDB, add shared_preload_libraries = "
         "'timescaledb' and restart, then run 'CREATE EXTENSION timescaledb;'"
     )
+
+
+def _extension_step(url: str, caps: Capabilities) -> Step:
+    """Creating the extension, when the server offers it (installed and preloaded)."""
+    with connection(url, autocommit=True) as conn:
+        preloaded = "timescaledb" in conn.execute(
+            queries.text("preload_libraries")).fetchone()[0]  # type: ignore[index]
+    if not caps.timescaledb_available:
+        raise missing_extension_error(url, caps)
+    if not preloaded:
+        raise missing_extension_error(url, caps, cause="the server does not preload it")
+    return Step("timescaledb", "create extension", "create_extension")
+
+
+def _apply_extension(conn: psycopg.Connection[Any], step: Step, url: str,
+                     caps: Capabilities) -> None:
+    log.info("provision: %s %s", step.action, step.target)
+    try:
+        step.run(conn)
+    except psycopg.errors.InsufficientPrivilege as exc:
+        raise missing_extension_error(url, caps, cause=str(exc).splitlines()[0]) from None
 
 
 def _check_privileges(conn: psycopg.Connection[Any], steps: list[Step]) -> None:
@@ -262,7 +365,7 @@ def _check_privileges(conn: psycopg.Connection[Any], steps: list[Step]) -> None:
 def _apply(conn: psycopg.Connection[Any], step: Step) -> None:
     log.info("provision: %s %s", step.action, step.target)
     try:
-        conn.execute(step.statement())
+        step.run(conn)
     except psycopg.errors.InsufficientPrivilege as exc:
         raise SchemaError(f"{step.action} '{step.target}' refused: "
                           f"{str(exc).splitlines()[0]}; grant that privilege or "
@@ -287,7 +390,17 @@ def provision(url: str, *, dry_run: bool = False, migrate_data: bool = False,
         raise ValueError(f"for_license={for_license!r} is unknown; use 'timescale' or 'apache'")
     caps = probe_url(url)
     if caps.timescaledb_version is None:
-        raise missing_extension_error(url, caps)
+        step = _extension_step(url, caps)
+        if dry_run:
+            return ProvisionResult(redact(url), "timescaledb (not yet created)", None, True,
+                                   [step], [queries.text(step.query)], [],
+                                   after="then the edition's DDL, planned once it exists")
+        with connection(url, autocommit=True) as conn:
+            _apply_extension(conn, step, url, caps)
+        created = provision(url, migrate_data=migrate_data, for_license=for_license)
+        created.steps.insert(0, step)
+        created.sql.insert(0, queries.text(step.query))
+        return created
     if for_license is not None and for_license != caps.license:
         if not dry_run:
             raise ValueError(f"for_license={for_license!r} differs from the server's "
@@ -297,7 +410,7 @@ def provision(url: str, *, dry_run: bool = False, migrate_data: bool = False,
     with connection(url, autocommit=timescale) as conn:
         steps, state = _plan(conn, caps, migrate_data=migrate_data)
         result = ProvisionResult(redact(url), caps.edition, caps.timescaledb_version, dry_run,
-                                 steps, [s.statement().as_string(conn) for s in steps],
+                                 steps, [s.sql_text(conn) for s in steps],
                                  _present(state, caps))
         if dry_run or not steps:
             return result
@@ -377,6 +490,15 @@ def _refresh_one(conn: psycopg.Connection[Any], view: str, caps: Capabilities,
         raise SchemaError(f"candle view '{view}' not found; run 'tsj provision'")
     _, kind, populated, materialized_only, _ = row
     if kind == "v" and materialized_only is not None:  # a continuous aggregate
+        if start is None:
+            # Not unbounded: a refresh over days whose ticks retention dropped deletes
+            # their candles (TimescaleDB #2198, #2592). The oldest tick's day is where the
+            # ticks begin (chunks are whole days, and retention drops whole chunks).
+            start = conn.execute(queries.text("oldest_tick_day")).fetchone()[0]  # type: ignore[index]
+            if start is None:
+                return "window (no ticks: candles kept)"
+            if end is not None and start >= end:
+                return "window (no ticks before the end)"
         conn.execute(queries.text("ts_refresh_candles"),
                      {"view": view, "start": start, "end": end})
         return "window"
@@ -487,7 +609,7 @@ def _catalog_rows(conn: psycopg.Connection[Any], url: str,
         return [_row(ac, FAIL, "unavailable", why) for ac in ("AC2", "AC3", "AC4", "AC5")]
     timescale = caps.license == "timescale"
     jobs = {r[0]: r for r in conn.execute(queries.text("policy_jobs"))}
-    return [_check_hypertable(conn),
+    rows = [_check_hypertable(conn),
             _check_compression(conn, jobs) if timescale else _row(
                 "AC3", UNSUPPORTED, "unavailable",
                 f"compression (columnstore) needs the timescale license; this server is "
@@ -497,6 +619,24 @@ def _catalog_rows(conn: psycopg.Connection[Any], url: str,
                 "AC5", UNSUPPORTED, "emulated",
                 "no policy jobs under the apache license; 'tsj retention' drops chunks "
                 "older than 90 days (drop_chunks)")]
+    story = _story_checks(conn)
+    return [replace(r, detail=f"{r.detail}; story's query: {story[r.ac]}")
+            if r.status != UNSUPPORTED else r for r in rows]
+
+
+def _story_checks(conn: psycopg.Connection[Any]) -> dict[str, str]:
+    """The story's own validation queries (its Testing table, AC2-AC5), run as written
+    but for tick_data in the current schema: their row counts, or why one cannot run."""
+    out = {}
+    for ac, name in (("AC2", "story_ac2"), ("AC3", "story_ac3"), ("AC4", "story_ac4"),
+                     ("AC5", "story_ac5")):
+        try:
+            with conn.transaction():
+                n = conn.execute(queries.text(name)).fetchone()[0]  # type: ignore[index]
+            out[ac] = f"{n} row{'s' if n != 1 else ''}"
+        except psycopg.errors.UndefinedTable:
+            out[ac] = "its view is gone in this TimescaleDB version"
+    return out
 
 
 def _check_hypertable(conn: psycopg.Connection[Any]) -> ValidationRow:
@@ -526,7 +666,7 @@ def _check_compression(conn: psycopg.Connection[Any], jobs: dict[str, Any]) -> V
     settings_ok = (segmentby == "symbol"
                    and (orderby or "").replace(" ", "").replace('"', "").lower() == "timedesc")
     detail = (f"segmentby={segmentby}, orderby={orderby}, policy "
-              f"{'job ' + str(job[1]) + ' after ' + str(after) if job else 'missing'}")
+              f"{f'job {job[1]} after {_interval(after)}' if job else 'missing'}")
     if settings_ok and after == COMPRESS_AFTER:
         return _row("AC3", OK, "native", detail)
     return _row("AC3", FAIL, "native", f"{detail}; want symbol, time DESC, 30 days: "
@@ -541,7 +681,15 @@ def _check_candles(conn: psycopg.Connection[Any], *, timescale: bool) -> Validat
         return _row("AC4", FAIL, "native" if timescale else "emulated",
                     f"candle views missing: {', '.join(missing)}; run 'tsj provision'")
     if timescale:
-        return _check_caggs(found)
+        row = _check_caggs(found)
+        if row.status != OK:
+            return row
+        have = dict(_read_state(conn).candle_policies)
+        wrong = [f"{v} ({have[v]})" for v in CANDLE_VIEWS if have.get(v) != CANDLE_POLICIES[v]]
+        if wrong:
+            return _row("AC4", FAIL, "native", f"refresh policies other than the story's: "
+                        f"{', '.join(wrong)}; run 'tsj provision' (it replaces them)")
+        return row
     wrong = [v for v in CANDLE_VIEWS if found[v][1] != "m"]
     if wrong:
         return _row("AC4", FAIL, "emulated", f"not materialized views: {', '.join(wrong)}")
@@ -574,8 +722,8 @@ def _check_retention(jobs: dict[str, Any]) -> ValidationRow:
     if job is None:
         return _row("AC5", FAIL, "native", "no retention job on 'tick_data'; run 'tsj provision'")
     if job[3] != RETENTION:
-        return _row("AC5", FAIL, "native", f"retention job {job[1]} drops after {job[3]}, want "
-                    "90 days; remove_retention_policy('tick_data') then 'tsj provision'")
+        return _row("AC5", FAIL, "native", f"retention job {job[1]} drops after "
+                    f"{_interval(job[3])}, want 90 days; run 'tsj provision' (it replaces it)")
     return _row("AC5", OK, "native", f"retention job {job[1]}: drop after 90 days")
 
 
@@ -649,11 +797,14 @@ CANDLE_WIDTHS = {"candle_1m": timedelta(minutes=1), "candle_5m": timedelta(minut
                  "candle_15m": timedelta(minutes=15), "candle_1h": timedelta(hours=1)}
 
 
-def candle_differences(url: str, view: str, *, against: str = "ticks") -> int:
+def candle_differences(url: str, view: str, *, against: str = "ticks",
+                       since: datetime | None = None) -> int:
     """Rows of candle ``view`` that differ from a recompute (0: equal row for row).
 
-    ``against='ticks'`` recomputes from the raw ticks; ``'candle_1m'`` rolls the 1-minute
-    candles up to the view's width (5m/15m/1h must equal that).
+    ``against='ticks'`` recomputes from the raw ticks, from ``since`` on (a bucket
+    boundary: the candles of days whose ticks were dropped have nothing to compare
+    with); ``'candle_1m'`` rolls the 1-minute candles up to the view's width (5m/15m/1h
+    must equal that).
     """
     if view not in CANDLE_WIDTHS:
         raise ValueError(f"candle view {view!r} is unknown; use one of {CANDLE_VIEWS}")
@@ -662,5 +813,5 @@ def candle_differences(url: str, view: str, *, against: str = "ticks") -> int:
     name = "candle_diff_ticks" if against == "ticks" else "candle_diff_rollup"
     with connection(url, autocommit=True) as conn:
         row = conn.execute(queries.compose(name, view=view),
-                           {"width": CANDLE_WIDTHS[view]}).fetchone()
+                           {"width": CANDLE_WIDTHS[view], "since": since}).fetchone()
     return int(row[0])  # type: ignore[index]

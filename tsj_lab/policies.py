@@ -1,0 +1,228 @@
+"""Proof of the story's policies (AC3-AC5): each job run once and its effect checked.
+
+A policy counts as working when its job has run and done what the story asks, not when
+its row is in the catalog. :func:`prove` builds the story's schema in a scratch schema of
+the target (so a production database's own ``tick_data`` is never touched), loads ticks
+spanning more than the 90-day retention horizon, back-fills the candles, then runs each
+job with ``CALL run_job`` and checks:
+
+* compression: every chunk older than 30 days is compressed, with the story's settings
+  (segment by symbol, order by time DESC), none newer is, and no tick was lost;
+* retention: no chunk older than 90 days is left, and only those chunks' ticks went;
+* each candle refresh policy: the candles equal a recompute from the ticks that remain,
+  the ticks of the last hour are materialized, and the candles of the dropped days are
+  still there (a refresh window reaching past the retention horizon would delete them:
+  TimescaleDB issues #2198, #2592).
+
+The scratch schema is dropped afterwards, with its jobs. On the apache edition there are
+no policy jobs: each row says so (``unsupported``), never ``ok``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any, Callable
+
+import psycopg
+from psycopg import sql
+
+from . import generate, queries, schema
+from .config import with_params
+from .db import connection, probe_url
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+log = logging.getLogger("tsj_lab")
+
+OK, FAIL, UNSUPPORTED = schema.OK, schema.FAIL, schema.UNSUPPORTED
+#: the ticks proved on: more days than the retention keeps, one tick a minute
+PROOF_DAYS = 100
+
+
+@dataclass(frozen=True)
+class PolicyProof:
+    """One policy's job, run once, and what it did."""
+
+    policy: str  # 'compression', 'retention', 'candle_1m refresh', ...
+    job_id: int | None
+    status: str  # ok / fail / unsupported
+    detail: str  # the effect checked, in numbers, or what went wrong
+    seconds: float  # the job's run time
+
+
+def prove(url: str, *, days: int = PROOF_DAYS, symbols: tuple[str, ...] = ("ES", "NQ"),
+          interval_ms: int = 60_000, seed: int = 11, keep: bool = False) -> list[PolicyProof]:
+    """Run every policy job once on ``days`` of ticks in a scratch schema of ``url``.
+
+    ``keep`` leaves the scratch schema in place (its name is in the log) to look at.
+    """
+    if days <= schema.RETENTION.days + 1:
+        raise ValueError(f"days={days} must exceed the {schema.RETENTION.days}-day retention "
+                         "by 2 or more, or the retention job has nothing to drop")
+    caps = probe_url(url)
+    if caps.timescaledb_version is None:
+        raise schema.missing_extension_error(url, caps)
+    if caps.license != "timescale":
+        return [PolicyProof(p, None, UNSUPPORTED, f"no policy jobs under the {caps.license} "
+                            "license (Debian's build); " + why, 0.0)
+                for p, why in _APACHE_NOTES.items()]
+    name = f"tsj_proof_{uuid.uuid4().hex[:8]}"
+    with connection(url, autocommit=True) as conn:
+        ext_schema = conn.execute(queries.text("extension_schema")).fetchone()[0]  # type: ignore[index]
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(name)))
+    # the scratch schema first: provisioning creates everything in current_schema()
+    scoped = with_params(url, options=f"-csearch_path={name},{ext_schema}")
+    try:
+        return _prove_in(scoped, days=days, symbols=symbols, interval_ms=interval_ms, seed=seed)
+    finally:
+        if keep:
+            log.info("policies: scratch schema %s kept", name)
+        else:
+            with connection(url, autocommit=True) as conn:
+                conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(name)))
+
+
+_APACHE_NOTES = {
+    "compression": "compression needs the timescale license",
+    "retention": "'tsj retention' drops chunks older than 90 days (drop_chunks)",
+    **{f"{v} refresh": "'tsj refresh' recomputes the materialized view" for v in schema.CANDLE_VIEWS},
+}
+
+
+def _prove_in(url: str, *, days: int, symbols: tuple[str, ...], interval_ms: int,
+              seed: int) -> list[PolicyProof]:
+    schema.provision(url)
+    # history ends a day ago; the back-fill materializes it and stops 2 hours ago, so
+    # each refresh job finds the recent ticks (the last 50 minutes) in its own window
+    today = datetime.now(timezone.utc).date()
+    generate.load(url, symbols=list(symbols), start=today - timedelta(days=days + 1),
+                  days=days, interval_ms=interval_ms, seed=seed, workers=1, progress=False)
+    hour = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
+    schema.refresh_candles(url, end=hour - timedelta(hours=2))
+    with connection(url, autocommit=True) as conn:
+        conn.execute(queries.text("proof_recent_ticks"), {"symbol": symbols[0]})
+        jobs = dict(conn.execute(queries.text("proof_jobs"),
+                                 {"views": list(schema.CANDLE_VIEWS)}).fetchall())
+        proofs = [_run(conn, "compression", jobs, _check_compression)]
+        until = _facts(conn)["expired_until"]  # where the dropped days end
+        old = {v: _old_candles(conn, v, until) for v in schema.CANDLE_VIEWS}
+        proofs.append(_run(conn, "retention", jobs,
+                           lambda c, before: _check_retention(c, before, old, until)))
+        for view in schema.CANDLE_VIEWS:
+            proofs.append(_run(conn, f"{view} refresh", jobs,
+                               lambda c, before, v=view: _check_refresh(c, v, old, until,
+                                                                        before["at"])))
+    return proofs
+
+
+Check = Callable[[psycopg.Connection[Any], dict[str, Any]], tuple[bool, str]]
+
+
+def _run(conn: psycopg.Connection[Any], policy: str, jobs: dict[str, int],
+         check: Check) -> PolicyProof:
+    job = jobs.get(policy)
+    if job is None:
+        return PolicyProof(policy, None, FAIL, "no job for this policy after provisioning; "
+                           "run 'tsj provision' and look at its steps", 0.0)
+    before = _facts(conn)
+    t0 = time.perf_counter()
+    try:
+        conn.execute(queries.text("run_job"), {"job": job})
+    except psycopg.Error as exc:
+        return PolicyProof(policy, job, FAIL, f"job {job} failed: {str(exc).splitlines()[0]}",
+                           time.perf_counter() - t0)
+    seconds = time.perf_counter() - t0
+    ok, detail = check(conn, before)
+    log.info("policies: %s job %d in %.2f s: %s", policy, job, seconds, detail)
+    return PolicyProof(policy, job, OK if ok else FAIL, detail, seconds)
+
+
+def _facts(conn: psycopg.Connection[Any]) -> dict[str, Any]:
+    cur = conn.execute(queries.text("proof_facts"), {"compress_after": schema.COMPRESS_AFTER,
+                                                      "drop_after": schema.RETENTION})
+    row = cur.fetchone()
+    assert row is not None
+    facts = dict(zip([d.name for d in cur.description or ()], row))
+    facts["at"] = datetime.now(timezone.utc)
+    return facts
+
+
+def _check_compression(conn: psycopg.Connection[Any], before: dict[str, Any]) -> tuple[bool, str]:
+    after = _facts(conn)
+    settings = conn.execute(queries.text("proof_chunk_settings")).fetchall()
+    wrong = [s for s in settings if (s[0] or "") != "symbol"
+             or (s[1] or "").replace('"', "").replace(" ", "").lower() != "timedesc"]
+    compressed = after["old_chunks"] - after["old_uncompressed"]
+    ok = (after["old_chunks"] > 0 and after["old_uncompressed"] == 0
+          and after["young_compressed"] == 0 and after["ticks"] == before["ticks"]
+          and not wrong and len(settings) == compressed)
+    segmentby, orderby = settings[0] if settings else ("-", "-")
+    detail = (f"{compressed} of {after['old_chunks']} chunks older than 30 days compressed "
+              f"(segmentby {segmentby}, orderby {orderby}"
+              f"{f'; other settings on {len(wrong)}' if wrong else ''}); "
+              f"{after['young_compressed']} of {after['chunks'] - after['old_chunks']} newer "
+              f"ones; ticks {before['ticks']:,} before and {after['ticks']:,} after")
+    return ok, detail
+
+
+def _check_retention(conn: psycopg.Connection[Any], before: dict[str, Any],
+                     old: dict[str, int], until: datetime) -> tuple[bool, str]:
+    after = _facts(conn)
+    went = before["ticks"] - after["ticks"]
+    kept = {v: _old_candles(conn, v, until) for v in schema.CANDLE_VIEWS}
+    ok = (before["expired_chunks"] > 0 and after["expired_chunks"] == 0
+          and after["chunks"] == before["chunks"] - before["expired_chunks"]
+          and went == before["expired_ticks"] and kept == old)
+    detail = (f"{before['expired_chunks']} chunks older than 90 days dropped "
+              f"({after['expired_chunks']} left), {after['chunks']} remain; {went:,} ticks "
+              f"went, the {before['expired_ticks']:,} in those chunks; candle_1m of the "
+              f"dropped days: {kept['candle_1m']:,} of {old['candle_1m']:,} kept")
+    return ok, detail
+
+
+def _old_candles(conn: psycopg.Connection[Any], view: str, until: datetime | None) -> int:
+    """Candles of ``view`` before ``until``: the days whose ticks retention drops."""
+    row = conn.execute(queries.compose("proof_old_candles", view=view),
+                       {"until": until}).fetchone()
+    return int(row[0]) if row and row[0] is not None else 0
+
+
+def _check_refresh(conn: psycopg.Connection[Any], view: str, old: dict[str, int],
+                   until: datetime, at: datetime) -> tuple[bool, str]:
+    width, policy = schema.CANDLE_WIDTHS[view], schema.CANDLE_POLICIES[view]
+    diffs = conn.execute(queries.compose("candle_diff_ticks", view=view),
+                         {"width": width, "since": until}).fetchone()[0]  # type: ignore[index]
+    kept = _old_candles(conn, view, until)
+    mat = conn.execute(queries.text("materialization_table"), {"view": view}).fetchone()
+    assert mat is not None
+    got = conn.execute(
+        sql.SQL(queries.text("proof_materialized")).format(  # type: ignore[arg-type]
+            mat=sql.Identifier(*mat)),
+        {"width": width, "at": at, **asdict(policy)}).fetchone()
+    assert got is not None
+    materialized, expected = int(got[0]), int(got[1])
+    # candle_1m's window always holds recent ticks: its job must have materialized them
+    ok = (diffs == 0 and kept == old[view] > 0 and materialized == expected
+          and (expected > 0 or view != "candle_1m"))
+    detail = (f"{materialized} of {expected} buckets of the last hour's ticks in its window "
+              f"materialized; {diffs} candles differ from a recompute of the ticks left; "
+              f"{kept:,} of {old[view]:,} candles of the dropped days kept")
+    return ok, detail
+
+
+def proofs_frame(proofs: list[PolicyProof]) -> pd.DataFrame:
+    import pandas as pd
+
+    return pd.DataFrame([asdict(p) for p in proofs],
+                        columns=list(PolicyProof.__dataclass_fields__))
+
+
+def failed(proofs: list[PolicyProof]) -> list[PolicyProof]:
+    return [p for p in proofs if p.status == FAIL]
+
+
