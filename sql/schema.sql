@@ -171,6 +171,9 @@ SELECT set_chunk_time_interval('tick_data', INTERVAL '1 day');
 -- trusted extension, so the database owner or a role with CREATE on it may create it.
 CREATE EXTENSION IF NOT EXISTS timescaledb;
 
--- name: preload_libraries
--- The server's shared_preload_libraries: TimescaleDB works only when it is preloaded.
-SELECT current_setting('shared_preload_libraries');
+-- name: timescaledb_preloaded
+-- Whether the server preloads TimescaleDB (it works only then): its loader defines the
+-- timescaledb.max_background_workers setting (the extension, not yet created, would
+-- define the others). shared_preload_libraries itself is hidden from roles without
+-- pg_read_all_settings, as on managed services.
+SELECT current_setting('timescaledb.max_background_workers', true) IS NOT NULL;

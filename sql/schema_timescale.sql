@@ -137,7 +137,21 @@ SELECT remove_retention_policy('tick_data', if_exists => true);
 SELECT time_bucket(INTERVAL '1 day', min(time)) FROM tick_data;
 
 -- name: ts_refresh_candles
--- Materialize continuous aggregate %(view)s over [start, end) now (NULL: unbounded); a
--- procedure that must run outside a transaction block.
+-- Materialize continuous aggregate %(view)s over [start, end) now (NULL end: up to the
+-- newest data); a procedure that must run outside a transaction block.
 CALL refresh_continuous_aggregate(%(view)s::regclass, %(start)s::timestamptz,
                                   %(end)s::timestamptz);
+
+-- name: ts_refresh_candles_batched
+-- The same where the procedure takes options (TimescaleDB 2.30+), which batch a manual
+-- refresh by 10 buckets unless told otherwise: 14,400 batches for 100 days of 1-minute
+-- candles, minutes of work. %(options)s sets a day's buckets per batch.
+CALL refresh_continuous_aggregate(%(view)s::regclass, %(start)s::timestamptz,
+                                  %(end)s::timestamptz, options => %(options)s::jsonb);
+
+-- name: refresh_takes_options
+-- Whether refresh_continuous_aggregate has the options argument (buckets_per_batch).
+SELECT EXISTS (
+  SELECT 1 FROM pg_proc p JOIN pg_extension e ON e.extname = 'timescaledb'
+   AND p.pronamespace = e.extnamespace
+  WHERE p.proname = 'refresh_continuous_aggregate' AND 'options' = ANY(p.proargnames));

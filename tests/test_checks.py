@@ -487,9 +487,9 @@ def test_prepare_fills_only_empty_databases(make_db: Callable[..., str]) -> None
 
 
 def test_compression_rules_on_a_timescale_license(make_db: Callable[..., str]) -> None:
-    assert checks.story_compression("symbol", '"time" DESC')
-    assert not checks.story_compression("symbol", "time")
-    assert not checks.story_compression(None, None)
+    assert schema.story_compression("symbol", '"time" DESC')
+    assert not schema.story_compression("symbol", "time")
+    assert not schema.story_compression(None, None)
     # the timescale branch's queries run on 2.19 too; the apache server has no settings
     url = make_db(timescale=True)
     schema.provision(url)

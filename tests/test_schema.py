@@ -1,7 +1,8 @@
 """Provisioning: idempotence, dry run, candles against raw ticks, validation, bad input.
 
-Runs against the embedded server (apache license). The timescale-license DDL is parsed
-here with pglast and runs only against a server named by TSJ_TEST_TIMESCALE_URL.
+Runs on the embedded server's timescale edition (built from source) and, for what only
+Debian's apache build does (materialized-view candles), on the apache test instance.
+The timescale-license DDL is also parsed with pglast.
 """
 
 from __future__ import annotations
@@ -22,7 +23,13 @@ from tsj_lab.cli import main
 from tsj_lab.config import with_params
 from tsj_lab.errors import SchemaError
 
-TIMESCALE_URL = os.environ.get("TSJ_TEST_TIMESCALE_URL")
+
+
+@pytest.fixture(params=["timescale", "apache"])
+def edition(request: pytest.FixtureRequest) -> tuple[str, Callable[..., str]]:
+    """Each edition's name and its database factory."""
+    factory = "make_db" if request.param == "timescale" else "make_apache_db"
+    return request.param, request.getfixturevalue(factory)
 
 
 def snapshot(url: str) -> list[tuple[str, str, bool]]:
@@ -50,10 +57,16 @@ def count(url: str, query: str) -> int:
 # -- idempotence, dry run, validation -----------------------------------------------------
 
 
-def test_provision_twice_second_is_noop_and_validates(make_db: Callable[..., str]) -> None:
-    url = make_db()
+#: AC1-AC6 right after provisioning, by edition
+PROVISIONED = {"timescale": ["ok"] * 6,
+               "apache": ["ok", "ok", "unsupported", "ok", "unsupported", "ok"]}
+
+
+def test_provision_twice_second_is_noop_and_validates(edition) -> None:
+    name, make = edition
+    url = make()
     first = schema.provision(url)
-    assert first.changed and first.edition == "timescaledb-apache"
+    assert first.changed and first.edition == f"timescaledb-{name}"
     assert {s.target for s in first.steps} >= {"tick_data", *schema.CANDLE_VIEWS}
     before = snapshot(url)
     second = schema.provision(url)
@@ -62,15 +75,21 @@ def test_provision_twice_second_is_noop_and_validates(make_db: Callable[..., str
     assert snapshot(url) == before
 
     rows = {r.ac: r for r in schema.validate(url)}
-    assert [rows[ac].status for ac in ("AC1", "AC2", "AC3", "AC4", "AC5", "AC6")] == [
-        "ok", "ok", "unsupported", "ok", "unsupported", "ok"]
-    assert rows["AC4"].mode == "emulated" and "never refreshed" in rows["AC4"].detail
+    assert [rows[ac].status for ac in ("AC1", "AC2", "AC3", "AC4", "AC5", "AC6")] == \
+        PROVISIONED[name]
     assert "50 distinct backends" in rows["AC6"].detail
     assert schema.failed(list(rows.values())) == []
+    if name == "apache":
+        assert rows["AC4"].mode == "emulated" and "never refreshed" in rows["AC4"].detail
+    else:  # the story's own queries agree
+        assert "story's query: 1 row" in rows["AC2"].detail
+        assert "story's query: 2 rows" in rows["AC3"].detail  # segmentby + orderby
+        assert "story's query: 4 rows" in rows["AC4"].detail
+        assert "policy job" in rows["AC3"].detail and "after 30 days;" in rows["AC3"].detail
 
 
-def test_dry_run_prints_sql_and_touches_nothing(make_db: Callable[..., str]) -> None:
-    url = make_db()
+def test_dry_run_prints_sql_and_touches_nothing(edition) -> None:
+    url = edition[1]()
     before = snapshot(url)
     result = schema.provision(url, dry_run=True)
     assert result.dry_run and not result.changed and len(result.sql) == len(result.steps)
@@ -82,8 +101,53 @@ def test_dry_run_prints_sql_and_touches_nothing(make_db: Callable[..., str]) -> 
 # -- candles ----------------------------------------------------------------------------
 
 
-def test_candles_equal_recompute_from_ticks_and_from_1m(make_db: Callable[..., str]) -> None:
+def test_continuous_aggregates_equal_recompute_and_outlive_retention(
+        make_db: Callable[..., str]) -> None:
     url = make_db()
+    schema.provision(url)
+    today = datetime.now(timezone.utc).date()
+    old, recent = (today - timedelta(days=95)).isoformat(), today - timedelta(days=3)
+    assert load_ticks(url, start=old) + load_ticks(url, start=recent.isoformat()) == 2 * 8_640
+    # a session in +05:30 must still get UTC-aligned buckets
+    kolkata = with_params(url, options="-cTimeZone=Asia/Kolkata")
+    done = schema.refresh_candles(kolkata)
+    assert [r.view for r in done] == list(schema.CANDLE_VIEWS)
+    assert {r.how for r in done} == {"window"}
+    for view in schema.CANDLE_VIEWS:
+        assert schema.candle_differences(url, view) == 0, view
+        assert schema.candle_differences(url, view, against="candle_1m") == 0, view
+    assert count(url, "SELECT count(*) FROM candle_1h "
+                      "WHERE extract(epoch FROM bucket)::bigint % 3600 <> 0") == 0
+    assert count(url, "SELECT count(*) FROM candle_1h") == 2 * 48
+
+    # a tick below the materialized watermark shows only after a refresh
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("INSERT INTO tick_data (time, symbol, last_price, volume) "
+                     f"VALUES ('{old} 10:00:00.5+00', 'ES', 1, 1)")
+    assert schema.candle_differences(url, "candle_1m") == 2
+    schema.refresh_candles(url)
+    for view in schema.CANDLE_VIEWS:
+        assert schema.candle_differences(url, view) == 0, view
+
+    # retention drops the old day's chunk; a back-fill over history keeps its candles,
+    # where an unbounded refresh would delete them (TimescaleDB #2198)
+    assert len(schema.apply_retention(url)) == 1
+    done = schema.refresh_candles(url)
+    assert [r.how for r in done] == ["window"] * 4
+    assert count(url, f"SELECT count(*) FROM candle_1h WHERE bucket < '{old}'::date + 1") == 48
+    assert count(url, "SELECT sum(tick_count) FROM candle_1m") == 2 * 8_640 + 1
+    since = datetime.combine(recent, datetime.min.time(), timezone.utc)
+    for view in schema.CANDLE_VIEWS:
+        assert schema.candle_differences(url, view, since=since) == 0, view
+    # the control: a window reaching the dropped day deletes its candles
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CALL refresh_continuous_aggregate('candle_1m', NULL, NULL)")
+    assert count(url, f"SELECT count(*) FROM candle_1m WHERE bucket < '{old}'::date + 1") == 0
+
+
+def test_materialized_views_equal_recompute_from_ticks_and_from_1m(
+        make_apache_db: Callable[..., str]) -> None:
+    url = make_apache_db()
     schema.provision(url)
     assert load_ticks(url) == 8_640
     # a session in +05:30 must still get UTC-aligned buckets
@@ -141,13 +205,58 @@ def test_retention_drops_old_chunks(make_db: Callable[..., str]) -> None:
 # -- bad input --------------------------------------------------------------------------
 
 
-def test_target_without_extension_says_how_to_enable(make_db: Callable[..., str]) -> None:
+def test_provision_creates_the_extension_the_server_offers(make_db: Callable[..., str]) -> None:
     url = make_db(timescale=False)
-    with pytest.raises(SchemaError, match=r"CREATE EXTENSION timescaledb;.*shared_preload"):
-        schema.provision(url)
     rows = schema.validate(url, pool_size=2)
     assert [r.status for r in rows] == ["ok", "fail", "fail", "fail", "fail", "ok"]
-    assert "CREATE EXTENSION" in rows[1].detail
+    assert "run 'tsj provision'" in rows[1].detail and "CREATE EXTENSION" in rows[1].detail
+    dry = schema.provision(url, dry_run=True)
+    assert [s.query for s in dry.steps] == ["create_extension"]
+    assert "planned once it exists" in dry.summary()
+    assert count(url, "SELECT count(*) FROM pg_extension WHERE extname = 'timescaledb'") == 0
+    result = schema.provision(url)
+    assert result.steps[0].query == "create_extension" and len(result.steps) == 15
+    assert result.edition == "timescaledb-timescale"
+    assert [r.status for r in schema.validate(url, pool_size=2)] == ["ok"] * 6
+
+
+def role_url(url: str, server, *, options: str = "") -> tuple[str, str, str]:
+    """A new login role on ``server`` and its URL to ``url``'s database."""
+    role, password = f"r_{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    with psycopg.connect(server.url("postgres"), autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {} " + options).format(
+            sql.Identifier(role), sql.Literal(password)))
+    parts = urlsplit(url)
+    return role, password, f"postgresql://{role}:{password}@127.0.0.1:{parts.port}{parts.path}"
+
+
+def drop_role(server, role: str, *urls: str) -> None:
+    for url in urls:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+    with psycopg.connect(server.url("postgres"), autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+def test_a_role_that_may_not_create_the_extension_is_told_how(make_db: Callable[..., str],
+                                                              server, capsys) -> None:
+    url = make_db(timescale=False)
+    role, password, as_role = role_url(url, server)
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:  # PG 15+: no CREATE by default
+            conn.execute(sql.SQL("REVOKE CREATE ON DATABASE {} FROM PUBLIC").format(
+                sql.Identifier(urlsplit(url).path.lstrip("/"))))
+        with pytest.raises(SchemaError, match=r"provisioning cannot create it \(permission "
+                                              r"denied.*CREATE EXTENSION timescaledb;"):
+            schema.provision(as_role)
+        assert main(["provision", "--target", as_role]) == 1
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("tsj: error:") and "\n" not in err and "CREATE EXTENSION" in err
+        assert password not in err
+        assert main(["validate", "--target", as_role]) == 1  # AC2-AC5 are failed rows
+        assert "fail" in capsys.readouterr().out
+    finally:
+        drop_role(server, role, url)
 
 
 def test_plain_table_with_rows_is_refused_then_migrated(make_db: Callable[..., str]) -> None:
@@ -260,22 +369,13 @@ def test_cli_provision_dry_run_then_provision_then_noop(make_db: Callable[..., s
     url = make_db()
     assert main(["provision", "--target", url, "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert "would apply 11 statements" in out and "CREATE MATERIALIZED VIEW" in out
+    assert "would apply 14 statements" in out and "CREATE MATERIALIZED VIEW" in out
     assert "tsj provision: postgresql://" in out  # the (redacted) target is named
     assert main(["provision", "--target", url, "--no-validate"]) == 0
-    assert "applied 11 statements" in capsys.readouterr().out
+    assert "applied 14 statements" in capsys.readouterr().out
     assert main(["provision", "--target", url]) == 0
     out = capsys.readouterr().out
     assert "nothing to do" in out and "AC6" in out
-
-
-def test_cli_missing_extension_is_one_line_exit_1(make_db: Callable[..., str], capsys) -> None:
-    url = make_db(timescale=False)
-    assert main(["provision", "--target", url]) == 1
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("tsj: error:") and "\n" not in err and "CREATE EXTENSION" in err
-    assert main(["validate", "--target", url]) == 1  # AC2-AC5 are failed rows
-    assert "fail" in capsys.readouterr().out
 
 
 # -- the timescale-license DDL ----------------------------------------------------------
@@ -300,37 +400,87 @@ def test_timescale_ddl_parses_one_statement_per_block() -> None:
 
 
 @pytest.fixture
-def timescale_url() -> str:
-    if not TIMESCALE_URL:
-        pytest.skip("TSJ_TEST_TIMESCALE_URL is not set: this machine has no TimescaleDB "
-                    "with the timescale license (the embedded server is apache)")
-    name = f"tsj_test_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(TIMESCALE_URL, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(name)))
-    try:
-        yield with_params(TIMESCALE_URL, options=f"-csearch_path={name}")
-    finally:
-        with psycopg.connect(TIMESCALE_URL, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(name)))
+def scoped_url(make_db: Callable[..., str]) -> str:
+    """A database whose tick store lives in its own schema, the extension's (public)
+    after it on the search_path, as a shared Timescale Cloud database may be laid out."""
+    url = make_db()
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA ticks")
+    return with_params(url, options="-csearch_path=ticks,public")
 
 
-def test_timescale_edition_provisions_validates_and_candles_match(timescale_url: str) -> None:
-    first = schema.provision(timescale_url)
+def test_timescale_edition_in_its_own_schema(scoped_url: str) -> None:
+    first = schema.provision(scoped_url)
     assert first.edition == "timescaledb-timescale" and first.changed
-    assert not schema.provision(timescale_url).changed
-    rows = {r.ac: r for r in schema.validate(timescale_url)}
+    assert not schema.provision(scoped_url).changed
+    rows = {r.ac: r for r in schema.validate(scoped_url)}
     assert all(r.status == "ok" for r in rows.values()), rows
-    load_ticks(timescale_url)
-    assert {r.how for r in schema.refresh_candles(timescale_url)} == {"window"}
+    load_ticks(scoped_url, start=(datetime.now(timezone.utc).date() - timedelta(days=2)).isoformat())
+    assert {r.how for r in schema.refresh_candles(scoped_url)} == {"window"}
     for view in schema.CANDLE_VIEWS:
-        assert schema.candle_differences(timescale_url, view) == 0, view
-        assert schema.candle_differences(timescale_url, view, against="candle_1m") == 0, view
+        assert schema.candle_differences(scoped_url, view) == 0, view
+        assert schema.candle_differences(scoped_url, view, against="candle_1m") == 0, view
+    assert count(scoped_url, "SELECT count(*) FROM ticks.candle_1h") == 48
+    assert count(scoped_url, "SELECT count(*) FROM pg_class WHERE relname = 'tick_data' "
+                             "AND relnamespace = 'public'::regnamespace") == 0
+
+
+def test_policies_other_than_the_storys_are_replaced_and_said(make_db: Callable[..., str]) -> None:
+    url = make_db()
+    schema.provision(url)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CALL remove_columnstore_policy('tick_data')")
+        conn.execute("CALL add_columnstore_policy('tick_data', after => INTERVAL '7 days')")
+        conn.execute("SELECT remove_retention_policy('tick_data')")
+        conn.execute("SELECT add_retention_policy('tick_data', INTERVAL '30 days')")
+        conn.execute("SELECT remove_continuous_aggregate_policy('candle_5m')")
+        conn.execute("SELECT add_continuous_aggregate_policy('candle_5m', INTERVAL '3 days', "
+                     "INTERVAL '1 hour', INTERVAL '1 hour')")
+    rows = {r.ac: r for r in schema.validate(url, pool_size=2)}
+    assert [rows[ac].status for ac in ("AC3", "AC4", "AC5")] == ["fail"] * 3
+    assert "after 7 days" in rows["AC3"].detail and "drops after 30 days" in rows["AC5"].detail
+    assert "candle_5m (start 3 days, end 1 hour, every 1 hour)" in rows["AC4"].detail
+    result = schema.provision(url)
+    said = [s.action for s in result.steps]
+    assert said == [
+        "remove columnstore policy after 7 days (the story's is 30 days)",
+        "add columnstore policy after 30 days",
+        "remove retention policy after 30 days (the story's is 90 days)",
+        "add retention policy (90 days)",
+        "remove refresh policy (start 3 days, end 1 hour, every 1 hour)",
+        "add refresh policy (start 2 hours, end 5 minutes, every 5 minutes)"]
+    assert [r.status for r in schema.validate(url, pool_size=2)] == ["ok"] * 6
+
+
+def test_a_table_made_with_tsdb_hypertable_gets_the_storys_settings(
+        make_db: Callable[..., str]) -> None:
+    """2.23+: CREATE TABLE ... WITH (tsdb.hypertable) adds a columnstore policy of its own
+    (after the chunk interval, 7 days by default): provisioning replaces it and says so."""
+    url = make_db()
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE tick_data (time timestamptz NOT NULL, symbol text NOT NULL, "
+                     "bid_price numeric(20,8), ask_price numeric(20,8), last_price "
+                     "numeric(20,8), volume bigint, source text, trade_id uuid, account_id uuid"
+                     ") WITH (tsdb.hypertable, tsdb.partition_column = 'time', "
+                     "tsdb.segmentby = 'symbol')")
+        auto = conn.execute("SELECT config ->> 'compress_after' FROM timescaledb_information.jobs "
+                            "WHERE proc_name = 'policy_compression'").fetchall()
+    assert auto == [("7 days",)]
+    said = [s.action for s in schema.provision(url).steps]
+    assert said[:4] == ["set chunk interval 7 days -> 1 day (new chunks; existing ones keep theirs)",
+                        "create index (symbol, time DESC)",
+                        "set columnstore settings other than the story's to segmentby symbol, "
+                        "orderby time DESC (chunks compressed from now on)",
+                        "remove columnstore policy after 7 days (the story's is 30 days)"]
+    rows = schema.validate(url, pool_size=2)
+    assert [r.status for r in rows] == ["ok"] * 6, [r.detail for r in rows]
 
 
 def _state(**over: object) -> schema._State:
-    empty = dict(has_table=True, is_hypertable=True, compression_enabled=False,
-                 views=frozenset(), indexes=frozenset(), has_compression_job=False,
-                 has_retention_job=False, cagg_policies=frozenset())
+    empty = dict(has_table=True, is_hypertable=True, chunk_interval=schema.CHUNK_INTERVAL,
+                 compression_enabled=False, compress_story=False, views=frozenset(),
+                 indexes=frozenset(),
+                 compress_after=None, drop_after=None, candle_policies=())
     return schema._State(**(empty | over))  # type: ignore[arg-type]
 
 
@@ -343,15 +493,18 @@ def test_timescale_plan_follows_the_servers_api(kinds: dict[str, str], enable: s
                                                 policy: str) -> None:
     steps = [s.query for s in schema._timescale_steps(_state(), kinds)]
     assert steps[:3] == [enable, policy, "ts_add_retention_policy"]
-    assert steps[3:] == [q for v in schema.CANDLE_VIEWS for q in (f"ts_create_{v}", f"ts_{v}_policy")]
-    done = _state(compression_enabled=True, has_compression_job=True, has_retention_job=True,
-                  views=frozenset(schema.CANDLE_VIEWS), cagg_policies=frozenset(schema.CANDLE_VIEWS))
+    assert steps[3:] == [q for v in schema.CANDLE_VIEWS
+                         for q in (f"ts_create_{v}", "ts_add_candle_policy")]
+    done = _state(compression_enabled=True, compress_story=True,
+                  compress_after=schema.COMPRESS_AFTER,
+                  drop_after=schema.RETENTION, views=frozenset(schema.CANDLE_VIEWS),
+                  candle_policies=tuple(schema.CANDLE_POLICIES.items()))
     assert schema._timescale_steps(done, kinds) == []
 
 
-def test_dry_run_for_the_timescale_license_on_the_apache_server(make_db: Callable[..., str],
-                                                                capsys) -> None:
-    url = make_db()
+def test_dry_run_for_the_timescale_license_on_the_apache_server(
+        make_apache_db: Callable[..., str], capsys) -> None:
+    url = make_apache_db()
     schema.provision(url)  # tick_data and its index exist: only the license's own DDL remains
     before = snapshot(url)
     result = schema.provision(url, dry_run=True, for_license="timescale")
@@ -365,29 +518,8 @@ def test_dry_run_for_the_timescale_license_on_the_apache_server(make_db: Callabl
         schema.provision(url, for_license="timescale")
     assert main(["provision", "--target", url, "--license", "timescale"]) == 1
     assert "add --dry-run" in capsys.readouterr().err
-    assert main(["provision", "--target", make_db(), "--dry-run", "--license", "timescale"]) == 0
+    assert main(["provision", "--target", make_apache_db(), "--dry-run",
+                 "--license", "timescale"]) == 0
     out = capsys.readouterr().out
     assert "WITH (timescaledb.continuous, timescaledb.materialized_only = false)" in out
     assert "CALL add_columnstore_policy('tick_data', after => INTERVAL '30 days'" in out
-
-
-def test_timescale_statements_resolve_on_the_apache_server(make_db: Callable[..., str]) -> None:
-    """Each statement stops only at the license check on 2.19.
-
-    TimescaleDB resolves routine names and named arguments and parses its WITH options
-    (timescaledb.enable_columnstore, .segmentby, .materialized_only, ...) before checking
-    the license, so an unknown name would fail differently, as the control shows.
-    """
-    url = make_db()
-    schema.provision(url)  # the candle views exist (as materialized views) for the policies
-    names = [n for n in timescale_blocks() if n.endswith("_policy") or "_enable_" in n]
-    assert len(names) == 9
-    with psycopg.connect(url, autocommit=True) as conn:
-        for name in names:
-            with pytest.raises(psycopg.errors.FeatureNotSupported, match="apache"):
-                conn.execute(queries.text(name))
-        with pytest.raises(psycopg.errors.InvalidParameterValue, match="unrecognized"):
-            conn.execute("ALTER TABLE tick_data SET (timescaledb.enable_columnstore_typo = true)")
-        conn.execute("DROP MATERIALIZED VIEW candle_1m CASCADE")
-        with pytest.raises(psycopg.errors.FeatureNotSupported, match="apache"):
-            conn.execute(queries.text("ts_create_candle_1m"))

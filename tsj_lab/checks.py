@@ -397,7 +397,7 @@ def _check_compression(ctx: _Run) -> None:
            if views else None)
     segmentby, orderby = got if got else (None, None)
     observed = f"segmentby {segmentby or '-'}, orderby {orderby or '-'}"
-    if not story_compression(segmentby, orderby):
+    if not schema.story_compression(segmentby, orderby):
         ctx.add("compression", status="fail", observed=observed,
                 expected="segmentby symbol, orderby time DESC", detail="run 'tsj provision'")
         return
@@ -408,13 +408,6 @@ def _check_compression(ctx: _Run) -> None:
             expected=f"chunks older than {opts.compress_after.days} days compressed",
             samples=[_jsonable(r[1:]) for r in late],
             detail="the compression policy has not run on them yet" if n else "AC3")
-
-
-def story_compression(segmentby: str | None, orderby: str | None) -> bool:
-    """Whether the settings are the story's: segment by symbol, order by time DESC."""
-    # the settings views quote keywords: "time" DESC
-    order = (orderby or "").replace('"', "").replace(" ", "").lower()
-    return segmentby == "symbol" and order == "timedesc"
 
 
 # -- data quality: the aggregate pass ----------------------------------------------------

@@ -155,8 +155,7 @@ def _facts(conn: psycopg.Connection[Any]) -> dict[str, Any]:
 def _check_compression(conn: psycopg.Connection[Any], before: dict[str, Any]) -> tuple[bool, str]:
     after = _facts(conn)
     settings = conn.execute(queries.text("proof_chunk_settings")).fetchall()
-    wrong = [s for s in settings if (s[0] or "") != "symbol"
-             or (s[1] or "").replace('"', "").replace(" ", "").lower() != "timedesc"]
+    wrong = [s for s in settings if not schema.story_compression(*s)]
     compressed = after["old_chunks"] - after["old_uncompressed"]
     ok = (after["old_chunks"] > 0 and after["old_uncompressed"] == 0
           and after["young_compressed"] == 0 and after["ticks"] == before["ticks"]

@@ -26,6 +26,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import psycopg
+from psycopg.types.json import Jsonb
 from psycopg_pool import PoolTimeout
 
 from . import queries
@@ -86,6 +87,24 @@ def _interval(value: timedelta | None) -> str:
     return str(value)
 
 
+def story_compression(segmentby: str | None, orderby: str | None) -> bool:
+    """Whether columnstore settings are the story's: segment by symbol, order by time DESC."""
+    # the settings views quote keywords: "time" DESC
+    order = (orderby or "").replace('"', "").replace(" ", "").lower()
+    return segmentby == "symbol" and order == "timedesc"
+
+
+def compression_settings(conn: psycopg.Connection[Any]) -> tuple[str | None, str | None] | None:
+    """Segmentby and orderby of ``tick_data`` (None, None: none set); None when the server
+    has no settings view (TimescaleDB < 2.14)."""
+    views = [r[0] for r in conn.execute(queries.text("settings_views"))]
+    if not views:
+        return None
+    view = sorted(views)[0]  # hypertable_columnstore_settings when the server has it
+    got = conn.execute(queries.compose("compression_settings", view=view)).fetchone()
+    return (got[0], got[1]) if got else (None, None)
+
+
 def _unique_index(view: str) -> str:
     return f"{view}_symbol_bucket_idx"
 
@@ -130,6 +149,7 @@ class _State:
     compression_enabled: bool
     views: frozenset[str]
     indexes: frozenset[str]
+    compress_story: bool  # tick_data's columnstore settings are the story's
     compress_after: timedelta | None  # the compression policy's; None: no policy
     drop_after: timedelta | None  # the retention policy's; None: no policy
     candle_policies: tuple[tuple[str, CandlePolicy], ...] = ()  # view -> its refresh policy
@@ -148,7 +168,9 @@ def _read_state(conn: psycopg.Connection[Any]) -> _State:
     for view, _job, start, end, every in conn.execute(queries.text("candle_policies"),
                                                       {"views": list(CANDLE_VIEWS)}):
         policies.setdefault(view, CandlePolicy(start, end, every))
-    return _State(**vals, candle_policies=tuple(sorted(policies.items())))
+    settings = compression_settings(conn) if vals["compression_enabled"] else None
+    return _State(**vals, compress_story=bool(settings and story_compression(*settings)),
+                  candle_policies=tuple(sorted(policies.items())))
 
 
 def _table_steps(conn: psycopg.Connection[Any], st: _State, *, migrate_data: bool) -> list[Step]:
@@ -205,6 +227,10 @@ def _timescale_steps(st: _State, kinds: dict[str, str]) -> list[Step]:
     steps = []
     if not st.compression_enabled:
         steps.append(Step("tick_data", "enable columnstore (segmentby symbol, orderby time DESC)",
+                          f"ts_enable_{api}", "owner"))
+    elif not st.compress_story:
+        steps.append(Step("tick_data", "set columnstore settings other than the story's to "
+                          "segmentby symbol, orderby time DESC (chunks compressed from now on)",
                           f"ts_enable_{api}", "owner"))
     if st.compress_after not in (None, COMPRESS_AFTER):
         steps.append(Step("policy_compression", f"remove {api} policy after "
@@ -323,8 +349,7 @@ def missing_extension_error(url: str, caps: Capabilities, *, cause: str = "") ->
 def _extension_step(url: str, caps: Capabilities) -> Step:
     """Creating the extension, when the server offers it (installed and preloaded)."""
     with connection(url, autocommit=True) as conn:
-        preloaded = "timescaledb" in conn.execute(
-            queries.text("preload_libraries")).fetchone()[0]  # type: ignore[index]
+        preloaded = conn.execute(queries.text("timescaledb_preloaded")).fetchone()[0]  # type: ignore[index]
     if not caps.timescaledb_available:
         raise missing_extension_error(url, caps)
     if not preloaded:
@@ -499,8 +524,13 @@ def _refresh_one(conn: psycopg.Connection[Any], view: str, caps: Capabilities,
                 return "window (no ticks: candles kept)"
             if end is not None and start >= end:
                 return "window (no ticks before the end)"
-        conn.execute(queries.text("ts_refresh_candles"),
-                     {"view": view, "start": start, "end": end})
+        args = {"view": view, "start": start, "end": end}
+        if conn.execute(queries.text("refresh_takes_options")).fetchone()[0]:  # type: ignore[index]
+            per_day = int(timedelta(days=1) / CANDLE_WIDTHS[view])
+            args["options"] = Jsonb({"buckets_per_batch": per_day})
+            conn.execute(queries.text("ts_refresh_candles_batched"), args)
+        else:
+            conn.execute(queries.text("ts_refresh_candles"), args)
         return "window"
     if kind != "m":
         raise SchemaError(f"candle view '{view}' is neither a materialized view nor a "
@@ -653,18 +683,14 @@ def _check_hypertable(conn: psycopg.Connection[Any]) -> ValidationRow:
 
 
 def _check_compression(conn: psycopg.Connection[Any], jobs: dict[str, Any]) -> ValidationRow:
-    views = [r[0] for r in conn.execute(queries.text("settings_views"))]
-    if not views:
+    settings = compression_settings(conn)
+    if settings is None:
         return _row("AC3", FAIL, "native", "no compression settings view in "
                     "timescaledb_information; TimescaleDB >= 2.14 is needed")
-    view = sorted(views)[0]  # hypertable_columnstore_settings when the server has it
-    got = conn.execute(queries.compose("compression_settings", view=view)).fetchone()
-    segmentby, orderby = got if got else (None, None)
+    segmentby, orderby = settings
     job = jobs.get("policy_compression")
     after = job[2] if job else None
-    # the view quotes keywords: "time" DESC
-    settings_ok = (segmentby == "symbol"
-                   and (orderby or "").replace(" ", "").replace('"', "").lower() == "timedesc")
+    settings_ok = story_compression(segmentby, orderby)
     detail = (f"segmentby={segmentby}, orderby={orderby}, policy "
               f"{f'job {job[1]} after {_interval(after)}' if job else 'missing'}")
     if settings_ok and after == COMPRESS_AFTER:
