@@ -180,7 +180,15 @@ def read_frame(
     ``identifiers`` fill ``{name}`` placeholders (a view or table name). NUMERIC columns
     come back as text: cast them to float8 in the query when the frame wants numbers.
     """
-    query = queries.compose(query_name, **(identifiers or {}))
+    return read_query(url, queries.compose(query_name, **(identifiers or {})), params)
+
+
+def read_query(url: str, query: str | psycopg.sql.Composable,
+               params: Mapping[str, Any] | None = None) -> pd.DataFrame:
+    """The rows of ``query`` (psycopg ``%(name)s`` parameters) as a DataFrame, through Arrow.
+
+    The engine of :func:`read_frame`; :func:`tsj_lab.adhoc.read` calls it for ad-hoc SQL.
+    """
     for attempt in (1, 2):
         pg, arrow = _frame_connections(url)
         bound = psycopg.ClientCursor(pg).mogrify(query, params)
