@@ -6,6 +6,7 @@ line that names the cause and the fix, with the password redacted.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
 from collections.abc import Mapping
@@ -166,6 +167,8 @@ def resolve_url(name: str = "target", *, settings: Settings | None = None) -> st
 # See docs/benchmarks.md for the measured alternatives.
 
 _FRAME_CONNS = threading.local()
+# Closed while the interpreter is whole: ADBC's finalizer fails noisily at shutdown.
+atexit.register(lambda: close_frames())
 
 
 def read_frame(

@@ -25,6 +25,7 @@ What changes from JupySQL's defaults, and why:
 
 from __future__ import annotations
 
+import atexit
 import json
 import sys
 from collections.abc import Iterator, Mapping
@@ -176,6 +177,10 @@ def register(shell: Any, names: tuple[str, ...] = CONNECTION_NAMES) -> None:
     for m in (magic, RenderMagic, SqlPlotMagic, SqlCmdMagic):
         shell.register_magics(m)
     patch_ipython_usage_error(shell)
+    # JupySQL closes its connections at exit saying so through IPython's display, which
+    # outside a kernel (pytest, scripts) is gone by then: close them without a word.
+    atexit.unregister(ConnectionManager.close_all)
+    atexit.register(ConnectionManager.close_all, verbose=False)
     for name in sorted(names, key=lambda n: n == "target"):  # target last: the current one
         NamedConnection(adhoc.engine(name), name, magic)
     ConnectionManager.current = ConnectionManager.connections["target"]
@@ -200,13 +205,21 @@ def sql_magic() -> Any:
 
 
 def run_cell(query: str, params: Mapping[str, Any] | None = None, *,
-             connection: str = "target") -> Any:
+             connection: str = "target", quiet: bool = False) -> Any:
     """What ``%%sql CONNECTION`` does with ``query``, its ``:name`` binds taken from ``params``.
 
     The same code path as a cell (parsing, connection lookup, binding, fetch, DataFrame),
-    without putting the parameters into the user's namespace.
+    without putting the parameters into the user's namespace. ``quiet``: no
+    'Switching to connection' line (JupySQL's ``feedback = 0`` for this call).
     """
-    return sql_magic().execute(line=connection, cell=query, local_ns=dict(params or {}))
+    magic = sql_magic()
+    feedback = magic.feedback
+    if quiet:
+        magic.feedback = 0
+    try:
+        return magic.execute(line=connection, cell=query, local_ns=dict(params or {}))
+    finally:
+        magic.feedback = feedback
 
 
 @contextmanager
