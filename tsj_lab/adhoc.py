@@ -73,12 +73,15 @@ def url_of(name: str) -> str:
 def to_psycopg(query: str, params: Mapping[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
     """``query`` with ``:name`` binds as psycopg's ``%(name)s``, and the values it uses.
 
-    SQLAlchemy's own compiler does it, so ``::casts``, quoted ``':text'`` and ``%`` in
-    literals come out as the server expects them. A missing value is an error naming it.
+    SQLAlchemy's own compiler does it, so ``::casts`` and ``%`` in literals come out as
+    the server expects them; a quoted ``':text'`` stays text, as in a ``%%sql`` cell
+    (JupySQL's own escaping). A missing value is an error naming it.
     """
+    from sql.parse import escape_string_literals_with_colon_prefix
     from sqlalchemy import text
     from sqlalchemy.dialects.postgresql import psycopg as pg_dialect
 
+    query, _ = escape_string_literals_with_colon_prefix(query)
     compiled = text(query).compile(dialect=pg_dialect.dialect())
     needed = list(compiled.params)
     missing = [k for k in needed if k not in (params or {})]
