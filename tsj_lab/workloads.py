@@ -81,9 +81,11 @@ def fetch_paths(db: Database, dataset: Dataset, *, window: str = "1h", samples: 
     cols = ["time", "bid_price", "ask_price", "last_price", "volume"]
     analyst_sql = from_psycopg(queries.text("bench_window"))
     sa_engine = engine(db.url)
-    with (connection(db.url, autocommit=True) as conn,
+    with (ExitStack() as stack, connection(db.url, autocommit=True) as conn,
           explainer(db.url, "bench_window") as explain,
           ipython.connection(sa_engine, f"bench-{db.label}") as alias):
+        stack.callback(sa_engine.dispose)
+
         def rows_frame(query_name: str, p: Mapping[str, Any]) -> pd.DataFrame:
             return pd.DataFrame(conn.execute(queries.text(query_name), p).fetchall(), columns=cols)
 
@@ -95,7 +97,6 @@ def fetch_paths(db: Database, dataset: Dataset, *, window: str = "1h", samples: 
             "jupysql": lambda p: ipython.run_cell(analyst_sql, p, connection=alias, quiet=True),
             "server": explain,
         }, params, warmup=warmup)
-    sa_engine.dispose()
     server = got.pop("server")[1]
     out = pd.DataFrame([point("fetch_path", db.label, latencies, rows=[len(f) for f in frames],
                               server=server, window=window, path=path)
