@@ -21,6 +21,7 @@ from sql.connection import ConnectionManager
 from tsj_lab import ipython, reports
 from tsj_lab.config import PROJECT_DIR
 from tsj_lab.embedded import Embedded
+from tsj_lab.errors import ReportError
 
 
 @pytest.fixture
@@ -74,6 +75,21 @@ def test_bad_sql_is_postgresqls_one_line(magic) -> None:  # type: ignore[no-unty
         ipython.run_cell("SELECT :symbol")
 
 
+def test_a_refused_connection_is_one_line_without_url(magic, server: Embedded,
+                                                       target_url: str) -> None:  # type: ignore[no-untyped-def]
+    from IPython.core.error import UsageError
+
+    from tsj_lab.db import engine
+
+    bad = target_url.replace("tsj@", "tsj:Wr0ngSecret@", 1).split("?", 1)[0]
+    with ipython.connection(engine(bad), "elsewhere") as alias, pytest.raises(UsageError) as err:
+        ipython.run_cell("SELECT 1", connection=alias)
+    assert str(err.value) == ("cannot connect to 'elsewhere': the password was refused; "
+                              "check the password in the URL or passfile")
+    assert ConnectionManager.current is ConnectionManager.connections["target"]  # unchanged
+    assert "elsewhere" not in ConnectionManager.connections
+
+
 def _kernel_run(*sources: str) -> nbformat.NotebookNode:
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in sources])
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
@@ -97,12 +113,30 @@ def test_every_kernel_has_target_and_source_and_one_line_errors(server: Embedded
     assert "tsj" in _text(ok) and "error" not in _text(ok)
     assert names.outputs[0]["text"] == "['source', 'target']\n"
     assert "tsj_source" in _text(source)
-    (stderr,) = [o for o in bad.outputs if o.get("name") == "stderr"]
-    assert stderr["text"] == "SQLError: syntax error at or near \"SELEC\" (on 'target')\n"
-    assert "Traceback" not in _text(bad) and "SELEC 1" not in _text(bad)
+    switching, error = bad.outputs  # JupySQL names the connection it switches to
+    assert switching.data["text/plain"] == "Switching to connection 'target'"
+    assert (error.output_type, error.ename) == ("error", "SQLError")
+    assert error.evalue == "syntax error at or near \"SELEC\" (on 'target')"
+    assert error.traceback == [f"SQLError: {error.evalue}"]  # the one line, no stack
     for cell in nb.cells:
         assert "://" not in _text(cell) and "passfile" not in _text(cell), _text(cell)
     assert re.search(r"\|\s+\*\s+\|\s+target\s+\|\s+target\s+\|", _text(listing))
+
+
+def test_a_report_names_the_failing_sql(tmp_path: Path, server: Embedded) -> None:
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell('target = "target"', metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("%%sql target\nSELECT * FROM tick_datta"),
+        nbformat.v4.new_code_cell("print('never reached')")])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    nbformat.write(nb, str(tmp_path / "bad_sql.ipynb"))
+    with pytest.raises(ReportError, match=r"failed in cell 2: SQLError: relation "
+                                                  r"\"tick_datta\" does not exist \(on 'target'\)"):
+        reports.run("bad_sql", notebooks_dir=tmp_path, reports_dir=tmp_path / "reports")
+    (summary,) = (tmp_path / "reports").glob("*/*-bad_sql.json")
+    assert json.loads(summary.read_text())["error"] == {
+        "cell": 2, "ename": "SQLError", "evalue": "relation \"tick_datta\" does not exist (on 'target')"}
 
 
 def test_install_is_idempotent_and_keeps_other_settings(tmp_path: Path) -> None:

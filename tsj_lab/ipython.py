@@ -28,6 +28,7 @@ from __future__ import annotations
 import atexit
 import json
 import sys
+import types
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -38,6 +39,7 @@ from sql.connection import ConnectionManager, SQLAlchemyConnection
 
 from . import adhoc
 from .config import CONNECTION_NAMES
+from .errors import TsjError
 
 #: the JupySQL settings every kernel starts with
 SETTINGS: dict[str, Any] = {
@@ -141,14 +143,15 @@ class _ResultSets(list):  # type: ignore[type-arg]
 
 
 def _cause(exc: BaseException) -> str:
-    """The reason a connection failed, without the URL (tsj's ConnectError names it)."""
-    from .config import redact
+    """Why a connection failed, and the fix, without the URL (which tsj's messages name)."""
+    from .db import explain
 
     root = exc.__cause__ or exc
-    text_ = " ".join(str(root).split())
-    if text_.startswith("cannot connect to ") and ": " in text_:
-        text_ = text_.split(": ", 1)[1]  # 'cannot connect to URL: cause; fix'
-    return redact(text_)
+    root = getattr(root, "orig", None) or root  # SQLAlchemy wraps the driver's error
+    if not isinstance(root, TsjError):
+        root = explain(root, "")
+    # tsj's ConnectError reads 'cannot connect to URL: cause; fix'
+    return str(root).split(": ", 1)[-1]
 
 
 def _psycopg_error() -> type[BaseException]:
@@ -164,6 +167,17 @@ def _usage_error(message: str, kind: str) -> Exception:
     return exceptions.exception_factory(kind)(message)
 
 
+def _show_usage_error(shell: Any, exc: BaseException) -> None:
+    """A magic's error as an error output of one line (JupySQL prints it to stderr).
+
+    As an error output it is what papermill, nbval and the report name as the cell's
+    failure (``SQLError: relation "x" does not exist (on 'target')``); the traceback is
+    that one line.
+    """
+    kind = getattr(exc, "error_type", None) or type(exc).__name__
+    shell._showtraceback(type(kind, (Exception,), {}), str(exc), [f"{kind}: {exc}"])
+
+
 def register(shell: Any, names: tuple[str, ...] = CONNECTION_NAMES) -> None:
     """JupySQL's magics in ``shell``, configured, with ``names`` as connections ('target' current)."""
     from sql._current import _set_sql_magic
@@ -177,6 +191,7 @@ def register(shell: Any, names: tuple[str, ...] = CONNECTION_NAMES) -> None:
     for m in (magic, RenderMagic, SqlPlotMagic, SqlCmdMagic):
         shell.register_magics(m)
     patch_ipython_usage_error(shell)
+    shell.show_usage_error = types.MethodType(_show_usage_error, shell)
     # JupySQL closes its connections at exit saying so through IPython's display, which
     # outside a kernel (pytest, scripts) is gone by then: close them without a word.
     atexit.unregister(ConnectionManager.close_all)
