@@ -9,6 +9,7 @@ from sqlalchemy import text
 
 from tsj_lab import adhoc
 from tsj_lab.embedded import Embedded
+from tsj_lab.errors import QueryError
 
 
 def test_engines_know_names_not_urls(server: Embedded, target_url: str) -> None:
@@ -51,3 +52,7 @@ def test_sql_errors_are_postgresql_one_line(target_url: str) -> None:
     with psycopg.connect(target_url) as conn, pytest.raises(psycopg.Error) as err:
         conn.execute("SELEC 1")
     assert adhoc.sql_error(err.value) == 'syntax error at or near "SELEC"'
+    # the Arrow path too: ADBC's message repeats the query with its values; ours does not
+    with pytest.raises(QueryError) as err:
+        adhoc.read("SELECT * FROM tick_datta WHERE symbol = :symbol", {"symbol": "S3cretish"})
+    assert str(err.value) == "relation \"tick_datta\" does not exist (on 'target')"

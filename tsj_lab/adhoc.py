@@ -104,19 +104,32 @@ def read(query: str, params: Mapping[str, Any] | None = None, *,
     NUMERIC columns come back as text: cast them (``::float8``) when you want numbers.
     """
     from . import db
+    from .errors import QueryError, TsjError
 
     bound, values = to_psycopg(query, params)
-    return db.read_query(url_of(connection), bound, values)
+    url = url_of(connection)
+    try:
+        return db.read_query(url, bound, values)
+    except TsjError:
+        raise
+    except Exception as exc:  # ADBC's and psycopg's errors echo the query with its values
+        raise QueryError(f"{sql_error(exc)} (on {connection!r})") from None
+
+
+_SERVER_ERROR = re.compile(r"ERROR:\s+([^\n]+)")
 
 
 def sql_error(exc: BaseException) -> str:
     """PostgreSQL's own one-line message for a failed statement (no URL, no SQL echo)."""
+    from .config import redact
+
     orig = getattr(exc, "orig", None) or exc
     diag = getattr(orig, "diag", None)
     primary = getattr(diag, "message_primary", None)
     if primary:
         return " ".join(primary.split())
-    from .config import redact
-
+    found = _SERVER_ERROR.search(str(orig))  # ADBC: '...: ERROR:  <message>\nLINE 1: ...'
+    if found:
+        return " ".join(found.group(1).split())
     text_ = str(orig).strip().splitlines()
     return redact(text_[0]) if text_ else type(orig).__name__
