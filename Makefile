@@ -12,6 +12,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]'
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+	$(BIN)/python -m tsj_lab.ipython install >/dev/null
 	@rm -f $(VENV)/.installed-*; touch $@
 
 ## setup: venv, pinned packages, and the embedded server's binaries (no-op when done)

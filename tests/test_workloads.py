@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 import pandas as pd
 import psycopg
@@ -39,8 +40,10 @@ def test_workloads_run_on_both_databases(pair) -> None:
     assert (windows["server_p50_ms"] > 0).all()
     assert windows.set_index(["db", "window"]).loc[("timescaledb", "1h"), "rows"] == 60
     paths = workloads.fetch_paths(dbs[1], ds, samples=2, warmup=0)
-    assert set(paths["path"]) == {"psycopg_decimal", "psycopg_float", "adbc_arrow"}
+    assert set(paths["path"]) == {"psycopg_decimal", "psycopg_float", "adbc_arrow",
+                                  "pandas_sqlalchemy", "jupysql"}
     assert (paths["rows"] == 60).all() and (paths["ratio"] > 0).all()
+    assert (paths["n"] == 2).all() and (paths["server_n"] == 2).all()
     batches = workloads.batch_fetch(dbs, ds, sizes=[10, 50], samples=3, warmup=1)
     assert set(batches["rows"]) == {10.0, 50.0}
     candles = workloads.candles(dbs, ds, widths=["1m", "1h"], samples=2, warmup=0)
@@ -61,6 +64,9 @@ def test_workloads_run_on_both_databases(pair) -> None:
     assert detail["goal: 1m candle view vs raw"].startswith(
         f"{table.set_index('check').loc['goal: 1m candle view vs raw', 'measured']:.1f}x: ")
     assert detail["goal: 1h window to DataFrame"].split(":")[0].endswith("x")
+    # what the analysts' own paths cost, in the same run, beside the goal's figure
+    assert re.search(r"pandas\.read_sql [\d.]+x, %%sql [\d.]+x",
+                     detail["goal: 1h window to DataFrame"])
     assert "3 connections held at once, 0 errors" in detail["AC6 50 concurrent connections"]
 
 

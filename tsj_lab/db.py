@@ -6,6 +6,7 @@ line that names the cause and the fix, with the password redacted.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
 from collections.abc import Mapping
@@ -166,6 +167,8 @@ def resolve_url(name: str = "target", *, settings: Settings | None = None) -> st
 # See docs/benchmarks.md for the measured alternatives.
 
 _FRAME_CONNS = threading.local()
+# Closed while the interpreter is whole: ADBC's finalizer fails noisily at shutdown.
+atexit.register(lambda: close_frames())
 
 
 def read_frame(
@@ -180,7 +183,15 @@ def read_frame(
     ``identifiers`` fill ``{name}`` placeholders (a view or table name). NUMERIC columns
     come back as text: cast them to float8 in the query when the frame wants numbers.
     """
-    query = queries.compose(query_name, **(identifiers or {}))
+    return read_query(url, queries.compose(query_name, **(identifiers or {})), params)
+
+
+def read_query(url: str, query: str | psycopg.sql.Composable,
+               params: Mapping[str, Any] | None = None) -> pd.DataFrame:
+    """The rows of ``query`` (psycopg ``%(name)s`` parameters) as a DataFrame, through Arrow.
+
+    The engine of :func:`read_frame`; :func:`tsj_lab.adhoc.read` calls it for ad-hoc SQL.
+    """
     for attempt in (1, 2):
         pg, arrow = _frame_connections(url)
         bound = psycopg.ClientCursor(pg).mogrify(query, params)

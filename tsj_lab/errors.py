@@ -27,6 +27,10 @@ class MigrationError(TsjError):
     """The migration could not copy or verify the ticks."""
 
 
+class QueryError(TsjError):
+    """An analyst's ad-hoc query failed on the server."""
+
+
 class CheckFailed(TsjError):
     """An integrity or validation check failed."""
 

@@ -16,6 +16,8 @@ from .bench import TIMESCALE
 GOAL_FETCH_RATIO = 2.0  # 1 h window to DataFrame, client p50 / server p50
 GOAL_DAY_TICKS_PER_S = 1_000_000.0
 GOAL_CANDLE_SPEEDUP = 20.0  # a day of 1m candles, view vs raw aggregation
+#: fetch paths an analyst takes without tsj's fast path, shown beside the goal's figure
+ANALYST_PATHS = {"pandas_sqlalchemy": "pandas.read_sql", "jupysql": "%%sql"}
 
 
 def judge(*, windows: pd.DataFrame | None = None, paths: pd.DataFrame | None = None,
@@ -53,12 +55,17 @@ def judge(*, windows: pd.DataFrame | None = None, paths: pd.DataFrame | None = N
     if play is not None:
         rows.extend(_replay_verdicts(play[play["db"] == db]))
     if paths is not None:
+        mine = paths[paths["db"] == db].set_index("path")
         arrow = paths[(paths["db"] == db) & (paths["path"] == "adbc_arrow")].to_dict("records")
+        # the paths an analyst would otherwise take, for comparison (not judged)
+        others = ", ".join(f"{label} {mine.loc[path, 'ratio']:.2f}x"
+                           for path, label in ANALYST_PATHS.items() if path in mine.index)
         for rec in arrow:
             rows.append(_verdict("goal: 1h window to DataFrame", f"<= {GOAL_FETCH_RATIO:g}x server",
                                  rec["ratio"], _ok(rec["ratio"] <= GOAL_FETCH_RATIO),
                                  f"{rec['ratio']:.2f}x: client p50 {rec['p50_ms']:.1f} ms, "
-                                 f"server p50 {rec['server_p50_ms']:.1f} ms"))
+                                 f"server p50 {rec['server_p50_ms']:.1f} ms"
+                                 + (f"; analyst paths: {others}" if others else "")))
     if candle is not None:
         one = candle[(candle["db"] == db) & (candle["width"] == "1m")].set_index("source")
         if {"view", "raw"} <= set(one.index):

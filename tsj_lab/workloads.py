@@ -22,6 +22,7 @@ from typing import Any
 import pandas as pd
 
 from . import queries
+from .adhoc import from_psycopg
 from .bench import (BATCH_SIZES, CANDLE_WIDTHS, PLAIN, WINDOW_TARGETS_MS, WINDOWS, Database,
                     Dataset, _check_counts, explainer, point, time_interleaved, window_params)
 from .db import connection, pool, read_frame
@@ -60,16 +61,31 @@ def window_fetch(dbs: Sequence[Database], dataset: Dataset, *,
 
 def fetch_paths(db: Database, dataset: Dataset, *, window: str = "1h", samples: int = 20,
                 warmup: int = 3, seed: int = 0) -> pd.DataFrame:
-    """Ticks -> DataFrame by three paths on the same windows, against the server's time.
+    """Ticks -> DataFrame by five paths on the same windows, against the server's time.
 
     ``psycopg_decimal`` is the naive path (NUMERIC into Python Decimal, then a frame),
     ``psycopg_float`` casts in SQL but still builds Python rows, ``adbc_arrow`` is
-    :func:`read_frame`. ``ratio`` is client p50 / server p50 (the goal: <= 2 for 1 h).
+    :func:`read_frame`. The analyst's own paths, with the same query written with
+    ``:name`` binds: ``pandas_sqlalchemy`` is ``pandas.read_sql`` over a SQLAlchemy engine
+    (psycopg 3, pooled), ``jupysql`` is a ``%%sql`` cell (JupySQL on that engine, as
+    :mod:`tsj_lab.ipython` sets it up). ``ratio`` is client p50 / server p50 (the goal:
+    <= 2 for 1 h, judged on ``adbc_arrow``).
     """
+    from sqlalchemy import text
+
+    from . import ipython
+    from .db import engine
+
     params = window_params(dataset, WINDOWS[window], samples=samples,
                            rng=random.Random(f"{seed}-paths"))
     cols = ["time", "bid_price", "ask_price", "last_price", "volume"]
-    with connection(db.url, autocommit=True) as conn, explainer(db.url, "bench_window") as explain:
+    analyst_sql = from_psycopg(queries.text("bench_window"))
+    sa_engine = engine(db.url)
+    with (ExitStack() as stack, connection(db.url, autocommit=True) as conn,
+          explainer(db.url, "bench_window") as explain,
+          ipython.connection(sa_engine, f"bench-{db.label}") as alias):
+        stack.callback(sa_engine.dispose)
+
         def rows_frame(query_name: str, p: Mapping[str, Any]) -> pd.DataFrame:
             return pd.DataFrame(conn.execute(queries.text(query_name), p).fetchall(), columns=cols)
 
@@ -77,6 +93,8 @@ def fetch_paths(db: Database, dataset: Dataset, *, window: str = "1h", samples: 
             "psycopg_decimal": lambda p: rows_frame("bench_window_numeric", p),
             "psycopg_float": lambda p: rows_frame("bench_window", p),
             "adbc_arrow": lambda p: read_frame(db.url, "bench_window", p),
+            "pandas_sqlalchemy": lambda p: pd.read_sql(text(analyst_sql), sa_engine, params=p),
+            "jupysql": lambda p: ipython.run_cell(analyst_sql, p, connection=alias, quiet=True),
             "server": explain,
         }, params, warmup=warmup)
     server = got.pop("server")[1]
