@@ -129,9 +129,10 @@ def test_clean_generated_data_has_no_findings(copy: Callable[[int], str]) -> Non
     assert bad == []
     names = {r.check for r in results}
     assert names == set(checks.SEVERITY)
-    # nothing skipped silently: compression is reported, not left out, on apache
+    # compression is checked on the timescale edition (on apache it is reported
+    # unsupported: test_apache_edition_reports_compression_unsupported)
     (comp,) = [r for r in results if r.check == "compression"]
-    assert comp.status == "unsupported" and "apache" in comp.detail
+    assert comp.status == "ok" and "segmentby symbol" in comp.observed
     assert checks.exit_status(results, strict=True) == 0
     frame = checks.run_all(target, source_url=source, progress=False, sample=20)
     assert list(frame.columns)[:3] == ["check", "status", "table"]
@@ -371,7 +372,30 @@ def test_candles_stale_and_wrong_buckets_are_found(copy: Callable[[int], str]) -
     # a sampled comparison as large as the view finds the same bucket
     sampled = checks.run(url, progress=False, sample=100_000)
     assert _affected(sampled, "candle_recompute") == 4
-    # ticks after the last refreshed bucket: the views are stale
+    # ticks after the last refreshed bucket: the real-time tail of the continuous
+    # aggregates shows them before any refresh (stale views: the apache test below)
+    _sql(url, "INSERT INTO tick_data (time, symbol, bid_price, ask_price, last_price, volume) "
+              "SELECT max(time) + interval '2 hours', 'BTCUSD', 1, 2, 1, 1 FROM tick_data "
+              "WHERE symbol = 'BTCUSD'")
+    tail = checks.run(url, progress=False)
+    assert _found(tail, "candle_freshness") == []
+    assert _affected(tail, "candle_recompute") == 4  # the planted minute, not the tail
+    schema.refresh_candles(url)
+    after = checks.run(url, progress=False)
+    assert _found(after, "candle_freshness") == [] and _found(after, "candle_recompute") == []
+
+
+def test_apache_edition_stale_views_and_compression_unsupported(
+        make_apache_db: Callable[..., str]) -> None:
+    """Materialized views show what their last refresh saw: newer ticks make them stale."""
+    url = make_apache_db()
+    schema.provision(url)
+    _load(url)
+    schema.refresh_candles(url)
+    clean = checks.run(url, progress=False)
+    assert [r.check for r in clean if r.status not in ("ok", "unsupported")] == []
+    (comp,) = [r for r in clean if r.check == "compression"]
+    assert comp.status == "unsupported" and "apache" in comp.detail
     _sql(url, "INSERT INTO tick_data (time, symbol, bid_price, ask_price, last_price, volume) "
               "SELECT max(time) + interval '2 hours', 'BTCUSD', 1, 2, 1, 1 FROM tick_data "
               "WHERE symbol = 'BTCUSD'")
@@ -439,7 +463,7 @@ def test_plain_table_and_bad_options(make_db: Callable[..., str]) -> None:
     plain = make_db(timescale=False)
     with pytest.raises(checks.SchemaError,
                        match=r"database at postgresql://.* has no timescaledb extension; "
-                             r"run 'CREATE EXTENSION timescaledb;'"):
+                             r"run 'tsj provision' .*'CREATE EXTENSION timescaledb;'"):
         checks.run(plain, progress=False)
 
 
@@ -490,11 +514,31 @@ def test_compression_rules_on_a_timescale_license(make_db: Callable[..., str]) -
     assert schema.story_compression("symbol", '"time" DESC')
     assert not schema.story_compression("symbol", "time")
     assert not schema.story_compression(None, None)
-    # the timescale branch's queries run on 2.19 too; the apache server has no settings
     url = make_db(timescale=True)
     schema.provision(url)
+
+    def compression() -> CheckResult:
+        with psycopg.connect(url, autocommit=True) as conn:
+            ctx = checks._Run(conn, checks.Options(), "timescale", None)
+            checks.check_layout(ctx)
+        (comp,) = [r for r in ctx.results if r.check == "compression"]
+        return comp
+
+    assert compression().status == "ok"
+    # an old chunk the policy has not compressed yet: a finding, until the job runs
+    old = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=40)).date()
+    generate.load(url, symbols=["ES"], start=old, days=1, interval_ms=60_000, progress=False,
+                  workers=1)
+    late = compression()
+    assert late.status == "warn" and late.rows_affected == 1 and "not run" in late.detail
     with psycopg.connect(url, autocommit=True) as conn:
-        ctx = checks._Run(conn, checks.Options(), "timescale", None)
-        checks.check_layout(ctx)
-    (comp,) = [r for r in ctx.results if r.check == "compression"]
-    assert comp.status == "fail" and "tsj provision" in comp.detail
+        job = conn.execute("SELECT job_id FROM timescaledb_information.jobs "
+                           "WHERE proc_name = 'policy_compression'").fetchone()[0]
+        conn.execute("CALL run_job(%s)", [job])
+    assert compression().status == "ok"
+    # settings other than the story's
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SELECT decompress_chunk(c) FROM show_chunks('tick_data') c")
+        conn.execute("ALTER TABLE tick_data SET (timescaledb.compress_orderby = 'time')")
+    wrong = compression()
+    assert wrong.status == "fail" and "tsj provision" in wrong.detail

@@ -26,7 +26,7 @@ def test_help_lists_each_phase() -> None:
 def test_probe_prints_capabilities(target_url: str) -> None:
     res = run("probe", "--json", "--target", target_url)
     assert res.returncode == 0, res.stderr
-    assert '"license": "apache"' in res.stdout
+    assert '"license": "timescale"' in res.stdout
 
 
 def test_wrong_password_one_line_no_traceback(server: Embedded, target_url: str) -> None:

@@ -25,11 +25,17 @@ def _with_password(url: str, password: str) -> str:
 def test_probe_target_and_plain_source(target_url: str, source_url: str) -> None:
     caps = db.probe_url(target_url)
     assert caps.postgres_version_num >= 170000
-    assert caps.timescaledb_version and caps.license == "apache"
-    assert caps.edition == "timescaledb-apache"
+    assert caps.timescaledb_version == "2.30.0-dev" and caps.license == "timescale"
+    assert caps.edition == "timescaledb-timescale"
     plain = db.probe_url(source_url)
     assert plain.timescaledb_version is None and plain.license is None
     assert plain.edition == "postgresql" and plain.timescaledb_available
+
+
+def test_probe_the_apache_edition(apache_server) -> None:
+    caps = db.probe_url(apache_server.url())
+    assert caps.license == "apache" and caps.edition == "timescaledb-apache"
+    assert caps.timescaledb_version.startswith("2.19")
 
 
 def test_pool_serves_fifty_concurrent_clients(target_url: str) -> None:

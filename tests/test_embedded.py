@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import shutil
 import socket
+import tarfile
 from pathlib import Path
 
 import psycopg
@@ -22,11 +24,22 @@ def test_second_setup_downloads_nothing(server: Embedded, monkeypatch: pytest.Mo
     assert calls == []
 
 
-def test_status_reports_versions_and_license(server: Embedded) -> None:
+def test_status_reports_versions_and_license(server: Embedded, apache_server: Embedded) -> None:
     st = server.status()
     assert st.running and st.pid and st.port
     assert st.postgres_version.startswith("17.")
-    assert st.timescaledb_version and st.license == "apache"
+    assert st.timescaledb_version == "2.30.0-dev" and st.license == "timescale"
+    assert st.edition == "timescale"
+    other = apache_server.status()
+    assert other.license == "apache" and other.edition == "apache" and other.port != st.port
+    assert other.data_dir != st.data_dir and apache_server.root != server.root
+
+
+def test_timescale_tree_holds_the_built_extension(server: Embedded) -> None:
+    lib = server.root / "usr" / "lib" / "postgresql" / "17" / "lib"
+    assert (lib / "timescaledb-tsl-2.30.0-dev.so").is_file()
+    assert not list(lib.glob("timescaledb-2.19*"))  # Debian's apache build is not in it
+    assert "postgresql-server-dev-17" in (server.root / ".complete").read_text()
 
 
 def test_url_has_no_password_and_connects(server: Embedded) -> None:
@@ -40,13 +53,13 @@ def test_interrupted_download_is_resumed(server: Embedded, tmp_path: Path) -> No
     """A truncated .deb (a download cut short) is fetched again; the rest is reused."""
     home = tmp_path / "home"
     shutil.copytree(server.home / "apt" / "debs", home / "apt" / "debs")
-    victim = next((home / "apt" / "debs").glob("postgresql-17-timescaledb_*.deb"))
+    victim = next((home / "apt" / "debs").glob("postgresql-17_*.deb"))
     victim.write_bytes(victim.read_bytes()[:1000])
-    fresh = Embedded(home)
+    fresh = Embedded(home, edition="apache")  # the apache tree: no build needed
     assert fresh.ensure_binaries() is True
     assert fresh.installed and (fresh.bin / "postgres").is_file()
     assert victim.stat().st_size > 1000
-    assert not (home / "pg17.partial").exists()
+    assert not (home / "pg17-apache.partial").exists()
 
 
 def test_restart_after_crash_recovers_stale_pid(server: Embedded) -> None:
@@ -89,6 +102,58 @@ def test_bad_arguments_fail_up_front(tmp_path: Path) -> None:
         Embedded(tmp_path, instance="../x")
     with pytest.raises(ValueError, match="port 80"):
         Embedded(tmp_path, port=80)
+    with pytest.raises(ValueError, match="edition 'oss' is unknown"):
+        Embedded(tmp_path, edition="oss")
+
+
+def test_a_cluster_of_the_other_edition_is_refused_not_wiped(server: Embedded) -> None:
+    """A data folder made before the editions were kept apart (Debian's apache build,
+    no edition file) is refused by the timescale edition, with the fix."""
+    other = Embedded(server.home, instance=f"{server.instance}-legacy", edition="apache")
+    try:
+        other.ensure_cluster()
+        other.edition_file.unlink()  # as tsj made them before
+        legacy = Embedded(server.home, instance=f"{server.instance}-legacy")
+        legacy.dir.parent.mkdir(exist_ok=True)
+        other.dir.rename(legacy.dir)
+        with pytest.raises(EmbeddedError, match=r"made by the apache edition.*move it to "
+                           r".*-legacy-apache and use TSJ_EDITION=apache.*its data is lost"):
+            legacy.ensure_cluster()
+        assert (legacy.data / "PG_VERSION").is_file()
+    finally:
+        shutil.rmtree(other.dir, ignore_errors=True)
+        shutil.rmtree(server.home / f"{server.instance}-legacy", ignore_errors=True)
+
+
+def test_build_tools_missing_is_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # no cmake, make or cc
+    with pytest.raises(EmbeddedError, match=r"building TimescaleDB needs cmake, make, cc, not "
+                                            r"found; .*TSJ_EDITION=apache"):
+        embedded._check_build_tools()
+
+
+def test_bad_source_archives_are_one_line_each(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    missing = Embedded(home, timescaledb_source=str(tmp_path / "nope.tar.gz"))
+    with pytest.raises(EmbeddedError, match=r"nope.tar.gz not found; set TSJ_TIMESCALEDB_SOURCE"):
+        missing.ensure_binaries()
+    assert not missing.installed and not (home / "apt").exists()  # failed before downloading
+    if not embedded.VENDORED_SOURCE.is_file():
+        pytest.skip("the vendored TimescaleDB source is not beside this clone")
+    cut = tmp_path / "cut.tar.gz"
+    cut.write_bytes(embedded.VENDORED_SOURCE.read_bytes()[:2_000_000])
+    with pytest.raises(EmbeddedError, match=r"cut.tar.gz is unreadable .*TSJ_EDITION=apache"):
+        embedded._unpack_source(cut, tmp_path / "src")
+    apache_only = tmp_path / "apache-only.tar.gz"
+    with tarfile.open(apache_only, "w:gz") as tf:
+        for name in ("timescaledb/version.config", "timescaledb/src/init.c"):
+            data = b"version = 2.30.0-dev\n"
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    with pytest.raises(EmbeddedError, match=r"not TimescaleDB's complete source \(no "
+                                            r"version.config or tsl/"):
+        embedded._unpack_source(apache_only, tmp_path / "src")
 
 
 def test_missing_passfile_refuses_rather_than_wiping(server: Embedded) -> None:

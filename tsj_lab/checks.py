@@ -29,7 +29,7 @@ from typing import Any
 import pandas as pd
 import psycopg
 
-from . import queries
+from . import queries, schema
 from .db import connection, probe
 from .errors import SchemaError
 from .migrate import QUARANTINE
@@ -204,7 +204,6 @@ def run(
     connection is made). ``timings``, when given, receives the seconds of each step;
     ``stats`` the number of ticks and of (symbol, day) pairs checked.
     """
-    from . import schema
 
     opts = Options(**options)
     with connection(target_url, autocommit=True) as conn:
@@ -281,7 +280,6 @@ def _progress(flag: bool | None) -> bool:
 
 
 def _steps() -> list[tuple[str, Callable[[_Run], None]]]:
-    from . import schema
 
     return [
         ("layout", check_layout),
@@ -331,7 +329,7 @@ def prepare(
     (nothing to reconcile), an empty target next to a source with ticks stays empty (the
     suite then says the ticks are missing: migrate first).
     """
-    from . import generate, schema
+    from . import generate
 
     target_has = has_ticks(target_url)
     source_has = source_url is not None and has_ticks(source_url)
@@ -390,12 +388,8 @@ def _check_compression(ctx: _Run) -> None:
                 detail=f"compression needs the timescale license; this server is "
                        f"'{ctx.license}' (AC3 cannot hold here)")
         return
-    # The provisioning queries: they read whichever settings view the server has
-    # (hypertable_columnstore_settings since 2.18, hypertable_compression_settings before).
-    views = sorted(r[0] for r in ctx.conn.execute(queries.text("settings_views")))
-    got = (ctx.conn.execute(queries.compose("compression_settings", view=views[0])).fetchone()
-           if views else None)
-    segmentby, orderby = got if got else (None, None)
+    # provisioning's reading: whichever settings view the server has
+    segmentby, orderby = schema.compression_settings(ctx.conn) or (None, None)
     observed = f"segmentby {segmentby or '-'}, orderby {orderby or '-'}"
     if not schema.story_compression(segmentby, orderby):
         ctx.add("compression", status="fail", observed=observed,
