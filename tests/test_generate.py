@@ -217,10 +217,14 @@ def test_cli_generate_provisions_an_empty_target(make_db, capsys: pytest.Capture
     url = make_db(timescale=True)
     assert main(["generate", "--target", url, "--symbols", "BTCUSD", "--start", DAY,
                  "--interval-ms", "60000", "--sessions"]) == 0
-    assert "loaded 1,440 ticks into target" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "loaded 1,440 ticks into target" in out
+    assert "refreshed candle_1m, candle_5m, candle_15m, candle_1h in" in out
     with psycopg.connect(url) as conn:
         assert conn.execute("SELECT count(*) FROM timescaledb_information.hypertables "
                             "WHERE hypertable_name = 'tick_data'").fetchone()[0] == 1
+    # clean generated data checks clean: the candle views are current
+    assert main(["check", "--target", url]) == 0, capsys.readouterr().out
 
 
 def test_cli_generate_rerun_skips_loaded_parts_and_refuses_foreign_rows(

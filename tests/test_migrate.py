@@ -54,6 +54,12 @@ def test_migrate_copies_everything_and_verifies(make_db) -> None:
     assert [len(t.x) for t in fig.data] == [res.batches, res.batches]
     again = migrate.run(src, tgt, batch_size=5000)  # resuming a finished plan copies nothing
     assert again.skipped == again.batches and again.source_rows == 0 and again.ok
+    # the candle views were brought up to date: they equal a recompute of the ticks
+    assert res.candles_refreshed == list(schema.CANDLE_VIEWS)
+    assert again.candles_refreshed == []
+    for view in schema.CANDLE_VIEWS:
+        assert schema.candle_differences(tgt, view) == 0, view
+    assert _one(tgt, "SELECT sum(tick_count) FROM candle_1h") == 2 * 2 * 17_280
 
 
 def test_window_and_symbols_limit_the_copy(make_db) -> None:

@@ -33,7 +33,7 @@ from typing import Any
 import pandas as pd
 import psycopg
 
-from . import queries
+from . import queries, schema
 from .db import connect
 from .errors import MigrationError, SchemaError
 
@@ -346,6 +346,7 @@ class MigrationResult:
     anomalies: dict[str, int] = field(default_factory=dict)
     verification: pd.DataFrame = field(default_factory=pd.DataFrame)
     history: pd.DataFrame = field(default_factory=pd.DataFrame)  # checkpoints, in order
+    candles_refreshed: list[str] = field(default_factory=list)  # views brought up to date
 
     @property
     def rows_per_s(self) -> float:
@@ -399,6 +400,9 @@ def run(
         p.key, len(p.batches), len(p.batches) - len(todo), sum(r.source_rows for r in results),
         sum(r.copied_rows for r in results), sum(r.quarantined_rows for r in results), seconds,
         anomalies=anomalies(source_url, window=w), history=history(target_url, p.key))
+    if result.copied_rows:  # the candle views show the new ticks only once refreshed
+        result.candles_refreshed = [
+            r.view for r in schema.refresh_written(target_url, start=w.since, end=w.until)]
     if verify_after:
         result.verification = verify(source_url, target_url, window=w)
         raise_on_mismatch(result.verification)

@@ -22,7 +22,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -506,6 +506,25 @@ def refresh_candles(url: str, *, start: datetime | None = None,
             done.append(Refreshed(view, how, time.perf_counter() - t0))
             log.info("refresh: %s (%s) in %.3f s", view, how, done[-1].seconds)
     return done
+
+
+def refresh_written(url: str, *, start: datetime | None = None,
+                    end: datetime | None = None) -> list[Refreshed]:
+    """After ticks were written in [start, end): the candle views brought up to date over
+    the whole UTC days around them (nothing when the target has no candle views yet).
+
+    What every command that writes ticks does, so the views are current (a real-time
+    aggregate shows ticks below its watermark only once refreshed).
+    """
+    with connection(url, autocommit=True) as conn:
+        if not conn.execute(queries.text("candle_relations"),
+                            {"views": list(CANDLE_VIEWS)}).fetchall():
+            return []
+    day = timedelta(days=1)
+    epoch = datetime(2000, 1, 1, tzinfo=timezone.utc)
+    lo = epoch + (start - epoch) // day * day if start else None
+    hi = epoch - ((epoch - end) // day) * day if end else None  # the next day boundary
+    return refresh_candles(url, start=lo, end=hi)
 
 
 def _refresh_one(conn: psycopg.Connection[Any], view: str, caps: Capabilities,

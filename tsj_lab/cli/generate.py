@@ -69,4 +69,11 @@ def _generate(args: argparse.Namespace) -> int:
     secs = time.perf_counter() - t0
     print(f"loaded {rows:,} ticks into {into} tick_data in {secs:.1f} s "
           f"({rows / max(secs, 1e-9):,.0f} rows/s){skipped if len(todo) < len(parts) else ''}")
+    if into == "target":  # the candle views show the new ticks only once refreshed
+        bounds = [p.bounds() for p in todo]
+        done = schema.refresh_written(url, start=min(lo for lo, _ in bounds),
+                                      end=max(hi for _, hi in bounds))
+        if done:
+            print(f"refreshed {', '.join(r.view for r in done)} in "
+                  f"{sum(r.seconds for r in done):.1f} s")
     return 0

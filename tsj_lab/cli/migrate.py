@@ -50,6 +50,8 @@ def _migrate(args: argparse.Namespace) -> int:
         print("\nnothing to migrate: the source has no ticks in the window")
         return 0
     print(f"\nverified {len(result.verification)} symbol-day(s): source = target + quarantine")
+    if result.candles_refreshed:
+        print(f"refreshed {', '.join(result.candles_refreshed)}")
     return 0
 
 
