@@ -78,6 +78,29 @@ def _validate(args: argparse.Namespace) -> int:
     return 1 if schema.failed(rows) else 0
 
 
+def _policies_args(p: argparse.ArgumentParser) -> None:
+    add_target(p)
+    p.add_argument("--days", type=int, default=100,
+                   help="days of ticks to prove on, more than the retention (default 100)")
+    p.add_argument("--keep", action="store_true", help="keep the scratch schema to look at")
+    p.add_argument("--json", action="store_true")
+
+
+@command("policies", "prove AC3-AC5: run each policy job once (CALL run_job) on ticks "
+         "spanning more than 90 days in a scratch schema, and check what it did",
+         _policies_args)
+def _policies(args: argparse.Namespace) -> int:
+    from .. import policies
+
+    proofs = policies.prove(target_url(args), days=args.days, keep=args.keep)
+    if args.json:
+        print_json([asdict(p) for p in proofs])
+    else:
+        print_table([asdict(p) | {"seconds": f"{p.seconds:.3f}"} for p in proofs],
+                    ["policy", "job_id", "status", "seconds", "detail"])
+    return 1 if policies.failed(proofs) else 0
+
+
 def _refresh_args(p: argparse.ArgumentParser) -> None:
     add_target(p)
     p.add_argument("--start", type=datetime.fromisoformat, metavar="ISO",
