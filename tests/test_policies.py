@@ -13,7 +13,7 @@ from tsj_lab import policies, schema
 
 def test_every_policy_job_runs_and_does_what_the_story_asks(make_db: Callable[..., str]) -> None:
     url = make_db()
-    proofs = policies.prove(url, symbols=("ES",))
+    proofs = policies.prove(url)
     assert [p.policy for p in proofs] == [
         "compression", "retention", *(f"{v} refresh" for v in schema.CANDLE_VIEWS)]
     assert policies.failed(proofs) == [], [p.detail for p in proofs]

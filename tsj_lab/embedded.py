@@ -271,6 +271,7 @@ class Embedded:
     def _build_timescaledb(self, archive: Path) -> None:
         """Build TimescaleDB (both halves) against the tree's PostgreSQL; install into it."""
         work = self.home / "build"
+        shutil.rmtree(work / "out", ignore_errors=True)  # an interrupted build's cache
         src = _unpack_source(archive, work / "src")
         version = _source_version(src)
         build_log = work / "timescaledb-build.log"

@@ -55,7 +55,7 @@ class PolicyProof:
     seconds: float  # the job's run time
 
 
-def prove(url: str, *, days: int = PROOF_DAYS, symbols: tuple[str, ...] = ("ES", "NQ"),
+def prove(url: str, *, days: int = PROOF_DAYS, symbols: tuple[str, ...] = ("ES",),
           interval_ms: int = 60_000, seed: int = 11, keep: bool = False) -> list[PolicyProof]:
     """Run every policy job once on ``days`` of ticks in a scratch schema of ``url``.
 
