@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import uuid
 from collections.abc import Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -70,12 +71,89 @@ def explain(exc: BaseException, url: str) -> TsjError:
 
 
 def connect(url: str, *, autocommit: bool = False, **kwargs: Any) -> psycopg.Connection[Any]:
-    """One connection to ``url``; failures become a one-line :class:`ConnectError`."""
+    """One connection to ``url``; failures become a one-line :class:`ConnectError`.
+
+    Behind a pooler that does not manage prepared statements, psycopg's own (prepared
+    after a query's 5th run) are turned off: see :func:`pooling`.
+    """
     validate_url(url)
     try:
-        return psycopg.connect(url, autocommit=autocommit, connect_timeout=10, **kwargs)
+        conn = psycopg.connect(url, autocommit=autocommit, connect_timeout=10, **kwargs)
     except psycopg.OperationalError as exc:
         raise explain(exc, url) from None
+    if "prepare_threshold" not in kwargs:
+        try:
+            found = _POOLING.get(url) or _detect_pooling(conn, url)
+        except psycopg.OperationalError as exc:
+            conn.close()
+            raise explain(exc, url) from None
+        if not found.prepares:
+            conn.prepare_threshold = None
+    return conn
+
+
+# -- poolers ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Pooling:
+    """What stands between tsj and the server, as far as a connection can tell."""
+
+    pooled: bool  # the server accepted us on another port than the URL's: a pooler (or proxy)
+    server_port: int | None  # the port the server accepted the connection on
+    prepares: bool  # psycopg may prepare statements on the server (direct, or pooler-managed)
+
+    def describe(self) -> str:
+        if not self.pooled:
+            return "direct"
+        return ("through a pooler" + ("" if self.prepares else
+                " without prepared-statement support (psycopg's prepared statements off)"))
+
+
+_POOLING: dict[str, Pooling] = {}
+
+
+def pooling(url: str) -> Pooling:
+    """How ``url`` reaches its server (detected once per URL and process).
+
+    A pooler is seen by the port: the server names the port it accepted the connection on
+    (``inet_server_port()``), which differs from the URL's when PgBouncer, Supavisor or a
+    cloud pooler sits in between. Behind one, a transaction-mode pooler may hand each
+    transaction another server connection, so tsj keeps no session state across
+    transactions. Prepared statements survive it only when the pooler manages them
+    (PgBouncer 1.21+ with ``max_prepared_statements`` > 0), which shows as the server not
+    knowing a statement by the name the client gave it (PgBouncer renames them).
+    """
+    if url not in _POOLING:
+        with connect(url, autocommit=True):  # detects and caches
+            pass
+    return _POOLING[url]
+
+
+def _detect_pooling(conn: psycopg.Connection[Any], url: str) -> Pooling:
+    from urllib.parse import urlsplit
+
+    _pid, server_port = conn.execute(queries.text("pooler_server_side"),
+                                     prepare=False).fetchone()  # type: ignore[misc]
+    url_port = urlsplit(url).port or 5432
+    pooled = server_port is not None and int(server_port) != url_port
+    prepares = True
+    if pooled:
+        name = f"tsj_probe_{uuid.uuid4().hex[:12]}"
+        with conn.transaction():  # one transaction: one server connection for the probe
+            res = conn.pgconn.prepare(name.encode(), b"SELECT 1")
+            if res.status != psycopg.pq.ExecStatus.COMMAND_OK:
+                raise psycopg.OperationalError(res.error_message.decode(errors="replace"))
+            kept = conn.execute(queries.text("pooler_prepared_here"), {"name": name},
+                                prepare=False).fetchone()[0]  # type: ignore[index]
+            if kept:  # passed through as is: the pooler does not manage prepared statements
+                conn.execute(queries.compose("pooler_deallocate", statement=name), prepare=False)
+            prepares = not kept
+    found = Pooling(pooled, None if server_port is None else int(server_port), prepares)
+    _POOLING[url] = found
+    if pooled:
+        log.info("%s: %s", redact(url), found.describe())
+    return found
 
 
 def pool(
@@ -92,9 +170,12 @@ def pool(
     validate_url(url)
     # Fail fast, with the cause, rather than after the pool's 30 s of retries.
     connect(url).close()
+    kwargs: dict[str, Any] = {"connect_timeout": 10}
+    if not pooling(url).prepares:
+        kwargs["prepare_threshold"] = None
     p = ConnectionPool(
         url, min_size=min_size, max_size=max_size, timeout=timeout, name=name, open=False,
-        kwargs={"connect_timeout": 10},
+        kwargs=kwargs,
     )
     p.open(wait=True, timeout=timeout)
     return p
@@ -132,6 +213,8 @@ def engine(url: str, **kwargs: Any) -> Engine:
 
     validate_url(url)
     sa_url = "postgresql+psycopg://" + url.split("://", 1)[1]
+    if not pooling(url).prepares:
+        kwargs.setdefault("connect_args", {}).setdefault("prepare_threshold", None)
     return create_engine(sa_url, pool_pre_ping=True, hide_parameters=True, **kwargs)
 
 

@@ -33,7 +33,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 from .errors import EmbeddedError
 
@@ -143,51 +143,10 @@ class Embedded:
             return True
 
     def _download(self) -> list[Path]:
-        apt = self.home / "apt"
-        for sub in ("lists/partial", "cache/archives/partial", "debs"):
-            (apt / sub).mkdir(parents=True, exist_ok=True)
-        (apt / "sources.list").write_text(
-            f"deb [signed-by={KEYRING}] {_mirror()} {SUITE} main\n"
-        )
-        opts = [
-            "-o", f"Dir::Etc::SourceList={apt / 'sources.list'}",
-            "-o", "Dir::Etc::SourceParts=/dev/null",
-            "-o", f"Dir::State::Lists={apt / 'lists'}",
-            "-o", f"Dir::Cache={apt / 'cache'}",
-            "-o", "Dir::State::status=/dev/null",
-            "-o", "Debug::NoLocking=1",
-            "-o", "APT::Sandbox::User=root" if os.geteuid() == 0 else "APT::Sandbox::User=",
-            "-q",
-        ]
-        log.info("fetching package lists for Debian %s", SUITE)
-        _run(["apt-get", *opts, "update"], what="apt-get update (Debian package lists)")
-        debs_dir = apt / "debs"
-        for deb in debs_dir.glob("*.deb"):
-            if subprocess.run(["dpkg-deb", "--info", str(deb)], capture_output=True).returncode:
-                deb.unlink()  # a half-written download: fetch it again
-        have = {d.name.split("_")[0] for d in debs_dir.glob("*.deb")}
-        missing = [p for p in PACKAGES if p not in have]
-        if missing:
-            log.info("downloading %d packages", len(missing))
-            _run(["apt-get", *opts, "download", *missing], what="apt-get download", cwd=debs_dir)
-        debs = sorted(debs_dir.glob("*.deb"))
-        got = {d.name.split("_")[0] for d in debs}
-        if not set(PACKAGES) <= got:
-            raise EmbeddedError(
-                f"packages {sorted(set(PACKAGES) - got)} did not download; re-run 'tsj db start'"
-            )
-        return debs
+        return fetch_debs(self.home / "apt", PACKAGES)
 
     def _extract(self, debs: list[Path]) -> None:
-        tmp = self.root.with_name(self.root.name + ".partial")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        for deb in debs:
-            _run(["dpkg-deb", "-x", str(deb), str(tmp)], what=f"dpkg-deb -x {deb.name}")
-        shutil.rmtree(self.root, ignore_errors=True)
-        tmp.rename(self.root)  # patch in place: rpaths must name the final location
-        _relocate(self.root, self.bin)
-        (self.root / ".complete").write_text(" ".join(sorted(d.name for d in debs)) + "\n")
+        unpack(debs, self.root, self.bin)
 
     @contextmanager
     def _lock(self) -> Iterator[None]:
@@ -363,6 +322,64 @@ class Embedded:
         user = pwd.getpwnam(UNPRIVILEGED)
         for p in paths:
             os.chown(p, user.pw_uid, user.pw_gid)
+
+
+def fetch_debs(apt: Path, packages: Sequence[str]) -> list[Path]:
+    """The .deb files of ``packages`` from Debian's ``SUITE``, with a private apt state.
+
+    ``apt`` holds the sources list, lists, cache and the downloaded .debs; packages already
+    there (and whole) are reused. The pooler (:mod:`tsj_lab.pooler`) fetches with it too.
+    """
+    for sub in ("lists/partial", "cache/archives/partial", "debs"):
+        (apt / sub).mkdir(parents=True, exist_ok=True)
+    (apt / "sources.list").write_text(
+        f"deb [signed-by={KEYRING}] {_mirror()} {SUITE} main\n"
+    )
+    opts = [
+        "-o", f"Dir::Etc::SourceList={apt / 'sources.list'}",
+        "-o", "Dir::Etc::SourceParts=/dev/null",
+        "-o", f"Dir::State::Lists={apt / 'lists'}",
+        "-o", f"Dir::Cache={apt / 'cache'}",
+        "-o", "Dir::State::status=/dev/null",
+        "-o", "Debug::NoLocking=1",
+        "-o", "APT::Sandbox::User=root" if os.geteuid() == 0 else "APT::Sandbox::User=",
+        "-q",
+    ]
+    log.info("fetching package lists for Debian %s", SUITE)
+    _run(["apt-get", *opts, "update"], what="apt-get update (Debian package lists)")
+    debs_dir = apt / "debs"
+    for deb in debs_dir.glob("*.deb"):
+        if subprocess.run(["dpkg-deb", "--info", str(deb)], capture_output=True).returncode:
+            deb.unlink()  # a half-written download: fetch it again
+    have = {d.name.split("_")[0] for d in debs_dir.glob("*.deb")}
+    missing = [p for p in packages if p not in have]
+    if missing:
+        log.info("downloading %d packages", len(missing))
+        _run(["apt-get", *opts, "download", *missing], what="apt-get download", cwd=debs_dir)
+    debs = sorted(d for d in debs_dir.glob("*.deb") if d.name.split("_")[0] in packages)
+    got = {d.name.split("_")[0] for d in debs}
+    if not set(packages) <= got:
+        raise EmbeddedError(
+            f"packages {sorted(set(packages) - got)} did not download; re-run 'tsj db start'"
+        )
+    return debs
+
+
+def unpack(debs: list[Path], root: Path, bindir: Path) -> None:
+    """``dpkg-deb -x`` of ``debs`` into ``root``, then relocate the binaries of ``bindir``.
+
+    The tree is built beside ``root`` and renamed into place; ``root/.complete`` marks it
+    finished (a half-made tree has none and is redone).
+    """
+    tmp = root.with_name(root.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for deb in debs:
+        _run(["dpkg-deb", "-x", str(deb), str(tmp)], what=f"dpkg-deb -x {deb.name}")
+    shutil.rmtree(root, ignore_errors=True)
+    tmp.rename(root)  # patch in place: rpaths must name the final location
+    _relocate(root, bindir)
+    (root / ".complete").write_text(" ".join(sorted(d.name for d in debs)) + "\n")
 
 
 def _relocate(root: Path, bindir: Path) -> None:
