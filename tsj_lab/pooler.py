@@ -20,14 +20,16 @@ from __future__ import annotations
 import logging
 import os
 import pwd
+import re
 import signal
 import socket
+import subprocess
 import time
 from pathlib import Path
 
 from . import queries
 from .embedded import (SOURCE_DB, SUPERUSER, TARGET_DB, UNPRIVILEGED, Embedded, _check_platform,
-                       _port_free, _run, fetch_debs, unpack)
+                       _port_free, fetch_debs, unpack)
 from .errors import EmbeddedError
 
 log = logging.getLogger("tsj_lab")
@@ -46,11 +48,13 @@ class PgBouncer:
 
     def __init__(self, server: Embedded, *, mode: str = "transaction",
                  prepared_statements: int = 200, pool_size: int = 20,
-                 max_clients: int = 500) -> None:
+                 max_clients: int = 500, name: str | None = None) -> None:
         if mode not in MODES:
             raise ValueError(f"pool mode {mode!r} is unknown; use one of {MODES}")
         if prepared_statements < 0:
             raise ValueError(f"prepared_statements={prepared_statements} must be >= 0")
+        if name is not None and not re.fullmatch(r"[a-z0-9_-]+", name):
+            raise ValueError(f"pooler name {name!r} must be lowercase letters, digits, - or _")
         if pool_size < 1 or max_clients < 1:
             raise ValueError(f"pool_size={pool_size} and max_clients={max_clients} must be >= 1")
         self.server = server
@@ -60,7 +64,8 @@ class PgBouncer:
         self.max_clients = max_clients
         self.root = server.home / "pgbouncer"
         self.exe = self.root / "usr" / "sbin" / "pgbouncer"
-        self.dir = server.dir / f"pgbouncer-{mode}"
+        # one folder (config, port, log) per PgBouncer of this server: name it to run several
+        self.dir = server.dir / (name or f"pgbouncer-{mode}")
         self.config = self.dir / "pgbouncer.ini"
         self.auth_file = self.dir / "userlist.txt"
         self.pidfile = self.dir / "pgbouncer.pid"
@@ -92,12 +97,13 @@ class PgBouncer:
         if self.pid() is not None:
             return self.url()
         self.dir.mkdir(parents=True, exist_ok=True)
+        self.logfile.unlink(missing_ok=True)  # its errors are this start's, if any
         port = self._choose_port()
         self._write_auth_file()
         self._write_config(port)
         self.pidfile.unlink(missing_ok=True)
         self._give_to_unprivileged(self.dir, self.config, self.auth_file)
-        self._run_pgbouncer("-d", "-q", str(self.config), what="pgbouncer start")
+        self._run_pgbouncer("-d", str(self.config))
         self.port_file.write_text(f"{port}\n")
         self._wait_listening(port)
         return self.url()
@@ -171,15 +177,24 @@ class PgBouncer:
                  "", "[pgbouncer]", *(f"{k} = {v}" for k, v in settings.items())]
         self.config.write_text("\n".join(lines) + "\n")
 
-    def _run_pgbouncer(self, *args: str, what: str) -> None:
+    def _run_pgbouncer(self, *args: str) -> None:
         kwargs: dict[str, object] = {}
         if os.geteuid() == 0:
             user = pwd.getpwnam(UNPRIVILEGED)
             kwargs = {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
         try:
-            _run([str(self.exe), *args], what=what, cwd=self.dir, **kwargs)
-        except EmbeddedError as exc:
-            raise EmbeddedError(f"{exc}; see {self.logfile}") from None
+            res = subprocess.run([str(self.exe), *args], cwd=self.dir, capture_output=True,
+                                 text=True, timeout=30, **kwargs)  # type: ignore[call-overload]
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise EmbeddedError(f"pgbouncer could not run ({exc}); remove {self.root} and "
+                                "re-run 'tsj db pooler'") from None
+        if res.returncode:
+            # before it daemonizes, PgBouncer says what it refuses on stderr (e.g. a setting)
+            said = [ln for ln in (res.stderr or res.stdout).splitlines() if ln.strip()]
+            said = [ln for ln in said if " ERROR " in ln] or said  # the cause, not 'FATAL'
+            cause = said[0].split(" ", 4)[-1] if said else f"exit {res.returncode}"
+            raise EmbeddedError(f"pgbouncer did not start: {cause}; see {self.config} "
+                                f"and {self.logfile}")
 
     def _give_to_unprivileged(self, *paths: Path) -> None:
         if os.geteuid() != 0:
@@ -189,14 +204,25 @@ class PgBouncer:
             os.chown(p, user.pw_uid, user.pw_gid)
 
     def _wait_listening(self, port: int, timeout: float = 10.0) -> None:
+        """Until PgBouncer runs (its pidfile names a live process) and takes connections."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    return
+            if self.pid() is not None:
+                with socket.socket() as s:
+                    if s.connect_ex(("127.0.0.1", port)) == 0:
+                        return
             time.sleep(0.05)
-        raise EmbeddedError(f"pgbouncer did not listen on 127.0.0.1:{port} within "
-                            f"{timeout:g} s; see {self.logfile}")
+        said = self._last_log_error()
+        raise EmbeddedError(f"pgbouncer did not start on 127.0.0.1:{port} within {timeout:g} s"
+                            f"{': ' + said if said else ''}; see {self.logfile}")
+
+    def _last_log_error(self) -> str | None:
+        try:
+            lines = self.logfile.read_text(errors="replace").splitlines()
+        except OSError:
+            return None
+        errors = [ln.split(" ", 4)[-1] for ln in lines if " FATAL " in ln or " ERROR " in ln]
+        return errors[-1] if errors else None
 
     def _choose_port(self) -> int:
         remembered = self._remembered_port()
