@@ -13,7 +13,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import psycopg
 import pytest
@@ -29,13 +29,6 @@ TSJ = [sys.executable, "-m", "tsj_lab.cli"]
 def tsj(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*TSJ, *args], capture_output=True, text=True, timeout=300,
                           env={**os.environ, "TSJ_NO_PROGRESS": "1", **(env or {})})
-
-
-def through(bouncer: PgBouncer, url: str) -> str:
-    """``url`` (a database of the test server) through ``bouncer``'s port."""
-    p = urlsplit(url)
-    port = urlsplit(bouncer.url()).port
-    return urlunsplit((p.scheme, f"{p.username}@127.0.0.1:{port}", p.path, p.query, ""))
 
 
 @pytest.fixture(scope="module")
@@ -202,8 +195,8 @@ def pooled_pair(server: Embedded, pooler: PgBouncer) -> Iterator[tuple[str, str]
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     from tsj_lab.config import with_database
 
-    target = through(pooler, with_database(server.url(), names[0]))
-    source = through(pooler, with_database(server.url(), names[1]))
+    target = pooler.through(with_database(server.url(), names[0]))
+    source = pooler.through(with_database(server.url(), names[1]))
     with psycopg.connect(with_database(server.url(), names[0]), autocommit=True) as conn:
         conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
     for url in (target, source):
@@ -260,7 +253,7 @@ def test_notebook_through_transaction_pooler(pooled_pair: tuple[str, str], tmp_p
 def test_check_through_pooler_with_prepared_statements(pooled_pair: tuple[str, str],
                                                        bouncer_with_prepares: PgBouncer) -> None:
     """PgBouncer 1.21+: tsj keeps psycopg's prepared statements, and they work."""
-    target, source = (through(bouncer_with_prepares, u) for u in pooled_pair)
+    target, source = (bouncer_with_prepares.through(u) for u in pooled_pair)
     res = tsj("check", "--target", target, "--source", source)
     assert res.returncode == 0, res.stdout + res.stderr
     rows = schema.validate(target, pool_size=50)

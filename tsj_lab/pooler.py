@@ -133,12 +133,22 @@ class PgBouncer:
         """``dbname`` through PgBouncer: the server's URL with the pooler's port."""
         port = self._remembered_port()
         if port is None:
-            raise EmbeddedError("the pooler was never started; run 'tsj db pooler start'")
+            raise EmbeddedError("the pooler was never started; run 'tsj db pooler'")
         return (f"postgresql://{SUPERUSER}@127.0.0.1:{port}/{dbname}"
                 f"?passfile={self.server.passfile}&application_name=tsj")
 
     def source_url(self) -> str:
         return self.url(SOURCE_DB)
+
+    def through(self, url: str) -> str:
+        """``url`` (a database of the server, its URL as the server gives it) through PgBouncer."""
+        from urllib.parse import urlsplit, urlunsplit
+
+        port = self._remembered_port()
+        if port is None:
+            raise EmbeddedError("the pooler was never started; run 'tsj db pooler'")
+        p = urlsplit(url)
+        return urlunsplit((p.scheme, f"{p.username}@127.0.0.1:{port}", p.path, p.query, ""))
 
     # -- helpers ----------------------------------------------------------------------
 
