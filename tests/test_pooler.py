@@ -258,3 +258,18 @@ def test_check_through_pooler_with_prepared_statements(pooled_pair: tuple[str, s
     assert res.returncode == 0, res.stdout + res.stderr
     rows = schema.validate(target, pool_size=50)
     assert [r.status for r in rows if r.ac in ("AC1", "AC2", "AC6")] == ["ok"] * 3, rows
+
+
+def test_control_without_detection_check_fails_as_reported(
+        pooled_pair: tuple[str, str], pooler: PgBouncer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With tsj's pooler detection overridden (prepares kept), the suite fails as the issue
+    saw it: so the passing runs above are the fix at work, not a lenient pooler."""
+    from tsj_lab import checks
+    from tsj_lab.errors import SchemaError
+
+    target, source = pooled_pair
+    found = db.pooling(target)
+    monkeypatch.setitem(db._POOLING, target, db.Pooling(True, found.server_port, True))
+    leave_prepared_statements(target, clients=pooler.pool_size)
+    with pytest.raises(SchemaError, match=r'check step .* prepared statement "_pg3_\d+" already exists'):
+        checks.run(target, source_url=source, progress=False)
