@@ -222,6 +222,7 @@ def test_commands_through_transaction_pooler(pooled_pair: tuple[str, str],
     res = tsj("migrate", "--source", source, "--target", target, "--workers", "2",
               "--batch-size", "5000")
     assert res.returncode == 0 and "verified 2 symbol-day(s)" in res.stdout, res.stdout + res.stderr
+    assert "source through a pooler" in res.stdout and "transaction mode is enough" in res.stdout
     res = tsj("refresh", "--target", target)
     assert res.returncode == 0, res.stderr
     # the suite runs many statements per step: psycopg would prepare them; a pooler without

@@ -60,9 +60,14 @@ def _db_url(args: argparse.Namespace) -> int:
     return 0
 
 
-@command("db setup", "download and relocate the server binaries only (no server started)")
+@command("db setup", "download and relocate the server and PgBouncer binaries (nothing started)")
 def _db_setup(args: argparse.Namespace) -> int:
-    print("installed" if _embedded(args).ensure_binaries() else "already installed")
+    from ..pooler import PgBouncer
+
+    server = _embedded(args)
+    fetched = server.ensure_binaries()
+    fetched = PgBouncer(server).ensure_binaries() or fetched
+    print("installed" if fetched else "already installed")
     return 0
 
 

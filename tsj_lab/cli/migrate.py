@@ -50,6 +50,9 @@ def _migrate(args: argparse.Namespace) -> int:
         print("\nnothing to migrate: the source has no ticks in the window")
         return 0
     print(f"\nverified {len(result.verification)} symbol-day(s): source = target + quarantine")
+    note = migrate.pooler_note(src, tgt)
+    if note:
+        print(note)
     return 0
 
 
