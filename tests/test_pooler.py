@@ -236,19 +236,23 @@ def test_commands_through_transaction_pooler(pooled_pair: tuple[str, str],
     assert "Traceback" not in res.stderr
 
 
-def test_notebook_through_transaction_pooler(pooled_pair: tuple[str, str], tmp_path: Path,
+@pytest.mark.parametrize("notebook", ["03_integrity", "05_candles"])
+def test_notebook_through_transaction_pooler(notebook: str, pooled_pair: tuple[str, str],
+                                             tmp_path: Path,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    """03_integrity's kernel reaches both databases only through the pooler."""
+    """The kernel reaches both databases only through the pooler (05: ADBC's fetch path)."""
     target, source = pooled_pair
     if tsj("validate", "--target", target).returncode:  # the commands' test left data
         pytest.fail("run with test_commands_through_transaction_pooler: it loads the data")
     monkeypatch.setenv("TSJ_DATABASE_URL", target)
     monkeypatch.setenv("TSJ_SOURCE_URL", source)
-    report = reports.run("03_integrity", parameters={"target": "target", "source": "source"},
+    report = reports.run(notebook, parameters={"target": "target", "source": "source"},
                          reports_dir=tmp_path)
     assert report.status == "ok"
-    statuses = {c["status"] for c in report.summary["checks"]}
+    statuses = {c["status"] for c in report.summary.get("checks", [])}
     assert "fail" not in statuses, report.summary["checks"]
+    if notebook == "05_candles":  # it drew candles from the ticks migrated through the pooler
+        assert {m["name"] for m in report.summary["metrics"]} >= {"return_pct", "volume"}
 
 
 def test_check_through_pooler_with_prepared_statements(pooled_pair: tuple[str, str],
