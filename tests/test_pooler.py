@@ -278,3 +278,16 @@ def test_control_without_detection_check_fails_as_reported(
     leave_prepared_statements(target, clients=pooler.pool_size)
     with pytest.raises(SchemaError, match=r'check step .* prepared statement "_pg3_\d+" already exists'):
         checks.run(target, source_url=source, progress=False)
+
+
+def test_a_statement_mode_pooler_is_named_with_the_fix(server: Embedded) -> None:
+    """Statement mode refuses transactions: one line that says so and names the port to use."""
+    stmt = PgBouncer(server, mode="statement")
+    url = stmt.start()
+    try:
+        res = tsj("check", "--target", url)
+    finally:
+        stmt.stop()
+    assert res.returncode == 1 and res.stderr.count("\n") == 1, res.stderr
+    assert "a pooler in statement mode" in res.stderr and "transaction-mode" in res.stderr
+    assert "Traceback" not in res.stderr

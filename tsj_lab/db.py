@@ -63,6 +63,9 @@ def explain(exc: BaseException, url: str) -> TsjError:
         cause, fix = "nothing accepts connections there", "start the server or fix host and port"
     elif "could not translate host name" in low or "name or service not known" in low:
         cause, fix = "the host name does not resolve", "fix the host in the URL"
+    elif "statement pooling mode" in low:
+        cause = "a pooler in statement mode is there, and it refuses the transactions tsj needs"
+        fix = "use the pooler's transaction-mode (or session-mode) port, e.g. Supabase's 6543"
     elif "timeout" in low or isinstance(exc, PoolTimeout):
         cause, fix = "the connection timed out", "check the host, port and firewall"
     else:
