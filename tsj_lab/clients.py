@@ -20,7 +20,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -222,11 +222,3 @@ def _failed(clients: int, cause: str, *, via: str = "direct", connected: int = 0
 def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
     return redact(f"{type(exc).__name__}: {text}")[:300]
-
-
-def summary(runs: Sequence[ClientRun]) -> list[dict[str, Any]]:
-    """Plain rows for a table: one per run."""
-    return [{"clients": r.clients, "connected": r.connected, "via": r.via,
-             "server_connections": r.server_connections, "queries": r.queries,
-             "errors": r.errors, "qps": r.qps, "p95_ms": r.p95_ms, "cause": r.cause}
-            for r in runs]
