@@ -291,3 +291,18 @@ def test_a_statement_mode_pooler_is_named_with_the_fix(server: Embedded) -> None
     assert res.returncode == 1 and res.stderr.count("\n") == 1, res.stderr
     assert "a pooler in statement mode" in res.stderr and "transaction-mode" in res.stderr
     assert "Traceback" not in res.stderr
+
+
+def test_a_running_pooler_with_other_settings_is_restarted(server: Embedded) -> None:
+    first = PgBouncer(server, name="pgbouncer-restart", prepared_statements=0)
+    url = first.start()
+    pid = first.pid()
+    try:
+        assert PgBouncer(server, name="pgbouncer-restart", prepared_statements=0).start() == url
+        assert first.pid() == pid  # same settings: left running
+        again = PgBouncer(server, name="pgbouncer-restart", prepared_statements=50)
+        again.start()
+        assert again.pid() not in (None, pid)
+        assert "max_prepared_statements = 50" in again.config.read_text()
+    finally:
+        first.stop()

@@ -95,7 +95,10 @@ class PgBouncer:
         self.ensure_binaries()
         self.server.start()
         if self.pid() is not None:
-            return self.url()
+            port = self._remembered_port()
+            if port and self.config.is_file() and self.config.read_text() == self._config_text(port):
+                return self.url()
+            self.stop()  # other settings, or the server moved to another port: restart
         self.dir.mkdir(parents=True, exist_ok=True)
         self.logfile.unlink(missing_ok=True)  # its errors are this start's, if any
         port = self._choose_port()
@@ -166,6 +169,9 @@ class PgBouncer:
             fh.write(f'"{SUPERUSER}" "{row[0]}"\n')
 
     def _write_config(self, port: int) -> None:
+        self.config.write_text(self._config_text(port))
+
+    def _config_text(self, port: int) -> str:
         settings = {
             "listen_addr": "127.0.0.1",
             "listen_port": port,
@@ -185,7 +191,7 @@ class PgBouncer:
         }
         lines = ["[databases]", f"* = host=127.0.0.1 port={self.server._remembered_port()}",
                  "", "[pgbouncer]", *(f"{k} = {v}" for k, v in settings.items())]
-        self.config.write_text("\n".join(lines) + "\n")
+        return "\n".join(lines) + "\n"
 
     def _run_pgbouncer(self, *args: str) -> None:
         kwargs: dict[str, object] = {}
