@@ -75,25 +75,26 @@ def test_fifty_clients_hold_their_connections_at_once(pair) -> None:
 
 
 def test_clients_direct_and_through_pgbouncer_at_50_and_200(pair, pooler) -> None:
-    """The bench's comparison: through the pooler, 200 clients share its 20 server connections."""
+    """The bench's comparison: through the pooler, 200 clients share its 20 server connections.
+
+    Direct runs at 50 only: 200 direct backends on the shared test server (max_connections
+    200, other tests' connections beside) would measure the neighbours, not tsj.
+    """
     dbs, ds = pair
     target = dbs[1]
     via = bench.Database(target.label, pooler.through(target.url), via="pgbouncer")
-    got = workloads.concurrency([target, via], ds, levels=[50, 200], queries_per_client=2)
+    got = pd.concat([workloads.concurrency([target], ds, levels=[50], queries_per_client=2),
+                     workloads.concurrency([via], ds, levels=[50, 200], queries_per_client=2)])
     got = got.set_index(["via", "clients"])
-    clean = got.drop(("direct", 200))
-    assert (clean["errors"] == 0).all() and (clean["n"] == clean.index.get_level_values(1) * 2).all()
-    assert (clean["peak_connections"] == clean.index.get_level_values(1)).all()
+    assert got.index.tolist() == [("direct", 50), ("pgbouncer", 50), ("pgbouncer", 200)]
+    assert (got["errors"] == 0).all() and (got["n"] == got.index.get_level_values(1) * 2).all()
+    assert (got["peak_connections"] == got.index.get_level_values(1)).all()
     assert got.loc[("direct", 50), "server_connections"] == 50
     assert 1 <= got.loc[("pgbouncer", 200), "server_connections"] <= pooler.pool_size
-    # 200 direct clients on a server of max_connections = 200 that also serves the pooler's
-    # and other tests' connections: all served, or refused in the server's own words
-    direct = got.loc[("direct", 200)]
-    assert ((direct["errors"] == 0 and direct["server_connections"] == 200)
-            or "too many clients already" in direct["cause"]), direct.to_dict()
     table = verdicts.judge(clients=got.reset_index()).set_index("check")
     assert table.loc["AC6 50 concurrent connections via pgbouncer", "status"] == "ok"
-    assert "50 clients, 50 connected at once" in table.loc["AC6 50 concurrent connections", "detail"]
+    assert "50 clients, 50 connected at once, 50 server connections" in table.loc[
+        "AC6 50 concurrent connections", "detail"]
 
 
 def test_latency_by_size_grows_the_tables(make_db) -> None:
