@@ -7,6 +7,11 @@ fixture) because nbval's notebook kernels inherit the environment set here:
 TSJ_DATABASE_URL and TSJ_SOURCE_URL point at it. What only the apache edition does
 (Debian's build) is tested on a second instance, started on first use by
 ``apache_server``.
+
+A PgBouncer in transaction mode stands in front of it (TSJ_POOLER_URL), as Supabase's and
+Timescale Cloud's poolers do, with ``max_prepared_statements = 0``: PgBouncer before 1.21,
+the case psycopg's prepared statements break. tests/test_pooler.py runs the commands and
+a notebook through it; notebook 04 compares direct and pooled clients through it.
 """
 
 from __future__ import annotations
@@ -21,15 +26,17 @@ from psycopg import sql
 
 from tsj_lab.config import PROJECT_DIR, with_database
 from tsj_lab.embedded import SOURCE_DB, TARGET_DB, Embedded, default_home
+from tsj_lab.pooler import PgBouncer
 
 _SERVER: Embedded | None = None
 _APACHE: Embedded | None = None
+_POOLER: PgBouncer | None = None
 # TSJ_TEST_INSTANCE lets two test runs on one machine use separate servers.
 _INSTANCE = os.environ.get("TSJ_TEST_INSTANCE", "test").lower()
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    global _SERVER
+    global _SERVER, _POOLER
     _SERVER = Embedded(default_home(PROJECT_DIR / ".tsj"), instance=_INSTANCE,
                        timescaledb_source=os.environ.get("TSJ_TIMESCALEDB_SOURCE") or None)
     if not _SERVER.installed:
@@ -40,11 +47,15 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     os.environ["TSJ_SOURCE_URL"] = _SERVER.url(SOURCE_DB)
     os.environ.pop("TIMESCALE_DATABASE_URL", None)
     os.environ.pop("TSJ_EDITION", None)
+    _POOLER = PgBouncer(_SERVER, mode="transaction", prepared_statements=0)
+    os.environ["TSJ_POOLER_URL"] = _POOLER.start()
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if os.environ.get("TSJ_TEST_KEEP_SERVER"):
         return
+    if _POOLER is not None:
+        _POOLER.stop()
     for server in (_SERVER, _APACHE):
         if server is not None:
             server.stop()
@@ -66,6 +77,13 @@ def apache_server() -> Embedded:
                            edition="apache")
         _APACHE.start()
     return _APACHE
+
+
+@pytest.fixture(scope="session")
+def pooler() -> PgBouncer:
+    """The test server's PgBouncer: transaction mode, no prepared-statement support."""
+    assert _POOLER is not None
+    return _POOLER
 
 
 @pytest.fixture(scope="session")

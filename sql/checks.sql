@@ -1,6 +1,8 @@
 -- Integrity checks (tsj_lab.checks). Every heavy query scans tick_data once and leaves
 -- its per-(symbol, UTC day) or per-finding result in a temporary table (chk_*) of the
--- suite's one connection; the small queries after it read those tables, never the ticks.
+-- suite's one transaction (ON COMMIT DROP: a transaction-mode pooler may give the server
+-- connection to another client afterwards); the small queries after it read those
+-- tables, never the ticks.
 -- {table} is the tick table, {view} a candle view (identifiers).
 --
 -- The plausible tick domain is [1970-01-01, 9999-12-31) UTC: rows outside it (+/-infinity,
@@ -9,8 +11,10 @@
 -- they are JSON-ready and never fail to load.
 
 -- name: chk_session
--- The suite's session: UTC for every time text and day boundary.
-SET TIME ZONE 'UTC';
+-- The suite's transaction: UTC for every time text and day boundary. LOCAL: the suite
+-- runs in one transaction, and a transaction-mode pooler hands the server connection to
+-- another client after it, which must not inherit the setting.
+SET LOCAL TIME ZONE 'UTC';
 
 -- name: chk_hypertable_dimension
 -- The time dimension of hypertable %(table)s: column and chunk interval (no row: not a
@@ -59,7 +63,7 @@ LIMIT %(limit)s;
 --   negative_volume volume < 0
 --   future          time later than now() + %(future_tolerance)s (and plausible)
 --   implausible     time outside the plausible domain (see the top of this file)
-CREATE TEMP TABLE chk_days AS
+CREATE TEMP TABLE chk_days ON COMMIT DROP AS
 SELECT symbol,
        CASE WHEN time >= '1970-01-01 00:00+00' AND time < '9999-12-31 00:00+00'
             THEN (time AT TIME ZONE 'UTC')::date END AS day,
@@ -157,7 +161,7 @@ FROM (SELECT DISTINCT symbol FROM chk_days) s;
 --   collision  at the same time as its neighbour but different (same symbol and time)
 --   gap        followed by the next tick more than the symbol's %(gap_s)s seconds later
 -- %(symbols)s / %(gap_s)s are parallel arrays: the gap threshold of each symbol.
-CREATE TEMP TABLE chk_seq AS
+CREATE TEMP TABLE chk_seq ON COMMIT DROP AS
 WITH th AS (
   SELECT * FROM unnest(%(symbols)s::text[], %(gap_s)s::float8[]) AS th(symbol, gap_s)
 ), walk AS (

@@ -206,7 +206,7 @@ def test_unknown_parameter_and_notebook_fail_up_front(tmp_path: Path) -> None:
 
 def test_a_connection_parameter_must_name_a_connection(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"notebook 'ok' parameter 'target' is 'prod', not a "
-                                         r"connection; use one of \('target', 'source'\)"):
+                                         r"connection; use one of \('target', 'source', 'pooler'\)"):
         reports.run("ok", parameters={"target": "prod"}, notebooks_dir=FIXTURES,
                     reports_dir=tmp_path)
     with pytest.raises(ConfigError, match="parameter 'target' 'mysql://h/db' is not a PostgreSQL"):

@@ -67,15 +67,40 @@ def test_workloads_run_on_both_databases(pair) -> None:
     # what the analysts' own paths cost, in the same run, beside the goal's figure
     assert re.search(r"pandas\.read_sql [\d.]+x, %%sql [\d.]+x",
                      detail["goal: 1h window to DataFrame"])
-    assert "3 connections held at once, 0 errors" in detail["AC6 50 concurrent connections"]
+    assert ("3 clients, 3 connected at once, 3 server connections, 0 errors"
+            in detail["AC6 50 concurrent connections"])
 
 
 def test_fifty_clients_hold_their_connections_at_once(pair) -> None:
     dbs, ds = pair
     clients = workloads.concurrency(dbs[1:], ds, levels=[50], queries_per_client=1)
-    assert clients[["clients", "n", "errors", "peak_connections"]].values.tolist() == [[50, 50, 0, 50]]
+    assert clients[["clients", "n", "errors", "peak_connections", "server_connections"]
+                   ].values.tolist() == [[50, 50, 0, 50, 50]]
     table = verdicts.judge(clients=clients)
     assert table["status"].tolist() == ["ok"]
+
+
+def test_clients_direct_and_through_pgbouncer_at_50_and_200(pair, pooler) -> None:
+    """The bench's comparison: through the pooler, 200 clients share its 20 server connections.
+
+    Direct runs at 50 only: 200 direct backends on the shared test server (max_connections
+    200, other tests' connections beside) would measure the neighbours, not tsj.
+    """
+    dbs, ds = pair
+    target = dbs[1]
+    via = bench.Database(target.label, pooler.through(target.url), via="pgbouncer")
+    got = pd.concat([workloads.concurrency([target], ds, levels=[50], queries_per_client=2),
+                     workloads.concurrency([via], ds, levels=[50, 200], queries_per_client=2)])
+    got = got.set_index(["via", "clients"])
+    assert got.index.tolist() == [("direct", 50), ("pgbouncer", 50), ("pgbouncer", 200)]
+    assert (got["errors"] == 0).all() and (got["n"] == got.index.get_level_values(1) * 2).all()
+    assert (got["peak_connections"] == got.index.get_level_values(1)).all()
+    assert got.loc[("direct", 50), "server_connections"] == 50
+    assert 1 <= got.loc[("pgbouncer", 200), "server_connections"] <= pooler.pool_size
+    table = verdicts.judge(clients=got.reset_index()).set_index("check")
+    assert table.loc["AC6 50 concurrent connections via pgbouncer", "status"] == "ok"
+    assert "50 clients, 50 connected at once, 50 server connections" in table.loc[
+        "AC6 50 concurrent connections", "detail"]
 
 
 def test_latency_by_size_grows_the_tables(make_db) -> None:

@@ -53,9 +53,10 @@ class Database:
 
     label: str
     url: str
+    via: str = "direct"  # 'direct' (the URL as configured) or 'pgbouncer' (through a pooler)
 
     def __repr__(self) -> str:  # URLs may name a password file; never print them
-        return f"Database({self.label!r})"
+        return f"Database({self.label!r}, via={self.via!r})"
 
 
 @dataclass(frozen=True)
@@ -82,13 +83,13 @@ FULL = {
     "candle_widths": list(CANDLE_WIDTHS), "candle_samples": 10, "fetch_path_samples": 20,
     "rtts": [None, 0, 50, 150, 300], "speeds": [1, 10, 100, 1000],
     "replay_batches": [100, 500, 2000], "replay_samples": 10, "replay_duration_s": 30.0,
-    "levels": [1, 2, 5, 10, 20, 50], "queries_per_client": 10, "ingest_interval_ms": 250,
-    "size_steps": [],
+    "levels": [1, 2, 5, 10, 20, 50, 200], "queries_per_client": 10, "pooler": "pooler",
+    "ingest_interval_ms": 250, "size_steps": [],
 }
 #: fewer samples and points, same data set: a minute or two
 QUICK = {"samples": 10, "warmup": 2, "candle_samples": 5, "fetch_path_samples": 10,
          "rtts": [None, 0, 300], "replay_batches": [500, 2000], "replay_samples": 5,
-         "replay_duration_s": 10.0, "levels": [1, 10, 50], "queries_per_client": 5,
+         "replay_duration_s": 10.0, "levels": [1, 10, 50, 200], "queries_per_client": 5,
          "ingest_interval_ms": 0}
 #: 30 days x 4 symbols, latency measured again as the table grows
 LARGE = {"symbols": ["ES", "NQ", "EURUSD", "BTCUSD"], "days": 30, "samples": 20,
@@ -223,9 +224,9 @@ def point(workload: str, db: str, latencies: Sequence[float], *, rows: Sequence[
 
 #: result columns recorded as extra figures of a point, and those not recorded at all
 EXTRAS = ("mean_ms", "rows", "server_n", "qps", "errors", "peak_connections", "ratio",
-          "connect_ms")
+          "connect_ms", "server_connections")
 _NOT_PARAMS = ("workload", "n", "p50_ms", "p95_ms", "p99_ms", "max_ms", "server_p50_ms",
-               "rows_per_s", "samples_ms", *EXTRAS)
+               "rows_per_s", "samples_ms", "cause", *EXTRAS)
 
 
 def record(df: pd.DataFrame) -> int:
@@ -279,6 +280,24 @@ def _check_counts(**counts: int) -> None:
     for name, value in counts.items():
         if value < 1:
             raise ValueError(f"{name}={value} must be at least 1")
+
+
+def through_pooler(dbs: Sequence[Database], pooler: str | None) -> list[Database]:
+    """The target of ``dbs`` through the pooler named ``pooler`` (a connection name or URL).
+
+    'pooler' is TSJ_POOLER_URL, else tsj's own PgBouncer (transaction mode) in front of the
+    embedded server; with a configured target and no pooler URL there is none, and the
+    concurrency workload runs direct only. None: no pooler wanted.
+    """
+    from .db import pooler_url, resolve_url
+
+    if not pooler:
+        return []
+    url = pooler_url() if pooler == "pooler" else resolve_url(pooler)
+    if url is None:
+        log.warning("no pooler for the target: set TSJ_POOLER_URL to compare pooled clients")
+        return []
+    return [Database(db.label, url, via="pgbouncer") for db in dbs if db.label == TIMESCALE]
 
 
 # -- the data set ----------------------------------------------------------------------

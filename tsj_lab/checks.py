@@ -206,7 +206,10 @@ def run(
     """
 
     opts = Options(**options)
-    with connection(target_url, autocommit=True) as conn:
+    # One transaction for the whole suite: its temporary tables and its time zone live in
+    # it, so it runs the same through a transaction-mode pooler (PgBouncer, Supavisor) as
+    # direct, and every step sees one snapshot of the ticks.
+    with connection(target_url) as conn:
         caps = probe(conn)
         if caps.timescaledb_version is None:
             # names the target and how to enable the extension ('tsj provision' cannot)
@@ -644,7 +647,8 @@ def check_candles(ctx: _Run, view: str) -> None:
         return
     last_time = ctx.q("chk_tick_extent")[0][0]
     try:
-        last_bucket, view_ticks = ctx.q("chk_candle_freshness", view=view)[0]
+        with ctx.conn.transaction():  # a savepoint: the suite's transaction goes on
+            last_bucket, view_ticks = ctx.q("chk_candle_freshness", view=view)[0]
     except psycopg.errors.ObjectNotInPrerequisiteState:
         ctx.add("candle_freshness", status="fail", table=view, observed="never refreshed",
                 expected="populated", detail=f"{view} holds no data yet; run 'tsj refresh'")

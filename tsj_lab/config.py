@@ -18,9 +18,11 @@ from .errors import ConfigError
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 TARGET_VARS = ("TSJ_DATABASE_URL", "TIMESCALE_DATABASE_URL")
 SOURCE_VAR = "TSJ_SOURCE_URL"
+POOLER_VAR = "TSJ_POOLER_URL"
 HOME_VAR = "TSJ_HOME"
-#: connection names notebooks receive instead of URLs (papermill records parameters)
-CONNECTION_NAMES = ("target", "source")
+#: connection names notebooks receive instead of URLs (papermill records parameters);
+#: 'pooler' is the target through a transaction-mode pooler, for the benchmark's comparison
+CONNECTION_NAMES = ("target", "source", "pooler")
 #: the embedded server's TimescaleDB builds (TSJ_EDITION): built from the full source
 #: with the Timescale License half, or Debian's apache-only package
 EDITIONS = ("timescale", "apache")
@@ -79,6 +81,9 @@ class Settings:
 
     target_url: str | None = field(default=None, repr=False)
     source_url: str | None = field(default=None, repr=False)
+    #: the target through a pooler (TSJ_POOLER_URL); None: tsj's own PgBouncer when the
+    #: target is the embedded server, else no pooler comparison
+    pooler_url: str | None = field(default=None, repr=False)
     home: Path = PROJECT_DIR / ".tsj"
     pool_min: int = 2
     pool_max: int = 20
@@ -95,7 +100,8 @@ class Settings:
         if self.edition not in EDITIONS:
             raise ConfigError(f"TSJ_EDITION={self.edition!r} is unknown; set it to 'timescale' "
                               "(built from source, the default) or 'apache' (Debian's build)")
-        for url, what in ((self.target_url, "target URL"), (self.source_url, "source URL")):
+        for url, what in ((self.target_url, "target URL"), (self.source_url, "source URL"),
+                          (self.pooler_url, "pooler URL")):
             if url:
                 validate_url(url, what=what)
 
@@ -108,7 +114,8 @@ class Settings:
 
     def describe(self, name: str) -> str:
         """A printable description of connection ``name``: redacted URL or 'embedded'."""
-        url = self.target_url if name == "target" else self.source_url
+        url = {"target": self.target_url, "source": self.source_url,
+               "pooler": self.pooler_url}.get(name)
         return redact(url) if url else "embedded"
 
     @classmethod
@@ -126,6 +133,7 @@ class Settings:
         values: dict[str, object] = {
             "target_url": target,
             "source_url": merged.get(SOURCE_VAR) or None,
+            "pooler_url": merged.get(POOLER_VAR) or None,
             "home": Path(merged[HOME_VAR]) if merged.get(HOME_VAR) else PROJECT_DIR / ".tsj",
             "pool_min": _int(merged, "TSJ_POOL_MIN", 2),
             "pool_max": _int(merged, "TSJ_POOL_MAX", 20),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import atexit
 import logging
 import threading
+import uuid
 from collections.abc import Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -19,7 +20,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from . import queries
 from .config import CONNECTION_NAMES, Settings, redact, validate_url
-from .errors import ConnectError, TsjError
+from .errors import ConfigError, ConnectError, TsjError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -63,6 +64,9 @@ def explain(exc: BaseException, url: str) -> TsjError:
         cause, fix = "nothing accepts connections there", "start the server or fix host and port"
     elif "could not translate host name" in low or "name or service not known" in low:
         cause, fix = "the host name does not resolve", "fix the host in the URL"
+    elif "statement pooling mode" in low:
+        cause = "a pooler in statement mode is there, and it refuses the transactions tsj needs"
+        fix = "use the pooler's transaction-mode (or session-mode) port, e.g. Supabase's 6543"
     elif "timeout" in low or isinstance(exc, PoolTimeout):
         cause, fix = "the connection timed out", "check the host, port and firewall"
     else:
@@ -71,12 +75,89 @@ def explain(exc: BaseException, url: str) -> TsjError:
 
 
 def connect(url: str, *, autocommit: bool = False, **kwargs: Any) -> psycopg.Connection[Any]:
-    """One connection to ``url``; failures become a one-line :class:`ConnectError`."""
+    """One connection to ``url``; failures become a one-line :class:`ConnectError`.
+
+    Behind a pooler that does not manage prepared statements, psycopg's own (prepared
+    after a query's 5th run) are turned off: see :func:`pooling`.
+    """
     validate_url(url)
     try:
-        return psycopg.connect(url, autocommit=autocommit, connect_timeout=10, **kwargs)
+        conn = psycopg.connect(url, autocommit=autocommit, connect_timeout=10, **kwargs)
     except psycopg.OperationalError as exc:
         raise explain(exc, url) from None
+    if "prepare_threshold" not in kwargs:
+        try:
+            found = _POOLING.get(url) or _detect_pooling(conn, url)
+        except psycopg.OperationalError as exc:
+            conn.close()
+            raise explain(exc, url) from None
+        if not found.prepares:
+            conn.prepare_threshold = None
+    return conn
+
+
+# -- poolers ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Pooling:
+    """What stands between tsj and the server, as far as a connection can tell."""
+
+    pooled: bool  # the server accepted us on another port than the URL's: a pooler (or proxy)
+    server_port: int | None  # the port the server accepted the connection on
+    prepares: bool  # psycopg may prepare statements on the server (direct, or pooler-managed)
+
+    def describe(self) -> str:
+        if not self.pooled:
+            return "direct"
+        return ("through a pooler" + ("" if self.prepares else
+                " without prepared-statement support (psycopg's prepared statements off)"))
+
+
+_POOLING: dict[str, Pooling] = {}
+
+
+def pooling(url: str) -> Pooling:
+    """How ``url`` reaches its server (detected once per URL and process).
+
+    A pooler is seen by the port: the server names the port it accepted the connection on
+    (``inet_server_port()``), which differs from the URL's when PgBouncer, Supavisor or a
+    cloud pooler sits in between. Behind one, a transaction-mode pooler may hand each
+    transaction another server connection, so tsj keeps no session state across
+    transactions. Prepared statements survive it only when the pooler manages them
+    (PgBouncer 1.21+ with ``max_prepared_statements`` > 0), which shows as the server not
+    knowing a statement by the name the client gave it (PgBouncer renames them).
+    """
+    if url not in _POOLING:
+        with connect(url, autocommit=True):  # detects and caches
+            pass
+    return _POOLING[url]
+
+
+def _detect_pooling(conn: psycopg.Connection[Any], url: str) -> Pooling:
+    from urllib.parse import urlsplit
+
+    _pid, server_port = conn.execute(queries.text("pooler_server_side"),
+                                     prepare=False).fetchone()  # type: ignore[misc]
+    url_port = urlsplit(url).port or 5432
+    pooled = server_port is not None and int(server_port) != url_port
+    prepares = True
+    if pooled:
+        name = f"tsj_probe_{uuid.uuid4().hex[:12]}"
+        with conn.transaction():  # one transaction: one server connection for the probe
+            res = conn.pgconn.prepare(name.encode(), b"SELECT 1")
+            if res.status != psycopg.pq.ExecStatus.COMMAND_OK:
+                raise psycopg.OperationalError(res.error_message.decode(errors="replace"))
+            kept = conn.execute(queries.text("pooler_prepared_here"), {"name": name},
+                                prepare=False).fetchone()[0]  # type: ignore[index]
+            if kept:  # passed through as is: the pooler does not manage prepared statements
+                conn.execute(queries.compose("pooler_deallocate", statement=name), prepare=False)
+            prepares = not kept
+    found = Pooling(pooled, None if server_port is None else int(server_port), prepares)
+    _POOLING[url] = found
+    if pooled:
+        log.info("%s: %s", redact(url), found.describe())
+    return found
 
 
 def pool(
@@ -93,9 +174,12 @@ def pool(
     validate_url(url)
     # Fail fast, with the cause, rather than after the pool's 30 s of retries.
     connect(url).close()
+    kwargs: dict[str, Any] = {"connect_timeout": 10}
+    if not pooling(url).prepares:
+        kwargs["prepare_threshold"] = None
     p = ConnectionPool(
         url, min_size=min_size, max_size=max_size, timeout=timeout, name=name, open=False,
-        kwargs={"connect_timeout": 10},
+        kwargs=kwargs,
     )
     p.open(wait=True, timeout=timeout)
     return p
@@ -133,20 +217,29 @@ def engine(url: str, **kwargs: Any) -> Engine:
 
     validate_url(url)
     sa_url = "postgresql+psycopg://" + url.split("://", 1)[1]
+    if not pooling(url).prepares:
+        kwargs.setdefault("connect_args", {}).setdefault("prepare_threshold", None)
     return create_engine(sa_url, pool_pre_ping=True, hide_parameters=True, **kwargs)
 
 
 def resolve_url(name: str = "target", *, settings: Settings | None = None) -> str:
-    """The URL of connection ``name`` ('target' or 'source', or a URL).
+    """The URL of connection ``name`` ('target', 'source' or 'pooler', or a URL).
 
     With no URL configured, the embedded server is started on demand: its ``tsj`` database
-    (with TimescaleDB) is the target and its plain ``tsj_source`` database the source.
+    (with TimescaleDB) is the target and its plain ``tsj_source`` database the source;
+    'pooler' is then tsj's own PgBouncer in transaction mode in front of the target.
     """
     if "://" in name:
         return validate_url(name)
     if name not in CONNECTION_NAMES:
         raise ValueError(f"connection name {name!r} is unknown; use one of {CONNECTION_NAMES}")
     settings = settings or Settings.load()
+    if name == "pooler":
+        url = pooler_url(settings=settings)
+        if url is None:
+            raise ConfigError("no pooler is configured for the target; set TSJ_POOLER_URL to "
+                              "its pooler URL (e.g. Supabase's port 6543)")
+        return url
     url = settings.target_url if name == "target" else settings.source_url
     if url:
         return url
@@ -155,6 +248,21 @@ def resolve_url(name: str = "target", *, settings: Settings | None = None) -> st
     server = from_settings(settings)
     server.start()
     return server.url(TARGET_DB if name == "target" else SOURCE_DB)
+
+
+def pooler_url(*, settings: Settings | None = None) -> str | None:
+    """The target through a pooler: TSJ_POOLER_URL, else tsj's PgBouncer in front of the
+    embedded server (started on demand), else None (a configured target, no pooler named).
+    """
+    settings = settings or Settings.load()
+    if settings.pooler_url:
+        return settings.pooler_url
+    if settings.target_url:
+        return None
+    from .embedded import Embedded, default_home
+    from .pooler import PgBouncer
+
+    return PgBouncer(Embedded(default_home(settings.home), port=settings.port)).start()
 
 
 # -- the fast fetch path: named query -> DataFrame -----------------------------------------

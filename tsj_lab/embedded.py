@@ -46,7 +46,7 @@ import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 from .config import EDITIONS, PROJECT_DIR, Settings
 from .errors import EmbeddedError
@@ -200,58 +200,12 @@ class Embedded:
             if self.edition == "timescale":
                 _check_build_tools()
                 archive = self._source_archive()  # before the downloads: fail fast
-            debs = self._download([*PACKAGES, *EDITION_PACKAGES[self.edition]])
-            self._extract(debs)
+            debs = fetch_debs(self.home / "apt", [*PACKAGES, *EDITION_PACKAGES[self.edition]])
+            unpack(debs, self.root, self.bin)
             if self.edition == "timescale":
                 self._build_timescaledb(archive)
-            (self.root / ".complete").write_text(" ".join(sorted(d.name for d in debs)) + "\n")
+            mark_complete(self.root, debs)
             return True
-
-    def _download(self, packages: list[str]) -> list[Path]:
-        apt = self.home / "apt"
-        for sub in ("lists/partial", "cache/archives/partial", "debs"):
-            (apt / sub).mkdir(parents=True, exist_ok=True)
-        (apt / "sources.list").write_text(
-            f"deb [signed-by={KEYRING}] {_mirror()} {SUITE} main\n"
-        )
-        opts = [
-            "-o", f"Dir::Etc::SourceList={apt / 'sources.list'}",
-            "-o", "Dir::Etc::SourceParts=/dev/null",
-            "-o", f"Dir::State::Lists={apt / 'lists'}",
-            "-o", f"Dir::Cache={apt / 'cache'}",
-            "-o", "Dir::State::status=/dev/null",
-            "-o", "Debug::NoLocking=1",
-            "-o", "APT::Sandbox::User=root" if os.geteuid() == 0 else "APT::Sandbox::User=",
-            "-q",
-        ]
-        log.info("fetching package lists for Debian %s", SUITE)
-        _run(["apt-get", *opts, "update"], what="apt-get update (Debian package lists)")
-        debs_dir = apt / "debs"
-        for deb in debs_dir.glob("*.deb"):
-            if subprocess.run(["dpkg-deb", "--info", str(deb)], capture_output=True).returncode:
-                deb.unlink()  # a half-written download: fetch it again
-        have = {d.name.split("_")[0] for d in debs_dir.glob("*.deb")}
-        missing = [p for p in packages if p not in have]
-        if missing:
-            log.info("downloading %d packages", len(missing))
-            _run(["apt-get", *opts, "download", *missing], what="apt-get download", cwd=debs_dir)
-        debs = sorted(d for d in debs_dir.glob("*.deb") if d.name.split("_")[0] in packages)
-        got = {d.name.split("_")[0] for d in debs}
-        if not set(packages) <= got:
-            raise EmbeddedError(
-                f"packages {sorted(set(packages) - got)} did not download; re-run 'tsj db start'"
-            )
-        return debs
-
-    def _extract(self, debs: list[Path]) -> None:
-        tmp = self.root.with_name(self.root.name + ".partial")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        for deb in debs:
-            _run(["dpkg-deb", "-x", str(deb), str(tmp)], what=f"dpkg-deb -x {deb.name}")
-        shutil.rmtree(self.root, ignore_errors=True)
-        tmp.rename(self.root)  # patch in place: rpaths must name the final location
-        _relocate(self.root, self.bin)
 
     # -- the timescale edition: TimescaleDB from source -----------------------------------
 
@@ -502,6 +456,68 @@ class Embedded:
         user = pwd.getpwnam(UNPRIVILEGED)
         for p in paths:
             os.chown(p, user.pw_uid, user.pw_gid)
+
+
+def fetch_debs(apt: Path, packages: Sequence[str]) -> list[Path]:
+    """The .deb files of ``packages`` from Debian's ``SUITE``, with a private apt state.
+
+    ``apt`` holds the sources list, lists, cache and the downloaded .debs; packages already
+    there (and whole) are reused. The pooler (:mod:`tsj_lab.pooler`) fetches with it too.
+    """
+    for sub in ("lists/partial", "cache/archives/partial", "debs"):
+        (apt / sub).mkdir(parents=True, exist_ok=True)
+    (apt / "sources.list").write_text(
+        f"deb [signed-by={KEYRING}] {_mirror()} {SUITE} main\n"
+    )
+    opts = [
+        "-o", f"Dir::Etc::SourceList={apt / 'sources.list'}",
+        "-o", "Dir::Etc::SourceParts=/dev/null",
+        "-o", f"Dir::State::Lists={apt / 'lists'}",
+        "-o", f"Dir::Cache={apt / 'cache'}",
+        "-o", "Dir::State::status=/dev/null",
+        "-o", "Debug::NoLocking=1",
+        "-o", "APT::Sandbox::User=root" if os.geteuid() == 0 else "APT::Sandbox::User=",
+        "-q",
+    ]
+    log.info("fetching package lists for Debian %s", SUITE)
+    _run(["apt-get", *opts, "update"], what="apt-get update (Debian package lists)")
+    debs_dir = apt / "debs"
+    for deb in debs_dir.glob("*.deb"):
+        if subprocess.run(["dpkg-deb", "--info", str(deb)], capture_output=True).returncode:
+            deb.unlink()  # a half-written download: fetch it again
+    have = {d.name.split("_")[0] for d in debs_dir.glob("*.deb")}
+    missing = [p for p in packages if p not in have]
+    if missing:
+        log.info("downloading %d packages", len(missing))
+        _run(["apt-get", *opts, "download", *missing], what="apt-get download", cwd=debs_dir)
+    debs = sorted(d for d in debs_dir.glob("*.deb") if d.name.split("_")[0] in packages)
+    got = {d.name.split("_")[0] for d in debs}
+    if not set(packages) <= got:
+        raise EmbeddedError(
+            f"packages {sorted(set(packages) - got)} did not download; re-run 'tsj db start'"
+        )
+    return debs
+
+
+def unpack(debs: list[Path], root: Path, bindir: Path) -> None:
+    """``dpkg-deb -x`` of ``debs`` into ``root``, then relocate the binaries of ``bindir``.
+
+    The tree is built beside ``root`` and renamed into place; the caller marks it
+    finished with :func:`mark_complete` (a half-made tree has no mark and is redone).
+    """
+    tmp = root.with_name(root.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for deb in debs:
+        _run(["dpkg-deb", "-x", str(deb), str(tmp)], what=f"dpkg-deb -x {deb.name}")
+    shutil.rmtree(root, ignore_errors=True)
+    tmp.rename(root)  # patch in place: rpaths must name the final location
+    _relocate(root, bindir)
+
+
+def mark_complete(root: Path, debs: list[Path]) -> None:
+    """The tree at ``root`` is whole: its packages (and build) are all in place."""
+    (root / ".complete").write_text(" ".join(sorted(d.name for d in debs)) + "\n")
 
 
 def _relocate(root: Path, bindir: Path) -> None:

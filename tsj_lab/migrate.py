@@ -15,6 +15,12 @@ which go to ``tsj_migration_quarantine`` with the server's reason. Rows outside 
 domain (see sql/digest.sql) go there too. At the end, per symbol and UTC day,
 source = target + quarantine in rows, volume and the multiset checksum, or
 :class:`MigrationError` names the ranges.
+
+Poolers: both sides work through a transaction-mode pooler (Supabase's port 6543,
+PgBouncer ``pool_mode = transaction``). A source connection runs each read as one
+``COPY ... TO STDOUT`` statement; a target connection runs each batch as one transaction
+(its staging table ``ON COMMIT DROP``); no lock, setting or table outlives a transaction.
+:func:`pooler_note` says so for the URLs of a run.
 """
 
 from __future__ import annotations
@@ -649,3 +655,15 @@ def quarantined(target_url: str, *, limit: int = 100) -> pd.DataFrame:
             return pd.DataFrame(columns=cols)
         rows = conn.execute(queries.text("mig_quarantine_rows"), {"limit": limit}).fetchall()
     return pd.DataFrame(rows, columns=cols).astype({"volume": "Int64", "batch_id": "Int64"})
+
+
+def pooler_note(source_url: str, target_url: str) -> str | None:
+    """One line on the pooler mode each side needs, when either is reached through one."""
+    from .db import pooling
+
+    sides = {"source": pooling(source_url), "target": pooling(target_url)}
+    if not any(p.pooled for p in sides.values()):
+        return None
+    how = ", ".join(f"{name} {p.describe()}" for name, p in sides.items())
+    return (f"{how}: transaction mode is enough for both (each source read is one COPY "
+            "statement, each target batch one transaction); session mode works too")

@@ -163,15 +163,23 @@ def concurrency_curve(clients: pd.DataFrame, *, title: str = "Concurrent clients
     """Queries per second (bars) and p50/p95 latency (lines) against the number of clients."""
     from plotly.subplots import make_subplots
 
+    import pandas as pd
+
     fig = make_subplots(specs=[[{"secondary_y": True}]])
-    for db, grp in clients.groupby("db", sort=False):
+    via = clients["via"] if "via" in clients else pd.Series("direct", index=clients.index)
+    for (db, how), grp in clients.groupby([clients["db"], via], sort=False):
         color = _DB_COLORS.get(db)
-        fig.add_trace(go.Scatter(x=grp["clients"], y=grp["qps"], name=f"{db} q/s",
-                                 mode="lines+markers", line_color=color), secondary_y=False)
+        name = db if how == "direct" else f"{db} via {how}"
+        marker = "circle" if how == "direct" else "diamond"
+        fig.add_trace(go.Scatter(x=grp["clients"], y=grp["qps"], name=f"{name} q/s",
+                                 mode="lines+markers", line_color=color,
+                                 marker_symbol=marker), secondary_y=False)
         for col, dash in (("p50_ms", "dot"), ("p95_ms", "dash")):
-            fig.add_trace(go.Scatter(x=grp["clients"], y=grp[col], name=f"{db} {col[:3]}",
-                                     mode="lines", line={"color": color, "dash": dash}),
-                          secondary_y=True)
+            fig.add_trace(go.Scatter(x=grp["clients"], y=grp[col], name=f"{name} {col[:3]}",
+                                     mode="lines+markers" if how != "direct" else "lines",
+                                     marker_symbol=marker,
+                                     line={"color": color, "dash": dash}), secondary_y=True)
+    fig.update_xaxes(type="log")  # 1 to 200 clients
     fig.update_xaxes(title_text="clients")
     fig.update_yaxes(title_text="queries/s", secondary_y=False)
     fig.update_yaxes(title_text="latency ms", secondary_y=True, rangemode="tozero")

@@ -198,8 +198,8 @@ def _check_connection(key: str, value: str, *, notebook: str) -> None:
         validate_url(value, what=f"{notebook} parameter {key!r}")
     elif value not in CONNECTION_NAMES:
         raise ValueError(f"{notebook} parameter {key!r} is {value!r}, not a connection; use "
-                         f"one of {CONNECTION_NAMES} (their URLs come from TSJ_DATABASE_URL "
-                         "and TSJ_SOURCE_URL)")
+                         f"one of {CONNECTION_NAMES} (their URLs come from TSJ_DATABASE_URL, "
+                         "TSJ_SOURCE_URL and TSJ_POOLER_URL)")
 
 
 def coerce_parameters(raw: Mapping[str, str], declared: Mapping[str, Mapping[str, Any]], *,

@@ -42,16 +42,7 @@ def judge(*, windows: pd.DataFrame | None = None, paths: pd.DataFrame | None = N
                                  f"{rec['rows']:,.0f} ticks, p50 {rec['p50_ms']:.0f} ms "
                                  f"({rate:,.0f}/s), p95 {rec['p95_ms']:.0f} ms"))
     if clients is not None:
-        top = clients[clients["db"] == db].sort_values("clients").tail(1).to_dict("records")
-        for rec in top:
-            ok = rec["errors"] == 0 and rec["peak_connections"] >= 50
-            # Fewer than 50 clients measured (a quick run) is no verdict either way.
-            status = "ok" if ok else "fail" if rec["clients"] >= 50 else "warn"
-            rows.append(_verdict("AC6 50 concurrent connections", "50 clients, 0 errors",
-                                 rec["peak_connections"], status,
-                                 f"{rec['clients']} clients, {rec['peak_connections']} "
-                                 f"connections held at once, {rec['errors']} errors, "
-                                 f"{rec['qps']:.0f} q/s, p95 {rec['p95_ms']:.1f} ms"))
+        rows.extend(_clients_verdicts(clients[clients["db"] == db]))
     if play is not None:
         rows.extend(_replay_verdicts(play[play["db"] == db]))
     if paths is not None:
@@ -76,6 +67,29 @@ def judge(*, windows: pd.DataFrame | None = None, paths: pd.DataFrame | None = N
                                  f"ms, raw p50 "
                                  f"{one.loc['raw', 'p50_ms']:.1f} ms"))
     return pd.DataFrame(rows, columns=["check", "target", "measured", "status", "detail"])
+
+
+def _clients_verdicts(clients: pd.DataFrame) -> list[dict[str, Any]]:
+    """AC6 at 50 clients (else the most measured), direct and through each pooler."""
+    rows = []
+    via_col = clients["via"] if "via" in clients else pd.Series("direct", index=clients.index)
+    for via, grp in clients.groupby(via_col, sort=False):
+        at = grp[grp["clients"] == 50] if (grp["clients"] == 50).any() else grp
+        rec = at.sort_values("clients").tail(1).to_dict("records")[0]
+        ok = rec["errors"] == 0 and rec["peak_connections"] >= 50
+        # Fewer than 50 clients measured (a quick run) is no verdict either way.
+        status = "ok" if ok else "fail" if rec["clients"] >= 50 else "warn"
+        servers = rec.get("server_connections")
+        detail = (f"{rec['clients']} clients, {rec['peak_connections']} connected at once, "
+                  + (f"{servers:.0f} server connections, " if pd.notna(servers) else "")
+                  + f"{rec['errors']} errors, {rec['qps']:.0f} q/s, p95 {rec['p95_ms']:.1f} ms")
+        cause = rec.get("cause")
+        if isinstance(cause, str) and cause:
+            detail += f"; first failure: {cause}"
+        name = "AC6 50 concurrent connections" + ("" if via == "direct" else f" via {via}")
+        rows.append(_verdict(name, "50 clients, 0 errors", rec["peak_connections"], status,
+                             detail))
+    return rows
 
 
 def _replay_verdicts(play: pd.DataFrame) -> list[dict[str, Any]]:

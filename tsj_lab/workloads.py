@@ -13,8 +13,6 @@ import datetime as dt
 import logging
 import math
 import random
-import threading
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from typing import Any
@@ -25,7 +23,7 @@ from . import queries
 from .adhoc import from_psycopg
 from .bench import (BATCH_SIZES, CANDLE_WIDTHS, PLAIN, WINDOW_TARGETS_MS, WINDOWS, Database,
                     Dataset, _check_counts, explainer, point, time_interleaved, window_params)
-from .db import connection, pool, read_frame
+from .db import connection, read_frame
 
 log = logging.getLogger("tsj_lab")
 
@@ -179,92 +177,38 @@ def _candle_sources(db: Database, view: str) -> list[tuple[str, str, dict[str, s
 def concurrency(dbs: Sequence[Database], dataset: Dataset, *,
                 levels: Sequence[int] = (1, 2, 5, 10, 20, 50), queries_per_client: int = 10,
                 window: str = "1m", seed: int = 0) -> pd.DataFrame:
-    """``level`` clients at once, each running window fetches through one shared pool.
+    """``level`` clients at once, each holding a pooled connection and fetching windows.
 
-    The pool holds ``max(levels)`` connections opened up front (so a level measures
-    queueing and server contention, not connection set-up). Before the timed queries,
-    every client of a level takes a connection and runs a query while all of them hold
-    one: ``peak_connections`` is how many were held at once (AC6 asks 50 to succeed).
+    Each level opens a psycopg_pool pool of ``level`` connections to the database's URL
+    (direct, or through a pooler when ``db.via`` says so) and runs
+    :func:`tsj_lab.clients.run`: every client holds its connection while all do
+    (``peak_connections``, AC6 asks 50), then runs ``queries_per_client`` window fetches,
+    each its own transaction; ``server_connections`` is how many server backends served
+    them: one per client direct, at most the pooler's pool size through one.
     """
+    from . import clients
+
     _check_counts(queries_per_client=queries_per_client)
     if not levels or min(levels) < 1:
         raise ValueError(f"concurrency levels {list(levels)} must be one or more counts >= 1")
-    size = max(levels)
     stmt = queries.text("bench_window")
     rows = []
     for db in dbs:
-        with pool(db.url, min_size=size, max_size=size, name=f"bench-{db.label}") as p:
-            for level in levels:
-                params = window_params(dataset, WINDOWS[window], samples=level * queries_per_client,
-                                       rng=random.Random(f"{seed}-conc-{level}"))
-                held = _hold_all(p, level=level)
-                got = _run_clients(p, stmt, params, level=level)
-                rows.append(point("concurrency", db.label, got["latencies"], rows=got["rows"],
-                                  clients=level, window=window)
-                            | {"qps": len(params) / got["wall_s"], "errors": got["errors"],
-                               "peak_connections": held})
-                log.info("concurrency %d on %s: %.0f q/s", level, db.label, rows[-1]["qps"])
+        for level in levels:
+            params = window_params(dataset, WINDOWS[window], samples=level * queries_per_client,
+                                   rng=random.Random(f"{seed}-conc-{level}"))
+            got = clients.run(db.url, clients=level, queries_per_client=queries_per_client,
+                              work=lambda i, p=params: (stmt, p[i]))
+            if got.cause:
+                log.warning("concurrency %d on %s (%s): %s", level, db.label, db.via, got.cause)
+            rows.append(point("concurrency", db.label, got.latencies_ms or [math.nan],
+                              rows=got.rows, clients=level, window=window, via=db.via)
+                        | {"qps": got.qps if got.queries else 0.0, "errors": got.errors,
+                           "peak_connections": got.connected,
+                           "server_connections": got.server_connections, "cause": got.cause})
+            log.info("concurrency %d on %s (%s): %.0f q/s", level, db.label, db.via,
+                     rows[-1]["qps"])
     return pd.DataFrame(rows)
-
-
-def _hold_all(p: Any, *, level: int) -> int:
-    """How many of ``level`` clients held a pooled connection, and used it, all at once."""
-    barrier = threading.Barrier(level, timeout=30)
-    held: list[int] = []
-
-    def client() -> None:
-        try:
-            with p.connection() as conn:
-                conn.execute(queries.text("bench_ping")).fetchone()
-                barrier.wait()  # nobody lets go before everybody holds one
-                held.append(1)
-        except Exception as exc:  # a client that could not connect is the finding here
-            log.warning("pool client %d/%d failed: %s", len(held) + 1, level, exc)
-            barrier.abort()
-
-    threads = [threading.Thread(target=client, daemon=True) for _ in range(level)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return len(held)
-
-
-def _run_clients(p: Any, stmt: str, params: list[dict[str, Any]], *, level: int) -> dict[str, Any]:
-    """``level`` threads share out ``params``; each query's latency includes the pool wait."""
-    chunks = [params[i::level] for i in range(level)]
-    latencies: list[float] = []
-    rows: list[int] = []
-    errors: list[str] = []
-    lock = threading.Lock()
-    barrier = threading.Barrier(level + 1)  # the clients and the clock start together
-
-    def client(chunk: list[dict[str, Any]]) -> None:
-        barrier.wait()
-        for params_ in chunk:
-            t0 = time.perf_counter()
-            try:
-                with p.connection() as conn:
-                    n = len(conn.execute(stmt, params_).fetchall())
-            except Exception as exc:  # counted and logged: a failed client is a result here
-                log.warning("concurrency client failed: %s", exc)
-                with lock:
-                    errors.append(str(exc))
-                continue
-            with lock:
-                latencies.append((time.perf_counter() - t0) * 1000.0)
-                rows.append(n)
-
-    threads = [threading.Thread(target=client, args=(c,), daemon=True) for c in chunks]
-    for t in threads:
-        t.start()
-    barrier.wait()
-    t0 = time.perf_counter()
-    for t in threads:
-        t.join()
-    wall = time.perf_counter() - t0
-    return {"latencies": latencies or [math.nan], "rows": rows, "wall_s": wall,
-            "errors": len(errors)}
 
 
 def latency_by_size(target_url: str, source_url: str, *, steps: Sequence[int],

@@ -24,7 +24,7 @@ log = logging.getLogger("tsj_lab")
 PHASES = ("db", "schema", "generate", "migrate", "checks", "bench", "reports")
 
 GROUP_HELP = {
-    "db": "the embedded TimescaleDB: start, stop, status, url, setup",
+    "db": "the embedded TimescaleDB: start, stop, status, url, setup, pooler",
     "reports": "the dated reports: list, index",
 }
 

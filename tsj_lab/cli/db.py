@@ -25,7 +25,12 @@ def _db_start(args: argparse.Namespace) -> int:
 
 @command("db stop", "stop the embedded server")
 def _db_stop(args: argparse.Namespace) -> int:
-    print("stopped" if _embedded(args).stop() else "not running")
+    from ..pooler import MODES, PgBouncer
+
+    server = _embedded(args)
+    for mode in MODES:  # a pooler in front of a stopped server serves nobody
+        PgBouncer(server, mode=mode).stop()
+    print("stopped" if server.stop() else "not running")
     return 0
 
 
@@ -54,10 +59,42 @@ def _db_url(args: argparse.Namespace) -> int:
     return 0
 
 
-@command("db setup", "download and relocate the server binaries and, for the timescale "
-         "edition, build TimescaleDB from source (no server started)")
+@command("db setup", "download and relocate the server and PgBouncer binaries and, for the "
+         "timescale edition, build TimescaleDB from source (nothing started)")
 def _db_setup(args: argparse.Namespace) -> int:
-    print("installed" if _embedded(args).ensure_binaries() else "already installed")
+    from ..pooler import PgBouncer
+
+    server = _embedded(args)
+    fetched = server.ensure_binaries()
+    fetched = PgBouncer(server).ensure_binaries() or fetched
+    print("installed" if fetched else "already installed")
+    return 0
+
+
+def _pooler_args(p: argparse.ArgumentParser) -> None:
+    from ..pooler import MODES
+
+    p.add_argument("--mode", choices=MODES, default="transaction",
+                   help="PgBouncer's pool_mode (default: %(default)s, as cloud poolers hand out)")
+    p.add_argument("--source", dest="source_db", action="store_true",
+                   help="print the plain source database's URL through it")
+    p.add_argument("--stop", action="store_true", help="stop it instead")
+
+
+@command("db pooler", "PgBouncer in front of the embedded server: start it, print its URL",
+         _pooler_args)
+def _db_pooler(args: argparse.Namespace) -> int:
+    from ..embedded import SOURCE_DB, TARGET_DB
+    from ..pooler import PgBouncer
+
+    bouncer = PgBouncer(_embedded(args), mode=args.mode)
+    if args.stop:
+        print("stopped" if bouncer.stop() else "not running")
+        return 0
+    fetched = bouncer.ensure_binaries()
+    bouncer.start()
+    print(f"{'installed and ' if fetched else ''}running ({args.mode} mode): "
+          f"{bouncer.url(SOURCE_DB if args.source_db else TARGET_DB)}")
     return 0
 
 

@@ -52,6 +52,9 @@ def _migrate(args: argparse.Namespace) -> int:
     print(f"\nverified {len(result.verification)} symbol-day(s): source = target + quarantine")
     if result.candles_refreshed:
         print(f"refreshed {', '.join(result.candles_refreshed)}")
+    note = migrate.pooler_note(src, tgt)
+    if note:
+        print(note)
     return 0
 
 
