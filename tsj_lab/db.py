@@ -217,7 +217,11 @@ def engine(url: str, **kwargs: Any) -> Engine:
 
     validate_url(url)
     sa_url = "postgresql+psycopg://" + url.split("://", 1)[1]
-    if not pooling(url).prepares:
+    try:
+        prepares = pooling(url).prepares
+    except ConnectError:  # said when the engine first connects; meanwhile the safe setting
+        prepares = False
+    if not prepares:
         kwargs.setdefault("connect_args", {}).setdefault("prepare_threshold", None)
     return create_engine(sa_url, pool_pre_ping=True, hide_parameters=True, **kwargs)
 

@@ -178,7 +178,11 @@ def _show_usage_error(shell: Any, exc: BaseException) -> None:
     shell._showtraceback(type(kind, (Exception,), {}), str(exc), [f"{kind}: {exc}"])
 
 
-def register(shell: Any, names: tuple[str, ...] = CONNECTION_NAMES) -> None:
+#: the analysts' connections (of CONNECTION_NAMES; 'pooler' is the benchmark's)
+ANALYST_CONNECTIONS = ("target", "source")
+
+
+def register(shell: Any, names: tuple[str, ...] = ANALYST_CONNECTIONS) -> None:
     """JupySQL's magics in ``shell``, configured, with ``names`` as connections ('target' current)."""
     from sql._current import _set_sql_magic
     from sql._patch import patch_ipython_usage_error
