@@ -38,7 +38,6 @@ import sqlalchemy
 from sql.connection import ConnectionManager, SQLAlchemyConnection
 
 from . import adhoc
-from .config import CONNECTION_NAMES
 from .errors import TsjError
 
 #: the JupySQL settings every kernel starts with
@@ -178,7 +177,7 @@ def _show_usage_error(shell: Any, exc: BaseException) -> None:
     shell._showtraceback(type(kind, (Exception,), {}), str(exc), [f"{kind}: {exc}"])
 
 
-#: the analysts' connections (of CONNECTION_NAMES; 'pooler' is the benchmark's)
+#: the analysts' connections ("pooler", the third of config.CONNECTION_NAMES, is the benchmark's)
 ANALYST_CONNECTIONS = ("target", "source")
 
 
