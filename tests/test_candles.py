@@ -127,6 +127,9 @@ def test_summary_and_volume_by_hour() -> None:
     assert by_hour.set_index("hour").loc[[9, 14], "share_pct"].tolist() == [40.0, 60.0]
     with pytest.raises(ValueError, match="no candles to summarize"):
         candles.summary(df.iloc[0:0])
+    shown = candles.summary_frame(s).to_string()  # what the explorer displays
+    assert "3.000000e+00" not in shown and "e+" not in shown
+    assert candles.summary_frame(s).loc["candles", "value"] == 3
 
 
 def test_consistency_names_a_broken_candle() -> None:

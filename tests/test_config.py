@@ -37,11 +37,41 @@ def test_dotenv_is_read_and_environment_wins(tmp_path: Path) -> None:
     assert s.pool_max == 9
 
 
-@pytest.mark.parametrize("url", ["mysql://a@h/db", "not a url", "postgresql://a:pw@h:99999/db"])
+@pytest.mark.parametrize("url", ["mysql://a:pw@h/db", "not a url", "postgresql://a:pw@h:99999/db",
+                                 "not a url at all pw@", "postgresql://a:p w@h:99999/db",
+                                 "host=h password='pw@ unterminated", "dbname=x password=pw@"])
 def test_bad_urls_fail_in_one_line_without_password(url: str) -> None:
     with pytest.raises(ConfigError) as err:
         validate_url(url)
-    assert "\n" not in str(err.value) and "pw@" not in str(err.value)
+    assert "\n" not in str(err.value) and "pw" not in str(err.value)
+
+
+def test_an_unparseable_value_is_never_echoed() -> None:
+    with pytest.raises(ConfigError) as err:
+        Settings.load(env={"TSJ_DATABASE_URL": "not a url at all <secret>"}, dotenv=None)
+    assert "<secret>" not in str(err.value) and "25-character" in str(err.value)
+    assert "postgresql://USER@HOST" in str(err.value)
+
+
+def test_libpq_key_value_strings_become_urls() -> None:
+    conninfo = "host=db.example.com port=6543 dbname=postgres user=me password='s3 cret' sslmode=require"
+    s = Settings.load(env={"TSJ_DATABASE_URL": conninfo}, dotenv=None)
+    assert s.target_url == "postgresql://me:s3%20cret@db.example.com:6543/postgres?sslmode=require"
+    assert "s3" not in repr(s) and "me:***@db.example.com:6543" in repr(s)
+    sock = validate_url("host=/run/postgresql dbname=tsj user=u")
+    assert sock == "postgresql://u@/tsj?host=%2Frun%2Fpostgresql"
+    assert validate_url(sock) == sock  # a socket URL is a URL too
+
+
+def test_key_value_urls_connect(server: object, target_url: str) -> None:
+    """The converted URL reaches the same server as psycopg's own reading of the conninfo."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    from tsj_lab.db import probe_url, resolve_url
+
+    kv = " ".join(f"{k}={v}" for k, v in conninfo_to_dict(target_url).items())
+    assert "port=" in kv and "://" not in kv
+    assert probe_url(resolve_url(kv)).timescaledb_version is not None
 
 
 def test_bad_pool_sizes_fail_up_front() -> None:

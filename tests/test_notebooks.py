@@ -18,12 +18,11 @@ import nbformat
 import papermill
 import pytest
 
+from tsj_lab import bench, reports
 from tsj_lab.config import CONNECTION_NAMES, PROJECT_DIR
 
 NOTEBOOKS = sorted((PROJECT_DIR / "notebooks").glob("*.ipynb"))
 FIXTURES = Path(__file__).parent / "notebooks"
-# `tsj report NAME ... -p KEY VALUE` as the Makefile (and so CI) calls it
-_REPORT_CALL = re.compile(r"tsj report (\S+)((?:\s+-p\s+\S+\s+\S+)+)")
 
 
 def _read(path: Path) -> nbformat.NotebookNode:
@@ -36,15 +35,6 @@ def _code_cells(path: Path) -> list[nbformat.NotebookNode]:
 
 def _ids(paths: list[Path]) -> list[str]:
     return [p.stem for p in paths]
-
-
-def passed_by_the_cli() -> dict[str, set[str]]:
-    """Notebook name -> parameter names that Makefile targets pass with -p."""
-    makefile = (PROJECT_DIR / "Makefile").read_text().replace("\\\n", " ")
-    passed: dict[str, set[str]] = {}
-    for name, flags in _REPORT_CALL.findall(makefile):
-        passed.setdefault(name, set()).update(re.findall(r"-p\s+(\S+)", flags))
-    return passed
 
 
 def test_there_are_notebooks() -> None:
@@ -76,16 +66,16 @@ def test_parameters_are_connection_names_not_urls(path: Path) -> None:
         assert "://" not in str(p["default"]), f"{path.name}: parameter {name!r} defaults to a URL"
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
-def test_cli_passes_only_declared_parameters(path: Path) -> None:
-    declared = set(papermill.inspect_notebook(str(path)))
-    passed = passed_by_the_cli().get(path.stem, set())
-    assert passed <= declared, f"{path.name}: the Makefile passes {sorted(passed - declared)}"
-
-
-def test_makefile_reports_name_existing_notebooks() -> None:
-    names = {p.stem for p in NOTEBOOKS}
-    assert set(passed_by_the_cli()) <= names
+@pytest.mark.parametrize("large,quick", [(False, False), (False, True), (True, False)],
+                         ids=["full", "quick", "large"])
+def test_bench_presets_pass_only_declared_parameters(large: bool, quick: bool) -> None:
+    """What `tsj bench` passes to 04_benchmark is declared there (papermill would only warn)."""
+    path = PROJECT_DIR / "notebooks" / "04_benchmark.ipynb"
+    declared = reports.notebook_parameters(path)
+    passed = bench.parameters(large=large, quick=quick)
+    assert set(passed) <= set(declared), f"undeclared: {sorted(set(passed) - set(declared))}"
+    reports.check_parameters({"target": "target", "source": "source", **passed},
+                             declared=declared, notebook="04_benchmark")
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
@@ -124,3 +114,24 @@ def test_nbval_passes_a_right_answer(tmp_path: Path) -> None:
     nbformat.write(nb, str(right))
     out = _nbval(right, tmp_path)
     assert out.returncode == 0, out.stdout[-2000:]
+
+
+def test_outputs_of_a_notebook_run_in_place_stay_out_of_commits(tmp_path: Path) -> None:
+    """`make setup` installs nbstripout as git's clean filter for notebooks."""
+    if subprocess.run(["git", "rev-parse", "--git-dir"], cwd=PROJECT_DIR,
+                      capture_output=True).returncode:
+        pytest.skip("not a git checkout: there are no commits to keep outputs out of")
+    nb = _read(NOTEBOOKS[0])
+    cell = next(c for c in nb.cells if c.cell_type == "code")
+    cell.outputs = [nbformat.v4.new_output("stream", text="a result an analyst saw\n")]
+    cell.execution_count = 7
+    ran = tmp_path / "ran.ipynb"
+    nbformat.write(nb, str(ran))
+    path = NOTEBOOKS[0].relative_to(PROJECT_DIR)
+    blob = subprocess.run(["git", "hash-object", "-w", "--path", str(path), str(ran)],
+                          cwd=PROJECT_DIR, capture_output=True, text=True, check=True).stdout.strip()
+    staged = subprocess.run(["git", "cat-file", "-p", blob], cwd=PROJECT_DIR,
+                            capture_output=True, text=True, check=True).stdout
+    assert "a result an analyst saw" not in staged, "run 'make setup' (installs nbstripout)"
+    assert '"execution_count": null' in staged
+    assert '"parameters"' in staged  # the papermill tag survives the filter

@@ -30,6 +30,7 @@ from psycopg import sql
 
 from . import queries
 from .db import connection
+from .domain import CANDLES
 
 log = logging.getLogger("tsj_lab")
 
@@ -40,8 +41,7 @@ WINDOWS = {"1m": 60, "5m": 300, "15m": 900, "1h": 3600, "1d": 86400}
 #: the story's latency targets per window (AC8 asks < 100 ms for every standard window)
 WINDOW_TARGETS_MS = {"1m": 50.0, "5m": 60.0, "15m": 80.0, "1h": 100.0}
 #: candle width name -> PostgreSQL interval and view
-CANDLE_WIDTHS = {"1m": ("1 minute", "candle_1m"), "5m": ("5 minutes", "candle_5m"),
-                 "15m": ("15 minutes", "candle_15m"), "1h": ("1 hour", "candle_1h")}
+CANDLE_WIDTHS = {c.name: (c.interval, c.view) for c in CANDLES}
 BATCH_SIZES = (100, 500, 1000, 2000)
 #: database labels, in plotting order
 PLAIN, TIMESCALE = "postgresql", "timescaledb"

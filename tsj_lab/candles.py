@@ -17,12 +17,13 @@ import pandas as pd
 
 from . import queries
 from .db import connection, read_frame
+from .domain import CANDLES
 from .errors import SchemaError
 
 log = logging.getLogger("tsj_lab")
 
 #: the widths a candle view serves, and the view
-VIEWS = {"1m": "candle_1m", "5m": "candle_5m", "15m": "candle_15m", "1h": "candle_1h"}
+VIEWS = {c.name: c.view for c in CANDLES}
 TIMEFRAMES = ("1m", "2m", "5m", "15m", "30m", "1h", "4h", "1d")  # what the controls offer
 _WIDTH = re.compile(r"^([1-9][0-9]*)(s|m|h|d)$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
@@ -182,6 +183,11 @@ def _has_ticks(url: str) -> bool:
     return bool(row and row[0])
 
 
+def summary_frame(stats: dict[str, Any]) -> pd.DataFrame:
+    """:func:`summary` as a one-column table that shows counts as counts (96, not 9.6e+01)."""
+    return pd.Series(stats, dtype=object).to_frame("value")
+
+
 def summary(df: pd.DataFrame) -> dict[str, Any]:
     """Return, range and volume of a candle frame (first open to last close)."""
     if df.empty:
@@ -252,7 +258,7 @@ def explorer(url: str, *, choice: Choice, timeframe: str) -> Any:
             lo, hi = window(start, end)
             df = read(url, symbol=symbol, timeframe=timeframe, start=lo, end=hi)
             display(plots.candlestick(df, title=f"{symbol} {timeframe} ({df.attrs['source']})"))
-            display(pd.Series(summary(df)).to_frame("value"))
+            display(summary_frame(summary(df)))
         except (ValueError, SchemaError) as exc:
             print(exc)  # a bad pick in the controls is a message, not a traceback
 

@@ -31,12 +31,12 @@ import psycopg
 
 from . import queries, schema
 from .db import connection, probe
+from .domain import STATUSES
 from .errors import SchemaError
 from .migrate import QUARANTINE
 
 log = logging.getLogger("tsj_lab")
 
-STATUSES = ("ok", "warn", "fail", "unsupported")
 _RANK = {"ok": 0, "unsupported": 0, "warn": 1, "fail": 2}
 
 #: what a finding of each check means: 'fail' is wrong data or a broken promise of the

@@ -11,7 +11,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from .errors import ConfigError
 
@@ -38,18 +38,76 @@ def redact(text: str) -> str:
 
 
 def validate_url(url: str, *, what: str = "database URL") -> str:
-    """``url`` if it looks like a PostgreSQL URL; a one-line error naming the fix otherwise."""
+    """``url`` as a PostgreSQL URL; a one-line error naming the fix otherwise.
+
+    A libpq key=value string (``host=... port=... dbname=... user=...``), which psycopg and
+    every PostgreSQL tool accept, is returned as the equivalent URL, so the rest of tsj
+    handles one form. A value that does not parse is never echoed: it may hold a password.
+    """
+    if "://" not in url and "=" in url:
+        return conninfo_url(url, what=what)
     parts = urlsplit(url)
-    if parts.scheme not in ("postgresql", "postgres") or not parts.hostname:
-        raise ConfigError(
-            f"{what} '{redact(url)}' is not a PostgreSQL URL; "
-            "use postgresql://USER@HOST:PORT/DBNAME"
-        )
+    if parts.scheme not in ("postgresql", "postgres") or not (parts.hostname or _query_host(parts.query)):
+        raise ConfigError(f"{what} {_unparsed(url)} is not a PostgreSQL URL; "
+                          "use postgresql://USER@HOST:PORT/DBNAME or host=HOST port=PORT "
+                          "dbname=DBNAME user=USER")
     try:
         parts.port
     except ValueError:
-        raise ConfigError(f"{what} '{redact(url)}' has a bad port; use a number 1-65535") from None
+        raise ConfigError(f"{what} '{_shown(url)}' has a bad port; use a number 1-65535") from None
     return url
+
+
+def conninfo_url(conninfo: str, *, what: str = "database URL") -> str:
+    """The postgresql:// URL equivalent to a libpq ``key=value`` connection string."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        params = {k: str(v) for k, v in conninfo_to_dict(conninfo).items() if v is not None}
+    except Exception:  # psycopg.ProgrammingError, with the string in its message
+        raise ConfigError(f"{what} {_unparsed(conninfo)} is not a valid key=value connection "
+                          "string; use host=HOST port=PORT dbname=DBNAME user=USER, "
+                          "or postgresql://USER@HOST:PORT/DBNAME") from None
+    host, port = params.pop("host", ""), params.pop("port", "")
+    if not host and not params.get("hostaddr"):
+        raise ConfigError(f"{what} (a key=value connection string) names no host; add "
+                          "host=HOST (e.g. host=127.0.0.1)")
+    if "," in host or "," in port or host.startswith("/"):
+        params["host"] = host  # several hosts or a socket directory: libpq's query form
+        if port:
+            params["port"] = port
+        host = port = ""
+    user, password = params.pop("user", ""), params.pop("password", None)
+    userinfo = quote(user, safe="") + (":" + quote(password, safe="") if password else "")
+    netloc = (userinfo + "@" if userinfo else "") + _bracketed(host) + (":" + port if port else "")
+    url = urlunsplit(("postgresql", netloc, "/" + quote(params.pop("dbname", ""), safe=""),
+                      urlencode(params), ""))
+    if port and not port.isdigit():
+        raise ConfigError(f"{what} has a bad port {port!r}; use a number 1-65535")
+    return url
+
+
+def _bracketed(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def _query_host(query: str) -> bool:
+    return any(k == "host" and v for k, v in parse_qsl(query))
+
+
+def _shown(url: str) -> str:
+    """What of a parsed URL may be printed: scheme, host, port and path, no user or password."""
+    p = urlsplit(url)
+    host = p.netloc.rsplit("@", 1)[-1]
+    return f"{p.scheme}://{host}{p.path}"
+
+
+def _unparsed(value: str) -> str:
+    """How to name a value that failed to parse without showing it (it may hold a password)."""
+    p = urlsplit(value)
+    if p.scheme and p.netloc and " " not in value:
+        return f"'{_shown(value)}'"
+    return f"(the {len(value)}-character value, not shown as it may hold a password)"
 
 
 def with_database(url: str, dbname: str) -> str:
@@ -100,10 +158,10 @@ class Settings:
         if self.edition not in EDITIONS:
             raise ConfigError(f"TSJ_EDITION={self.edition!r} is unknown; set it to 'timescale' "
                               "(built from source, the default) or 'apache' (Debian's build)")
-        for url, what in ((self.target_url, "target URL"), (self.source_url, "source URL"),
-                          (self.pooler_url, "pooler URL")):
-            if url:
-                validate_url(url, what=what)
+        for name, what in (("target_url", "target URL"), ("source_url", "source URL"),
+                           ("pooler_url", "pooler URL")):
+            if url := getattr(self, name):  # key=value strings become URLs here, once
+                object.__setattr__(self, name, validate_url(url, what=what))
 
     def __repr__(self) -> str:
         return (

@@ -233,7 +233,7 @@ def resolve_url(name: str = "target", *, settings: Settings | None = None) -> st
     (with TimescaleDB) is the target and its plain ``tsj_source`` database the source;
     'pooler' is then tsj's own PgBouncer in transaction mode in front of the target.
     """
-    if "://" in name:
+    if "://" in name or "=" in name:  # a URL or a libpq key=value string
         return validate_url(name)
     if name not in CONNECTION_NAMES:
         raise ValueError(f"connection name {name!r} is unknown; use one of {CONNECTION_NAMES}")

@@ -35,6 +35,7 @@ import psycopg
 
 from . import queries
 from .db import connect
+from .domain import TICK_COLUMNS
 from .errors import SchemaError
 
 log = logging.getLogger("tsj_lab")
@@ -51,8 +52,7 @@ SOURCE_TAG = "tsj-synthetic"
 #: share of ticks that carry a trade_id and an account_id, as journal-linked trades
 TRADE_SHARE = 0.05
 ACCOUNTS = 8
-COLUMNS = ("time", "symbol", "bid_price", "ask_price", "last_price", "volume", "source",
-           "trade_id", "account_id")
+COLUMNS = TICK_COLUMNS
 
 
 @dataclass(frozen=True)

@@ -33,13 +33,13 @@ from psycopg import sql
 from . import generate, queries, schema
 from .config import with_params
 from .db import connection, probe_url
+from .domain import FAIL, OK, UNSUPPORTED
 
 if TYPE_CHECKING:
     import pandas as pd
 
 log = logging.getLogger("tsj_lab")
 
-OK, FAIL, UNSUPPORTED = schema.OK, schema.FAIL, schema.UNSUPPORTED
 #: the ticks proved on: more days than the retention keeps, one tick a minute
 PROOF_DAYS = 100
 

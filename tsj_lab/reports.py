@@ -41,6 +41,7 @@ from urllib.parse import parse_qsl, urlsplit
 import nbformat
 
 from .config import CONNECTION_NAMES, PROJECT_DIR, Settings, redact, validate_url
+from .domain import STATUSES
 from .errors import ReportError, TsjError
 
 log = logging.getLogger("tsj_lab")
@@ -49,7 +50,7 @@ FORMAT_VERSION = 1
 RECORD_MIME = "application/vnd.tsj.record+json"
 NOTEBOOKS_DIR = PROJECT_DIR / "notebooks"
 REPORTS_DIR = PROJECT_DIR / "reports"
-CHECK_STATUSES = ("ok", "warn", "fail", "unsupported")
+CHECK_STATUSES = STATUSES
 MAX_TABLE_ROWS = 500
 _SECRET_KEY = re.compile(r"pass(word|wd)?|secret|token|api_?key|credential", re.IGNORECASE)
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
@@ -194,7 +195,7 @@ def check_parameters(params: Mapping[str, Any], *, declared: Iterable[str] | Non
 
 def _check_connection(key: str, value: str, *, notebook: str) -> None:
     """A connection parameter names a connection or holds a URL: known before a kernel starts."""
-    if "://" in value:
+    if "://" in value or "=" in value:
         validate_url(value, what=f"{notebook} parameter {key!r}")
     elif value not in CONNECTION_NAMES:
         raise ValueError(f"{notebook} parameter {key!r} is {value!r}, not a connection; use "

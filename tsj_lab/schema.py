@@ -29,6 +29,7 @@ from psycopg.types.json import Jsonb
 from . import queries
 from .config import redact
 from .db import Capabilities, connection, probe, probe_url
+from .domain import CANDLE_VIEWS, CANDLES, FAIL, OK, UNSUPPORTED, WARN
 from .errors import ConnectError, SchemaError
 
 if TYPE_CHECKING:
@@ -36,8 +37,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("tsj_lab")
 
-#: in dependency order: the 5m/15m/1h candles are built from candle_1m
-CANDLE_VIEWS = ("candle_1m", "candle_5m", "candle_15m", "candle_1h")
 TICK_INDEX = "tick_data_symbol_time_idx"
 CHUNK_INTERVAL = timedelta(days=1)
 COMPRESS_AFTER = timedelta(days=30)
@@ -69,7 +68,6 @@ CANDLE_POLICIES = {
     "candle_1h": CandlePolicy(timedelta(days=1), timedelta(hours=1), timedelta(hours=1)),
 }
 
-OK, WARN, UNSUPPORTED, FAIL = "ok", "warn", "unsupported", "fail"
 
 
 def _interval(value: timedelta | None) -> str:
@@ -832,8 +830,7 @@ def relation_sizes(url: str) -> pd.DataFrame:
 # -- candle correctness -----------------------------------------------------------------
 
 #: bucket width of each candle view
-CANDLE_WIDTHS = {"candle_1m": timedelta(minutes=1), "candle_5m": timedelta(minutes=5),
-                 "candle_15m": timedelta(minutes=15), "candle_1h": timedelta(hours=1)}
+CANDLE_WIDTHS = {c.view: c.width for c in CANDLES}
 
 
 def candle_differences(url: str, view: str, *, against: str = "ticks",

@@ -1,0 +1,55 @@
+"""The domain's vocabulary: what a tick is, which candle views exist, what a status means.
+
+Every other module takes these facts from here, so that adding a candle width or a
+status is one change. Derived tables (a module's ``{name: (interval, view)}``) are
+built from :data:`CANDLES`, never written out again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+
+@dataclass(frozen=True)
+class CandleView:
+    """One candle width and the view (continuous aggregate or materialized view) serving it."""
+
+    name: str  # '1m': what users type (tsj refresh, the explorer, bench parameters)
+    view: str  # 'candle_1m'
+    width: timedelta
+
+    @property
+    def interval(self) -> str:
+        """The width as PostgreSQL interval text ('1 minute', '15 minutes', '1 hour')."""
+        seconds = int(self.width.total_seconds())
+        for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+            if seconds % size == 0:
+                count = seconds // size
+                return f"{count} {unit}{'s' if count != 1 else ''}"
+        return f"{seconds} seconds"
+
+    @property
+    def seconds(self) -> int:
+        return int(self.width.total_seconds())
+
+
+#: in dependency order: the 5m/15m/1h candles must roll up from candle_1m
+CANDLES = (
+    CandleView("1m", "candle_1m", timedelta(minutes=1)),
+    CandleView("5m", "candle_5m", timedelta(minutes=5)),
+    CandleView("15m", "candle_15m", timedelta(minutes=15)),
+    CandleView("1h", "candle_1h", timedelta(hours=1)),
+)
+CANDLE_VIEWS = tuple(c.view for c in CANDLES)
+#: view name ('candle_5m') or width name ('5m') -> the candle view
+CANDLE_BY_VIEW = {c.view: c for c in CANDLES}
+CANDLE_BY_NAME = {c.name: c for c in CANDLES}
+
+#: the outcome of a check, a validation row or a policy proof
+OK, WARN, FAIL, UNSUPPORTED = "ok", "warn", "fail", "unsupported"
+STATUSES = (OK, WARN, FAIL, UNSUPPORTED)
+
+#: tick_data's columns, in the story's DDL order (the COPY and the quarantine use them)
+TICK_COLUMNS = ("time", "symbol", "bid_price", "ask_price", "last_price", "volume", "source",
+                "trade_id", "account_id")
