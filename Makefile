@@ -13,8 +13,10 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]'
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	$(BIN)/python -m tsj_lab.ipython install >/dev/null
-	@# notebooks run in place (make lab) keep their outputs out of commits: git's clean filter
-	@! git rev-parse --git-dir >/dev/null 2>&1 || $(BIN)/nbstripout --install
+	@# notebooks run in place (make lab) keep their outputs out of commits: git's clean
+	@# filter (cell ids kept, so a commit changes only what was edited)
+	@! git rev-parse --git-dir >/dev/null 2>&1 || { $(BIN)/nbstripout --install && \
+	  git config filter.nbstripout.clean '"$(abspath $(BIN))/python" -m nbstripout --keep-id'; }
 	@rm -f $(VENV)/.installed-*; touch $@
 
 ## setup: venv, pinned packages, and the embedded server's binaries (no-op when done)

@@ -52,7 +52,7 @@ def validate_url(url: str, *, what: str = "database URL") -> str:
                           "use postgresql://USER@HOST:PORT/DBNAME or host=HOST port=PORT "
                           "dbname=DBNAME user=USER")
     try:
-        parts.port
+        _ = parts.port  # raises on a bad port
     except ValueError:
         raise ConfigError(f"{what} '{_shown(url)}' has a bad port; use a number 1-65535") from None
     return url
