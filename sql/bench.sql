@@ -28,35 +28,46 @@ WHERE symbol = %(symbol)s AND time >= %(start)s AND time < %(end)s
 ORDER BY time;
 
 -- name: bench_page_first
--- Keyset pagination, first page: the first 'limit' ticks of a symbol from 'start'.
--- The table has no key (the story's DDL), so a page ends at a (time, ctid) pair: ctid
--- breaks ties between ticks of the same instant, which live in the same chunk.
+-- Keyset pagination, first page: a symbol's ticks from 'start' up to and including the
+-- instant of its 'limit'-th tick, so a page ends at an instant boundary and the key is
+-- time alone. The story's table has no key, and the row's ctid is no key either:
+-- compressed chunks (history older than 30 days) refuse every system column but
+-- tableoid. A page holds 'limit' ticks, more when ticks share its last instant. Ordered
+-- by time alone, both scans stop early on compressed chunks too (their batches are
+-- ordered by time); a tie-breaking sort key would decompress and sort the rest.
+WITH page_end AS (
+    SELECT max(time) AS t
+    FROM (SELECT time FROM tick_data
+          WHERE symbol = %(symbol)s AND time >= %(start)s AND time < %(end)s
+          ORDER BY time LIMIT %(limit)s) AS first_ticks
+)
 SELECT time,
-       ctid::text AS row_ref,
        bid_price::float8 AS bid_price,
        ask_price::float8 AS ask_price,
        last_price::float8 AS last_price,
        volume
 FROM tick_data
 WHERE symbol = %(symbol)s AND time >= %(start)s AND time < %(end)s
-ORDER BY time, ctid
-LIMIT %(limit)s;
+  AND time <= (SELECT t FROM page_end)
+ORDER BY time;
 
 -- name: bench_page_after
--- Keyset pagination, next page: ticks after the (time, ctid) that ended the last page.
--- Written as time >= t AND (time > t OR ctid > c) so the (symbol, time) index bounds the
--- scan; a row comparison (time, ctid) > (t, c) would not use it.
+-- Keyset pagination, next page: the same after the instant that ended the last page.
+WITH page_end AS (
+    SELECT max(time) AS t
+    FROM (SELECT time FROM tick_data
+          WHERE symbol = %(symbol)s AND time > %(after_time)s AND time < %(end)s
+          ORDER BY time LIMIT %(limit)s) AS next_ticks
+)
 SELECT time,
-       ctid::text AS row_ref,
        bid_price::float8 AS bid_price,
        ask_price::float8 AS ask_price,
        last_price::float8 AS last_price,
        volume
 FROM tick_data
-WHERE symbol = %(symbol)s AND time >= %(after_time)s AND time < %(end)s
-  AND (time > %(after_time)s OR ctid > %(after_ref)s::tid)
-ORDER BY time, ctid
-LIMIT %(limit)s;
+WHERE symbol = %(symbol)s AND time > %(after_time)s AND time < %(end)s
+  AND time <= (SELECT t FROM page_end)
+ORDER BY time;
 
 -- name: bench_candles_raw_plain
 -- The same candles on plain PostgreSQL (no time_bucket, no first/last): date_bin and

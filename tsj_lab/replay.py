@@ -222,7 +222,7 @@ def _time_pages(conn: Any, dataset: Dataset, *, size: int, samples: int, warmup:
         else:
             page = conn.execute(queries.text("bench_page_first"), base).fetchall()
         if page:
-            cursor.update(after_time=page[-1][0], after_ref=page[-1][1])
+            cursor.update(after_time=page[-1][0])
         return len(page)
 
     return time_calls([fetch] * samples, warmup=warmup)

@@ -105,7 +105,11 @@ def fetch_paths(db: Database, dataset: Dataset, *, window: str = "1h", samples: 
 
 def pages(url: str, *, symbol: str, start: dt.datetime, end: dt.datetime,
           size: int) -> Iterator[pd.DataFrame]:
-    """Keyset pagination over one symbol's ticks in [start, end): pages of ``size``."""
+    """Keyset pagination over one symbol's ticks in [start, end): pages of ``size`` ticks.
+
+    A page ends at an instant boundary (it grows past ``size`` when ticks share its last
+    instant), so the next one starts after that time: a key compressed chunks serve.
+    """
     _check_counts(size=size)
     base = {"symbol": symbol, "start": start, "end": end, "limit": size}
     page = read_frame(url, "bench_page_first", base)
@@ -113,9 +117,8 @@ def pages(url: str, *, symbol: str, start: dt.datetime, end: dt.datetime,
         yield page
         if len(page) < size:
             return
-        last = page.iloc[-1]
-        page = read_frame(url, "bench_page_after", base | {
-            "after_time": last["time"].to_pydatetime(), "after_ref": last["row_ref"]})
+        page = read_frame(url, "bench_page_after",
+                          base | {"after_time": page["time"].iloc[-1].to_pydatetime()})
 
 
 def batch_fetch(dbs: Sequence[Database], dataset: Dataset, *,
