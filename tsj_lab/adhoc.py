@@ -52,7 +52,7 @@ def engine(name: str = "target") -> Engine:
 def _connector(name: str) -> Any:
     from . import db
 
-    lock, url = threading.Lock(), []
+    lock, url = threading.Lock(), list[str]()
 
     def connect() -> Any:
         with lock:

@@ -298,7 +298,7 @@ def read_frame(
     return read_query(url, queries.compose(query_name, **(identifiers or {})), params)
 
 
-def read_query(url: str, query: str | psycopg.sql.Composable,
+def read_query(url: str, query: str | psycopg.sql.SQL | psycopg.sql.Composed,
                params: Mapping[str, Any] | None = None) -> pd.DataFrame:
     """The rows of ``query`` (psycopg ``%(name)s`` parameters) as a DataFrame, through Arrow.
 

@@ -124,7 +124,7 @@ def _fetch_capped(conn: Any, query: str, params: Mapping[str, Any], *,
     return keys, rows
 
 
-class _ResultSets(list):  # type: ignore[type-arg]
+class _ResultSets(list[Any]):
     """JupySQL's result-set bookkeeping, for a connection not opened yet."""
 
     def append(self, result: Any) -> None:

@@ -115,8 +115,7 @@ def _prove_in(url: str, *, days: int, symbols: tuple[str, ...], interval_ms: int
                            lambda c, before: _check_retention(c, before, old, until)))
         for view in schema.CANDLE_VIEWS:
             proofs.append(_run(conn, f"{view} refresh", jobs,
-                               lambda c, before, v=view: _check_refresh(c, v, old, until,
-                                                                        before["at"])))
+                               _refresh_check(view, old=old, until=until)))
     return proofs
 
 
@@ -191,6 +190,11 @@ def _old_candles(conn: psycopg.Connection[Any], view: str, until: datetime | Non
     return int(row[0]) if row and row[0] is not None else 0
 
 
+def _refresh_check(view: str, *, old: dict[str, int], until: datetime) -> Check:
+    """The check of ``view``'s refresh job, for :func:`_run`."""
+    return lambda conn, before: _check_refresh(conn, view, old, until, before["at"])
+
+
 def _check_refresh(conn: psycopg.Connection[Any], view: str, old: dict[str, int],
                    until: datetime, at: datetime) -> tuple[bool, str]:
     width, policy = schema.CANDLE_WIDTHS[view], schema.CANDLE_POLICIES[view]
@@ -200,7 +204,7 @@ def _check_refresh(conn: psycopg.Connection[Any], view: str, old: dict[str, int]
     mat = conn.execute(queries.text("materialization_table"), {"view": view}).fetchone()
     assert mat is not None
     got = conn.execute(
-        sql.SQL(queries.text("proof_materialized")).format(  # type: ignore[arg-type]
+        sql.SQL(queries.text("proof_materialized")).format(
             mat=sql.Identifier(*mat)),
         {"width": width, "at": at, **asdict(policy)}).fetchone()
     assert got is not None

@@ -37,7 +37,8 @@ def _load_all(sql_dir: Path = SQL_DIR) -> dict[str, Query]:
 
 def _parse(path: Path, seen: dict[str, Query]) -> dict[str, Query]:
     out: dict[str, Query] = {}
-    name, start, body = None, 0, []
+    name, start = None, 0
+    body: list[str] = []
     for lineno, line in enumerate(path.read_text().splitlines(), 1):
         m = _NAME.match(line)
         if m:
@@ -80,7 +81,7 @@ def text(name: str) -> str:
 
 def compose(name: str, **identifiers: str) -> sql.Composed | sql.SQL:
     """The query with ``{ident}`` placeholders filled by quoted identifiers."""
-    q = sql.SQL(text(name))  # type: ignore[arg-type]  # text comes from our own files
+    q = sql.SQL(text(name))  # text comes from our own files
     if not identifiers:
         return q
     return q.format(**{k: sql.Identifier(v) for k, v in identifiers.items()})

@@ -125,7 +125,7 @@ class Step:
     identifiers: tuple[tuple[str, str], ...] = ()
     params: tuple[tuple[str, Any], ...] = ()
 
-    def statement(self) -> psycopg.sql.Composable:
+    def statement(self) -> psycopg.sql.SQL | psycopg.sql.Composed:
         return queries.compose(self.query, **dict(self.identifiers))
 
     def run(self, conn: psycopg.Connection[Any]) -> None:

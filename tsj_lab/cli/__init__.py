@@ -29,11 +29,17 @@ GROUP_HELP = {
 }
 
 Handler = Callable[[argparse.Namespace], int]
-_COMMANDS: list[tuple[list[str], str, Callable[[argparse.ArgumentParser], None], Handler]] = []
+Setup = Callable[[argparse.ArgumentParser], object]
+_COMMANDS: list[tuple[list[str], str, Setup, Handler]] = []
 
 
-def command(path: str, help: str, setup: Callable[[argparse.ArgumentParser], None] = lambda p: None):
-    """Register ``handler`` as ``tsj <path>`` (``path`` may be two words: 'db start')."""
+def command(path: str, help: str, *setups: Setup) -> Callable[[Handler], Handler]:
+    """Register ``handler`` as ``tsj <path>`` (``path`` may be two words: 'db start');
+    each of ``setups`` adds options to its parser."""
+
+    def setup(p: argparse.ArgumentParser) -> None:
+        for add in setups:
+            add(p)
 
     def register(handler: Handler) -> Handler:
         _COMMANDS.append((path.split(), help, setup, handler))
@@ -59,6 +65,11 @@ def source_url(args: argparse.Namespace) -> str:
     from ..db import resolve_url
 
     return resolve_url("source", settings=settings(args))
+
+
+def add_json(p: argparse.ArgumentParser) -> None:
+    """The ``--json`` option: JSON on stdout instead of a table."""
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
 def add_target(p: argparse.ArgumentParser, *, source: bool = False) -> None:

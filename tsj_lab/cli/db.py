@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..config import redact
-from . import add_target, command, print_json, print_table, settings, target_url
+from . import add_json, add_target, command, print_json, print_table, settings, target_url
 
 
 def _embedded(args: argparse.Namespace):
@@ -99,7 +99,7 @@ def _db_pooler(args: argparse.Namespace) -> int:
 
 
 @command("probe", "capability table of the target: versions, license, edition",
-         lambda p: (add_target(p), p.add_argument("--json", action="store_true")))
+         add_target, add_json)
 def _probe(args: argparse.Namespace) -> int:
     from ..db import probe_url
 

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from ..config import SOURCE_VAR, TARGET_VARS
-from . import add_target, command, print_json, print_table
+from . import add_json, add_target, command, print_json, print_table
 
 
 def _setup_report(p: argparse.ArgumentParser) -> None:
@@ -34,13 +34,14 @@ def _report(args: argparse.Namespace) -> int:
         os.environ[TARGET_VARS[0]] = args.target
     if args.source:
         os.environ[SOURCE_VAR] = args.source
-    dirs = {"notebooks_dir": args.notebooks_dir or reports.NOTEBOOKS_DIR,
-            "reports_dir": args.reports_dir or reports.REPORTS_DIR}
-    path = reports.notebook_path(args.name, notebooks_dir=dirs["notebooks_dir"])
+    notebooks_dir: Path = args.notebooks_dir or reports.NOTEBOOKS_DIR
+    reports_dir: Path = args.reports_dir or reports.REPORTS_DIR
+    path = reports.notebook_path(args.name, notebooks_dir=notebooks_dir)
     params = reports.coerce_parameters(dict(args.parameter), reports.notebook_parameters(path),
                                         notebook=f"notebook {path.stem!r}")
     progress = sys.stderr.isatty() and os.environ.get("TSJ_NO_PROGRESS") != "1"
-    report = reports.run(args.name, parameters=params, progress=progress, **dirs)
+    report = reports.run(args.name, parameters=params, progress=progress,
+                         notebooks_dir=notebooks_dir, reports_dir=reports_dir)
     if args.json:
         print_json(report.summary)
     else:
@@ -55,7 +56,7 @@ def _reports_dir(p: argparse.ArgumentParser) -> None:
 
 
 @command("reports list", "the runs under reports/, newest first",
-         lambda p: (_reports_dir(p), p.add_argument("--json", action="store_true")))
+         _reports_dir, add_json)
 def _reports_list(args: argparse.Namespace) -> int:
     from .. import reports
 
