@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -22,7 +22,7 @@ from tsj_lab.config import with_database
 from tsj_lab.embedded import TARGET_DB, Embedded
 from tsj_lab.errors import SchemaError
 
-DAY = datetime(2024, 1, 2, tzinfo=timezone.utc)
+DAY = datetime(2024, 1, 2, tzinfo=UTC)
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +49,7 @@ def test_an_empty_pair_gets_the_same_sample_on_both_sides(make_db) -> None:
     target, source = make_db(timescale=True), make_db(timescale=False)
     loaded = candles.ensure_sample(target, source=source, symbols=("ES",), interval_ms=60_000)
     assert loaded == 1440
-    yesterday = datetime.now(timezone.utc).date() - timedelta(days=1)
+    yesterday = datetime.now(UTC).date() - timedelta(days=1)
     day = candles.window(yesterday)
     sides = [candles.tick_totals(u, symbol="ES", start=day[0], end=day[1])
              for u in (target, source)]
@@ -98,7 +98,7 @@ def test_bad_choices_fail_up_front(url: str) -> None:
 def test_choose_defaults_to_the_first_symbol_and_its_last_day(url: str) -> None:
     assert candles.choose(url) == candles.Choice("BTCUSD", DAY, DAY + timedelta(days=1))
     picked = candles.choose(url, symbol="ES", start="2024-01-02T06:00", end="2024-01-02T12:00Z")
-    assert (picked.start.hour, picked.end.hour, picked.start.tzinfo) == (6, 12, timezone.utc)
+    assert (picked.start.hour, picked.end.hour, picked.start.tzinfo) == (6, 12, UTC)
 
 
 def test_an_empty_target_is_named(make_db) -> None:

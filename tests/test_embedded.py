@@ -161,7 +161,7 @@ def test_missing_passfile_refuses_rather_than_wiping(server: Embedded) -> None:
     try:
         other.ensure_cluster()
         other.passfile.unlink()
-        with pytest.raises(EmbeddedError, match="passfile .* is missing .* holds a database"):
+        with pytest.raises(EmbeddedError, match=r"passfile .* is missing .* holds a database"):
             other.ensure_cluster()
         assert (other.data / "PG_VERSION").is_file()
     finally:

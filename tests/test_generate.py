@@ -152,7 +152,7 @@ def test_binary_copy_stores_exact_values(make_db) -> None:
             assert db[i][3] == Decimal(int(c.last[i])) * tick
             assert db[i][4] == c.volume[i]
         assert sum(r[5] is not None for r in db) == int(c.has_trade.sum())
-        assert db[0][7] == dt.datetime(2024, 1, 2, tzinfo=dt.timezone.utc)
+        assert db[0][7] == dt.datetime(2024, 1, 2, tzinfo=dt.UTC)
     with psycopg.connect(url) as conn:
         assert conn.execute("SELECT count(*) FROM tick_data WHERE symbol = 'NQ' AND "
                             "(bid_price % 0.25 <> 0 OR ask_price % 0.25 <> 0)").fetchone()[0] == 0
@@ -168,7 +168,7 @@ def test_worker_count_does_not_change_the_rows(make_db) -> None:
 
 
 def test_load_into_missing_table_names_the_fix(make_db) -> None:
-    with pytest.raises(SchemaError, match="tick_data.*tsj provision"):
+    with pytest.raises(SchemaError, match=r"tick_data.*tsj provision"):
         generate.load(make_db(timescale=False), symbols=["ES"], start=DAY, interval_ms=60_000)
 
 

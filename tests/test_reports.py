@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import nbformat
@@ -110,7 +110,7 @@ def test_cli_report_types_parameters_and_exits_nonzero_on_failure(
 
 
 def test_same_second_runs_get_their_own_files(tmp_path: Path) -> None:
-    now = datetime(2026, 1, 18, 9, 30, 5, tzinfo=timezone.utc)
+    now = datetime(2026, 1, 18, 9, 30, 5, tzinfo=UTC)
     first = reports.claim(tmp_path, "04_bench", now=now)
     second = reports.claim(tmp_path, "04_bench", now=now)
     assert first["ipynb"].name == "093005-04_bench.ipynb"
@@ -200,7 +200,7 @@ def test_unknown_parameter_and_notebook_fail_up_front(tmp_path: Path) -> None:
                                          r"parameters are \['n', 'target', 'title'\]"):
         reports.run("ok", parameters={"symbl": "ES"}, notebooks_dir=FIXTURES,
                     reports_dir=tmp_path)
-    with pytest.raises(ValueError, match="notebook 'nope' not found in .*; known: fail, leak, ok"):
+    with pytest.raises(ValueError, match=r"notebook 'nope' not found in .*; known: fail, leak, ok"):
         reports.notebook_path("nope", notebooks_dir=FIXTURES)
 
 

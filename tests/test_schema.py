@@ -7,11 +7,10 @@ The timescale-license DDL is also parsed with pglast.
 
 from __future__ import annotations
 
-import os
 import re
 import uuid
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
 import psycopg
@@ -22,7 +21,6 @@ from tsj_lab import generate, queries, schema
 from tsj_lab.cli import main
 from tsj_lab.config import with_params
 from tsj_lab.errors import SchemaError
-
 
 
 @pytest.fixture(params=["timescale", "apache"])
@@ -108,7 +106,7 @@ def test_continuous_aggregates_equal_recompute_and_outlive_retention(
         make_db: Callable[..., str]) -> None:
     url = make_db()
     schema.provision(url)
-    today = datetime.now(timezone.utc).date()
+    today = datetime.now(UTC).date()
     old, recent = (today - timedelta(days=95)).isoformat(), today - timedelta(days=3)
     assert load_ticks(url, start=old) + load_ticks(url, start=recent.isoformat()) == 2 * 8_640
     # a session in +05:30 must still get UTC-aligned buckets
@@ -139,7 +137,7 @@ def test_continuous_aggregates_equal_recompute_and_outlive_retention(
     assert [r.how for r in done] == ["window"] * 4
     assert count(url, f"SELECT count(*) FROM candle_1h WHERE bucket < '{old}'::date + 1") == 48
     assert count(url, "SELECT sum(tick_count) FROM candle_1m") == 2 * 8_640 + 1
-    since = datetime.combine(recent, datetime.min.time(), timezone.utc)
+    since = datetime.combine(recent, datetime.min.time(), UTC)
     for view in schema.CANDLE_VIEWS:
         assert schema.candle_differences(url, view, since=since) == 0, view
     # the control: a window reaching the dropped day deletes its candles
@@ -194,9 +192,9 @@ def test_refresh_without_views_says_provision(make_db: Callable[..., str]) -> No
 def test_retention_drops_old_chunks(make_db: Callable[..., str]) -> None:
     url = make_db()
     schema.provision(url)
-    old = (datetime.now(timezone.utc) - timedelta(days=120)).date().isoformat()
+    old = (datetime.now(UTC) - timedelta(days=120)).date().isoformat()
     load_ticks(url, start=old, days=2)
-    load_ticks(url, start=datetime.now(timezone.utc).date().isoformat())
+    load_ticks(url, start=datetime.now(UTC).date().isoformat())
     would = schema.apply_retention(url, dry_run=True)
     assert len(would) == 2
     assert count(url, "SELECT count(*) FROM tick_data") == 3 * 8_640
@@ -307,7 +305,7 @@ def test_retention_by_a_role_not_owning_tick_data_is_one_line(make_db: Callable[
                                                               server) -> None:
     url = make_db()
     schema.provision(url)
-    load_ticks(url, start=(datetime.now(timezone.utc) - timedelta(days=120)).date().isoformat())
+    load_ticks(url, start=(datetime.now(UTC) - timedelta(days=120)).date().isoformat())
     role, password = f"r_{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
     admin = server.url("postgres")
     with psycopg.connect(admin, autocommit=True) as conn:
@@ -355,8 +353,8 @@ BAD = "postgresql://nobody@127.0.0.1:1/none"
     (lambda: schema.apply_retention(BAD, older_than="ninety days"), "not an interval"),
     (lambda: schema.apply_retention(BAD, older_than="0 days"), "positive whole number"),
     (lambda: schema.apply_retention(BAD, older_than=timedelta(0)), "must be positive"),
-    (lambda: schema.refresh_candles(BAD, start=datetime(2026, 1, 2, tzinfo=timezone.utc),
-                                    end=datetime(2026, 1, 1, tzinfo=timezone.utc)),
+    (lambda: schema.refresh_candles(BAD, start=datetime(2026, 1, 2, tzinfo=UTC),
+                                    end=datetime(2026, 1, 1, tzinfo=UTC)),
      "is not before"),
     (lambda: schema.refresh_candles(BAD, start=datetime(2026, 1, 2)), "no time zone"),
     (lambda: schema.candle_differences(BAD, "candle_2m"), "unknown"),
@@ -421,7 +419,7 @@ def test_timescale_edition_in_its_own_schema(scoped_url: str) -> None:
     assert not schema.provision(scoped_url).changed
     rows = {r.ac: r for r in schema.validate(scoped_url)}
     assert all(r.status == "ok" for r in rows.values()), rows
-    load_ticks(scoped_url, start=(datetime.now(timezone.utc).date() - timedelta(days=2)).isoformat())
+    load_ticks(scoped_url, start=(datetime.now(UTC).date() - timedelta(days=2)).isoformat())
     assert {r.how for r in schema.refresh_candles(scoped_url)} == {"window"}
     for view in schema.CANDLE_VIEWS:
         assert schema.candle_differences(scoped_url, view) == 0, view

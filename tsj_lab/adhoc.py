@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Mapping
-from functools import lru_cache
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from .config import CONNECTION_NAMES
@@ -34,7 +34,7 @@ def _check_name(name: str) -> str:
     return name
 
 
-@lru_cache(maxsize=None)
+@cache
 def engine(name: str = "target") -> Engine:
     """A SQLAlchemy engine (psycopg 3) on connection ``name``; its URL never leaves the process.
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pandas as pd
@@ -85,7 +85,7 @@ def read(url: str, *, symbol: str, timeframe: str, start: datetime, end: datetim
 def _check_aligned(start: datetime, end: datetime, step: timedelta, timeframe: str) -> None:
     # A view's buckets start on multiples of the width: a range cutting one would
     # drop its ticks from the candles but not from the raw totals.
-    epoch = datetime(2000, 1, 1, tzinfo=timezone.utc)
+    epoch = datetime(2000, 1, 1, tzinfo=UTC)
     for name, t in (("start", start), ("end", end)):
         if (t - epoch) % step:
             raise ValueError(f"{name} {t.isoformat()} is not on a {timeframe} boundary; "
@@ -163,7 +163,7 @@ def ensure_sample(url: str, *, source: str | None = None,
     if source_url and _has_ticks(source_url):
         return 0
     if start is None:
-        start = datetime.now(timezone.utc).date() - timedelta(days=days)
+        start = datetime.now(UTC).date() - timedelta(days=days)
     spec = {"symbols": symbols, "start": start, "days": days, "interval_ms": interval_ms,
             "progress": False, **({} if seed is None else {"seed": seed})}
     schema.provision(url)
@@ -196,7 +196,7 @@ def summary(df: pd.DataFrame) -> dict[str, Any]:
     high, low = float(df["high"].max()), float(df["low"].min())
     moves = df["close"] / df["open"] - 1
     return {
-        "candles": int(len(df)),
+        "candles": len(df),
         "ticks": int(df["tick_count"].sum()),
         "volume": int(df["volume"].sum()),
         "open": first,

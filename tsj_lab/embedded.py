@@ -43,10 +43,10 @@ import tarfile
 import time
 import urllib.request
 import zlib
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
 
 from .config import EDITIONS, PROJECT_DIR, Settings
 from .errors import EmbeddedError

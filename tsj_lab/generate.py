@@ -102,7 +102,7 @@ class Part:
 
     def bounds(self) -> tuple[dt.datetime, dt.datetime]:
         """The part's time range [lo, hi) in UTC."""
-        day = dt.datetime.combine(self.day, dt.time(), tzinfo=dt.timezone.utc)
+        day = dt.datetime.combine(self.day, dt.time(), tzinfo=dt.UTC)
         step = dt.timedelta(milliseconds=self.interval_ms)
         return day + self.first * step, day + self.stop * step
 
@@ -381,7 +381,7 @@ def _row_dtype(symbol_len: int, source_len: int, with_ids: bool) -> np.dtype:
 
 def _scale(tick: Decimal) -> tuple[int, int]:
     """(m, k) with tick == m * 10**-k, k <= 8 (the columns' scale)."""
-    sign, digits, exponent = tick.normalize().as_tuple()
+    sign, _digits, exponent = tick.normalize().as_tuple()
     k = max(0, -int(exponent))
     if sign or k > 8:
         raise ValueError(f"tick size {tick} does not fit DECIMAL(20, 8); use a positive tick "
@@ -819,9 +819,9 @@ def _psql_binary() -> str:
 def _psql_copy(url: str, psql: str, csv: str) -> None:
     import subprocess
 
-    from .errors import TsjError
-
     from psycopg import sql
+
+    from .errors import TsjError
 
     # psql takes one backslash command per -c: the statement without its doc comments
     code = [ln for ln in queries.text("gen_psql_copy").splitlines() if not ln.startswith("--")]

@@ -161,9 +161,8 @@ def prefetch_needed(play: pd.DataFrame, *, title: str = "Prefetch needed for 60 
 
 def concurrency_curve(clients: pd.DataFrame, *, title: str = "Concurrent clients") -> go.Figure:
     """Queries per second (bars) and p50/p95 latency (lines) against the number of clients."""
-    from plotly.subplots import make_subplots
-
     import pandas as pd
+    from plotly.subplots import make_subplots
 
     fig = make_subplots(specs=[[{"secondary_y": True}]])
     via = clients["via"] if "via" in clients else pd.Series("direct", index=clients.index)

@@ -23,9 +23,10 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any, Callable
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg import sql
@@ -99,10 +100,10 @@ def _prove_in(url: str, *, days: int, symbols: tuple[str, ...], interval_ms: int
     schema.provision(url)
     # history ends a day ago; the back-fill materializes it and stops 2 hours ago, so
     # each refresh job finds the recent ticks (the last 50 minutes) in its own window
-    today = datetime.now(timezone.utc).date()
+    today = datetime.now(UTC).date()
     generate.load(url, symbols=list(symbols), start=today - timedelta(days=days + 1),
                   days=days, interval_ms=interval_ms, seed=seed, workers=1, progress=False)
-    hour = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     schema.refresh_candles(url, end=hour - timedelta(hours=2))
     with connection(url, autocommit=True) as conn:
         conn.execute(queries.text("proof_recent_ticks"), {"symbol": symbols[0]})
@@ -147,7 +148,7 @@ def _facts(conn: psycopg.Connection[Any]) -> dict[str, Any]:
     row = cur.fetchone()
     assert row is not None
     facts = dict(zip([d.name for d in cur.description or ()], row))
-    facts["at"] = datetime.now(timezone.utc)
+    facts["at"] = datetime.now(UTC)
     return facts
 
 

@@ -28,8 +28,18 @@ import time
 from pathlib import Path
 
 from . import queries
-from .embedded import (SOURCE_DB, SUPERUSER, TARGET_DB, UNPRIVILEGED, Embedded, _check_platform,
-                       _port_free, fetch_debs, mark_complete, unpack)
+from .embedded import (
+    SOURCE_DB,
+    SUPERUSER,
+    TARGET_DB,
+    UNPRIVILEGED,
+    Embedded,
+    _check_platform,
+    _port_free,
+    fetch_debs,
+    mark_complete,
+    unpack,
+)
 from .errors import EmbeddedError
 
 log = logging.getLogger("tsj_lab")

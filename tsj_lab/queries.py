@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 from psycopg import sql
@@ -27,7 +27,7 @@ class Query:
     line: int
 
 
-@lru_cache(maxsize=None)
+@cache
 def _load_all(sql_dir: Path = SQL_DIR) -> dict[str, Query]:
     found: dict[str, Query] = {}
     for path in sorted(sql_dir.glob("*.sql")):

@@ -33,7 +33,7 @@ import re
 import subprocess
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -92,7 +92,7 @@ def record_table(name: str, df: Any) -> None:
     """A small table (a DataFrame); rows past :data:`MAX_TABLE_ROWS` are left out, and said so."""
     rows = json.loads(df.head(MAX_TABLE_ROWS).to_json(orient="records", date_format="iso"))
     _publish({"kind": "table", "name": _label(name), "columns": [str(c) for c in df.columns],
-              "rows": rows, "total_rows": int(len(df)), "truncated": len(df) > MAX_TABLE_ROWS})
+              "rows": rows, "total_rows": len(df), "truncated": len(df) > MAX_TABLE_ROWS})
 
 
 def recorded() -> list[dict[str, Any]]:
@@ -319,7 +319,7 @@ def claim(reports_dir: Path, name: str, *, now: datetime | None = None) -> dict[
     The .ipynb is created exclusively (O_EXCL), so two runs started in the same second
     get ``HHMMSS-NAME`` and ``HHMMSS-NAME-2`` instead of overwriting each other.
     """
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     folder = Path(reports_dir) / now.strftime("%Y-%m-%d")
     folder.mkdir(parents=True, exist_ok=True)
     stem = f"{now.strftime('%H%M%S')}-{name}"
@@ -384,7 +384,7 @@ def _summary(name: str, paths: dict[str, Path], params: dict[str, Any], env: dic
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 # -- environment stamp and secrets -------------------------------------------------------

@@ -20,7 +20,7 @@ import logging
 import re
 import time
 from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -516,7 +516,7 @@ def refresh_written(url: str, *, start: datetime | None = None,
                             {"views": list(CANDLE_VIEWS)}).fetchall():
             return []
     day = timedelta(days=1)
-    epoch = datetime(2000, 1, 1, tzinfo=timezone.utc)
+    epoch = datetime(2000, 1, 1, tzinfo=UTC)
     lo = epoch + (start - epoch) // day * day if start else None
     hi = epoch - ((epoch - end) // day) * day if end else None  # the next day boundary
     return refresh_candles(url, start=lo, end=hi)

@@ -47,7 +47,7 @@ def _into(args: argparse.Namespace) -> str:
 def _generate(args: argparse.Namespace) -> int:
     from .. import generate, schema
 
-    start = args.start or (dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=1))
+    start = args.start or (dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1))
     parts = generate.plan(args.symbols.split(","), start=start, days=args.days,
                           interval_ms=args.interval_ms, seed=args.seed, sessions=args.sessions)
     into = _into(args)
