@@ -41,7 +41,7 @@ def _exec(url: str, *statements: str) -> None:
 
 def test_migrate_copies_everything_and_verifies(make_db) -> None:
     src, tgt = _pair(make_db, days=2)
-    res = migrate.run(src, tgt, batch_size=5000, workers=2)
+    res = migrate.run(src, tgt, include_expired=True, batch_size=5000, workers=2)
     assert res.ok and res.source_rows == res.copied_rows == 2 * 2 * 17_280
     assert res.quarantined_rows == 0 and res.skipped == 0
     assert res.batches == 2 * 2 * 4  # 17,280 rows a symbol-day in slices of <= 5000
@@ -52,7 +52,7 @@ def test_migrate_copies_everything_and_verifies(make_db) -> None:
     assert res.history["cumulative_rows"].iloc[-1] == res.source_rows
     fig = plots.migration_throughput(res.history)
     assert [len(t.x) for t in fig.data] == [res.batches, res.batches]
-    again = migrate.run(src, tgt, batch_size=5000)  # resuming a finished plan copies nothing
+    again = migrate.run(src, tgt, include_expired=True, batch_size=5000)  # resuming a finished plan copies nothing
     assert again.skipped == again.batches and again.source_rows == 0 and again.ok
     # the candle views were brought up to date: they equal a recompute of the ticks
     assert res.candles_refreshed == list(schema.CANDLE_VIEWS)
@@ -64,7 +64,7 @@ def test_migrate_copies_everything_and_verifies(make_db) -> None:
 
 def test_window_and_symbols_limit_the_copy(make_db) -> None:
     src, tgt = _pair(make_db, days=2)
-    res = migrate.run(src, tgt, batch_size=10_000, since="2024-01-03T06:00", symbols="ES")
+    res = migrate.run(src, tgt, include_expired=True, batch_size=10_000, since="2024-01-03T06:00", symbols="ES")
     assert res.copied_rows == 17_280 * 3 // 4
     assert _one(tgt, "SELECT count(DISTINCT symbol) FROM tick_data") == 1
     assert len(res.verification) == 1
@@ -73,14 +73,14 @@ def test_window_and_symbols_limit_the_copy(make_db) -> None:
 def test_dry_run_counts_and_writes_nothing(make_db) -> None:
     src, tgt = _pair(make_db)
     before = _one(tgt, "SELECT count(*) FROM pg_class")
-    d = migrate.dry_run(src, tgt, batch_size=4000)
+    d = migrate.dry_run(src, tgt, include_expired=True, batch_size=4000)
     assert d.rows == 2 * 17_280 and d.batches == 2 * 5 and d.done == 0
     assert sorted(d.counts["symbol"]) == ["BTCUSD", "ES"] and (d.counts["rows"] == 17_280).all()
     assert d.rate > 0 and d.rate_from == "sample" and d.estimated_s > 0
     assert _one(tgt, "SELECT count(*) FROM tick_data") == 0
     assert _one(tgt, "SELECT count(*) FROM pg_class") == before
     bare = make_db(timescale=True)  # counting needs no provisioned target
-    d = migrate.dry_run(src, bare, batch_size=4000)
+    d = migrate.dry_run(src, bare, include_expired=True, batch_size=4000)
     assert d.rows == 2 * 17_280 and d.rate_from.startswith("default (target not provisioned")
     assert _one(bare, "SELECT to_regclass('tick_data')") is None
 
@@ -102,7 +102,7 @@ def test_planted_anomalies_are_carried_counted_or_quarantined(make_db) -> None:
           "INSERT INTO tick_data (time, symbol, volume) VALUES ('-infinity', 'ES', 1), "
           "('infinity', 'BTCUSD', 1), ('20000-01-01 00:00+00', 'ES', 1)")
     _exec(tgt, "ALTER TABLE tick_data ADD CONSTRAINT volume_not_negative CHECK (volume >= 0)")
-    res = migrate.run(src, tgt, batch_size=3000)
+    res = migrate.run(src, tgt, include_expired=True, batch_size=3000)
     assert res.anomalies == {"crossed_quotes": 1, "null_prices": 5, "duplicates": 3}
     assert res.quarantined_rows == 4
     total = _one(src, "SELECT count(*) FROM tick_data")
@@ -126,7 +126,7 @@ def test_planted_anomalies_are_carried_counted_or_quarantined(make_db) -> None:
 
 def test_a_damaged_target_fails_verification_naming_the_range(make_db) -> None:
     src, tgt = _pair(make_db)
-    migrate.run(src, tgt, batch_size=10_000)
+    migrate.run(src, tgt, include_expired=True, batch_size=10_000)
     _exec(tgt, "DELETE FROM tick_data WHERE ctid IN (SELECT ctid FROM tick_data "
                "WHERE symbol = 'BTCUSD' LIMIT 1)")
     v = migrate.verify(src, tgt)
@@ -152,7 +152,7 @@ def test_sigkill_mid_run_then_rerun_ends_exact(make_db) -> None:
     _exec(src, "INSERT INTO tick_data SELECT * FROM tick_data WHERE symbol = 'ES' "
                "AND time < '2024-01-02 00:01+00'")  # 15 duplicated ticks must stay doubled
     cmd = [sys.executable, "-m", "tsj_lab.cli", "migrate", "--source", src, "--target", tgt,
-           "--batch-size", "300"]
+           "--batch-size", "300", "--include-expired"]
     env = os.environ | {"TSJ_NO_PROGRESS": "1"}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
@@ -168,7 +168,7 @@ def test_sigkill_mid_run_then_rerun_ends_exact(make_db) -> None:
     # atomic: the target holds exactly the rows its checkpoints cover, no half batch
     assert _one(tgt, "SELECT count(*) FROM tick_data") == _one(
         tgt, "SELECT sum(copied_rows) FROM tsj_migration_batches")
-    assert main(["migrate", "--source", src, "--target", tgt, "--batch-size", "300"]) == 0
+    assert main(["migrate", "--source", src, "--target", tgt, "--include-expired", "--batch-size", "300"]) == 0
     assert _checkpoints(tgt) == len(total)
     v = migrate.verify(src, tgt)
     assert (v["status"] == "ok").all() and (v["rows_source"] == v["rows_target"]).all()
@@ -179,22 +179,22 @@ def test_sigkill_mid_run_then_rerun_ends_exact(make_db) -> None:
 
 def test_cli_dry_run_and_bad_values(make_db, capsys: pytest.CaptureFixture[str]) -> None:
     src, tgt = _pair(make_db, symbols=("NQ",), interval_ms=60_000)
-    assert main(["migrate", "--source", src, "--target", tgt, "--dry-run"]) == 0
+    assert main(["migrate", "--source", src, "--target", tgt, "--include-expired", "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "2024-01-02  NQ      1440" in out and "nothing was written" in out
     assert _one(tgt, "SELECT to_regclass('tsj_migration_batches')") is None
-    assert main(["migrate", "--source", src, "--target", tgt, "--batch-size", "0"]) == 1
+    assert main(["migrate", "--source", src, "--target", tgt, "--include-expired", "--batch-size", "0"]) == 1
     assert "batch_size=0" in capsys.readouterr().err
-    assert main(["migrate", "--source", src, "--target", tgt, "--since", "soon"]) == 1
+    assert main(["migrate", "--source", src, "--target", tgt, "--include-expired", "--since", "soon"]) == 1
     assert "since 'soon' is not a time" in capsys.readouterr().err
     # a misspelt symbol is named, with the ones the source has, instead of copying nothing
-    assert main(["migrate", "--source", src, "--target", tgt, "--symbols", "NQ,NQQ"]) == 1
+    assert main(["migrate", "--source", src, "--target", tgt, "--include-expired", "--symbols", "NQ,NQQ"]) == 1
     assert "symbol(s) NQQ have no ticks" in (err := capsys.readouterr().err) and "it has NQ" in err
-    assert main(["migrate", "--source", src, "--target", tgt, "--symbols", "NQ", "--since",
+    assert main(["migrate", "--source", src, "--target", tgt, "--include-expired", "--symbols", "NQ", "--since",
                  "2024-02-01", "--dry-run"]) == 1
     assert "it has no ticks there" in capsys.readouterr().err
     assert _one(tgt, "SELECT to_regclass('tsj_migration_batches')") is None
-    assert main(["migrate", "--source", src, "--target", tgt, "--since", "2024-02-01"]) == 0
+    assert main(["migrate", "--source", src, "--target", tgt, "--include-expired", "--since", "2024-02-01"]) == 0
     assert "nothing to migrate: the source has no ticks in the window" in capsys.readouterr().out
 
 
@@ -204,25 +204,25 @@ def test_missing_tables_name_the_fix(make_db) -> None:
         migrate.plan(plain)
     schema.create_source(plain)
     with pytest.raises(SchemaError, match="target; run 'tsj provision'"):
-        migrate.run(plain, empty)
+        migrate.run(plain, empty, include_expired=True, include_expired=True)
 
 
 def test_a_table_is_never_migrated_onto_itself(make_db) -> None:
     src, _ = _pair(make_db, symbols=("ES",), interval_ms=60_000)
     with pytest.raises(MigrationError, match="source and target are the same table"):
-        migrate.run(src, src)
+        migrate.run(src, src, include_expired=True, include_expired=True)
     assert _one(src, "SELECT count(*) FROM tick_data") == 1440
 
 
 def test_swapped_source_and_target_are_refused(make_db) -> None:
     """A plain target is the source named as the target: a run would replace its days."""
     src, tgt = _pair(make_db, symbols=("ES",), interval_ms=60_000)
-    migrate.run(src, tgt)
+    migrate.run(src, tgt, include_expired=True, include_expired=True)
     _exec(tgt, "DELETE FROM tick_data WHERE ctid IN (SELECT ctid FROM tick_data LIMIT 7)")
     with pytest.raises(SchemaError, match="target .* is not a hypertable.*swapped"):
-        migrate.dry_run(tgt, src)
+        migrate.dry_run(tgt, src, include_expired=True, include_expired=True)
     with pytest.raises(SchemaError, match="target .* is not a hypertable.*swapped"):
-        migrate.run(tgt, src)
+        migrate.run(tgt, src, include_expired=True, include_expired=True)
     assert _one(src, "SELECT count(*) FROM tick_data") == 1440  # the source lost nothing
 
 
@@ -237,7 +237,7 @@ def test_a_looser_source_schema_is_cast_to_the_target(make_db) -> None:
           "INSERT INTO tick_data SELECT '2024-01-02'::timestamp + n * interval '1 s', 'ES', "
           "4000 + n * 0.25, 4000.25 + n * 0.25, 4000 + n * 0.25, 1 + n % 7, 'feed', NULL, NULL "
           "FROM generate_series(0, 1999) n")
-    res = migrate.run(src, tgt, batch_size=500)
+    res = migrate.run(src, tgt, include_expired=True, batch_size=500)
     assert res.copied_rows == 2000 and res.quarantined_rows == 0
     assert _one(tgt, "SELECT sum(bid_price) FROM tick_data") == sum(
         4000 + n * 0.25 for n in range(2000))
@@ -251,13 +251,13 @@ def test_a_source_failure_is_one_line_naming_the_batch(make_db) -> None:
                "account_id uuid)",
           "INSERT INTO tick_data (time, symbol, bid_price) VALUES ('2024-01-02 10:00+00', 'ES', 1e15)")
     with pytest.raises(MigrationError, match=r"batch ES \[2024-01-02.*failed: numeric field overflow"):
-        migrate.run(src, tgt)
+        migrate.run(src, tgt, include_expired=True, include_expired=True)
 
 
 def test_target_only_days_are_listed_not_failed(make_db) -> None:
     src, tgt = _pair(make_db, symbols=("ES",), interval_ms=60_000)
     generate.load(tgt, symbols=["NQ"], start="2024-03-01", interval_ms=60_000)  # not in source
-    res = migrate.run(src, tgt)
+    res = migrate.run(src, tgt, include_expired=True, include_expired=True)
     assert res.ok and res.summary()["target_only_days"] == 1 and res.summary()["mismatched_days"] == 0
     v = res.verification.set_index("symbol")
     assert v.loc["NQ", "status"] == "target_only" and v.loc["NQ", "rows_target"] == 1440
@@ -266,12 +266,12 @@ def test_target_only_days_are_listed_not_failed(make_db) -> None:
 
 def test_a_changed_source_day_is_redone_alone_and_never_skipped_stale(make_db) -> None:
     src, tgt = _pair(make_db, days=2, interval_ms=20_000)
-    first = migrate.run(src, tgt, batch_size=2000)
+    first = migrate.run(src, tgt, include_expired=True, batch_size=2000)
     extra = "INSERT INTO tick_data (time, symbol, volume) VALUES ('2024-01-03 12:00:00.5+00', 'ES', 9)"
     _exec(src, extra)  # the live source got one more tick on one symbol-day
-    grown = migrate.run(src, tgt, batch_size=2000)
+    grown = migrate.run(src, tgt, include_expired=True, batch_size=2000)
     assert grown.ok and grown.source_rows == 4321 + 0  # only ES 2024-01-03 (3 batches) redone
     assert grown.skipped == first.batches - 3
     _exec(src, "DELETE FROM tick_data WHERE volume = 9 AND time = '2024-01-03 12:00:00.5+00'")
-    back = migrate.run(src, tgt, batch_size=2000)  # same keys as the first run: not skipped
+    back = migrate.run(src, tgt, include_expired=True, batch_size=2000)  # same keys as the first run: not skipped
     assert back.ok and back.skipped == first.batches - 3
