@@ -281,21 +281,19 @@ SELECT %(start)s::timestamptz + d * INTERVAL '1 day'
        (5000.25 + (i %% 997) * 0.25 + d)::numeric(20, 8) AS ask_price,
        (5000.25 + ((i * 7) %% 997) * 0.25 + d)::numeric(20, 8) AS last_price,
        (1 + i %% 9)::bigint AS volume, 'tsj-paths'::text AS source,
-       md5(s.symbol || d || '/' || i)::uuid AS trade_id, NULL::uuid AS account_id
+       md5(s.symbol || d || '/' || i)::uuid AS trade_id, NULL::uuid AS account_id, i AS n
 FROM generate_series(0, %(days)s - 1) AS d,
      generate_series(0, %(per_day)s - 1) AS i,
      unnest(%(symbols)s::text[]) AS s(symbol);
 
 -- name: mig_paths_copy_out
 -- One symbol-day of the measurement's ticks as binary COPY (the migration's unit of work);
--- %(half)s 0 or 1 picks every other tick (the first and the second half of the day's
--- rows), NULL all of them.
+-- %(half)s 0 or 1 picks every other tick (two interleaved halves of the day), NULL all.
 COPY (SELECT time, symbol, bid_price, ask_price, last_price, volume, source, trade_id,
              account_id
       FROM mig_paths_source
       WHERE symbol = %(symbol)s AND time >= %(lo)s AND time < %(hi)s
-        AND (%(half)s::int IS NULL
-             OR (extract(epoch FROM time)::bigint / 60) %% 2 = %(half)s::int)
+        AND (%(half)s::int IS NULL OR n %% 2 = %(half)s::int)
       ORDER BY time)
 TO STDOUT (FORMAT BINARY);
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import signal
 import subprocess
@@ -12,7 +13,7 @@ from collections.abc import Callable
 import psycopg
 import pytest
 
-from tsj_lab import generate, migrate, plots, schema
+from tsj_lab import checks, generate, migrate, migrate_paths, plots, schema
 from tsj_lab.cli import main
 from tsj_lab.errors import MigrationError, SchemaError
 
@@ -275,3 +276,132 @@ def test_a_changed_source_day_is_redone_alone_and_never_skipped_stale(make_db) -
     _exec(src, "DELETE FROM tick_data WHERE volume = 9 AND time = '2024-01-03 12:00:00.5+00'")
     back = migrate.run(src, tgt, include_expired=True, batch_size=2000)  # same keys as the first run: not skipped
     assert back.ok and back.skipped == first.batches - 3
+
+
+def _ago(days: int) -> dt.date:
+    return dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=days)
+
+
+def test_days_past_the_targets_retention_are_skipped_and_reported(make_db) -> None:
+    src, tgt = make_db(timescale=False), make_db(timescale=True)
+    schema.create_source(src)
+    schema.provision(tgt)  # retention policy: 90 days
+    generate.load(src, symbols=["ES"], start=_ago(95), days=3, interval_ms=600_000, workers=1)
+    generate.load(src, symbols=["ES"], start=_ago(3), days=2, interval_ms=600_000, workers=1)
+    d = migrate.dry_run(src, tgt)
+    assert d.expired is not None and (d.expired.days, d.expired.rows) == (3, 3 * 144)
+    assert d.rows == 2 * 144
+    res = migrate.run(src, tgt)
+    e = res.expired
+    assert e is not None and not e.included and (e.days, e.rows) == (3, 3 * 144)
+    assert (e.first_day, e.last_day) == (_ago(95), _ago(93))
+    assert e.kept_since.date() == _ago(90) and "--include-expired" in e.describe()
+    assert res.copied_rows == 2 * 144 and res.ok and len(res.verification) == 2
+    assert _one(tgt, "SELECT count(*) FROM tick_data") == 2 * 144
+    summary = res.summary()
+    assert summary["expired_rows"] == 3 * 144 and not summary["expired_included"]
+    # the integrity suite compares the kept window and says what it left out
+    rec = [r for r in checks.run(tgt, source_url=src, progress=False) if r.check == "reconcile"]
+    assert [r.status for r in rec] == ["ok"] and "skipped 3 source symbol-day(s)" in rec[0].detail
+    # asked for: copied and verified too
+    both = migrate.run(src, tgt, include_expired=True)
+    assert both.expired is not None and both.expired.included and both.copied_rows == 3 * 144
+    assert both.ok and len(both.verification) == 5
+    # a target without a retention policy has nothing to skip
+    bare = make_db(timescale=True)
+    schema.provision(bare)
+    _exec(bare, "SELECT remove_retention_policy('tick_data')")
+    assert migrate.run(src, bare).expired is None
+    assert _one(bare, "SELECT count(*) FROM tick_data") == 5 * 144
+
+
+def test_cli_reports_skipped_days(make_db, capsys: pytest.CaptureFixture[str]) -> None:
+    src, tgt = make_db(timescale=False), make_db(timescale=True)
+    schema.create_source(src)
+    schema.provision(tgt)
+    generate.load(src, symbols=["ES"], start=_ago(100), days=2, interval_ms=600_000, workers=1)
+    assert main(["migrate", "--source", src, "--target", tgt]) == 0
+    out = capsys.readouterr().out
+    assert f"skipped 2 day(s), 288 ticks ({_ago(100)}..{_ago(99)})" in out
+    assert "nothing to migrate" in out and "inside the target's retention" in out
+
+
+def test_measure_paths_writes_every_way_compressed(make_db) -> None:
+    url = make_db(timescale=True)
+    df = migrate_paths.measure(url, days=2, per_day=3000, runs=1, symbols=("ES",))
+    assert list(df["way"]) == list(migrate_paths.WAYS)
+    assert df["supported"].all() and df["compressed"].all(), df.to_dict("records")
+    assert (df["p50_rows_per_s"] > 0).all() and (df["bytes"] > 0).all()
+    assert (df["runs"] == 1).all() and (df["chunks"] == 2).all()
+    rows = dict(zip(df["way"], df["rows"]))
+    assert rows == {"policy": 6000, "per_day": 6000, "direct": 6000, "into_compressed": 3000}
+    # the scratch schema is gone
+    assert _one(url, "SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'tsj_paths_%'") == 0
+    with pytest.raises(ValueError, match="unknown way"):
+        migrate_paths.measure(url, ways=("teleport",))
+
+
+def _compress(url: str) -> None:
+    """The compression policy's job, run once as the scheduler would."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        job = conn.execute("SELECT job_id FROM timescaledb_information.jobs "
+                           "WHERE proc_name = 'policy_compression'").fetchone()[0]  # type: ignore[index]
+        conn.execute("CALL run_job(%s)", [job])
+
+
+def test_100_days_survive_sigkill_and_compression_and_verify(make_db) -> None:
+    """Issue 12's 'done when': 100 days into a timescale target, killed mid-run, the
+    compression job run in between, re-run: exact inside the retention window."""
+    src, tgt = make_db(timescale=False), make_db(timescale=True)
+    schema.create_source(src)
+    schema.provision(tgt)
+    generate.load(src, symbols=["ES"], start=_ago(100), days=100, interval_ms=600_000, workers=1)
+    # one busy day 40 days back: more ticks than a transaction may decompress by default
+    generate.load(src, symbols=["NQ"], start=_ago(40), days=1, interval_ms=750, workers=1)
+    args = ["migrate", "--source", src, "--target", tgt, "--batch-size", "200000"]
+    env = os.environ | {"TSJ_NO_PROGRESS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "tsj_lab.cli", *args], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while _checkpoints(tgt) < 30:
+        assert proc.poll() is None, f"migrate ended before the kill: {proc.stderr.read()!r}"
+        assert time.monotonic() < deadline, "no 30 checkpoints after 60 s"
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL
+    assert _checkpoints(tgt) < 91  # killed mid-run: 90 kept ES days + 1 NQ day in the plan
+    assert _one(tgt, "SELECT count(*) FROM tick_data") == _one(
+        tgt, "SELECT sum(copied_rows) FROM tsj_migration_batches")
+    _compress(tgt)  # the compression job in between: the copied old days compressed
+    assert main(args) == 0
+    _compress(tgt)
+    assert _one(tgt, "SELECT count(*) FROM timescaledb_information.chunks "
+                     "WHERE is_compressed AND range_start = %(d)s::date::timestamptz",
+                {"d": _ago(40)}) == 1
+    # the busy day changed at the source: its batch is redone over a compressed chunk,
+    # deleting 115,200 compressed rows in one transaction (the cap is 100,000)
+    _exec(src, f"INSERT INTO tick_data (time, symbol, bid_price, ask_price, last_price, volume) "
+               f"VALUES ('{_ago(40)} 12:00:00.5+00', 'NQ', 1, 2, 1.5, 1)")
+    assert main(args) == 0
+    res = migrate.run(src, tgt, batch_size=200_000)
+    kept = _ago(90)
+    e = res.expired
+    assert e is not None and (e.days, e.rows, e.first_day, e.last_day) == (
+        10, 10 * 144, _ago(100), _ago(91))
+    v = res.verification
+    assert res.ok and len(v) == 91 and (v["status"] == "ok").all()
+    assert (v["rows_source"] == v["rows_target"]).all() and v["day"].min() == kept
+    same = ("SELECT count(*), count(DISTINCT (time, symbol)) FROM tick_data "
+            "WHERE time >= %(d)s::date::timestamptz")
+    n_src = _one(src, "SELECT count(*) FROM tick_data WHERE time >= %(d)s::date::timestamptz",
+                 {"d": kept})
+    with psycopg.connect(tgt, autocommit=True) as conn:
+        total, distinct = conn.execute(same, {"d": kept}).fetchone()  # type: ignore[misc]
+        assert conn.execute("SELECT count(*) FROM tick_data WHERE time < %(d)s::date",
+                            {"d": kept}).fetchone()[0] == 0  # type: ignore[index]
+    assert total == distinct == n_src == 90 * 144 + 115_201
+    results = checks.run(tgt, source_url=src, progress=False)
+    failed = [(r.check, r.observed, r.detail) for r in results if r.status == "fail"]
+    assert not failed, failed
+    rec = [r for r in results if r.check == "reconcile"]
+    assert rec[0].status == "ok" and "skipped 10 source symbol-day(s)" in rec[0].detail
