@@ -310,8 +310,12 @@ SELECT (SELECT count(*) FROM tick_data) AS rows,
        count(*) FILTER (WHERE k.status & 8 = 8) AS partial,
        hypertable_size('tick_data') AS bytes
 FROM timescaledb_information.chunks c
-JOIN _timescaledb_catalog.chunk k ON k.schema_name = c.chunk_schema
-                                 AND k.table_name = c.chunk_name
+-- the catalog names a chunk by relid since 2.2x, by schema_name/table_name before
+JOIN _timescaledb_catalog.chunk k
+  ON to_regclass(format('%%I.%%I', c.chunk_schema, c.chunk_name))
+     = coalesce((to_jsonb(k) ->> 'relid')::regclass,
+                to_regclass(format('%%I.%%I', to_jsonb(k) ->> 'schema_name',
+                                   to_jsonb(k) ->> 'table_name')))
 WHERE c.hypertable_schema = current_schema() AND c.hypertable_name = 'tick_data';
 
 -- name: mig_paths_compression_job

@@ -205,25 +205,25 @@ def test_missing_tables_name_the_fix(make_db) -> None:
         migrate.plan(plain)
     schema.create_source(plain)
     with pytest.raises(SchemaError, match="target; run 'tsj provision'"):
-        migrate.run(plain, empty, include_expired=True, include_expired=True)
+        migrate.run(plain, empty, include_expired=True)
 
 
 def test_a_table_is_never_migrated_onto_itself(make_db) -> None:
     src, _ = _pair(make_db, symbols=("ES",), interval_ms=60_000)
     with pytest.raises(MigrationError, match="source and target are the same table"):
-        migrate.run(src, src, include_expired=True, include_expired=True)
+        migrate.run(src, src, include_expired=True)
     assert _one(src, "SELECT count(*) FROM tick_data") == 1440
 
 
 def test_swapped_source_and_target_are_refused(make_db) -> None:
     """A plain target is the source named as the target: a run would replace its days."""
     src, tgt = _pair(make_db, symbols=("ES",), interval_ms=60_000)
-    migrate.run(src, tgt, include_expired=True, include_expired=True)
+    migrate.run(src, tgt, include_expired=True)
     _exec(tgt, "DELETE FROM tick_data WHERE ctid IN (SELECT ctid FROM tick_data LIMIT 7)")
     with pytest.raises(SchemaError, match="target .* is not a hypertable.*swapped"):
-        migrate.dry_run(tgt, src, include_expired=True, include_expired=True)
+        migrate.dry_run(tgt, src, include_expired=True)
     with pytest.raises(SchemaError, match="target .* is not a hypertable.*swapped"):
-        migrate.run(tgt, src, include_expired=True, include_expired=True)
+        migrate.run(tgt, src, include_expired=True)
     assert _one(src, "SELECT count(*) FROM tick_data") == 1440  # the source lost nothing
 
 
@@ -252,13 +252,13 @@ def test_a_source_failure_is_one_line_naming_the_batch(make_db) -> None:
                "account_id uuid)",
           "INSERT INTO tick_data (time, symbol, bid_price) VALUES ('2024-01-02 10:00+00', 'ES', 1e15)")
     with pytest.raises(MigrationError, match=r"batch ES \[2024-01-02.*failed: numeric field overflow"):
-        migrate.run(src, tgt, include_expired=True, include_expired=True)
+        migrate.run(src, tgt, include_expired=True)
 
 
 def test_target_only_days_are_listed_not_failed(make_db) -> None:
     src, tgt = _pair(make_db, symbols=("ES",), interval_ms=60_000)
     generate.load(tgt, symbols=["NQ"], start="2024-03-01", interval_ms=60_000)  # not in source
-    res = migrate.run(src, tgt, include_expired=True, include_expired=True)
+    res = migrate.run(src, tgt, include_expired=True)
     assert res.ok and res.summary()["target_only_days"] == 1 and res.summary()["mismatched_days"] == 0
     v = res.verification.set_index("symbol")
     assert v.loc["NQ", "status"] == "target_only" and v.loc["NQ", "rows_target"] == 1440

@@ -8,7 +8,7 @@ the migration's way (one transaction and one binary COPY per symbol-day) by each
 :data:`WAYS`, until every chunk is compressed:
 
 * ``policy``: COPY every day, then the compression policy's job (``CALL run_job``);
-* ``per_day``: COPY a day, then ``compress_chunk`` on it, day by day;
+* ``per_day``: COPY a day (all its symbols), then ``compress_chunk`` on it, day by day;
 * ``direct``: COPY with ``timescaledb.enable_direct_compress_copy`` (TimescaleDB 2.23+):
   the rows are compressed as they arrive, no job after;
 * ``into_compressed``: the days' chunks are already compressed (half their ticks, not
@@ -41,7 +41,7 @@ log = logging.getLogger("tsj_lab")
 
 WAYS: dict[str, str] = {
     "policy": "COPY, then the compression policy's job",
-    "per_day": "COPY a day, then compress_chunk on it",
+    "per_day": "COPY a day (every symbol), then compress_chunk on it",
     "direct": "COPY with direct compression (enable_direct_compress_copy)",
     "into_compressed": "COPY into chunks already compressed, then the policy's job",
 }
@@ -166,7 +166,7 @@ def _copy_in(conn: psycopg.Connection[Any], data: bytes, *, direct: bool = False
 
 def _state(conn: psycopg.Connection[Any]) -> dict[str, Any]:
     rows, chunks, compressed, partial, size = conn.execute(
-        queries.text("mig_paths_state")).fetchone()  # type: ignore[misc]
+        queries.text("mig_paths_state"), {}).fetchone()  # type: ignore[misc]
     return {"total": rows, "chunks": chunks, "compressed": compressed, "partial": partial,
             "bytes": size}
 
@@ -186,9 +186,10 @@ def _per_day(conn: psycopg.Connection[Any], units: list[_Unit], data: Data,
              job: int) -> tuple[int, float]:
     t0 = time.perf_counter()
     rows = 0
-    for u in units:
+    for i, u in enumerate(units):
         rows += _copy_in(conn, data[(u, None)])
-        conn.execute(queries.text("mig_paths_compress_chunks"))
+        if i + 1 == len(units) or units[i + 1].lo != u.lo:  # the day's last symbol: complete
+            conn.execute(queries.text("mig_paths_compress_chunks"))
     return rows, time.perf_counter() - t0
 
 
