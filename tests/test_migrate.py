@@ -128,15 +128,16 @@ def test_planted_anomalies_are_carried_counted_or_quarantined(make_db) -> None:
 def test_a_damaged_target_fails_verification_naming_the_range(make_db) -> None:
     src, tgt = _pair(make_db)
     migrate.run(src, tgt, include_expired=True, batch_size=10_000)
-    _exec(tgt, "DELETE FROM tick_data WHERE ctid IN (SELECT ctid FROM tick_data "
-               "WHERE symbol = 'BTCUSD' LIMIT 1)")
+    # by time, not ctid: the old days landed in compressed chunks (no ctid there)
+    _exec(tgt, "DELETE FROM tick_data WHERE symbol = 'BTCUSD' AND time = "
+               "(SELECT min(time) FROM tick_data WHERE symbol = 'BTCUSD')")
     v = migrate.verify(src, tgt)
     assert list(v.loc[v["status"] != "ok", "symbol"]) == ["BTCUSD"]
     with pytest.raises(MigrationError, match=r"1 symbol-day.*BTCUSD 2024-01-02 \(17280 source / 17279"):
         migrate.raise_on_mismatch(v)
     # a changed value with the same count is caught by the checksum
-    _exec(tgt, "UPDATE tick_data SET volume = volume + 1 WHERE ctid IN "
-               "(SELECT ctid FROM tick_data WHERE symbol = 'ES' LIMIT 1)")
+    _exec(tgt, "UPDATE tick_data SET volume = volume + 1 WHERE symbol = 'ES' AND time = "
+               "(SELECT min(time) FROM tick_data WHERE symbol = 'ES')")
     v = migrate.verify(src, tgt)
     assert sorted(v.loc[v["status"] != "ok", "symbol"]) == ["BTCUSD", "ES"]
 
@@ -219,7 +220,8 @@ def test_swapped_source_and_target_are_refused(make_db) -> None:
     """A plain target is the source named as the target: a run would replace its days."""
     src, tgt = _pair(make_db, symbols=("ES",), interval_ms=60_000)
     migrate.run(src, tgt, include_expired=True)
-    _exec(tgt, "DELETE FROM tick_data WHERE ctid IN (SELECT ctid FROM tick_data LIMIT 7)")
+    _exec(tgt, "DELETE FROM tick_data WHERE time IN (SELECT time FROM tick_data "
+               "ORDER BY time LIMIT 7)")
     with pytest.raises(SchemaError, match="target .* is not a hypertable.*swapped"):
         migrate.dry_run(tgt, src, include_expired=True)
     with pytest.raises(SchemaError, match="target .* is not a hypertable.*swapped"):
