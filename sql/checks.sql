@@ -441,9 +441,10 @@ SELECT c.relkind::text FROM pg_class c WHERE c.oid = to_regclass(%(name)s);
 -- Continuous aggregate %(view)s: its watermark (buckets before it are materialized; from
 -- it on a real-time aggregate computes them from the ticks when read) and whether it
 -- serves materialized rows only. No row: a plain materialized view (apache edition).
--- A never-refreshed aggregate's watermark is -infinity.
-SELECT _timescaledb_functions.to_timestamp(_timescaledb_functions.cagg_watermark(h.id))
-         AS watermark,
+-- A never-refreshed aggregate's watermark (4714 BC: everything is the tail) is given as
+-- 0001-01-02, the earliest time Python holds.
+SELECT greatest(_timescaledb_functions.to_timestamp(_timescaledb_functions.cagg_watermark(h.id)),
+                '0001-01-02 00:00+00') AS watermark,
        ca.materialized_only
 FROM timescaledb_information.continuous_aggregates ca
 JOIN _timescaledb_catalog.hypertable h
@@ -463,8 +464,11 @@ SELECT count(*) FROM {view} WHERE bucket >= %(watermark)s::timestamptz;
 -- are in tsj_job_runs (chk_tsj_job_runs).
 SELECT j.job_id, j.proc_schema::text || '.' || j.proc_name::text AS proc,
        coalesce(j.hypertable_name::text, '') AS relation,
-       s.last_run_started_at, s.last_run_status, s.total_runs, s.total_failures,
-       e.err_message, e.finish_time AS error_at
+       -- a job that never ran reads -infinity here: NULL
+       CASE WHEN isfinite(s.last_run_started_at) THEN s.last_run_started_at END
+         AS last_run_started_at,
+       s.last_run_status, s.total_runs, s.total_failures,
+       e.err_message, CASE WHEN isfinite(e.finish_time) THEN e.finish_time END AS error_at
 FROM timescaledb_information.jobs j
 LEFT JOIN timescaledb_information.job_stats s ON s.job_id = j.job_id
 LEFT JOIN LATERAL (
