@@ -28,6 +28,9 @@ def _setup(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-direct-compress", action="store_true",
                    help="never COPY old days straight into compressed chunks (default: days "
                         "older than the target's compress_after do, where the server can)")
+    p.add_argument("--measure-paths", action="store_true",
+                   help="measure the ways history reaches compressed chunks on the target (in a "
+                        "scratch schema; the source is not read) and print the figures")
     p.add_argument("--dry-run", action="store_true",
                    help="counts per day and symbol and an estimated time; writes nothing")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -37,6 +40,8 @@ def _setup(p: argparse.ArgumentParser) -> None:
 def _migrate(args: argparse.Namespace) -> int:
     from .. import migrate
 
+    if args.measure_paths:
+        return _measure_paths(target_url(args), as_json=args.json)
     src, tgt = source_url(args), target_url(args)
     opts = {"batch_size": args.batch_size, "since": args.since, "until": args.until,
             "symbols": args.symbols, "include_expired": args.include_expired}
@@ -86,4 +91,17 @@ def _dry_run(d: DryRun, *, as_json: bool) -> int:
     if d.expired is not None and d.expired.rows:
         print(f"\n{d.expired.describe()}")
     print("\ndry run: nothing was written")
+    return 0
+
+
+def _measure_paths(url: str, *, as_json: bool) -> int:
+    from ..migrate_paths import measure
+
+    df = measure(url)
+    rows = df.astype(object).where(df.notna(), "").to_dict("records")
+    if as_json:
+        print_json({"paths": rows})
+        return 0
+    print_table(rows, ["way", "runs", "rows", "p50_rows_per_s", "min_rows_per_s",
+                       "max_rows_per_s", "bytes", "compressed", "supported", "note"])
     return 0
