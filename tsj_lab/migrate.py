@@ -363,9 +363,8 @@ def _tune(tgt: psycopg.Connection[Any], batch: Batch, plan: Plan) -> None:
     Clearing a range of a compressed chunk (a re-run after the compression job ran)
     decompresses its batches; TimescaleDB refuses a transaction that decompresses more than
     ``max_tuples_decompressed_per_dml_transaction`` (100,000) tuples, and a day's chunk
-    holds more, so the cap is lifted for the batch. Days old enough for the compression
-    policy COPY straight into compressed batches where the server can (see
-    docs/migration.md for the figures behind the choice).
+    can hold more, so the cap is lifted for the batch. With ``direct_compress``, days old
+    enough for the compression policy COPY straight into compressed batches.
     """
     if plan.facts.decompress_limit:
         tgt.execute(queries.text("mig_set_local"),
@@ -551,8 +550,9 @@ def run(
 
     Days older than the target's retention horizon are skipped (and reported in
     ``result.expired``) unless ``include_expired``; the verification covers the days copied.
-    ``direct_compress`` None chooses by the figures in docs/migration.md: days older than
-    the target's compress_after COPY with direct compression where the server has it.
+    ``direct_compress`` True COPYs days older than the target's compress_after with direct
+    compression where the server has it (plain COPY elsewhere); None takes
+    :data:`DIRECT_COMPRESS_DEFAULT`, chosen by the figures in docs/migration.md.
     """
     if not 1 <= workers <= 16:
         raise ValueError(f"workers={workers} is out of range; use 1-16")
@@ -582,8 +582,11 @@ def run(
     return result
 
 
-#: the default of ``direct_compress``, chosen by the figures of measure_paths (docs/migration.md)
-DIRECT_COMPRESS_DEFAULT = True
+#: the default of ``direct_compress``, chosen by the figures (docs/migration.md): direct
+#: compression writes compressed chunks faster (migrate_paths.measure), but a whole migration
+#: was no faster with it (each batch's checksum and the candle refresh read the rows back
+#: from compressed batches, and the policy later rewrites the unordered chunks it leaves)
+DIRECT_COMPRESS_DEFAULT = False
 
 
 def _direct_before(facts: TargetFacts, asked: bool | None) -> dt.datetime | None:

@@ -25,9 +25,10 @@ def _setup(p: argparse.ArgumentParser) -> None:
     p.add_argument("--include-expired", action="store_true",
                    help="also copy days older than the target's retention horizon (its "
                         "retention job would drop them; skipped and reported by default)")
-    p.add_argument("--no-direct-compress", action="store_true",
-                   help="never COPY old days straight into compressed chunks (default: days "
-                        "older than the target's compress_after do, where the server can)")
+    p.add_argument("--direct-compress", action="store_true",
+                   help="COPY days older than the target's compress_after straight into "
+                        "compressed chunks (TimescaleDB 2.23+; off by default: see "
+                        "docs/migration.md)")
     p.add_argument("--measure-paths", action="store_true",
                    help="measure the ways history reaches compressed chunks on the target (in a "
                         "scratch schema; the source is not read) and print the figures")
@@ -48,7 +49,7 @@ def _migrate(args: argparse.Namespace) -> int:
     if args.dry_run:
         return _dry_run(migrate.dry_run(src, tgt, **opts), as_json=args.json)
     result = migrate.run(src, tgt, workers=args.workers,
-                         direct_compress=False if args.no_direct_compress else None, **opts)
+                         direct_compress=args.direct_compress or None, **opts)
     if args.json:
         print_json(result.summary())
         return 0
