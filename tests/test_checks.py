@@ -631,3 +631,34 @@ def test_a_job_whose_last_run_failed_fails_the_layout(copy: Callable[[int], str]
         policies.run_job(conn, job)
     (ok,) = [r for r in checks.run(url, progress=False) if r.check == "jobs"]
     assert ok.status == "ok" and "none failed" in ok.observed
+
+
+def test_a_failed_scheduler_run_is_read_from_job_stats_and_job_errors(
+        copy: Callable[[int], str]) -> None:
+    """What TimescaleDB's scheduler records of a failed run (the embedded server runs no
+    scheduler, so the test writes its two rows): the check fails with the job's error;
+    a newer successful run (tsj's CALL run_job) clears it."""
+    from tsj_lab import policies
+
+    url = copy(0)
+    ((job,),) = _rows(url, "SELECT job_id FROM timescaledb_information.jobs "
+                           "WHERE proc_name = 'policy_compression'")
+    _sql(url,
+         "INSERT INTO _timescaledb_internal.bgw_job_stat (job_id, last_start, last_finish, "
+         "next_start, last_successful_finish, last_run_success, total_runs, total_duration, "
+         "total_duration_failures, total_successes, total_failures, total_crashes, "
+         "consecutive_failures, consecutive_crashes) VALUES "
+         f"({job}, now() - interval '1 hour', now() - interval '59 minutes', now(), "
+         "'-infinity', false, 1, '1 minute', '1 minute', 0, 1, 0, 1, 0)",
+         "INSERT INTO _timescaledb_internal.bgw_job_stat_history (job_id, pid, execution_start, "
+         "execution_finish, succeeded, data) VALUES "
+         f"({job}, 4242, now() - interval '1 hour', now() - interval '59 minutes', false, "
+         """'{"error_data": {"message": "could not extend file: No space left on device"}}')""")
+    (bad,) = _found(checks.run(url, progress=False), "jobs")
+    assert bad.status == "fail" and "\n" not in bad.detail
+    assert f"job {job} (_timescaledb_functions.policy_compression on tick_data) last run " \
+           "failed: could not extend file: No space left on device" in bad.detail
+    with psycopg.connect(url, autocommit=True) as conn:
+        policies.run_job(conn, job)  # newer, and it succeeds
+    (ok,) = [r for r in checks.run(url, progress=False) if r.check == "jobs"]
+    assert ok.status == "ok", ok
