@@ -53,7 +53,8 @@ def test_migrate_copies_everything_and_verifies(make_db) -> None:
     assert res.history["cumulative_rows"].iloc[-1] == res.source_rows
     fig = plots.migration_throughput(res.history)
     assert [len(t.x) for t in fig.data] == [res.batches, res.batches]
-    again = migrate.run(src, tgt, include_expired=True, batch_size=5000)  # resuming a finished plan copies nothing
+    # resuming a finished plan copies nothing
+    again = migrate.run(src, tgt, include_expired=True, batch_size=5000)
     assert again.skipped == again.batches and again.source_rows == 0 and again.ok
     # the candle views were brought up to date: they equal a recompute of the ticks
     assert res.candles_refreshed == list(schema.CANDLE_VIEWS)
@@ -65,7 +66,8 @@ def test_migrate_copies_everything_and_verifies(make_db) -> None:
 
 def test_window_and_symbols_limit_the_copy(make_db) -> None:
     src, tgt = _pair(make_db, days=2)
-    res = migrate.run(src, tgt, include_expired=True, batch_size=10_000, since="2024-01-03T06:00", symbols="ES")
+    res = migrate.run(src, tgt, include_expired=True, batch_size=10_000, since="2024-01-03T06:00",
+                      symbols="ES")
     assert res.copied_rows == 17_280 * 3 // 4
     assert _one(tgt, "SELECT count(DISTINCT symbol) FROM tick_data") == 1
     assert len(res.verification) == 1
@@ -170,7 +172,8 @@ def test_sigkill_mid_run_then_rerun_ends_exact(make_db) -> None:
     # atomic: the target holds exactly the rows its checkpoints cover, no half batch
     assert _one(tgt, "SELECT count(*) FROM tick_data") == _one(
         tgt, "SELECT sum(copied_rows) FROM tsj_migration_batches")
-    assert main(["migrate", "--source", src, "--target", tgt, "--include-expired", "--batch-size", "300"]) == 0
+    assert main(["migrate", "--source", src, "--target", tgt, "--include-expired",
+                 "--batch-size", "300"]) == 0
     assert _checkpoints(tgt) == len(total)
     v = migrate.verify(src, tgt)
     assert (v["status"] == "ok").all() and (v["rows_source"] == v["rows_target"]).all()
@@ -181,22 +184,22 @@ def test_sigkill_mid_run_then_rerun_ends_exact(make_db) -> None:
 
 def test_cli_dry_run_and_bad_values(make_db, capsys: pytest.CaptureFixture[str]) -> None:
     src, tgt = _pair(make_db, symbols=("NQ",), interval_ms=60_000)
-    assert main(["migrate", "--source", src, "--target", tgt, "--include-expired", "--dry-run"]) == 0
+    cli = ["migrate", "--source", src, "--target", tgt, "--include-expired"]  # 2024 dates
+    assert main([*cli, "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "2024-01-02  NQ      1440" in out and "nothing was written" in out
     assert _one(tgt, "SELECT to_regclass('tsj_migration_batches')") is None
-    assert main(["migrate", "--source", src, "--target", tgt, "--include-expired", "--batch-size", "0"]) == 1
+    assert main([*cli, "--batch-size", "0"]) == 1
     assert "batch_size=0" in capsys.readouterr().err
-    assert main(["migrate", "--source", src, "--target", tgt, "--include-expired", "--since", "soon"]) == 1
+    assert main([*cli, "--since", "soon"]) == 1
     assert "since 'soon' is not a time" in capsys.readouterr().err
     # a misspelt symbol is named, with the ones the source has, instead of copying nothing
-    assert main(["migrate", "--source", src, "--target", tgt, "--include-expired", "--symbols", "NQ,NQQ"]) == 1
+    assert main([*cli, "--symbols", "NQ,NQQ"]) == 1
     assert "symbol(s) NQQ have no ticks" in (err := capsys.readouterr().err) and "it has NQ" in err
-    assert main(["migrate", "--source", src, "--target", tgt, "--include-expired", "--symbols", "NQ", "--since",
-                 "2024-02-01", "--dry-run"]) == 1
+    assert main([*cli, "--symbols", "NQ", "--since", "2024-02-01", "--dry-run"]) == 1
     assert "it has no ticks there" in capsys.readouterr().err
     assert _one(tgt, "SELECT to_regclass('tsj_migration_batches')") is None
-    assert main(["migrate", "--source", src, "--target", tgt, "--include-expired", "--since", "2024-02-01"]) == 0
+    assert main([*cli, "--since", "2024-02-01"]) == 0
     assert "nothing to migrate: the source has no ticks in the window" in capsys.readouterr().out
 
 
@@ -276,7 +279,8 @@ def test_a_changed_source_day_is_redone_alone_and_never_skipped_stale(make_db) -
     assert grown.ok and grown.source_rows == 4321 + 0  # only ES 2024-01-03 (3 batches) redone
     assert grown.skipped == first.batches - 3
     _exec(src, "DELETE FROM tick_data WHERE volume = 9 AND time = '2024-01-03 12:00:00.5+00'")
-    back = migrate.run(src, tgt, include_expired=True, batch_size=2000)  # same keys as the first run: not skipped
+    # same keys as the first run: not skipped
+    back = migrate.run(src, tgt, include_expired=True, batch_size=2000)
     assert back.ok and back.skipped == first.batches - 3
 
 
@@ -387,7 +391,8 @@ def test_100_days_survive_sigkill_and_compression_and_verify(make_db) -> None:
                            "timescaledb.max_tuples_decompressed_per_dml_transaction = 100")))
     _exec(src, f"INSERT INTO tick_data (time, symbol, bid_price, ask_price, last_price, volume) "
                f"VALUES ('{_ago(40)} 12:00:00.5+00', 'ES', 1, 2, 1.5, 1)")
-    with pytest.raises(psycopg.errors.ConfigurationLimitExceeded):  # the cap, without the batch's lift
+    # the cap, without the batch's lift
+    with pytest.raises(psycopg.errors.ConfigurationLimitExceeded):
         _exec(tgt, f"DELETE FROM tick_data WHERE time >= '{_ago(40)}' AND time < '{_ago(39)}'")
     res = migrate.run(src, tgt, batch_size=100, direct_compress=True)
     assert res.skipped == 178 and res.copied_rows == 145 and res.direct_compress
