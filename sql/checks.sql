@@ -344,7 +344,10 @@ FROM {view};
 -- Candle view {view} against a recompute from the raw ticks of {table} with buckets of
 -- %(width)s, over every bucket that ends by %(horizon)s (the last tick minus the refresh
 -- lag). FULL JOIN: a bucket missing on either side is a mismatch. Returns the first
--- %(limit)s mismatches with the total (bucket as ISO text).
+-- %(limit)s mismatches with the total and how many of them lie in the real-time tail, at
+-- or after the aggregate's watermark %(watermark)s (bucket as ISO text). With
+-- materialized_only = false the view serves the materialized buckets below the watermark
+-- and aggregates the ticks above it as it is read: both parts are compared.
 WITH v AS (
   SELECT bucket, symbol, open, high, low, close, volume, tick_count
   FROM {view} WHERE bucket + %(width)s::interval <= %(horizon)s
@@ -357,7 +360,9 @@ WITH v AS (
   GROUP BY 1, 2
   HAVING time_bucket(%(width)s::interval, min(time)) + %(width)s::interval <= %(horizon)s
 )
-SELECT count(*) OVER () AS total, to_json(bucket) #>> '{{}}' AS bucket, symbol,
+SELECT count(*) OVER () AS total,
+       count(*) FILTER (WHERE bucket >= %(watermark)s::timestamptz) OVER () AS tail,
+       to_json(bucket) #>> '{{}}' AS bucket, symbol,
        v.open AS view_open, r.open AS tick_open, v.high AS view_high, r.high AS tick_high,
        v.low AS view_low, r.low AS tick_low, v.close AS view_close, r.close AS tick_close,
        v.volume AS view_volume, r.volume AS tick_volume,
@@ -377,7 +382,9 @@ WITH v AS (
   FROM {view} WHERE bucket + %(width)s::interval <= %(horizon)s
   ORDER BY random() LIMIT %(sample)s
 )
-SELECT count(*) OVER () AS total, to_json(v.bucket) #>> '{{}}' AS bucket, v.symbol,
+SELECT count(*) OVER () AS total,
+       count(*) FILTER (WHERE v.bucket >= %(watermark)s::timestamptz) OVER () AS tail,
+       to_json(v.bucket) #>> '{{}}' AS bucket, v.symbol,
        v.open AS view_open, r.open AS tick_open, v.high AS view_high, r.high AS tick_high,
        v.low AS view_low, r.low AS tick_low, v.close AS view_close, r.close AS tick_close,
        v.volume AS view_volume, r.volume AS tick_volume,
@@ -429,3 +436,49 @@ SELECT EXISTS (SELECT 1 FROM {table});
 -- name: chk_relation_kind
 -- Whether relation %(name)s exists and what it is (r table, v view, m materialized view).
 SELECT c.relkind::text FROM pg_class c WHERE c.oid = to_regclass(%(name)s);
+
+-- name: chk_candle_watermark
+-- Continuous aggregate %(view)s: its watermark (buckets before it are materialized; from
+-- it on a real-time aggregate computes them from the ticks when read) and whether it
+-- serves materialized rows only. No row: a plain materialized view (apache edition).
+-- A never-refreshed aggregate's watermark (4714 BC: everything is the tail) is given as
+-- 0001-01-02, the earliest time Python holds.
+SELECT greatest(_timescaledb_functions.to_timestamp(_timescaledb_functions.cagg_watermark(h.id)),
+                '0001-01-02 00:00+00') AS watermark,
+       ca.materialized_only
+FROM timescaledb_information.continuous_aggregates ca
+JOIN _timescaledb_catalog.hypertable h
+  ON h.schema_name = ca.materialization_hypertable_schema
+ AND h.table_name = ca.materialization_hypertable_name
+WHERE ca.view_schema = current_schema() AND ca.view_name = %(view)s;
+
+-- name: chk_candle_tail
+-- Buckets of {view} at or after %(watermark)s: what its real-time aggregation serves
+-- from ticks newer than the last refresh.
+SELECT count(*) FROM {view} WHERE bucket >= %(watermark)s::timestamptz;
+
+-- name: chk_jobs
+-- Every policy or user job of this database (ids from 1000; TimescaleDB's own below) with
+-- what the scheduler recorded of its last run (job_stats) and its newest error (job_errors).
+-- A run started with CALL run_job outside the scheduler records neither: tsj's own runs
+-- are in tsj_job_runs (chk_tsj_job_runs).
+SELECT j.job_id, j.proc_schema::text || '.' || j.proc_name::text AS proc,
+       coalesce(j.hypertable_name::text, '') AS relation,
+       -- a job that never ran reads -infinity here: NULL
+       CASE WHEN isfinite(s.last_run_started_at) THEN s.last_run_started_at END
+         AS last_run_started_at,
+       s.last_run_status, s.total_runs, s.total_failures,
+       e.err_message, CASE WHEN isfinite(e.finish_time) THEN e.finish_time END AS error_at
+FROM timescaledb_information.jobs j
+LEFT JOIN timescaledb_information.job_stats s ON s.job_id = j.job_id
+LEFT JOIN LATERAL (
+  SELECT x.err_message, x.finish_time FROM timescaledb_information.job_errors x
+  WHERE x.job_id = j.job_id ORDER BY x.finish_time DESC NULLS LAST LIMIT 1) e ON true
+WHERE j.job_id >= 1000
+ORDER BY j.job_id;
+
+-- name: chk_tsj_job_runs
+-- The newest run of each job that tsj ran itself (tsj_lab.policies.run_job).
+SELECT DISTINCT ON (job_id) job_id, started_at, succeeded, message
+FROM tsj_job_runs
+ORDER BY job_id, started_at DESC;

@@ -237,3 +237,93 @@ LIMIT %(limit)s;
 -- means one table (migrating a table onto itself would delete it batch by batch).
 SELECT pg_postmaster_start_time()::text, current_database()::text,
        to_regclass('tick_data')::oid::bigint;
+
+-- name: mig_target_policies
+-- What the target's own policies say about history (no row without timescaledb's jobs, e.g.
+-- plain PostgreSQL or the apache edition): the retention policy's drop_after (days whose
+-- chunk ends by now() - drop_after are what its job drops) and the compression policy's
+-- compress_after, each NULL when that policy is absent.
+SELECT max((j.config ->> 'drop_after')::interval)
+         FILTER (WHERE j.proc_name = 'policy_retention') AS drop_after,
+       max((j.config ->> 'compress_after')::interval)
+         FILTER (WHERE j.proc_name = 'policy_compression') AS compress_after,
+       now() AS now
+FROM timescaledb_information.jobs j
+WHERE j.hypertable_schema = current_schema() AND j.hypertable_name = 'tick_data'
+  AND j.proc_name IN ('policy_retention', 'policy_compression');
+
+-- name: mig_target_settings
+-- Which of the settings a batch may tune this server knows (older TimescaleDB lacks
+-- direct compression on COPY; the apache edition compresses nothing).
+SELECT name FROM pg_settings
+WHERE name IN ('timescaledb.enable_direct_compress_copy',
+               'timescaledb.max_tuples_decompressed_per_dml_transaction',
+               'timescaledb.license');
+
+-- name: mig_set_local
+-- One setting for the rest of the batch's transaction only (SET LOCAL as a function, so
+-- the name is a value: works through a transaction-mode pooler, leaks into no session).
+SELECT set_config(%(name)s, %(value)s, true);
+
+-- name: mig_license
+-- The server's TimescaleDB license ('timescale' compresses; 'apache' does not).
+SELECT current_setting('timescaledb.license', true);
+
+-- name: mig_paths_source
+-- The measurement's ticks (tsj_lab/migrate_paths.py), in its scratch schema: %(per_day)s
+-- per symbol and UTC day for %(days)s days from %(start)s, prices on a quarter-point grid,
+-- deterministic (the ways are compared on the same rows).
+CREATE TABLE mig_paths_source AS
+SELECT %(start)s::timestamptz + d * INTERVAL '1 day'
+         + (i * (86400.0 / %(per_day)s)) * INTERVAL '1 second' AS time,
+       s.symbol,
+       (5000 + (i %% 997) * 0.25 + d)::numeric(20, 8) AS bid_price,
+       (5000.25 + (i %% 997) * 0.25 + d)::numeric(20, 8) AS ask_price,
+       (5000.25 + ((i * 7) %% 997) * 0.25 + d)::numeric(20, 8) AS last_price,
+       (1 + i %% 9)::bigint AS volume, 'tsj-paths'::text AS source,
+       md5(s.symbol || d || '/' || i)::uuid AS trade_id, NULL::uuid AS account_id, i AS n
+FROM generate_series(0, %(days)s - 1) AS d,
+     generate_series(0, %(per_day)s - 1) AS i,
+     unnest(%(symbols)s::text[]) AS s(symbol);
+
+-- name: mig_paths_copy_out
+-- One symbol-day of the measurement's ticks as binary COPY (the migration's unit of work);
+-- %(half)s 0 or 1 picks every other tick (two interleaved halves of the day), NULL all.
+COPY (SELECT time, symbol, bid_price, ask_price, last_price, volume, source, trade_id,
+             account_id
+      FROM mig_paths_source
+      WHERE symbol = %(symbol)s AND time >= %(lo)s AND time < %(hi)s
+        AND (%(half)s::int IS NULL OR n %% 2 = %(half)s::int)
+      ORDER BY time)
+TO STDOUT (FORMAT BINARY);
+
+-- name: mig_paths_compress_chunks
+-- Compress every chunk of tick_data not yet compressed (the day just written).
+SELECT count(compress_chunk(c, if_not_compressed => true)) FROM show_chunks('tick_data') c;
+
+-- name: mig_paths_state
+-- What a way left: rows, chunks, chunks compressed, chunks with uncompressed rows beside
+-- their compressed ones (partial: status bit 8), and the hypertable's bytes on disk.
+SELECT (SELECT count(*) FROM tick_data) AS rows,
+       count(*) AS chunks,
+       count(*) FILTER (WHERE c.is_compressed) AS compressed,
+       count(*) FILTER (WHERE k.status & 8 = 8) AS partial,
+       hypertable_size('tick_data') AS bytes
+FROM timescaledb_information.chunks c
+-- the catalog names a chunk by relid since 2.2x, by schema_name/table_name before
+JOIN _timescaledb_catalog.chunk k
+  ON to_regclass(format('%%I.%%I', c.chunk_schema, c.chunk_name))
+     = coalesce((to_jsonb(k) ->> 'relid')::regclass,
+                to_regclass(format('%%I.%%I', to_jsonb(k) ->> 'schema_name',
+                                   to_jsonb(k) ->> 'table_name')))
+WHERE c.hypertable_schema = current_schema() AND c.hypertable_name = 'tick_data';
+
+-- name: mig_paths_compression_job
+-- The compression policy's job on the scratch schema's tick_data.
+SELECT j.job_id FROM timescaledb_information.jobs j
+WHERE j.hypertable_schema = current_schema() AND j.hypertable_name = 'tick_data'
+  AND j.proc_name = 'policy_compression';
+
+-- name: mig_paths_truncate
+-- A clean hypertable between runs (drops its chunks, compressed ones too).
+TRUNCATE tick_data;

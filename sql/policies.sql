@@ -93,3 +93,19 @@ SELECT (SELECT count(*) FROM want w JOIN {mat} m ON m.bucket = w.bucket AND m.sy
 SELECT ca.materialization_hypertable_schema::text, ca.materialization_hypertable_name::text
 FROM timescaledb_information.continuous_aggregates ca
 WHERE ca.view_schema = current_schema() AND ca.view_name = %(view)s;
+
+-- name: create_job_runs
+-- tsj's record of the jobs it ran with CALL run_job: a run outside the scheduler writes
+-- neither job_stats nor job_errors, so without this a failed manual run leaves no trace.
+CREATE TABLE IF NOT EXISTS tsj_job_runs (
+  job_id INTEGER NOT NULL,
+  started_at TIMESTAMPTZ NOT NULL,
+  finished_at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp(),
+  succeeded BOOLEAN NOT NULL,
+  message TEXT
+);
+
+-- name: record_job_run
+-- One run of job %(job)s and how it ended.
+INSERT INTO tsj_job_runs (job_id, started_at, succeeded, message)
+VALUES (%(job)s, %(started_at)s, %(succeeded)s, %(message)s);

@@ -542,3 +542,123 @@ def test_compression_rules_on_a_timescale_license(make_db: Callable[..., str]) -
         conn.execute("ALTER TABLE tick_data SET (timescaledb.compress_orderby = 'time')")
     wrong = compression()
     assert wrong.status == "fail" and "tsj provision" in wrong.detail
+
+
+# -- compressed chunks, real-time tails, jobs (issue 12) --------------------------------
+
+
+def test_checks_read_compressed_chunks(copy: Callable[[int], str]) -> None:
+    target, source = copy(0), copy(1)
+    _sql(target, "SELECT compress_chunk(c) FROM show_chunks('tick_data') c")
+    assert _rows(target, "SELECT bool_and(is_compressed) FROM timescaledb_information.chunks "
+                         "WHERE hypertable_name = 'tick_data'") == [(True,)]
+    clean = checks.run(target, source_url=source, progress=False)
+    assert [(r.check, r.observed) for r in clean if r.status not in ("ok", "unsupported")] == []
+    (rec,) = [r for r in clean if r.check == "reconcile"]
+    assert rec.observed.startswith(f"{2 * DAYS} symbol-days")
+    # planted inside compressed chunks: a changed volume, a negative one
+    _sql(target,
+         f"UPDATE tick_data SET volume = volume + 1 WHERE symbol = 'BTCUSD' AND time = '{_at(7)}'",
+         f"UPDATE tick_data SET volume = -5 WHERE symbol = 'BTCUSD' AND time = '{_at(100)}'",
+         "SELECT compress_chunk(c) FROM show_chunks('tick_data') c")  # recompressed: no tail
+    found = checks.run(target, source_url=source, progress=False)
+    assert [(r.symbol, r.day, r.status) for r in _found(found, "reconcile")] == [
+        ("BTCUSD", DAY2.date(), "fail")]
+    assert _sample_times(found, "negative_volume") == {_at(100)}
+
+
+def _materialized(url: str, view: str) -> str:
+    (schema_name, table), = _rows(url, "SELECT materialization_hypertable_schema, "
+                                       "materialization_hypertable_name FROM "
+                                       "timescaledb_information.continuous_aggregates "
+                                       f"WHERE view_name = '{view}'")
+    return f'"{schema_name}"."{table}"'
+
+
+def test_candle_check_reads_the_real_time_tail_and_the_materialized_part(
+        copy: Callable[[int], str]) -> None:
+    url = copy(0)
+    # three ticks in three minutes after the last refresh: only real-time aggregation shows them
+    _sql(url, "INSERT INTO tick_data (time, symbol, bid_price, ask_price, last_price, volume) "
+              "SELECT max(time) + interval '2 hours' + n * interval '1 minute', 'BTCUSD', "
+              "1, 2, 1.5, n FROM tick_data, generate_series(1, 3) n WHERE symbol = 'BTCUSD' "
+              "GROUP BY n")
+    results = checks.run(url, progress=False)
+    one = next(r for r in results if r.check == "candle_recompute" and r.table == "candle_1m")
+    assert one.status == "ok" and "3 bucket(s) from then on aggregated in real time" in one.detail
+    assert _found(results, "candle_freshness") == []
+    # served materialized-only, the view would miss those 3 candles: the check says so
+    _sql(url, "ALTER MATERIALIZED VIEW candle_1m SET (timescaledb.materialized_only = true)")
+    only = next(r for r in _found(checks.run(url, progress=False), "candle_recompute")
+                if r.table == "candle_1m")
+    assert only.rows_affected == 3 and "materialized only" in only.detail
+    _sql(url, "ALTER MATERIALIZED VIEW candle_1m SET (timescaledb.materialized_only = false)")
+    # a wrong candle in the materialized part (the tail still right)
+    mat = _materialized(url, "candle_1m")
+    _sql(url, f"UPDATE {mat} SET close = close + 1 WHERE symbol = 'BTCUSD' "
+              f"AND bucket = '{_at(30)}'")
+    wrong = next(r for r in _found(checks.run(url, progress=False), "candle_recompute")
+                 if r.table == "candle_1m")
+    assert wrong.status == "fail" and wrong.rows_affected == 1
+    assert "(1 materialized, 0 in the real-time tail)" in wrong.observed
+    assert wrong.samples[0][:2] == [_at(30), "BTCUSD"]
+
+
+def test_a_job_whose_last_run_failed_fails_the_layout(copy: Callable[[int], str],
+                                                      capsys: pytest.CaptureFixture[str]
+                                                      ) -> None:
+    from tsj_lab import policies
+
+    url = copy(0)
+    _sql(url, "CREATE TABLE tsj_fail_switch (fail boolean)",
+         "INSERT INTO tsj_fail_switch VALUES (true)",
+         "CREATE PROCEDURE tsj_nightly(job_id int, config jsonb) LANGUAGE plpgsql AS $$ "
+         "BEGIN IF (SELECT fail FROM tsj_fail_switch) THEN "
+         "RAISE EXCEPTION 'disk quota exceeded on /archive'; END IF; END $$")
+    ((job,),) = _rows(url, "SELECT add_job('tsj_nightly', '1 day')")
+    with psycopg.connect(url, autocommit=True) as conn:
+        with pytest.raises(psycopg.errors.RaiseException):
+            policies.run_job(conn, job)
+    (bad,) = _found(checks.run(url, progress=False), "jobs")
+    assert bad.status == "fail" and "\n" not in bad.detail
+    assert f"job {job} (public.tsj_nightly) last run failed: disk quota exceeded" in bad.detail
+    assert f"CALL run_job({job})" in bad.detail
+    assert main(["check", "--target", url, "--no-source"]) == 1
+    assert "disk quota exceeded" in capsys.readouterr().out
+    # fixed and run again: the last run succeeded, the check passes
+    _sql(url, "UPDATE tsj_fail_switch SET fail = false")
+    with psycopg.connect(url, autocommit=True) as conn:
+        policies.run_job(conn, job)
+    (ok,) = [r for r in checks.run(url, progress=False) if r.check == "jobs"]
+    assert ok.status == "ok" and "none failed" in ok.observed
+
+
+def test_a_failed_scheduler_run_is_read_from_job_stats_and_job_errors(
+        copy: Callable[[int], str]) -> None:
+    """What TimescaleDB's scheduler records of a failed run (the embedded server runs no
+    scheduler, so the test writes its two rows): the check fails with the job's error;
+    a newer successful run (tsj's CALL run_job) clears it."""
+    from tsj_lab import policies
+
+    url = copy(0)
+    ((job,),) = _rows(url, "SELECT job_id FROM timescaledb_information.jobs "
+                           "WHERE proc_name = 'policy_compression'")
+    _sql(url,
+         "INSERT INTO _timescaledb_internal.bgw_job_stat (job_id, last_start, last_finish, "
+         "next_start, last_successful_finish, last_run_success, total_runs, total_duration, "
+         "total_duration_failures, total_successes, total_failures, total_crashes, "
+         "consecutive_failures, consecutive_crashes) VALUES "
+         f"({job}, now() - interval '1 hour', now() - interval '59 minutes', now(), "
+         "'-infinity', false, 1, '1 minute', '1 minute', 0, 1, 0, 1, 0)",
+         "INSERT INTO _timescaledb_internal.bgw_job_stat_history (job_id, pid, execution_start, "
+         "execution_finish, succeeded, data) VALUES "
+         f"({job}, 4242, now() - interval '1 hour', now() - interval '59 minutes', false, "
+         """'{"error_data": {"message": "could not extend file: No space left on device"}}')""")
+    (bad,) = _found(checks.run(url, progress=False), "jobs")
+    assert bad.status == "fail" and "\n" not in bad.detail
+    assert f"job {job} (_timescaledb_functions.policy_compression on tick_data) last run " \
+           "failed: could not extend file: No space left on device" in bad.detail
+    with psycopg.connect(url, autocommit=True) as conn:
+        policies.run_job(conn, job)  # newer, and it succeeds
+    (ok,) = [r for r in checks.run(url, progress=False) if r.check == "jobs"]
+    assert ok.status == "ok", ok

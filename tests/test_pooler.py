@@ -220,7 +220,7 @@ def test_commands_through_transaction_pooler(pooled_pair: tuple[str, str],
               "--start", "2026-01-05", "--interval-ms", "2000", "--workers", "2")
     assert res.returncode == 0 and "loaded 86,400 ticks" in res.stdout, res.stdout + res.stderr
     res = tsj("migrate", "--source", source, "--target", target, "--workers", "2",
-              "--batch-size", "5000")
+              "--batch-size", "5000", "--include-expired")  # January 2026: past retention
     assert res.returncode == 0 and "verified 2 symbol-day(s)" in res.stdout, res.stdout + res.stderr
     assert "source through a pooler" in res.stdout and "transaction mode is enough" in res.stdout
     res = tsj("refresh", "--target", target)

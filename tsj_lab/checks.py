@@ -33,7 +33,7 @@ from . import queries, schema
 from .db import connection, probe
 from .domain import STATUSES
 from .errors import SchemaError
-from .migrate import QUARANTINE
+from .migrate import QUARANTINE, facts_of
 
 log = logging.getLogger("tsj_lab")
 
@@ -59,6 +59,7 @@ SEVERITY: dict[str, str] = {
     "chunk_interval": "fail",
     "retention": "warn",  # 'tsj retention' (apache) or the policy (timescale) fixes it
     "compression": "warn",
+    "jobs": "fail",  # a policy whose job fails does not hold, whatever its catalog row says
 }
 
 #: quality checks of the aggregate pass: check name -> chk_days column
@@ -373,17 +374,24 @@ def check_layout(ctx: _Run) -> None:
     ctx.add("chunk_interval", status="ok" if interval == dt.timedelta(days=1) else "fail",
             observed=_interval_text(interval), expected="1 day",
             detail=f"time dimension '{dim[0][0]}' (AC2)")
-    old = ctx.q("chk_old_chunks", {"table": t, "retention": opts.retention,
+    facts = facts_of(ctx.conn)
+    retention = facts.drop_after or opts.retention
+    policy = (f"retention policy drop_after {_interval_text(facts.drop_after)}"
+              if facts.drop_after else "no retention policy")
+    old = ctx.q("chk_old_chunks", {"table": t, "retention": retention,
                                    "limit": opts.sample_rows})
     n_old = old[0][0] if old else 0
     ctx.add("retention", found=n_old, observed=f"{n_old} chunks",
-            expected=f"0 chunks older than {opts.retention.days} days",
+            expected=f"0 chunks older than {_interval_text(retention)}",
             samples=[_jsonable(r[1:]) for r in old],
-            detail="drop them with 'tsj retention'" if old else "AC5")
-    _check_compression(ctx)
+            detail=(f"{policy}; " if ctx.license == "timescale" else "")
+                   + ("its job has not dropped them yet" if old and facts.drop_after
+                      else "drop them with 'tsj retention'" if old else "AC5"))
+    _check_compression(ctx, facts.compress_after)
+    check_jobs(ctx)
 
 
-def _check_compression(ctx: _Run) -> None:
+def _check_compression(ctx: _Run, compress_after: dt.timedelta | None) -> None:
     t, opts = ctx.opts.table, ctx.opts
     if ctx.license != "timescale":
         ctx.add("compression", status="unsupported", observed="unavailable",
@@ -398,13 +406,55 @@ def _check_compression(ctx: _Run) -> None:
         ctx.add("compression", status="fail", observed=observed,
                 expected="segmentby symbol, orderby time DESC", detail="run 'tsj provision'")
         return
-    late = ctx.q("chk_uncompressed_old_chunks", {"table": t, "compress_after": opts.compress_after,
+    if compress_after is None:
+        ctx.add("compression", status="fail", observed=f"{observed}; no compression policy",
+                expected=f"a compression policy after {_interval_text(opts.compress_after)}",
+                detail="run 'tsj provision' (AC3)")
+        return
+    late = ctx.q("chk_uncompressed_old_chunks", {"table": t, "compress_after": compress_after,
                                                  "limit": opts.sample_rows})
     n = late[0][0] if late else 0
     ctx.add("compression", found=n, observed=f"{observed}; {n} old chunks uncompressed",
-            expected=f"chunks older than {opts.compress_after.days} days compressed",
+            expected=f"chunks older than {_interval_text(compress_after)} compressed",
             samples=[_jsonable(r[1:]) for r in late],
-            detail="the compression policy has not run on them yet" if n else "AC3")
+            detail=(f"policy compress_after {_interval_text(compress_after)}; "
+                    + ("the compression policy has not run on them yet" if n else "AC3")))
+
+
+def check_jobs(ctx: _Run) -> None:
+    """Each policy or user job's last run (the scheduler's job_stats and job_errors, or tsj's
+    own CALL run_job record, whichever is newer): a failed last run fails the check."""
+    jobs = ctx.q("chk_jobs")
+    tsj_runs: dict[int, tuple[Any, ...]] = {}
+    if ctx.conn.execute(queries.text("chk_relation_kind"), {"name": "tsj_job_runs"}).fetchone():
+        tsj_runs = {r[0]: tuple(r[1:]) for r in ctx.q("chk_tsj_job_runs")}
+    if not jobs:
+        ctx.add("jobs", status="ok" if ctx.license != "timescale" else "warn", found=0,
+                observed="no jobs", expected="policy jobs that ran without error",
+                detail="no policy jobs: run 'tsj provision'" if ctx.license == "timescale"
+                else f"no policy jobs under the '{ctx.license}' license")
+        return
+    failed, never = [], 0
+    for job_id, proc, rel, started, status, runs, failures, err, err_at in jobs:
+        own = tsj_runs.get(job_id)
+        if own is not None and (started is None or own[0] >= started):
+            started, status, err = own[0], "Success" if own[1] else "Failed", own[2]
+        if started is None:
+            never += 1
+        elif status == "Failed":
+            failed.append((job_id, proc, rel, started, err or "no error recorded"))
+    for job_id, proc, rel, started, err in failed:
+        ctx.add("jobs", found=1, table=rel or ctx.opts.table,
+                observed=f"job {job_id} ({proc}) failed at {_ts(started)}",
+                expected="its last run succeeded", samples=[[job_id, proc, rel, _ts(started)]],
+                detail=f"job {job_id} ({proc}{' on ' + rel if rel else ''}) last run failed: "
+                       f"{' '.join(str(err).split())[:300]}; fix the cause, then "
+                       f"CALL run_job({job_id})")
+    if not failed:
+        ctx.add("jobs", observed=f"{len(jobs)} jobs, {len(jobs) - never} ran, none failed",
+                expected="no job's last run failed",
+                detail=(f"{never} not run yet (no scheduler run or CALL run_job recorded)"
+                        if never else "job_stats, job_errors"))
 
 
 # -- data quality: the aggregate pass ----------------------------------------------------
@@ -562,12 +612,13 @@ def check_reconcile(ctx: _Run) -> None:
             target = _digest(ctx.conn, ctx.opts.table)
             source = pending.result()
     quarantine = _quarantine_digest(ctx.conn)
+    source, skipped = _kept_days(ctx.conn, source, target)
     bad = [k for k in sorted(source.keys() | target.keys(), key=_key_order)
            if source.get(k) != target.get(k)]
     if not bad:
         rows = sum(v[0] for v in source.values())
         ctx.add("reconcile", observed=f"{len(source)} symbol-days, {rows} rows match",
-                expected=expected)
+                expected=expected, detail=skipped)
         return
     for symbol, day in bad:
         key = (symbol, day)
@@ -579,6 +630,26 @@ def check_reconcile(ctx: _Run) -> None:
                 detail=(f"the {q[0]} missing rows are in the migration's quarantine "
                         f"({QUARANTINE}): the target cannot hold them" if explained and q
                         else "samples: field, source, target"))
+
+
+def _kept_days(conn: psycopg.Connection[Any], source: dict[tuple[str, Any], tuple[Any, ...]],
+               target: dict[tuple[str, Any], tuple[Any, ...]]
+               ) -> tuple[dict[tuple[str, Any], tuple[Any, ...]], str]:
+    """The source's symbol-days to compare, and what was left out: days older than the
+    target's retention horizon that the target does not hold (its retention job drops
+    them, and 'tsj migrate' skips them). Such days the target does hold are compared."""
+    kept = facts_of(conn).kept_since
+    if kept is None:
+        return source, ""
+    gone = {k: v for k, v in source.items()
+            if k not in target and k[1] is not None and k[1] < kept.date()}
+    if not gone:
+        return source, ""
+    days = sorted({k[1] for k in gone})
+    rows = sum(v[0] for v in gone.values())
+    note = (f"skipped {len(gone)} source symbol-day(s), {rows} rows ({days[0]}..{days[-1]}) "
+            f"older than the target's retention (kept from {kept.date()}): not migrated")
+    return {k: v for k, v in source.items() if k not in gone}, note
 
 
 def _quarantine_digest(conn: psycopg.Connection[Any]) -> dict[tuple[str, Any], tuple[Any, ...]]:
@@ -689,9 +760,25 @@ def _check_freshness(ctx: _Run, view: str, width: str, last_time: dt.datetime | 
                    + ("" if fresh else "; run 'tsj refresh'"))
 
 
+def _watermark(ctx: _Run, view: str) -> tuple[dt.datetime | str, str]:
+    """The view's watermark ('infinity' for a plain materialized view) and what it means."""
+    row = ctx.q("chk_candle_watermark", {"view": view})
+    if not row:
+        return "infinity", "materialized view"
+    mark, materialized_only = row[0]
+    if materialized_only:
+        return "infinity", f"materialized only, watermark {_ts(mark)}"
+    with ctx.conn.transaction():  # a savepoint: an error leaves the suite's transaction
+        tail = ctx.q("chk_candle_tail", {"watermark": mark}, view=view)[0][0]
+    return mark, (f"materialized before {_ts(mark)}, {tail} bucket(s) from then on "
+                  "aggregated in real time from the ticks")
+
+
 def _check_recompute(ctx: _Run, view: str, width: str, horizon: dt.datetime | str) -> None:
     opts = ctx.opts
-    params = {"width": width, "horizon": horizon, "limit": opts.sample_rows, "sample": opts.sample}
+    mark, parts = _watermark(ctx, view)
+    params = {"width": width, "horizon": horizon, "limit": opts.sample_rows, "sample": opts.sample,
+              "watermark": mark}
     if opts.sample:
         ctx.q("chk_set_seed", {"seed": opts.seed})
         rows = ctx.q("chk_candle_recompute_sample", params, view=view)
@@ -699,11 +786,12 @@ def _check_recompute(ctx: _Run, view: str, width: str, horizon: dt.datetime | st
     else:
         rows = ctx.q("chk_candle_recompute", params, view=view)
         scope = "every bucket"
-    found = rows[0][0] if rows else 0
+    found, tail = (rows[0][0], rows[0][1]) if rows else (0, 0)
+    where = f" ({found - tail} materialized, {tail} in the real-time tail)" if found else ""
     ctx.add("candle_recompute", found=found, table=view,
-            observed=f"{found} buckets differ", expected=f"0 buckets differ ({scope})",
-            samples=[_jsonable(r[1:]) for r in rows],
-            detail=f"{view} against time_bucket('{width}') over the ticks"
+            observed=f"{found} buckets differ{where}", expected=f"0 buckets differ ({scope})",
+            samples=[_jsonable(r[2:]) for r in rows],
+            detail=f"{view} ({parts}) against time_bucket('{width}') over the ticks"
                    + ("; samples: bucket, symbol, then view/ticks open, high, low, close, "
                       "volume, count" if found else ""))
 

@@ -33,7 +33,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pandas as pd
@@ -87,12 +87,84 @@ class Window:
 
 
 @dataclass(frozen=True)
+class TargetFacts:
+    """What the target's policies and settings tell a migration of history.
+
+    ``drop_after`` / ``compress_after`` come from the target's own retention and compression
+    policy jobs (None without one: plain PostgreSQL, the apache edition, or a policy removed).
+    """
+
+    now: dt.datetime | None = None
+    drop_after: dt.timedelta | None = None
+    compress_after: dt.timedelta | None = None
+    direct_compress: bool = False  # the server compresses on COPY (TimescaleDB >= 2.23)
+    decompress_limit: bool = False  # it caps tuples decompressed per DML transaction
+
+    @property
+    def kept_since(self) -> dt.datetime | None:
+        """The first UTC day the retention job keeps (days ending by now - drop_after go)."""
+        if self.drop_after is None or self.now is None:
+            return None
+        return _day_floor(self.now - self.drop_after)
+
+    @property
+    def compress_before(self) -> dt.datetime | None:
+        """Batches ending by this instant land in chunks the compression policy compresses."""
+        if self.compress_after is None or self.now is None:
+            return None
+        return self.now - self.compress_after
+
+
+@dataclass(frozen=True)
+class Expired:
+    """Source ticks older than the target's retention horizon (its job would drop them)."""
+
+    kept_since: dt.datetime  # the first day kept
+    drop_after: dt.timedelta
+    days: int
+    rows: int
+    first_day: dt.date | None
+    last_day: dt.date | None
+    included: bool  # copied anyway (include_expired)
+
+    def describe(self) -> str:
+        if not self.rows:
+            return f"no ticks older than the target's {_days(self.drop_after)} retention"
+        span = f"{self.first_day}..{self.last_day}"
+        if self.included:
+            return (f"{self.days} day(s), {self.rows} ticks ({span}) are older than the "
+                    f"target's {_days(self.drop_after)} retention: copied as asked "
+                    "(its retention job will drop them)")
+        return (f"skipped {self.days} day(s), {self.rows} ticks ({span}): older than the "
+                f"target's {_days(self.drop_after)} retention (its job would drop them); "
+                "--include-expired copies them")
+
+    def summary(self) -> dict[str, Any]:
+        return {"expired_days": self.days, "expired_rows": self.rows,
+                "expired_range": f"{self.first_day}..{self.last_day}" if self.rows else "",
+                "expired_included": self.included, "kept_since": self.kept_since.isoformat()}
+
+
+def _days(d: dt.timedelta) -> str:
+    return f"{d.days}-day" if d == dt.timedelta(days=d.days) else str(d)
+
+
+def _day_floor(t: dt.datetime) -> dt.datetime:
+    t = t.astimezone(dt.timezone.utc)
+    return dt.datetime.combine(t.date(), dt.time(), dt.timezone.utc)
+
+
+@dataclass(frozen=True)
 class Plan:
     key: str
-    window: Window
+    window: Window  # what is copied and verified: the asked window less the expired days
     batch_size: int
     batches: tuple[Batch, ...]
     counts: pd.DataFrame  # day, symbol, rows (day NaT for odd rows)
+    expired: Expired | None = None  # None: the target has no retention policy
+    facts: TargetFacts = field(default_factory=TargetFacts)
+    #: batches ending by this instant COPY with direct compression (None: never)
+    direct_before: dt.datetime | None = None
 
     @property
     def rows(self) -> int:
@@ -127,14 +199,25 @@ def _utc(value: dt.datetime | str | None, what: str) -> dt.datetime | None:
 
 
 def plan(source_url: str, *, batch_size: int = DEFAULT_BATCH_SIZE,
-         window: Window = Window()) -> Plan:
-    """The batches for ``window``, from the source's counts per symbol and UTC day."""
+         window: Window = Window(), target_url: str | None = None,
+         include_expired: bool = False) -> Plan:
+    """The batches for ``window``, from the source's counts per symbol and UTC day.
+
+    With ``target_url``, days older than the target's retention horizon (read from its
+    retention policy) are counted in ``Plan.expired`` and left out of the window unless
+    ``include_expired``.
+    """
     if not 1 <= batch_size <= 10_000_000:
         raise ValueError(f"batch_size={batch_size} is out of range; use 1-10000000")
+    facts = target_facts(target_url) if target_url else TargetFacts()
+    asked = window
     with connect(source_url, autocommit=True) as conn:
         _require(conn, "tick_data", "source", "create it or point --source at the Supabase database")
+        expired, old_symbols = _expired(conn, window, facts, include_expired=include_expired)
+        if expired is not None and not include_expired:
+            window = _kept(window, expired.kept_since)
         rows = conn.execute(queries.text("mig_plan_counts"), window.params()).fetchall()
-        _require_symbols(conn, window, {r[0] for r in rows})
+        _require_symbols(conn, asked, {r[0] for r in rows} | old_symbols)
     batches: list[Batch] = []
     odd: dict[str | None, int] = {}
     for symbol, day, n in rows:
@@ -149,7 +232,54 @@ def plan(source_url: str, *, batch_size: int = DEFAULT_BATCH_SIZE,
         batches.append(Batch(len(batches), symbol, None, None, n, key))
     counts = pd.DataFrame(rows, columns=["symbol", "day", "rows"])[["day", "symbol", "rows"]]
     key = _key(*[b.key for b in batches])
-    return Plan(key, window, batch_size, tuple(batches), counts)
+    return Plan(key, window, batch_size, tuple(batches), counts, expired, facts)
+
+
+def target_facts(target_url: str) -> TargetFacts:
+    """The target's retention and compression policies and what its COPY can do."""
+    with connect(target_url, autocommit=True) as conn:
+        return facts_of(conn)
+
+
+def facts_of(conn: psycopg.Connection[Any]) -> TargetFacts:
+    """:func:`target_facts` on an open connection to the target."""
+    ts = conn.execute(queries.text("mig_has_timescaledb")).fetchone()
+    if not (ts and ts[0]):
+        return TargetFacts()
+    names = {r[0] for r in conn.execute(queries.text("mig_target_settings"))}
+    license_ = conn.execute(queries.text("mig_license")).fetchone()[0]  # type: ignore[index]
+    row = conn.execute(queries.text("mig_target_policies")).fetchone()
+    drop_after, compress_after, now = row if row else (None, None, None)
+    return TargetFacts(now, drop_after, compress_after,
+                       direct_compress=(license_ == "timescale" and
+                                        "timescaledb.enable_direct_compress_copy" in names),
+                       decompress_limit=("timescaledb.max_tuples_decompressed_per_dml_transaction"
+                                         in names))
+
+
+def _expired(conn: psycopg.Connection[Any], w: Window, facts: TargetFacts, *,
+             include_expired: bool) -> tuple[Expired | None, set[str | None]]:
+    """The source's ticks in ``w`` before the first kept day (None: no retention policy),
+    and their symbols."""
+    kept = facts.kept_since
+    if kept is None or facts.drop_after is None:
+        return None, set()
+    old = Window(w.since, min(kept, w.until) if w.until else kept, w.symbols)
+    rows = []
+    if old.since is None or old.since < old.until:  # type: ignore[operator]
+        rows = conn.execute(queries.text("mig_plan_counts"), old.params()).fetchall()
+    days = sorted({r[1] for r in rows if r[1] is not None})
+    return (Expired(kept, facts.drop_after, len(days), sum(r[2] for r in rows),
+                    days[0] if days else None, days[-1] if days else None, include_expired),
+            {r[0] for r in rows})
+
+
+def _kept(w: Window, kept_since: dt.datetime) -> Window:
+    """``w`` from the first kept day on (empty when it ends before)."""
+    since = max(w.since, kept_since) if w.since else kept_since
+    if w.until is not None and since >= w.until:
+        since = w.until
+    return Window(since, w.until, w.symbols)
 
 
 def _require_symbols(conn: psycopg.Connection[Any], w: Window, found: set[str | None]) -> None:
@@ -215,6 +345,7 @@ def copy_batch(src: psycopg.Connection[Any], tgt: psycopg.Connection[Any], batch
         return _quarantine_odd(src, tgt, batch, plan, t0)
     try:
         with tgt.transaction():
+            _tune(tgt, batch, plan)
             _clear_range(tgt, batch, plan.key)
             read, copied = _stream(src, tgt, batch, "tick_data")
             return _checkpoint(tgt, batch, plan.key, read, copied, 0, t0)
@@ -223,7 +354,25 @@ def copy_batch(src: psycopg.Connection[Any], tgt: psycopg.Connection[Any], batch
     except psycopg.DatabaseError as exc:
         log.info("batch %s refused (%s); retrying row by row", batch.label(), _reason(exc))
         _settle(src)
-        return _copy_with_quarantine(src, tgt, batch, plan.key, t0)
+        return _copy_with_quarantine(src, tgt, batch, plan, t0)
+
+
+def _tune(tgt: psycopg.Connection[Any], batch: Batch, plan: Plan) -> None:
+    """The batch transaction's own settings (SET LOCAL: nothing outlives it).
+
+    Clearing a range of a compressed chunk (a re-run after the compression job ran)
+    decompresses its batches; TimescaleDB refuses a transaction that decompresses more than
+    ``max_tuples_decompressed_per_dml_transaction`` (100,000) tuples, and a day's chunk
+    can hold more, so the cap is lifted for the batch. With ``direct_compress``, days old
+    enough for the compression policy COPY straight into compressed batches.
+    """
+    if plan.facts.decompress_limit:
+        tgt.execute(queries.text("mig_set_local"),
+                    {"name": "timescaledb.max_tuples_decompressed_per_dml_transaction",
+                     "value": "0"})
+    if plan.direct_before is not None and batch.hi is not None and batch.hi <= plan.direct_before:
+        tgt.execute(queries.text("mig_set_local"),
+                    {"name": "timescaledb.enable_direct_compress_copy", "value": "on"})
 
 
 def _clear_range(tgt: psycopg.Connection[Any], batch: Batch, plan_key: str) -> None:
@@ -244,9 +393,11 @@ def _stream(src: psycopg.Connection[Any], tgt: psycopg.Connection[Any], batch: B
 
 
 def _copy_with_quarantine(src: psycopg.Connection[Any], tgt: psycopg.Connection[Any],
-                          batch: Batch, plan_key: str, t0: float) -> BatchResult:
+                          batch: Batch, plan: Plan, t0: float) -> BatchResult:
     """The slow path: stage the batch, insert it by bisection, quarantine what is refused."""
+    plan_key = plan.key
     with tgt.transaction():
+        _tune(tgt, batch, replace(plan, direct_before=None))  # row by row: no direct COPY
         _clear_range(tgt, batch, plan_key)
         tgt.execute(queries.text("mig_create_stage"))
         read, staged = _stream(src, tgt, batch, STAGE)
@@ -353,6 +504,8 @@ class MigrationResult:
     verification: pd.DataFrame = field(default_factory=pd.DataFrame)
     history: pd.DataFrame = field(default_factory=pd.DataFrame)  # checkpoints, in order
     candles_refreshed: list[str] = field(default_factory=list)  # views brought up to date
+    expired: Expired | None = None  # ticks past the target's retention (skipped or not)
+    direct_compress: bool = False  # old days were COPYed straight into compressed batches
 
     @property
     def rows_per_s(self) -> float:
@@ -370,7 +523,8 @@ class MigrationResult:
                 "quarantined_rows": self.quarantined_rows, "seconds": round(self.seconds, 3),
                 "rows_per_s": round(self.rows_per_s), **self.anomalies,
                 "verified_days": int(len(self.verification)),
-                **self._days()}
+                **self._days(), **(self.expired.summary() if self.expired else {}),
+                "direct_compress": self.direct_compress}
 
     def _days(self) -> dict[str, int]:
         status = self.verification.get("status", pd.Series(dtype=object))
@@ -389,12 +543,24 @@ def run(
     workers: int = 1,
     progress: bool | None = None,
     verify_after: bool = True,
+    include_expired: bool = False,
+    direct_compress: bool | None = None,
 ) -> MigrationResult:
-    """Migrate (or resume migrating) the window; raises MigrationError when it does not verify."""
+    """Migrate (or resume migrating) the window; raises MigrationError when it does not verify.
+
+    Days older than the target's retention horizon are skipped (and reported in
+    ``result.expired``) unless ``include_expired``; the verification covers the days copied.
+    ``direct_compress`` True COPYs days older than the target's compress_after with direct
+    compression where the server has it (plain COPY elsewhere); None takes
+    :data:`DIRECT_COMPRESS_DEFAULT`, chosen by the figures in docs/migration.md.
+    """
     if not 1 <= workers <= 16:
         raise ValueError(f"workers={workers} is out of range; use 1-16")
     w = window(since=since, until=until, symbols=symbols)
-    p = plan(source_url, batch_size=batch_size, window=w)
+    p = plan(source_url, batch_size=batch_size, window=w, target_url=target_url,
+             include_expired=include_expired)
+    p = replace(p, direct_before=_direct_before(p.facts, direct_compress))
+    w = p.window
     done = _setup_target(target_url, p, source_url=source_url)
     todo = [b for b in p.batches if b.batch_id not in done]
     log.info("plan %s: %d batches, %d already done, %d rows to copy", p.key, len(p.batches),
@@ -405,7 +571,8 @@ def run(
     result = MigrationResult(
         p.key, len(p.batches), len(p.batches) - len(todo), sum(r.source_rows for r in results),
         sum(r.copied_rows for r in results), sum(r.quarantined_rows for r in results), seconds,
-        anomalies=anomalies(source_url, window=w), history=history(target_url, p.key))
+        anomalies=anomalies(source_url, window=w), history=history(target_url, p.key),
+        expired=p.expired, direct_compress=p.direct_before is not None)
     if result.copied_rows:  # the candle views show the new ticks only once refreshed
         result.candles_refreshed = [
             r.view for r in schema.refresh_written(target_url, start=w.since, end=w.until)]
@@ -413,6 +580,22 @@ def run(
         result.verification = verify(source_url, target_url, window=w)
         raise_on_mismatch(result.verification)
     return result
+
+
+#: the default of ``direct_compress``, chosen by the figures (docs/migration.md): direct
+#: compression writes compressed chunks faster (migrate_paths.measure), but a whole migration
+#: was no faster with it (each batch's checksum and the candle refresh read the rows back
+#: from compressed batches, and the policy later rewrites the unordered chunks it leaves)
+DIRECT_COMPRESS_DEFAULT = False
+
+
+def _direct_before(facts: TargetFacts, asked: bool | None) -> dt.datetime | None:
+    """Where direct compression on COPY applies: batches ending by the policy's horizon."""
+    if not (DIRECT_COMPRESS_DEFAULT if asked is None else asked):
+        return None
+    if not facts.direct_compress or facts.compress_before is None:
+        return None  # apache, TimescaleDB < 2.23, or no compression policy: plain COPY
+    return facts.compress_before
 
 
 def _setup_target(target_url: str, p: Plan, *, source_url: str) -> set[int]:
@@ -584,6 +767,7 @@ class DryRun:
     rows: int  # rows still to copy
     rate: float  # rows/s the estimate assumes
     rate_from: str  # 'history', 'sample' or 'default'
+    expired: Expired | None = None  # ticks past the target's retention
 
     @property
     def estimated_s(self) -> float:
@@ -598,6 +782,7 @@ def dry_run(
     since: dt.datetime | str | None = None,
     until: dt.datetime | str | None = None,
     symbols: Sequence[str] | str | None = None,
+    include_expired: bool = False,
 ) -> DryRun:
     """Counts per day and symbol and an estimated time; writes nothing to either side.
 
@@ -605,7 +790,8 @@ def dry_run(
     first batch COPYed into the target inside a transaction that is rolled back.
     """
     w = window(since=since, until=until, symbols=symbols)
-    p = plan(source_url, batch_size=batch_size, window=w)
+    p = plan(source_url, batch_size=batch_size, window=w, target_url=target_url,
+             include_expired=include_expired)
     done: set[int] = set()
     rate, rate_from = 0.0, "default"
     with connect(target_url, autocommit=True) as conn:
@@ -625,7 +811,7 @@ def dry_run(
     elif not rate:
         rate, rate_from = FALLBACK_RATE, "default (target not provisioned: run 'tsj provision')"
     rows = sum(b.expected_rows for b in p.batches if b.batch_id not in done)
-    return DryRun(p.key, p.counts, len(p.batches), len(done), rows, rate, rate_from)
+    return DryRun(p.key, p.counts, len(p.batches), len(done), rows, rate, rate_from, p.expired)
 
 
 def _sample_rate(source_url: str, target_url: str, p: Plan) -> tuple[float, str]:

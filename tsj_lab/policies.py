@@ -120,6 +120,26 @@ def _prove_in(url: str, *, days: int, symbols: tuple[str, ...], interval_ms: int
     return proofs
 
 
+def run_job(conn: psycopg.Connection[Any], job: int) -> None:
+    """``CALL run_job(job)`` on an autocommit connection, its outcome kept in tsj_job_runs.
+
+    A run outside the scheduler writes neither ``job_stats`` nor ``job_errors``; the
+    record is what lets 'tsj check' see that the last run of a job failed. Re-raises the
+    job's error after recording it.
+    """
+    conn.execute(queries.text("create_job_runs"))
+    started = datetime.now(timezone.utc)
+    try:
+        conn.execute(queries.text("run_job"), {"job": job})
+    except psycopg.Error as exc:
+        conn.execute(queries.text("record_job_run"), {
+            "job": job, "started_at": started, "succeeded": False,
+            "message": str(exc).splitlines()[0] if str(exc) else type(exc).__name__})
+        raise
+    conn.execute(queries.text("record_job_run"), {"job": job, "started_at": started,
+                                                  "succeeded": True, "message": None})
+
+
 Check = Callable[[psycopg.Connection[Any], dict[str, Any]], tuple[bool, str]]
 
 
@@ -132,7 +152,7 @@ def _run(conn: psycopg.Connection[Any], policy: str, jobs: dict[str, int],
     before = _facts(conn)
     t0 = time.perf_counter()
     try:
-        conn.execute(queries.text("run_job"), {"job": job})
+        run_job(conn, job)
     except psycopg.Error as exc:
         return PolicyProof(policy, job, FAIL, f"job {job} failed: {str(exc).splitlines()[0]}",
                            time.perf_counter() - t0)
