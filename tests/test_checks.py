@@ -27,8 +27,8 @@ SYMBOLS = ["ES", "BTCUSD"]  # CME hours (daily halt, weekend) and 24x7
 DAYS = 3
 INTERVAL_MS = 60_000
 # Recent days, so no chunk is past the 90-day retention, and none in the future.
-START = dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=DAYS + 1)
-DAY2 = dt.datetime.combine(START + dt.timedelta(days=1), dt.time(), dt.timezone.utc)
+START = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=DAYS + 1)
+DAY2 = dt.datetime.combine(START + dt.timedelta(days=1), dt.time(), dt.UTC)
 
 
 def _load(url: str) -> int:
@@ -115,7 +115,7 @@ def _sample_times(results: list[CheckResult], check: str) -> set[str]:
 
 
 def _iso(t: dt.datetime) -> str:
-    return t.astimezone(dt.timezone.utc).isoformat()
+    return t.astimezone(dt.UTC).isoformat()
 
 
 # -- clean data ---------------------------------------------------------------------------
@@ -526,7 +526,7 @@ def test_compression_rules_on_a_timescale_license(make_db: Callable[..., str]) -
 
     assert compression().status == "ok"
     # an old chunk the policy has not compressed yet: a finding, until the job runs
-    old = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=40)).date()
+    old = (dt.datetime.now(dt.UTC) - dt.timedelta(days=40)).date()
     generate.load(url, symbols=["ES"], start=old, days=1, interval_ms=60_000, progress=False,
                   workers=1)
     late = compression()

@@ -225,9 +225,9 @@ def test_swapped_source_and_target_are_refused(make_db) -> None:
     migrate.run(src, tgt, include_expired=True)
     _exec(tgt, "DELETE FROM tick_data WHERE time IN (SELECT time FROM tick_data "
                "ORDER BY time LIMIT 7)")
-    with pytest.raises(SchemaError, match="target .* is not a hypertable.*swapped"):
+    with pytest.raises(SchemaError, match=r"target .* is not a hypertable.*swapped"):
         migrate.dry_run(tgt, src, include_expired=True)
-    with pytest.raises(SchemaError, match="target .* is not a hypertable.*swapped"):
+    with pytest.raises(SchemaError, match=r"target .* is not a hypertable.*swapped"):
         migrate.run(tgt, src, include_expired=True)
     assert _one(src, "SELECT count(*) FROM tick_data") == 1440  # the source lost nothing
 
@@ -285,7 +285,7 @@ def test_a_changed_source_day_is_redone_alone_and_never_skipped_stale(make_db) -
 
 
 def _ago(days: int) -> dt.date:
-    return dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=days)
+    return dt.datetime.now(dt.UTC).date() - dt.timedelta(days=days)
 
 
 def test_days_past_the_targets_retention_are_skipped_and_reported(make_db) -> None:

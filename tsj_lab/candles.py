@@ -17,7 +17,7 @@ import pandas as pd
 
 from . import queries
 from .db import connection, read_frame
-from .domain import CANDLES
+from .domain import CANDLES, TickSpec
 from .errors import SchemaError
 
 log = logging.getLogger("tsj_lab")
@@ -154,25 +154,24 @@ def ensure_sample(url: str, *, source: str | None = None,
     (migrate those instead). The days end yesterday (UTC) unless ``start`` says
     otherwise: nothing is past a retention policy or in the future.
     """
-    from . import generate, schema
+    from . import generate
     from .db import resolve_url
 
     if _has_ticks(url):
         return 0
-    source_url = resolve_url(source) if source else None
-    if source_url and _has_ticks(source_url):
-        return 0
+    seed = generate.DEFAULT_SEED if seed is None else seed
     if start is None:
-        start = datetime.now(UTC).date() - timedelta(days=days)
-    spec = {"symbols": symbols, "start": start, "days": days, "interval_ms": interval_ms,
-            "progress": False, **({} if seed is None else {"seed": seed})}
-    schema.provision(url)
-    rows = generate.load(url, **spec)
-    if source_url:
-        schema.create_source(source_url)
-        generate.load(source_url, **spec)
-    log.info("candles: loaded %d sample ticks into an empty target", rows)
+        spec = TickSpec.ending_yesterday(symbols, days=days, interval_ms=interval_ms, seed=seed)
+    else:
+        spec = TickSpec(tuple(symbols), _as_date(start), days, interval_ms, seed)
+    rows, _ = generate.ensure_data(url, spec, source_url=resolve_url(source) if source else None)
+    if rows:
+        log.info("candles: loaded %d sample ticks into an empty target", rows)
     return rows
+
+
+def _as_date(value: str | date) -> date:
+    return value if isinstance(value, date) else date.fromisoformat(value)
 
 
 def _has_ticks(url: str) -> bool:

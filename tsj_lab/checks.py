@@ -31,7 +31,7 @@ import psycopg
 
 from . import queries, schema
 from .db import connection, probe
-from .domain import STATUSES
+from .domain import STATUSES, TickSpec
 from .errors import SchemaError
 from .migrate import QUARANTINE, facts_of
 
@@ -312,7 +312,8 @@ def has_ticks(url: str, *, table: str = "tick_data") -> bool:
     with connection(url, autocommit=True) as conn:
         if not conn.execute(queries.text("chk_relation_kind"), {"name": table}).fetchone():
             return False
-        return bool(conn.execute(queries.compose("chk_has_rows", table=table)).fetchone()[0])
+        row = conn.execute(queries.compose("chk_has_rows", table=table)).fetchone()
+        return bool(row and row[0])
 
 
 def prepare(
@@ -344,16 +345,9 @@ def prepare(
         note = ("existing ticks checked as they are" if target_has else
                 "the target holds no ticks while the source does: run 'tsj migrate'")
         return Prepared(0, 0, source_url, note)
-    start = dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=days)
-    spec = {"symbols": list(symbols), "start": start, "days": days, "interval_ms": interval_ms,
-            "seed": seed, "sessions": True, "progress": False}
-    schema.provision(target_url)
-    target_rows = generate.load(target_url, **spec)
-    schema.refresh_candles(target_url)
-    source_rows = 0
-    if source_url is not None:
-        schema.create_source(source_url)
-        source_rows = generate.load(source_url, **spec)
+    spec = TickSpec.ending_yesterday(symbols, days=days, interval_ms=interval_ms, seed=seed,
+                                     sessions=True)
+    target_rows, source_rows = generate.ensure_data(target_url, spec, source_url=source_url)
     return Prepared(target_rows, source_rows, source_url,
                     f"generated {target_rows} target and {source_rows} source rows")
 
@@ -435,7 +429,7 @@ def check_jobs(ctx: _Run) -> None:
                 else f"no policy jobs under the '{ctx.license}' license")
         return
     failed, never = [], 0
-    for job_id, proc, rel, started, status, runs, failures, err, err_at in jobs:
+    for job_id, proc, rel, started, status, _runs, _failures, err, _err_at in jobs:
         own = tsj_runs.get(job_id)
         if own is not None and (started is None or own[0] >= started):
             started, status, err = own[0], "Success" if own[1] else "Failed", own[2]
@@ -495,7 +489,7 @@ def check_sequence(ctx: _Run) -> None:
     opts = ctx.opts
     ctx.steps = _symbol_steps(ctx)
     symbols = sorted(ctx.steps)
-    gap_s = [None if ctx.steps[s] is None else ctx.steps[s] * opts.gap_multiple for s in symbols]
+    gap_s = [None if (step := ctx.steps[s]) is None else step * opts.gap_multiple for s in symbols]
     ctx.conn.execute(queries.compose("chk_sequence_scan", table=opts.table),
                      {"symbols": symbols, "gap_s": gap_s})
     _check_duplicates(ctx)
@@ -719,7 +713,7 @@ def check_candles(ctx: _Run, view: str) -> None:
     last_time = ctx.q("chk_tick_extent")[0][0]
     try:
         with ctx.conn.transaction():  # a savepoint: the suite's transaction goes on
-            last_bucket, view_ticks = ctx.q("chk_candle_freshness", view=view)[0]
+            last_bucket, _view_ticks = ctx.q("chk_candle_freshness", view=view)[0]
     except psycopg.errors.ObjectNotInPrerequisiteState:
         ctx.add("candle_freshness", status="fail", table=view, observed="never refreshed",
                 expected="populated", detail=f"{view} holds no data yet; run 'tsj refresh'")
@@ -742,7 +736,7 @@ def _horizon(last_time: dt.datetime | None, lag: dt.timedelta) -> dt.datetime | 
 def _bucket(t: dt.datetime, width: str) -> dt.datetime:
     seconds = {"1 minute": 60, "5 minutes": 300, "15 minutes": 900, "1 hour": 3600}[width]
     epoch = int(t.timestamp() // seconds * seconds)
-    return dt.datetime.fromtimestamp(epoch, dt.timezone.utc)
+    return dt.datetime.fromtimestamp(epoch, dt.UTC)
 
 
 def _check_freshness(ctx: _Run, view: str, width: str, last_time: dt.datetime | None,
@@ -818,13 +812,13 @@ def _interval_text(v: Any) -> str:
 
 
 def _ts(t: dt.datetime | None) -> str:
-    return "-" if t is None else t.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    return "-" if t is None else t.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _value(v: Any) -> Any:
     """A JSON-able form of one database value (exact: decimals as text)."""
     if isinstance(v, dt.datetime):
-        return v.astimezone(dt.timezone.utc).isoformat() if v.tzinfo else v.isoformat()
+        return v.astimezone(dt.UTC).isoformat() if v.tzinfo else v.isoformat()
     if isinstance(v, dt.date):
         return v.isoformat()
     if isinstance(v, dt.timedelta):

@@ -7,8 +7,9 @@ built from :data:`CANDLES`, never written out again.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, date, datetime, timedelta
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,25 @@ CANDLE_BY_NAME = {c.name: c for c in CANDLES}
 #: the outcome of a check, a validation row or a policy proof
 OK, WARN, FAIL, UNSUPPORTED = "ok", "warn", "fail", "unsupported"
 STATUSES = (OK, WARN, FAIL, UNSUPPORTED)
+
+@dataclass(frozen=True)
+class TickSpec:
+    """A synthetic data set: which symbols, which UTC days, how dense, from which seed."""
+
+    symbols: tuple[str, ...]
+    start: date
+    days: int = 1
+    interval_ms: int = 250
+    seed: int = 16
+    sessions: bool = False  # session breaks (the checks' gap rules need them)
+
+    @classmethod
+    def ending_yesterday(cls, symbols: Sequence[str], *, days: int = 1,
+                         **kwargs: int | bool) -> TickSpec:
+        """``days`` ending yesterday (UTC): nothing past a retention policy, nothing ahead."""
+        start = datetime.now(UTC).date() - timedelta(days=days)
+        return cls(tuple(symbols), start, days, **kwargs)  # type: ignore[arg-type]
+
 
 #: tick_data's columns, in the story's DDL order (the COPY and the quarantine use them)
 TICK_COLUMNS = ("time", "symbol", "bid_price", "ask_price", "last_price", "volume", "source",

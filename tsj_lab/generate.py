@@ -35,7 +35,7 @@ import psycopg
 
 from . import queries
 from .db import connect
-from .domain import TICK_COLUMNS
+from .domain import TICK_COLUMNS, TickSpec
 from .errors import SchemaError
 
 log = logging.getLogger("tsj_lab")
@@ -568,6 +568,43 @@ def write_parts(
     return total
 
 
+def ensure_data(target_url: str, spec: TickSpec, *, source_url: str | None = None) -> tuple[int, int]:
+    """Generated ticks for a target (and source) that hold none; (target, source) rows loaded.
+
+    Only when neither side holds ticks: the target is provisioned and loaded with ``spec``
+    and its candle views brought up to date, and the source (if any) gets the same rows, so
+    a later migration or reconciliation finds both sides equal. Existing ticks on either
+    side are never touched (0, 0): a notebook or check then works on what is there.
+    """
+    from . import schema
+
+    if _holds_ticks(target_url) or (source_url is not None and _holds_ticks(source_url)):
+        return 0, 0
+    schema.provision(target_url)
+    target_rows = load_spec(target_url, spec)
+    schema.refresh_candles(target_url)
+    source_rows = 0
+    if source_url is not None:
+        schema.create_source(source_url)
+        source_rows = load_spec(source_url, spec)
+    return target_rows, source_rows
+
+
+def load_spec(url: str, spec: TickSpec, *, progress: bool | None = False) -> int:
+    """:func:`load` of a :class:`~tsj_lab.domain.TickSpec`."""
+    return load(url, symbols=spec.symbols, start=spec.start, days=spec.days,
+                interval_ms=spec.interval_ms, seed=spec.seed, sessions=spec.sessions,
+                progress=progress)
+
+
+def _holds_ticks(url: str) -> bool:
+    if not table_exists(url):
+        return False
+    with connect(url, autocommit=True) as conn:
+        row = conn.execute(queries.compose("gen_has_rows", table="tick_data")).fetchone()
+    return bool(row and row[0])
+
+
 def ensure_source(
     url: str,
     *,
@@ -586,9 +623,7 @@ def ensure_source(
     plan(symbols, start=start, days=days, interval_ms=interval_ms, seed=seed)  # check first
     if not table_exists(url):
         schema.create_source(url)
-    with connect(url, autocommit=True) as conn:
-        row = conn.execute(queries.compose("gen_has_rows", table="tick_data")).fetchone()
-    if row and row[0]:
+    if _holds_ticks(url):
         return 0
     return load(url, symbols=symbols, start=start, days=days, interval_ms=interval_ms,
                 seed=seed, progress=False)

@@ -150,8 +150,8 @@ def _days(d: dt.timedelta) -> str:
 
 
 def _day_floor(t: dt.datetime) -> dt.datetime:
-    t = t.astimezone(dt.timezone.utc)
-    return dt.datetime.combine(t.date(), dt.time(), dt.timezone.utc)
+    t = t.astimezone(dt.UTC)
+    return dt.datetime.combine(t.date(), dt.time(), dt.UTC)
 
 
 @dataclass(frozen=True)
@@ -195,7 +195,7 @@ def _utc(value: dt.datetime | str | None, what: str) -> dt.datetime | None:
                              ) from None
     elif isinstance(value, dt.date) and not isinstance(value, dt.datetime):
         value = dt.datetime.combine(value, dt.time())
-    return value.replace(tzinfo=dt.timezone.utc) if value.tzinfo is None else value
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value
 
 
 def plan(source_url: str, *, batch_size: int = DEFAULT_BATCH_SIZE,
@@ -299,7 +299,7 @@ def _require_symbols(conn: psycopg.Connection[Any], w: Window, found: set[str | 
 def _slices(day: dt.date, n: int, batch_size: int,
             w: Window) -> Iterator[tuple[dt.datetime, dt.datetime, int]]:
     """Equal time slices of the day (clipped to the window), enough for ``batch_size`` rows."""
-    start = dt.datetime.combine(day, dt.time(), dt.timezone.utc)
+    start = dt.datetime.combine(day, dt.time(), dt.UTC)
     lo, hi = max(start, w.since or start), min(start + dt.timedelta(days=1), w.until or
                                                start + dt.timedelta(days=1))
     k = -(-n // batch_size)
@@ -522,7 +522,7 @@ class MigrationResult:
                 "source_rows": self.source_rows, "copied_rows": self.copied_rows,
                 "quarantined_rows": self.quarantined_rows, "seconds": round(self.seconds, 3),
                 "rows_per_s": round(self.rows_per_s), **self.anomalies,
-                "verified_days": int(len(self.verification)),
+                "verified_days": len(self.verification),
                 **self._days(), **(self.expired.summary() if self.expired else {}),
                 "direct_compress": self.direct_compress}
 

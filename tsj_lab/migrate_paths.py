@@ -26,7 +26,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pandas as pd
@@ -98,8 +98,8 @@ def _unsupported(ways: Sequence[str], note: str) -> pd.DataFrame:
 def _measure_in(url: str, *, days: int, per_day: int, symbols: list[str], runs: int,
                 ways: list[str]) -> pd.DataFrame:
     schema.provision(url)
-    start = datetime.combine(datetime.now(timezone.utc).date() - AGE - timedelta(days=days),
-                             datetime.min.time(), timezone.utc)
+    start = datetime.combine(datetime.now(UTC).date() - AGE - timedelta(days=days),
+                             datetime.min.time(), UTC)
     units = [_Unit(s, start + timedelta(days=d), start + timedelta(days=d + 1))
              for d in range(days) for s in symbols]
     with connection(url, autocommit=True) as conn:

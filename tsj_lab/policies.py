@@ -128,7 +128,7 @@ def run_job(conn: psycopg.Connection[Any], job: int) -> None:
     job's error after recording it.
     """
     conn.execute(queries.text("create_job_runs"))
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     try:
         conn.execute(queries.text("run_job"), {"job": job})
     except psycopg.Error as exc:
