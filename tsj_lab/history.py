@@ -194,8 +194,8 @@ def _column_bytes(conn: psycopg.Connection[Any]) -> list[tuple[str, int]]:
         rel = (cschema, ctable) if ctable else (schema_name, table)
         name = sql.Identifier(*rel).as_string(conn)
         for (col,) in conn.execute(queries.text("hist_columns"), {"rel": name}).fetchall():
-            got = conn.execute(queries.compose("hist_column_bytes", col=col).format(  # type: ignore[union-attr]
-                rel=sql.Identifier(*rel))).fetchone()
+            got = conn.execute(sql.SQL(queries.text("hist_column_bytes")).format(  # type: ignore[arg-type]
+                col=sql.Identifier(col), rel=sql.Identifier(*rel))).fetchone()
             total[col] = total.get(col, 0) + int(got[0])  # type: ignore[index]
     return list(total.items())
 
