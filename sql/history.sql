@@ -93,13 +93,16 @@ SELECT (SELECT count(*) FROM tick_data) AS ticks,
 
 -- name: hist_chunks
 -- The chunk tables of this schema's tick_data and, when compressed, the table that holds
--- its compressed rows (one row per segment and batch of up to 1,000 ticks).
-SELECT c.schema_name::text, c.table_name::text, cc.schema_name::text, cc.table_name::text
-FROM _timescaledb_catalog.chunk c
-JOIN _timescaledb_catalog.hypertable h ON h.id = c.hypertable_id
-LEFT JOIN _timescaledb_catalog.chunk cc ON cc.id = c.compressed_chunk_id
-WHERE h.schema_name = current_schema() AND h.table_name = 'tick_data' AND NOT c.dropped
-ORDER BY c.id;
+-- its compressed rows (one row per segment and batch of up to 1,000 ticks). The catalog
+-- of TimescaleDB 2.2x+ names it in compression_settings.compress_relid.
+SELECT n.nspname::text, k.relname::text, cn.nspname::text, ck.relname::text
+FROM show_chunks('tick_data') c
+JOIN pg_class k ON k.oid = c
+JOIN pg_namespace n ON n.oid = k.relnamespace
+LEFT JOIN _timescaledb_catalog.compression_settings cs ON cs.relid = c
+LEFT JOIN pg_class ck ON ck.oid = cs.compress_relid
+LEFT JOIN pg_namespace cn ON cn.oid = ck.relnamespace
+ORDER BY k.relname;
 
 -- name: hist_columns
 -- The columns of relation %(rel)s (a chunk or its compressed table), in order: the
@@ -191,3 +194,31 @@ ORDER BY range_start;
 -- name: hist_compress_chunk
 -- One chunk compressed with the hypertable's settings, as the policy's job does.
 SELECT compress_chunk(%(chunk)s::regclass, if_not_compressed => true);
+
+-- name: hist_page_first
+-- Keyset pagination that also works on compressed chunks, first page. The replay's
+-- (time, ctid) key (bench_page_first) cannot: transparent decompression refuses every
+-- system column but tableoid. Ticks of one instant are ordered by their values, so a
+-- page ends at a time and a count of that instant's ticks already returned.
+SELECT time,
+       bid_price::float8 AS bid_price,
+       ask_price::float8 AS ask_price,
+       last_price::float8 AS last_price,
+       volume
+FROM tick_data
+WHERE symbol = %(symbol)s AND time >= %(start)s AND time < %(end)s
+ORDER BY time, last_price, bid_price, ask_price, volume
+LIMIT %(limit)s;
+
+-- name: hist_page_after
+-- The next page: from the last page's final instant, skipping the %(skip)s ticks of that
+-- instant already returned.
+SELECT time,
+       bid_price::float8 AS bid_price,
+       ask_price::float8 AS ask_price,
+       last_price::float8 AS last_price,
+       volume
+FROM tick_data
+WHERE symbol = %(symbol)s AND time >= %(after_time)s AND time < %(end)s
+ORDER BY time, last_price, bid_price, ask_price, volume
+LIMIT %(limit)s OFFSET %(skip)s;

@@ -324,15 +324,73 @@ def ratios(df: pd.DataFrame, *, by: str, over: str = "uncompressed",
     return pd.DataFrame(out)
 
 
+def ctid_paging(copies: Copies) -> str | None:
+    """Why the replay's (time, ctid) keyset page fails on the compressed copy (None: it works)."""
+    ds = copies.dataset
+    with connection(copies.urls["cold"], autocommit=True) as conn:
+        try:
+            conn.execute(queries.text("bench_page_first"),
+                         {"symbol": ds.symbols[0], "start": ds.start, "end": ds.end, "limit": 1})
+        except psycopg.Error as exc:
+            return str(exc).splitlines()[0]
+    return None
+
+
 def replay_fetches(copies: Copies, *, rtts: Sequence[float | None], batch_sizes: Sequence[int],
                    samples: int, warmup: int, seed: int) -> pd.DataFrame:
-    """Keyset pages over the uncompressed and the compressed day, direct and through the proxy."""
-    from .replay import fetch_latencies
+    """Keyset pages over the uncompressed and the compressed day, direct and through the proxy.
 
-    got = fetch_latencies([copies.db("hot", "uncompressed"), copies.db("cold", "compressed")],
-                          copies.dataset, rtts=rtts, batch_sizes=batch_sizes, samples=samples,
-                          warmup=warmup, seed=seed)
-    return got.assign(workload="history_replay_fetch")
+    Both copies are paged with the (time, count at that time) key of :func:`pages`, since
+    the replay's (time, ctid) key fails on compressed chunks (:func:`ctid_paging`); one
+    kept psycopg connection, no prepared statements (one round trip a page), as
+    :func:`tsj_lab.replay.fetch_latencies` does.
+    """
+    import random
+
+    from .bench import time_calls, window_params
+    from .replay import _maybe_proxy
+
+    ds, rows = copies.dataset, []
+    for rtt in rtts:
+        for db in (copies.db("hot", "uncompressed"), copies.db("cold", "compressed")):
+            with _maybe_proxy(db.url, rtt) as url, connection(url, autocommit=True) as conn:
+                conn.prepare_threshold = None
+                for size in batch_sizes:
+                    span = min((samples + warmup + 1) * size * ds.interval_ms / 1000.0,
+                               ds.days * 86400)
+                    (p,) = window_params(ds, span, samples=1,
+                                         rng=random.Random(f"{seed}-{size}"))
+                    walk = pages(conn, symbol=p["symbol"], start=p["start"], end=ds.end,
+                                 size=size)
+                    latencies, counts = time_calls([lambda: len(next(walk, []))] * samples,
+                                                   warmup=warmup)
+                    rows.append(point("history_replay_fetch", db.label, latencies, rows=counts,
+                                      rtt_ms=rtt, via="direct" if rtt is None else "proxy",
+                                      batch=size))
+    return pd.DataFrame(rows)
+
+
+def pages(conn: psycopg.Connection[Any], *, symbol: str, start: dt.datetime, end: dt.datetime,
+          size: int) -> Iterator[list[tuple[Any, ...]]]:
+    """One symbol's ticks in [start, end) in pages of ``size``, on compressed chunks too.
+
+    A page ends at an instant and the count of that instant's ticks returned so far; the
+    next one starts at that instant and skips them (ticks of one instant are ordered by
+    their values, so the order is stable).
+    """
+    base = {"symbol": symbol, "start": start, "end": end, "limit": size}
+    page = conn.execute(queries.text("hist_page_first"), base).fetchall()
+    last, skip = None, 0
+    while page:
+        yield page
+        if len(page) < size:
+            return
+        at = page[-1][0]
+        same = sum(1 for r in page if r[0] == at)
+        skip = skip + same if at == last else same
+        last = at
+        page = conn.execute(queries.text("hist_page_after"),
+                            base | {"after_time": at, "skip": skip}).fetchall()
 
 
 # -- candles: real-time, materialized-only, raw; flat against hierarchical --------------
@@ -540,10 +598,11 @@ def latency_by_size(target_url: str, source_url: str, *, steps: Sequence[int],
     lo = dt.datetime.combine(start, dt.time(), tzinfo=dt.timezone.utc)
     out, done = [], 0
     try:
-        _decompress(target_url, lo, lo + dt.timedelta(days=steps[-1] if steps else 0))
         for step in steps:
             dbs, ds = prepare(target_url, source_url, symbols=symbols, start=start, days=step,
                               interval_ms=interval_ms, seed=seed)
+            if not done:  # chunks a killed run left compressed: every step starts uncompressed
+                _decompress(target_url, lo, lo + dt.timedelta(days=steps[-1]))
             rss = peak_rss_mb()
             new = Dataset(ds.symbols, lo + dt.timedelta(days=done), ds.end,
                           ds.ticks_per_symbol, ds.interval_ms)
