@@ -375,8 +375,8 @@ def pages(conn: psycopg.Connection[Any], *, symbol: str, start: dt.datetime, end
     """One symbol's ticks in [start, end) in pages of ``size``, on compressed chunks too.
 
     A page ends at an instant and the count of that instant's ticks returned so far; the
-    next one starts at that instant and skips them (ticks of one instant are ordered by
-    their values, so the order is stable).
+    next one starts at that instant and skips them (ticks of one instant come in the
+    scan's order, fixed while the data is only read).
     """
     base = {"symbol": symbol, "start": start, "end": end, "limit": size}
     page = conn.execute(queries.text("hist_page_first"), base).fetchall()
