@@ -43,10 +43,11 @@ CREATE TABLE tick_data (
 );
 
 -- name: hist_hypertable
--- The story's 1-day chunks, and the (symbol, time) index the provisioned table has.
+-- The story's 1-day chunks.
 SELECT create_hypertable('tick_data', 'time', chunk_time_interval => INTERVAL '1 day');
 
 -- name: hist_index
+-- The (symbol, time) index the provisioned table has (sql/schema.sql).
 CREATE INDEX tick_data_symbol_time_idx ON tick_data (symbol, time DESC);
 
 -- name: hist_compression
