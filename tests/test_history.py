@@ -117,6 +117,16 @@ def test_latency_by_size_compresses_and_leaves_the_table_as_it_was(make_db) -> N
         assert conn.execute("SELECT count(*) FROM tick_data").fetchone() == (2880,)
 
 
+def test_first_day_is_one_day_of_two_symbols() -> None:
+    lo = dt.datetime(2026, 1, 18, tzinfo=dt.timezone.utc)
+    big = bench.Dataset(("ES", "NQ", "EURUSD", "BTCUSD"), lo, lo + dt.timedelta(days=30),
+                        345_600 * 30, 250.0)
+    day = history.first_day(big)
+    assert day.symbols == ("ES", "NQ") and day.days == 1 and day.ticks_per_symbol == 345_600
+    with pytest.raises(ValueError, match="max_symbols=0"):
+        history.first_day(big, max_symbols=0)
+
+
 def test_story_physics_flags_what_a_round_trip_forbids() -> None:
     verdicts = {s.row: story.physics(s) for s in story.STORY_RESULTS}
     assert verdicts["Batch 100 ticks"].startswith("cannot be right: 33 ms is less than one 300 ms")

@@ -88,6 +88,20 @@ class Copies:
         return f"Copies({list(self.schemas.values())})"
 
 
+def first_day(dataset: Dataset, *, max_symbols: int = 2) -> Dataset:
+    """The data set's first UTC day and first symbols: what history copies, at any preset.
+
+    bench-large's 30 days x 4 symbols would make each copy 41M ticks; history compares
+    copies of the same ticks, for which the story's day of two symbols is enough.
+    """
+    if max_symbols < 1:
+        raise ValueError(f"max_symbols={max_symbols} must be at least 1")
+    end = min(dataset.end, dataset.start + dt.timedelta(days=1))
+    return Dataset(dataset.symbols[:max_symbols], dataset.start, end, dataset.ticks_per_symbol
+                   if dataset.days <= 1 else round(86_400_000 / dataset.interval_ms),
+                   dataset.interval_ms)
+
+
 @contextmanager
 def scratch(target_url: str, dataset: Dataset, *, keep: bool = False) -> Iterator[Copies]:
     """The copies built in scratch schemas of the target, dropped afterwards (unless ``keep``)."""
