@@ -144,7 +144,7 @@ FROM tick_data, LATERAL (VALUES (bid_price), (ask_price), (last_price)) v(p);
 -- parameters.
 CREATE MATERIALIZED VIEW {view}
 WITH (timescaledb.continuous, timescaledb.materialized_only = false) AS
-SELECT time_bucket({width}, time) AS bucket,
+SELECT time_bucket({width}::interval, time) AS bucket,
        symbol,
        first(last_price, time) AS open,
        max(last_price) AS high,
@@ -160,7 +160,7 @@ WITH NO DATA;
 -- The same as {view}, materialized-only: a read sees nothing past the last refresh.
 CREATE MATERIALIZED VIEW {view}
 WITH (timescaledb.continuous, timescaledb.materialized_only = true) AS
-SELECT time_bucket({width}, time) AS bucket,
+SELECT time_bucket({width}::interval, time) AS bucket,
        symbol,
        first(last_price, time) AS open,
        max(last_price) AS high,
@@ -226,3 +226,8 @@ FROM tick_data
 WHERE symbol = %(symbol)s AND time >= %(after_time)s AND time < %(end)s
 ORDER BY time
 LIMIT %(limit)s OFFSET %(skip)s;
+
+-- name: hist_current_schema
+-- The schema unqualified names resolve to: where the target's own tick_data is, and the
+-- scratch schema on a scoped connection.
+SELECT current_schema();

@@ -23,11 +23,12 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import math
+import random
 import resource
 import time
 import uuid
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,10 +36,14 @@ import pandas as pd
 import psycopg
 from psycopg import sql
 
-from . import queries, schema
-from .bench import Database, Dataset, point, time_interleaved
+from . import migrate, queries, schema
+from .bench import (CANDLE_WIDTHS, TIMESCALE, Database, Dataset, explainer, percentile, point,
+                    prepare, table_bytes, time_calls, time_interleaved, window_params)
 from .config import with_params
 from .db import close_frames, connection, probe_url, read_frame
+from .proxy import LatencyProxy
+from .replay import _maybe_proxy
+from .workloads import window_fetch
 
 log = logging.getLogger("tsj_lab")
 
@@ -109,7 +114,7 @@ def scratch(target_url: str, dataset: Dataset, *, keep: bool = False) -> Iterato
     schemas = {copy: f"{prefix}_{copy}" for copy in COPIES}
     with connection(target_url, autocommit=True) as conn:
         ext = conn.execute(queries.text("extension_schema")).fetchone()[0]  # type: ignore[index]
-        home = conn.execute("SELECT current_schema()").fetchone()[0]  # type: ignore[index]
+        home = conn.execute(queries.text("hist_current_schema")).fetchone()[0]  # type: ignore[index]
         for name in schemas.values():
             conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(name)))
     urls = {c: scoped(target_url, s, ext) for c, s in schemas.items()}
@@ -186,9 +191,9 @@ def run_policy(conn: psycopg.Connection[Any], proc: str) -> float:
     """Run this schema's ``proc`` policy job once (``CALL run_job``); its seconds."""
     row = conn.execute(queries.text("hist_policy_job"), {"proc": proc}).fetchone()
     if row is None:
-        raise LookupError(f"no {proc} job on tick_data in schema "
-                          f"{conn.execute('SELECT current_schema()').fetchone()[0]}; "  # type: ignore[index]
-                          "provision it first")
+        where = conn.execute(queries.text("hist_current_schema")).fetchone()[0]  # type: ignore[index]
+        raise LookupError(f"no {proc} job on tick_data in schema {where}; add the policy "
+                          "(history builds every copy with the story's policies)")
     t0 = time.perf_counter()
     conn.execute(queries.text("run_job"), {"job": row[0]})
     return time.perf_counter() - t0
@@ -251,8 +256,6 @@ def precision(copies: Copies) -> pd.DataFrame:
 def type_speed(copies: Copies, *, window: str = "1h", samples: int = 20, warmup: int = 2,
                seed: int = 0) -> pd.DataFrame:
     """1 h window fetch from each compressed price type, in turns (client and server time)."""
-    from .workloads import window_fetch
-
     dbs = [copies.db(c) for c in TYPES]
     got = window_fetch(dbs, copies.dataset, windows=[window], samples=samples, warmup=warmup,
                        seed=seed)
@@ -317,8 +320,6 @@ def disk_plan(copies: Copies, *, interval_ms: int = STORY_INTERVAL_MS,
 def windows(copies: Copies, *, windows: Sequence[str], samples: int, warmup: int,
             seed: int) -> pd.DataFrame:
     """AC8 windows on the uncompressed and the compressed copy of the same ticks, in turns."""
-    from .workloads import window_fetch
-
     got = window_fetch([copies.db("hot", "uncompressed"), copies.db("cold", "compressed")],
                        copies.dataset, windows=windows, samples=samples, warmup=warmup, seed=seed)
     return got.assign(workload="history_window")
@@ -359,11 +360,6 @@ def replay_fetches(copies: Copies, *, rtts: Sequence[float | None], batch_sizes:
     kept psycopg connection, no prepared statements (one round trip a page), as
     :func:`tsj_lab.replay.fetch_latencies` does.
     """
-    import random
-
-    from .bench import time_calls, window_params
-    from .replay import _maybe_proxy
-
     ds, rows = copies.dataset, []
     for rtt in rtts:
         for db in (copies.db("hot", "uncompressed"), copies.db("cold", "compressed")):
@@ -429,9 +425,9 @@ def candles(copies: Copies, *, samples: int, warmup: int, seed: int,
     with connection(hot, autocommit=True) as conn:
         for _, flat, width in FLAT.values():
             conn.execute(sql.SQL(queries.text("hist_create_flat")).format(  # type: ignore[arg-type]
-                view=sql.Identifier(flat), width=sql.Literal(width) + sql.SQL("::interval")))
+                view=sql.Identifier(flat), width=sql.Literal(width)))
         conn.execute(sql.SQL(queries.text("hist_create_materialized_only")).format(  # type: ignore[arg-type]
-            view=sql.Identifier(MATERIALIZED_ONLY), width=sql.SQL("INTERVAL '1 minute'")))
+            view=sql.Identifier(MATERIALIZED_ONLY), width=sql.Literal("1 minute")))
         views = ["candle_1m", MATERIALIZED_ONLY, *schema.CANDLE_VIEWS[1:],
                  *(f for _, f, _ in FLAT.values())]
         refreshes = [_refresh(conn, v, ds.start, split, copy="uncompressed") for v in views]
@@ -460,16 +456,10 @@ def _refresh(conn: psycopg.Connection[Any], view: str, start: dt.datetime, end: 
 
 def _time_candles(url: str, ds: Dataset, width: str, views_of: list[tuple[str, str]], *,
                   samples: int, warmup: int, seed: int) -> list[dict[str, Any]]:
-    import random
-
-    from .bench import CANDLE_WIDTHS, explainer
-
     rng = random.Random(f"{seed}-history-candles-{width}")
     params = [{"symbol": rng.choice(ds.symbols), "start": ds.start, "end": ds.end,
                "width": CANDLE_WIDTHS[width][0]} for _ in range(samples)]
     sources = [*views_of, ("raw", None)]
-    from contextlib import ExitStack
-
     with ExitStack() as stack:
         fns: dict[Any, Any] = {}
         for how, view in sources:
@@ -489,8 +479,6 @@ def _time_candles(url: str, ds: Dataset, width: str, views_of: list[tuple[str, s
 
 def _differ(url: str, ds: Dataset, view: str, width: str) -> int:
     """Candles of ``view`` that differ from raw time_bucket's (via a flat view of raw)."""
-    from .bench import CANDLE_WIDTHS
-
     raw = read_frame(url, "candle_raw_range", {"symbol": ds.symbols[0], "start": ds.start,
                                                "end": ds.end, "width": CANDLE_WIDTHS[width][0]})
     got = read_frame(url, "candle_view_range", {"symbol": ds.symbols[0], "start": ds.start,
@@ -547,9 +535,6 @@ def migration(source_url: str, target_url: str, dataset: Dataset, *,
     Each run gets its own provisioned scratch schema (an empty story table), dropped after;
     ``rtt_ms`` None is direct, a number is the target through :class:`LatencyProxy`.
     """
-    from . import migrate
-    from .proxy import LatencyProxy
-
     symbol = symbol or dataset.symbols[0]
     with connection(target_url, autocommit=True) as conn:
         ext = conn.execute(queries.text("extension_schema")).fetchone()[0]  # type: ignore[index]
@@ -604,9 +589,6 @@ def latency_by_size(target_url: str, source_url: str, *, steps: Sequence[int],
     from all the days, now compressed. At the end every chunk of the data set is
     decompressed again, so the rest of the benchmark reads the table as it was.
     """
-    from .bench import TIMESCALE, prepare, table_bytes
-    from .workloads import window_fetch
-
     if sorted(steps) != list(steps) or (steps and steps[0] < 1):
         raise ValueError(f"size steps {list(steps)} must be growing day counts >= 1")
     lo = dt.datetime.combine(start, dt.time(), tzinfo=dt.timezone.utc)
@@ -645,8 +627,6 @@ def latency_by_size(target_url: str, source_url: str, *, steps: Sequence[int],
 
 
 def _median(values: Sequence[float]) -> float:
-    from .bench import percentile
-
     return percentile(values, 50) if values else math.nan
 
 

@@ -22,6 +22,7 @@ import pandas as pd
 from . import queries
 from .bench import BATCH_SIZES, Database, Dataset, point, time_calls
 from .db import connection
+from .replay import _maybe_proxy, fetch_latencies
 
 log = logging.getLogger("tsj_lab")
 
@@ -68,8 +69,6 @@ HOW = {"batch": "one keyset page of {} ticks (the replay client's fetch)",
 def measure(db: Database, dataset: Dataset, *, rtt_ms: float = STORY_RTT_MS,
             samples: int = 10, warmup: int = 2, seed: int = 0) -> pd.DataFrame:
     """Every measured point behind the story's rows, direct and at ``rtt_ms``."""
-    from .replay import _maybe_proxy, fetch_latencies
-
     pages = fetch_latencies([db], dataset, rtts=[None, rtt_ms], batch_sizes=BATCH_SIZES,
                             samples=samples, warmup=warmup, seed=seed)
     rows = [r | {"workload": "story_batch"} for r in pages.to_dict("records")]
@@ -155,9 +154,10 @@ def inconsistencies() -> list[str]:
 
 
 def record(points: pd.DataFrame, rows: pd.DataFrame) -> None:
-    from . import bench, reports
+    from . import reports
+    from .bench import record as record_points
 
-    bench.record(points)
+    record_points(points)
     reports.record_table("story benchmark results", rows)
     for rec in rows.to_dict("records"):
         ok = rec["physics"] == "possible"
