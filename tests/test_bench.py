@@ -17,7 +17,7 @@ import pytest
 from tsj_lab import bench, db, queries
 
 START = dt.date(2026, 1, 18)
-LO = dt.datetime(2026, 1, 18, tzinfo=dt.timezone.utc)
+LO = dt.datetime(2026, 1, 18, tzinfo=dt.UTC)
 
 
 # -- percentile maths ------------------------------------------------------------------
@@ -80,7 +80,7 @@ def test_prepare_loads_both_and_is_idempotent(pair, make_db) -> None:
     assert ds.ticks_per_symbol == 1440 and ds.symbols == ("ES", "NQ")
     for d in dbs:
         assert bench.symbol_counts(d.url, start=ds.start, end=ds.end) == {"ES": 1440, "NQ": 1440}
-    again, ds2 = bench.prepare(dbs[1].url, dbs[0].url, symbols=["ES", "NQ"], start=START,
+    _, ds2 = bench.prepare(dbs[1].url, dbs[0].url, symbols=["ES", "NQ"], start=START,
                                days=1, interval_ms=60_000, seed=3)
     assert ds2 == ds
     assert bench.symbol_counts(dbs[0].url, start=ds.start, end=ds.end)["ES"] == 1440
@@ -153,8 +153,8 @@ def test_cli_parameters_are_the_notebooks() -> None:
 
 
 def test_prepare_refuses_a_day_of_other_spacing(pair) -> None:
-    dbs, ds = pair
-    with pytest.raises(Exception, match="1,440 ticks for ES on 2026-01-18, not the 720.*--replace"):
+    dbs, _ = pair
+    with pytest.raises(Exception, match=r"1,440 ticks for ES on 2026-01-18, not the 720.*--replace"):
         bench.prepare(dbs[1].url, dbs[0].url, symbols=["ES"], start=START, days=1,
                       interval_ms=120_000, seed=3)
 
@@ -172,7 +172,7 @@ def test_time_interleaved_takes_turns() -> None:
 
 def test_replace_regenerates_a_day_of_other_spacing(pair) -> None:
     dbs, ds = pair
-    again, ds2 = bench.prepare(dbs[1].url, dbs[0].url, symbols=["ES"], start=START, days=1,
+    _, ds2 = bench.prepare(dbs[1].url, dbs[0].url, symbols=["ES"], start=START, days=1,
                                interval_ms=120_000, seed=3, replace=True)
     assert ds2.ticks_per_symbol == 720
     for d in dbs:  # ES regenerated at the new spacing; NQ untouched

@@ -190,7 +190,7 @@ def explainer(url: str, query_name: str, *, identifiers: Mapping[str, str] | Non
               ) -> Iterator[Callable[[Mapping[str, Any]], float]]:
     """A function giving the server's execution time (ms) of the named query, on one connection."""
     inner = queries.compose(query_name, **(identifiers or {}))
-    stmt = sql.SQL(queries.text("bench_explain")).format(query=inner)  # type: ignore[arg-type]
+    stmt = sql.SQL(queries.text("bench_explain")).format(query=inner)
     with connection(url, autocommit=True) as conn:
         def explain(params: Mapping[str, Any]) -> float:
             plan = conn.execute(stmt, params).fetchone()[0]  # type: ignore[index]
@@ -217,7 +217,7 @@ def point(workload: str, db: str, latencies: Sequence[float], *, rows: Sequence[
         "max_ms": st.max_ms, "mean_ms": st.mean_ms,
         "server_p50_ms": percentile(server, 50) if server else None,
         "server_n": len(server) if server else 0,
-        "rows": total_rows / len(rows) if rows else None,
+        "rows": sum(rows) / len(rows) if rows else None,
         "rows_per_s": total_rows / (sum(latencies) / 1000.0) if total_rows else None,
         "samples_ms": list(latencies),
     }
@@ -321,7 +321,7 @@ def prepare(target_url: str, source_url: str, *, symbols: Sequence[str], start: 
     if not symbols:
         raise ValueError("bench needs at least one symbol, e.g. ES")
     _check_counts(days=days, interval_ms=interval_ms)
-    lo = dt.datetime.combine(start, dt.time(), tzinfo=dt.timezone.utc)
+    lo = dt.datetime.combine(start, dt.time(), tzinfo=dt.UTC)
     hi = lo + dt.timedelta(days=days)
     schema.create_source(source_url)
     schema.provision(target_url)
@@ -364,7 +364,7 @@ def prepare(target_url: str, source_url: str, *, symbols: Sequence[str], start: 
 
 
 def _delete_day(url: str, *, symbol: str, day: dt.date) -> None:
-    lo = dt.datetime.combine(day, dt.time(), tzinfo=dt.timezone.utc)
+    lo = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
     log.warning("deleting %s ticks of %s to generate them again", symbol, day)
     with connection(url, autocommit=True) as conn:
         conn.execute(queries.text("bench_delete_day"),

@@ -30,6 +30,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import pandas as pd
@@ -42,7 +43,7 @@ from .bench import (CANDLE_WIDTHS, TIMESCALE, Database, Dataset, explainer, perc
 from .config import with_params
 from .db import close_frames, connection, probe_url, read_frame
 from .proxy import LatencyProxy
-from .replay import _maybe_proxy
+from .replay import maybe_proxy
 from .workloads import window_fetch
 
 log = logging.getLogger("tsj_lab")
@@ -156,7 +157,7 @@ def _build(copies: Copies, *, source: sql.Composable) -> None:
             for name in (create, "hist_hypertable", "hist_index", "hist_compression",
                          "hist_compression_policy"):
                 conn.execute(queries.text(name))
-            conn.execute(sql.SQL(queries.text(fill)).format(src=cold_table))  # type: ignore[arg-type]
+            conn.execute(sql.SQL(queries.text(fill)).format(src=cold_table))
             conn.execute(queries.text("bench_analyze"))
     sizes, columns = [], []
     for copy in COPIES:
@@ -171,7 +172,7 @@ def _build(copies: Copies, *, source: sql.Composable) -> None:
             after_cols = dict(_column_bytes(conn))
         for row in columns:
             if row["copy"] == copy:
-                row["after"] = after_cols.pop(row["column"], 0)
+                row["after"] = after_cols.pop(str(row["column"]), 0)
         columns += [{"copy": copy, "column": c, "before": 0, "after": b}
                     for c, b in after_cols.items()]  # the compressed tables' metadata
         sizes.append({"copy": copy, "price_type": COPIES[copy], "ticks": before["ticks"],
@@ -213,7 +214,7 @@ def _column_bytes(conn: psycopg.Connection[Any]) -> list[tuple[str, int]]:
         rel = (cschema, ctable) if ctable else (schema_name, table)
         name = sql.Identifier(*rel).as_string(conn)
         for (col,) in conn.execute(queries.text("hist_columns"), {"rel": name}).fetchall():
-            got = conn.execute(sql.SQL(queries.text("hist_column_bytes")).format(  # type: ignore[arg-type]
+            got = conn.execute(sql.SQL(queries.text("hist_column_bytes")).format(
                 col=sql.Identifier(col), rel=sql.Identifier(*rel))).fetchone()
             total[col] = total.get(col, 0) + int(got[0])  # type: ignore[index]
     return list(total.items())
@@ -339,31 +340,19 @@ def ratios(df: pd.DataFrame, *, by: str, over: str = "uncompressed",
     return pd.DataFrame(out)
 
 
-def ctid_paging(copies: Copies) -> str | None:
-    """Why the replay's (time, ctid) keyset page fails on the compressed copy (None: it works)."""
-    ds = copies.dataset
-    with connection(copies.urls["cold"], autocommit=True) as conn:
-        try:
-            conn.execute(queries.text("bench_page_first"),
-                         {"symbol": ds.symbols[0], "start": ds.start, "end": ds.end, "limit": 1})
-        except psycopg.Error as exc:
-            return str(exc).splitlines()[0]
-    return None
-
-
 def replay_fetches(copies: Copies, *, rtts: Sequence[float | None], batch_sizes: Sequence[int],
                    samples: int, warmup: int, seed: int) -> pd.DataFrame:
     """Keyset pages over the uncompressed and the compressed day, direct and through the proxy.
 
-    Both copies are paged with the (time, count at that time) key of :func:`pages`, since
-    the replay's (time, ctid) key fails on compressed chunks (:func:`ctid_paging`); one
-    kept psycopg connection, no prepared statements (one round trip a page), as
+    Both copies are paged with the replay's own key (:func:`pages`: pages end at an
+    instant, keyed by time alone, which compressed chunks serve); one kept psycopg
+    connection, no prepared statements (one round trip a page), as
     :func:`tsj_lab.replay.fetch_latencies` does.
     """
     ds, rows = copies.dataset, []
     for rtt in rtts:
         for db in (copies.db("hot", "uncompressed"), copies.db("cold", "compressed")):
-            with _maybe_proxy(db.url, rtt) as url, connection(url, autocommit=True) as conn:
+            with maybe_proxy(db.url, rtt) as url, connection(url, autocommit=True) as conn:
                 conn.prepare_threshold = None
                 for size in batch_sizes:
                     span = min((samples + warmup + 1) * size * ds.interval_ms / 1000.0,
@@ -372,7 +361,7 @@ def replay_fetches(copies: Copies, *, rtts: Sequence[float | None], batch_sizes:
                                          rng=random.Random(f"{seed}-{size}"))
                     walk = pages(conn, symbol=p["symbol"], start=p["start"], end=ds.end,
                                  size=size)
-                    latencies, counts = time_calls([lambda: len(next(walk, []))] * samples,
+                    latencies, counts = time_calls([partial(_page_len, walk)] * samples,
                                                    warmup=warmup)
                     rows.append(point("history_replay_fetch", db.label, latencies, rows=counts,
                                       rtt_ms=rtt, via="direct" if rtt is None else "proxy",
@@ -380,27 +369,22 @@ def replay_fetches(copies: Copies, *, rtts: Sequence[float | None], batch_sizes:
     return pd.DataFrame(rows)
 
 
+def _page_len(walk: Iterator[list[tuple[Any, ...]]]) -> int:
+    return len(next(walk, []))
+
+
 def pages(conn: psycopg.Connection[Any], *, symbol: str, start: dt.datetime, end: dt.datetime,
           size: int) -> Iterator[list[tuple[Any, ...]]]:
-    """One symbol's ticks in [start, end) in pages of ``size``, on compressed chunks too.
-
-    A page ends at an instant and the count of that instant's ticks returned so far; the
-    next one starts at that instant and skips them (ticks of one instant come in the
-    scan's order, fixed while the data is only read).
-    """
+    """One symbol's ticks in [start, end) in the replay's keyset pages (``bench_page_*``):
+    ``size`` ticks and any more sharing the last one's instant; compressed chunks too."""
     base = {"symbol": symbol, "start": start, "end": end, "limit": size}
-    page = conn.execute(queries.text("hist_page_first"), base).fetchall()
-    last, skip = None, 0
+    page = conn.execute(queries.text("bench_page_first"), base).fetchall()
     while page:
         yield page
         if len(page) < size:
             return
-        at = page[-1][0]
-        same = sum(1 for r in page if r[0] == at)
-        skip = skip + same if at == last else same
-        last = at
-        page = conn.execute(queries.text("hist_page_after"),
-                            base | {"after_time": at, "skip": skip}).fetchall()
+        page = conn.execute(queries.text("bench_page_after"),
+                            base | {"after_time": page[-1][0]}).fetchall()
 
 
 # -- candles: real-time, materialized-only, raw; flat against hierarchical --------------
@@ -424,9 +408,9 @@ def candles(copies: Copies, *, samples: int, warmup: int, seed: int,
     hot = copies.urls["hot"]
     with connection(hot, autocommit=True) as conn:
         for _, flat, width in FLAT.values():
-            conn.execute(sql.SQL(queries.text("hist_create_flat")).format(  # type: ignore[arg-type]
+            conn.execute(sql.SQL(queries.text("hist_create_flat")).format(
                 view=sql.Identifier(flat), width=sql.Literal(width)))
-        conn.execute(sql.SQL(queries.text("hist_create_materialized_only")).format(  # type: ignore[arg-type]
+        conn.execute(sql.SQL(queries.text("hist_create_materialized_only")).format(
             view=sql.Identifier(MATERIALIZED_ONLY), width=sql.Literal("1 minute")))
         views = ["candle_1m", MATERIALIZED_ONLY, *schema.CANDLE_VIEWS[1:],
                  *(f for _, f, _ in FLAT.values())]
@@ -549,8 +533,9 @@ def migration(source_url: str, target_url: str, dataset: Dataset, *,
             with (LatencyProxy.for_url(url, rtt_ms=rtt) if rtt is not None
                   else _nothing()) as proxy:
                 via = proxy.url(url) if proxy else url
+                # the bench's fixed dates may lie past the 90-day retention: copied anyway
                 res = migrate.run(source_url, via, since=dataset.start, until=dataset.end,
-                                  symbols=[symbol], progress=False)
+                                  symbols=[symbol], progress=False, include_expired=True)
             rows.append({"via": "direct" if rtt is None else "proxy", "rtt_ms": rtt,
                          "rows": res.source_rows, "batches": res.batches,
                          "seconds": res.seconds, "rows_per_s": res.rows_per_s,
@@ -591,7 +576,7 @@ def latency_by_size(target_url: str, source_url: str, *, steps: Sequence[int],
     """
     if sorted(steps) != list(steps) or (steps and steps[0] < 1):
         raise ValueError(f"size steps {list(steps)} must be growing day counts >= 1")
-    lo = dt.datetime.combine(start, dt.time(), tzinfo=dt.timezone.utc)
+    lo = dt.datetime.combine(start, dt.time(), tzinfo=dt.UTC)
     out, done = [], 0
     try:
         for step in steps:

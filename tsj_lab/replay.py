@@ -75,7 +75,7 @@ def simulate(
     if prefetch_ticks < 0:
         raise ValueError(f"replay prefetch_ticks={prefetch_ticks} is negative; use 0 (on demand) or more")
     rng = random.Random(seed)
-    draw = lambda: rng.choice(latencies_ms) / 1000.0  # noqa: E731  (seconds)
+    draw = lambda: rng.choice(latencies_ms) / 1000.0
     frames = round(duration_s * fps)
     ticks_per_frame = speed * 1000.0 / fps / tick_interval_ms
 
@@ -181,7 +181,7 @@ def fetch_latencies(dbs: Sequence[Database], dataset: Dataset, *,
     rows = []
     for rtt in rtts:
         for db in dbs:
-            with _maybe_proxy(db.url, rtt) as url:
+            with maybe_proxy(db.url, rtt) as url:
                 t0 = time.perf_counter()
                 with connection(url, autocommit=True) as conn:
                     connect_ms = (time.perf_counter() - t0) * 1000.0
@@ -199,7 +199,9 @@ def fetch_latencies(dbs: Sequence[Database], dataset: Dataset, *,
 
 
 @contextmanager
-def _maybe_proxy(url: str, rtt: float | None) -> Iterator[str]:
+def maybe_proxy(url: str, rtt: float | None) -> Iterator[str]:
+    """``url`` itself (``rtt`` None), or the same server through a :class:`LatencyProxy`
+    adding ``rtt`` ms to every round trip."""
     if rtt is None:
         yield url
         return
@@ -251,7 +253,8 @@ def playback(latencies: pd.DataFrame, *, speeds: Sequence[float] = (1, 10, 100, 
             # Long enough to use up three pages (capped), so the buffer is refilled while
             # playing: with a shorter run the first page alone could cover it.
             duration = min(max(duration_s, 3 * batch / ticks_per_s), max_duration_s)
-            args = {"speed": speed, "batch_ticks": batch, "fps": fps, "duration_s": duration,
+            args: dict[str, Any] = {"speed": speed, "batch_ticks": batch, "fps": fps,
+                                    "duration_s": duration,
                     "tick_interval_ms": tick_interval_ms, "seed": seed}
             out = simulate(samples, prefetch_ticks=prefetch_ticks, **args)
             need = prefetch_needed(samples, **args)

@@ -22,7 +22,7 @@ import pandas as pd
 from . import queries
 from .bench import BATCH_SIZES, Database, Dataset, point, time_calls
 from .db import connection
-from .replay import _maybe_proxy, fetch_latencies
+from .replay import maybe_proxy, fetch_latencies
 
 log = logging.getLogger("tsj_lab")
 
@@ -77,11 +77,11 @@ def measure(db: Database, dataset: Dataset, *, rtt_ms: float = STORY_RTT_MS,
     params = [{"symbol": rng.choice(dataset.symbols), "start": day,
                "end": day + dt.timedelta(days=1)} for _ in range(samples)]
     for rtt in (None, rtt_ms):
-        with _maybe_proxy(db.url, rtt) as url, connection(url, autocommit=True) as conn:
+        with maybe_proxy(db.url, rtt) as url, connection(url, autocommit=True) as conn:
             conn.prepare_threshold = None  # one round trip per query, as in replay
             for view in ("candle_1m", "candle_5m", "candle_1h"):
                 stmt = queries.compose("candle_view_range", view=view)
-                calls = [lambda p=p: len(conn.execute(stmt, p).fetchall()) for p in params]
+                calls = [lambda p=p, s=stmt: len(conn.execute(s, p).fetchall()) for p in params]
                 latencies, counts = time_calls(calls, warmup=warmup)
                 rows.append(point("story_candles", db.label, latencies, rows=counts, view=view,
                                   rtt_ms=rtt, via="direct" if rtt is None else "proxy"))
@@ -127,7 +127,7 @@ def physics(row: StoryRow, *, rtt_ms: float = STORY_RTT_MS) -> str:
     """Whether the story's figure is possible at its own round trip, and why not."""
     kind, what = MEASURED_AS[row.row]
     if kind == "rate":
-        ceiling = what / (rtt_ms / 1000.0)
+        ceiling = float(what) / (rtt_ms / 1000.0)  # type: ignore[arg-type]  # a count
         if row.figure > ceiling:
             return (f"cannot be right: one connection paging {what} ticks per {rtt_ms:g} ms "
                     f"round trip gets at most {ceiling:,.0f} ticks/s; {row.figure:,.0f} needs "

@@ -15,6 +15,7 @@ import math
 import random
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
+from functools import partial
 from typing import Any
 
 import pandas as pd
@@ -45,7 +46,7 @@ def window_fetch(dbs: Sequence[Database], dataset: Dataset, *,
         with ExitStack() as stack:
             fns: dict[Any, Callable[[Any], Any]] = {}
             for db in dbs:
-                fns[db.label, "client"] = lambda p, u=db.url: read_frame(u, "bench_window", p)
+                fns[db.label, "client"] = partial(read_frame, db.url, "bench_window")
                 fns[db.label, "server"] = stack.enter_context(explainer(db.url, "bench_window"))
             got = time_interleaved(fns, params, warmup=warmup)
         for db in dbs:
@@ -121,6 +122,10 @@ def pages(url: str, *, symbol: str, start: dt.datetime, end: dt.datetime,
                           base | {"after_time": page["time"].iloc[-1].to_pydatetime()})
 
 
+def _next_page(pages: Iterator[pd.DataFrame], _: object) -> pd.DataFrame:
+    return next(pages, pd.DataFrame())
+
+
 def batch_fetch(dbs: Sequence[Database], dataset: Dataset, *,
                 sizes: Sequence[int] = BATCH_SIZES, samples: int = 30, warmup: int = 3,
                 seed: int = 0) -> pd.DataFrame:
@@ -134,8 +139,8 @@ def batch_fetch(dbs: Sequence[Database], dataset: Dataset, *,
                              rng=random.Random(f"{seed}-batch-{size}"))
         walks = {db.label: pages(db.url, symbol=p["symbol"], start=p["start"], end=dataset.end,
                                  size=size) for db in dbs}
-        got = time_interleaved({label: lambda _, it=it: next(it, pd.DataFrame())
-                                for label, it in walks.items()}, [None] * samples, warmup=warmup)
+        got = time_interleaved({label: partial(_next_page, it) for label, it in walks.items()},
+                               [None] * samples, warmup=warmup)
         for label, (latencies, frames) in got.items():
             rows.append(point("batch", label, latencies, rows=[len(f) for f in frames], batch=size))
     return pd.DataFrame(rows)
@@ -157,8 +162,8 @@ def candles(dbs: Sequence[Database], dataset: Dataset, *,
             fns: dict[Any, Callable[[Any], Any]] = {}
             for db in dbs:
                 for how, query_name, ident in _candle_sources(db, view):
-                    fns[db.label, how, "client"] = (
-                        lambda p, u=db.url, q=query_name, i=ident: read_frame(u, q, p, identifiers=i))
+                    fns[db.label, how, "client"] = partial(read_frame, db.url, query_name,
+                                                           identifiers=ident)
                     fns[db.label, how, "server"] = stack.enter_context(
                         explainer(db.url, query_name, identifiers=ident))
             got = time_interleaved(fns, params, warmup=warmup)
@@ -175,6 +180,10 @@ def _candle_sources(db: Database, view: str) -> list[tuple[str, str, dict[str, s
         return [("raw", "bench_candles_raw_plain", {})]
     return [("view", "candle_view_range", {"view": view}),
             ("raw", "candle_raw_range", {})]
+
+
+def _nth_window(stmt: str, params: Sequence[dict[str, Any]], i: int) -> tuple[str, dict[str, Any]]:
+    return stmt, params[i]
 
 
 def concurrency(dbs: Sequence[Database], dataset: Dataset, *,
@@ -201,7 +210,7 @@ def concurrency(dbs: Sequence[Database], dataset: Dataset, *,
             params = window_params(dataset, WINDOWS[window], samples=level * queries_per_client,
                                    rng=random.Random(f"{seed}-conc-{level}"))
             got = clients.run(db.url, clients=level, queries_per_client=queries_per_client,
-                              work=lambda i, p=params: (stmt, p[i]))
+                              work=partial(_nth_window, stmt, params))
             if got.cause:
                 log.warning("concurrency %d on %s (%s): %s", level, db.label, db.via, got.cause)
             rows.append(point("concurrency", db.label, got.latencies_ms or [math.nan],
