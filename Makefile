@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum | cut -d' ' -f1)
 
-.PHONY: setup db test bench bench-large report lab clean browser
+.PHONY: setup db test lint bench bench-large report lab clean browser
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,9 +33,15 @@ browser:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "make: chromium missing; run 'sudo apt-get install chromium'" >&2; exit 1; fi; }
 
-## test: the whole suite (unit, integration on the embedded server, nbval over notebooks/)
-test: setup browser
+## test: lint and types, then the whole suite (unit, integration on the embedded server,
+## nbval over notebooks/)
+test: setup browser lint
 	TSJ_NO_PROGRESS=1 $(BIN)/python -m pytest tests notebooks
+
+## lint: ruff and mypy, configured in pyproject.toml (part of make test, so of CI)
+lint: $(STAMP)
+	$(BIN)/ruff check tsj_lab tests conftest.py
+	$(BIN)/mypy
 
 ## bench: the main job: server, default data, provisioning, benchmark report in reports/
 ## (BENCH_ARGS="--quick", "--replace", "-p samples 50"... are passed to tsj bench)
