@@ -42,6 +42,7 @@ from .bench import (CANDLE_WIDTHS, TIMESCALE, Database, Dataset, explainer, perc
                     prepare, table_bytes, time_calls, time_interleaved, window_params)
 from .config import with_params
 from .db import close_frames, connection, probe_url, read_frame
+from .domain import CANDLES
 from .proxy import LatencyProxy
 from .replay import maybe_proxy
 from .workloads import window_fetch
@@ -55,9 +56,7 @@ COPIES = {"hot": "numeric(20,8)", "cold": "numeric(20,8)", "float8": "double pre
 TYPES = ("cold", "float8", "int8")
 #: candle views of the story (hierarchical on candle_1m as provisioned) and the flat
 #: ones history builds beside them: width -> (provisioned view, flat view)
-FLAT = {"5m": ("candle_5m", "candle_5m_flat", "5 minutes"),
-        "15m": ("candle_15m", "candle_15m_flat", "15 minutes"),
-        "1h": ("candle_1h", "candle_1h_flat", "1 hour")}
+FLAT = {c.name: (c.view, f"{c.view}_flat", c.interval) for c in CANDLES if c.name != "1m"}
 MATERIALIZED_ONLY = "candle_1m_mat"
 #: the story's tick spacing, for the disk plan
 STORY_INTERVAL_MS = 250
