@@ -138,28 +138,12 @@ SELECT count(*) FILTER (WHERE round(p * 100000000)::int8 / 100000000.0 <> p) AS 
        count(p) AS values
 FROM tick_data, LATERAL (VALUES (bid_price), (ask_price), (last_price)) v(p);
 
--- name: hist_create_flat
--- A candle width made from the ticks directly (flat), real-time: {view} of %(width)s
--- buckets, the same columns as the provisioned views. Width is a literal: DDL takes no
--- parameters.
+-- name: hist_create_candles
+-- A candle width made from the ticks directly (flat): {view} of {width} buckets, the same
+-- columns as the provisioned views; {materialized_only} true: a read sees nothing past
+-- the last refresh, false: real-time (the story's). Literals: DDL takes no parameters.
 CREATE MATERIALIZED VIEW {view}
-WITH (timescaledb.continuous, timescaledb.materialized_only = false) AS
-SELECT time_bucket({width}::interval, time) AS bucket,
-       symbol,
-       first(last_price, time) AS open,
-       max(last_price) AS high,
-       min(last_price) AS low,
-       last(last_price, time) AS close,
-       sum(volume) AS volume,
-       count(*) AS tick_count
-FROM tick_data
-GROUP BY 1, symbol
-WITH NO DATA;
-
--- name: hist_create_materialized_only
--- The same as {view}, materialized-only: a read sees nothing past the last refresh.
-CREATE MATERIALIZED VIEW {view}
-WITH (timescaledb.continuous, timescaledb.materialized_only = true) AS
+WITH (timescaledb.continuous, timescaledb.materialized_only = {materialized_only}) AS
 SELECT time_bucket({width}::interval, time) AS bucket,
        symbol,
        first(last_price, time) AS open,

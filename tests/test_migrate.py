@@ -151,21 +151,26 @@ def _checkpoints(url: str) -> int:
         return conn.execute("SELECT count(*) FROM tsj_migration_batches").fetchone()[0]  # type: ignore[index]
 
 
+def _kill_after(args: list[str], tgt: str, *, checkpoints: int, timeout: float) -> None:
+    """`tsj ARGS` in a subprocess, SIGKILLed once the target holds ``checkpoints`` batches."""
+    proc = subprocess.Popen([sys.executable, "-m", "tsj_lab.cli", *args],
+                            env=os.environ | {"TSJ_NO_PROGRESS": "1"},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + timeout
+    while _checkpoints(tgt) < checkpoints:
+        assert proc.poll() is None, f"migrate ended before the kill: {proc.stderr.read()!r}"
+        assert time.monotonic() < deadline, f"no {checkpoints} checkpoints after {timeout:g} s"
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL
+
+
 def test_sigkill_mid_run_then_rerun_ends_exact(make_db) -> None:
     src, tgt = _pair(make_db, interval_ms=4000)
     _exec(src, "INSERT INTO tick_data SELECT * FROM tick_data WHERE symbol = 'ES' "
                "AND time < '2024-01-02 00:01+00'")  # 15 duplicated ticks must stay doubled
-    cmd = [sys.executable, "-m", "tsj_lab.cli", "migrate", "--source", src, "--target", tgt,
-           "--batch-size", "300", "--include-expired"]
-    env = os.environ | {"TSJ_NO_PROGRESS": "1"}
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 120
-    while _checkpoints(tgt) < 5:
-        assert proc.poll() is None, f"migrate ended before the kill: {proc.stderr.read()!r}"
-        assert time.monotonic() < deadline, "no checkpoint after 120 s"
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    assert proc.wait() == -signal.SIGKILL
+    _kill_after(["migrate", "--source", src, "--target", tgt, "--batch-size", "300",
+                 "--include-expired"], tgt, checkpoints=5, timeout=120)
     done = _checkpoints(tgt)
     total = migrate.plan(src, batch_size=300).batches
     assert 5 <= done < len(total)
@@ -364,16 +369,7 @@ def test_100_days_survive_sigkill_and_compression_and_verify(make_db) -> None:
     generate.load(src, symbols=["ES"], start=_ago(100), days=100, interval_ms=600_000, workers=1)
     args = ["migrate", "--source", src, "--target", tgt, "--batch-size", "100",
             "--direct-compress"]
-    env = os.environ | {"TSJ_NO_PROGRESS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "tsj_lab.cli", *args], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 60
-    while _checkpoints(tgt) < 60:
-        assert proc.poll() is None, f"migrate ended before the kill: {proc.stderr.read()!r}"
-        assert time.monotonic() < deadline, "no 60 checkpoints after 60 s"
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    assert proc.wait() == -signal.SIGKILL
+    _kill_after(args, tgt, checkpoints=60, timeout=60)
     assert _checkpoints(tgt) < 180  # killed mid-run: 90 kept days in 2 batches each
     assert _one(tgt, "SELECT count(*) FROM tick_data") == _one(
         tgt, "SELECT sum(copied_rows) FROM tsj_migration_batches")

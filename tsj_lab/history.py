@@ -40,10 +40,8 @@ from psycopg import sql
 from . import migrate, queries, schema
 from .bench import (CANDLE_WIDTHS, TIMESCALE, Database, Dataset, explainer, percentile, point,
                     prepare, table_bytes, time_calls, time_interleaved, window_params)
-from .config import with_params
 from .db import close_frames, connection, probe_url, read_frame
 from .domain import CANDLES
-from .proxy import LatencyProxy
 from .replay import maybe_proxy
 from .workloads import window_fetch
 
@@ -113,32 +111,15 @@ def scratch(target_url: str, dataset: Dataset, *, keep: bool = False) -> Iterato
     prefix = f"tsj_hist_{uuid.uuid4().hex[:8]}"
     schemas = {copy: f"{prefix}_{copy}" for copy in COPIES}
     with connection(target_url, autocommit=True) as conn:
-        ext = conn.execute(queries.text("extension_schema")).fetchone()[0]  # type: ignore[index]
         home = conn.execute(queries.text("hist_current_schema")).fetchone()[0]  # type: ignore[index]
-        for name in schemas.values():
-            conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(name)))
-    urls = {c: scoped(target_url, s, ext) for c, s in schemas.items()}
-    copies = Copies(urls, schemas, dataset)
-    try:
+    with ExitStack() as stack:
+        # closed first (last in): read_frame's cached connections to the scratch URLs
+        urls = {c: stack.enter_context(schema.scratch_schema(target_url, s, keep=keep))
+                for c, s in schemas.items()}
+        stack.callback(close_frames)
+        copies = Copies(urls, schemas, dataset)
         _build(copies, source=sql.Identifier(home, "tick_data"))
         yield copies
-    finally:
-        close_frames()  # cached read_frame connections to the scratch URLs
-        if keep:
-            log.info("history: scratch schemas %s kept", ", ".join(schemas.values()))
-        else:
-            drop_schemas(target_url, list(schemas.values()))
-
-
-def scoped(url: str, schema_name: str, ext_schema: str) -> str:
-    """``url`` with ``schema_name`` first on the search_path (the extension's schema next)."""
-    return with_params(url, options=f"-csearch_path={schema_name},{ext_schema}")
-
-
-def drop_schemas(url: str, names: Sequence[str]) -> None:
-    with connection(url, autocommit=True) as conn:
-        for name in names:
-            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
 
 
 def _build(copies: Copies, *, source: sql.Composable) -> None:
@@ -406,11 +387,11 @@ def candles(copies: Copies, *, samples: int, warmup: int, seed: int,
         raise ValueError(f"tail of {tail_hours} h is as long as the data set; use a shorter one")
     hot = copies.urls["hot"]
     with connection(hot, autocommit=True) as conn:
-        for _, flat, width in FLAT.values():
-            conn.execute(sql.SQL(queries.text("hist_create_flat")).format(
-                view=sql.Identifier(flat), width=sql.Literal(width)))
-        conn.execute(sql.SQL(queries.text("hist_create_materialized_only")).format(
-            view=sql.Identifier(MATERIALIZED_ONLY), width=sql.Literal("1 minute")))
+        made = [(flat, width, False) for _, flat, width in FLAT.values()]
+        for view, width, materialized_only in [*made, (MATERIALIZED_ONLY, "1 minute", True)]:
+            conn.execute(sql.SQL(queries.text("hist_create_candles")).format(
+                view=sql.Identifier(view), width=sql.Literal(width),
+                materialized_only=sql.Literal(materialized_only)))
         views = ["candle_1m", MATERIALIZED_ONLY, *schema.CANDLE_VIEWS[1:],
                  *(f for _, f, _ in FLAT.values())]
         refreshes = [_refresh(conn, v, ds.start, split, copy="uncompressed") for v in views]
@@ -519,38 +500,21 @@ def migration(source_url: str, target_url: str, dataset: Dataset, *,
     ``rtt_ms`` None is direct, a number is the target through :class:`LatencyProxy`.
     """
     symbol = symbol or dataset.symbols[0]
-    with connection(target_url, autocommit=True) as conn:
-        ext = conn.execute(queries.text("extension_schema")).fetchone()[0]  # type: ignore[index]
     rows = []
     for rtt in rtts:
         name = f"tsj_hist_{uuid.uuid4().hex[:8]}_migrate"
-        with connection(target_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(name)))
-        url = scoped(target_url, name, ext)
-        try:
+        with schema.scratch_schema(target_url, name) as url:
             schema.provision(url)
-            with (LatencyProxy.for_url(url, rtt_ms=rtt) if rtt is not None
-                  else _nothing()) as proxy:
-                via = proxy.url(url) if proxy else url
+            with maybe_proxy(url, rtt) as via:
                 # the bench's fixed dates may lie past the 90-day retention: copied anyway
                 res = migrate.run(source_url, via, since=dataset.start, until=dataset.end,
                                   symbols=[symbol], progress=False, include_expired=True)
-            rows.append({"via": "direct" if rtt is None else "proxy", "rtt_ms": rtt,
-                         "rows": res.source_rows, "batches": res.batches,
-                         "seconds": res.seconds, "rows_per_s": res.rows_per_s,
-                         "verified": res.ok})
-            log.info("history: migration at RTT %s: %.0f rows/s", rtt, res.rows_per_s)
-        finally:
-            drop_schemas(target_url, [name])
+        rows.append({"via": "direct" if rtt is None else "proxy", "rtt_ms": rtt,
+                     "rows": res.source_rows, "batches": res.batches,
+                     "seconds": res.seconds, "rows_per_s": res.rows_per_s,
+                     "verified": res.ok})
+        log.info("history: migration at RTT %s: %.0f rows/s", rtt, res.rows_per_s)
     return pd.DataFrame(rows)
-
-
-@contextmanager
-def _nothing() -> Iterator[None]:
-    yield None
-
-
-# -- bench-large: compressed and uncompressed against table size, peak RSS ----------------
 
 
 def peak_rss_mb() -> dict[str, float]:

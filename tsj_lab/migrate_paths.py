@@ -31,10 +31,8 @@ from typing import Any
 
 import pandas as pd
 import psycopg
-from psycopg import sql
 
 from . import queries, schema
-from .config import with_params
 from .db import connection, probe_url
 
 log = logging.getLogger("tsj_lab")
@@ -77,17 +75,9 @@ def measure(url: str, *, days: int = 3, per_day: int = 20_000,
         raise schema.missing_extension_error(url, caps)
     if caps.license != "timescale":
         return _unsupported(ways, f"no compression under the {caps.license} license")
-    name = f"tsj_paths_{uuid.uuid4().hex[:8]}"
-    with connection(url, autocommit=True) as conn:
-        ext_schema = conn.execute(queries.text("extension_schema")).fetchone()[0]  # type: ignore[index]
-        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(name)))
-    scoped = with_params(url, options=f"-csearch_path={name},{ext_schema}")
-    try:
+    with schema.scratch_schema(url, f"tsj_paths_{uuid.uuid4().hex[:8]}") as scoped:
         return _measure_in(scoped, days=days, per_day=per_day, symbols=list(symbols),
                            runs=runs, ways=list(ways))
-    finally:
-        with connection(url, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(name)))
 
 
 def _unsupported(ways: Sequence[str], note: str) -> pd.DataFrame:

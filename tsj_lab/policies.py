@@ -32,7 +32,6 @@ import psycopg
 from psycopg import sql
 
 from . import generate, queries, schema
-from .config import with_params
 from .db import connection, probe_url
 from .domain import FAIL, OK, UNSUPPORTED
 
@@ -72,20 +71,8 @@ def prove(url: str, *, days: int = PROOF_DAYS, symbols: tuple[str, ...] = ("ES",
         return [PolicyProof(p, None, UNSUPPORTED, f"no policy jobs under the {caps.license} "
                             "license (Debian's build); " + why, 0.0)
                 for p, why in _APACHE_NOTES.items()]
-    name = f"tsj_proof_{uuid.uuid4().hex[:8]}"
-    with connection(url, autocommit=True) as conn:
-        ext_schema = conn.execute(queries.text("extension_schema")).fetchone()[0]  # type: ignore[index]
-        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(name)))
-    # the scratch schema first: provisioning creates everything in current_schema()
-    scoped = with_params(url, options=f"-csearch_path={name},{ext_schema}")
-    try:
+    with schema.scratch_schema(url, f"tsj_proof_{uuid.uuid4().hex[:8]}", keep=keep) as scoped:
         return _prove_in(scoped, days=days, symbols=symbols, interval_ms=interval_ms, seed=seed)
-    finally:
-        if keep:
-            log.info("policies: scratch schema %s kept", name)
-        else:
-            with connection(url, autocommit=True) as conn:
-                conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(name)))
 
 
 _APACHE_NOTES = {

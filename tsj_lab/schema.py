@@ -19,15 +19,18 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import psycopg
+from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from . import queries
-from .config import redact
+from .config import redact, with_params
 from .db import Capabilities, connection, probe, probe_url
 from .domain import CANDLE_VIEWS, CANDLES, FAIL, OK, UNSUPPORTED, WARN
 from .errors import ConnectError, SchemaError
@@ -825,6 +828,30 @@ def chunk_layout(url: str) -> pd.DataFrame:
 def relation_sizes(url: str) -> pd.DataFrame:
     """On-disk bytes of ``tick_data`` and of each candle view."""
     return _frame(url, "relation_sizes", {"views": list(CANDLE_VIEWS)})
+
+
+
+@contextmanager
+def scratch_schema(url: str, name: str, *, keep: bool = False) -> Iterator[str]:
+    """A new schema ``name`` on ``url``, and ``url`` scoped to it; dropped afterwards.
+
+    The scoped URL puts the schema first on the search_path and TimescaleDB's own schema
+    next, so :func:`provision` there builds the story's objects in it, never touching the
+    database's own ``tick_data``. The schema goes with everything in it (policy jobs
+    included) unless ``keep``.
+    """
+    with connection(url, autocommit=True) as conn:
+        ext = conn.execute(queries.text("extension_schema")).fetchone()[0]  # type: ignore[index]
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(name)))
+    try:
+        yield with_params(url, options=f"-csearch_path={name},{ext}")
+    finally:
+        if keep:
+            log.info("scratch schema %s kept", name)
+        else:
+            with connection(url, autocommit=True) as conn:
+                conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(
+                    sql.Identifier(name)))
 
 
 # -- candle correctness -----------------------------------------------------------------
