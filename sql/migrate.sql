@@ -265,10 +265,6 @@ WHERE name IN ('timescaledb.enable_direct_compress_copy',
 -- the name is a value: works through a transaction-mode pooler, leaks into no session).
 SELECT set_config(%(name)s, %(value)s, true);
 
--- name: mig_license
--- The server's TimescaleDB license ('timescale' compresses; 'apache' does not).
-SELECT current_setting('timescaledb.license', true);
-
 -- name: mig_paths_source
 -- The measurement's ticks (tsj_lab/migrate_paths.py), in its scratch schema: %(per_day)s
 -- per symbol and UTC day for %(days)s days from %(start)s, prices on a quarter-point grid,

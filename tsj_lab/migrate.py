@@ -40,7 +40,7 @@ import pandas as pd
 import psycopg
 
 from . import queries, schema
-from .db import connect
+from .db import connect, probe
 from .errors import MigrationError, SchemaError
 
 log = logging.getLogger("tsj_lab")
@@ -132,10 +132,10 @@ class Expired:
             return f"no ticks older than the target's {_days(self.drop_after)} retention"
         span = f"{self.first_day}..{self.last_day}"
         if self.included:
-            return (f"{self.days} day(s), {self.rows} ticks ({span}) are older than the "
+            return (f"{self.days} day(s), {self.rows:,} ticks ({span}) are older than the "
                     f"target's {_days(self.drop_after)} retention: copied as asked "
                     "(its retention job will drop them)")
-        return (f"skipped {self.days} day(s), {self.rows} ticks ({span}): older than the "
+        return (f"skipped {self.days} day(s), {self.rows:,} ticks ({span}): older than the "
                 f"target's {_days(self.drop_after)} retention (its job would drop them); "
                 "--include-expired copies them")
 
@@ -243,15 +243,14 @@ def target_facts(target_url: str) -> TargetFacts:
 
 def facts_of(conn: psycopg.Connection[Any]) -> TargetFacts:
     """:func:`target_facts` on an open connection to the target."""
-    ts = conn.execute(queries.text("mig_has_timescaledb")).fetchone()
-    if not (ts and ts[0]):
+    caps = probe(conn)
+    if caps.timescaledb_version is None:
         return TargetFacts()
     names = {r[0] for r in conn.execute(queries.text("mig_target_settings"))}
-    license_ = conn.execute(queries.text("mig_license")).fetchone()[0]  # type: ignore[index]
     row = conn.execute(queries.text("mig_target_policies")).fetchone()
     drop_after, compress_after, now = row if row else (None, None, None)
     return TargetFacts(now, drop_after, compress_after,
-                       direct_compress=(license_ == "timescale" and
+                       direct_compress=(caps.license == "timescale" and
                                         "timescaledb.enable_direct_compress_copy" in names),
                        decompress_limit=("timescaledb.max_tuples_decompressed_per_dml_transaction"
                                          in names))
