@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import shutil
 import socket
+import subprocess
 import tarfile
 from pathlib import Path
 
@@ -138,10 +139,11 @@ def test_bad_source_archives_are_one_line_each(tmp_path: Path) -> None:
     with pytest.raises(EmbeddedError, match=r"nope.tar.gz not found; set TSJ_TIMESCALEDB_SOURCE"):
         missing.ensure_binaries()
     assert not missing.installed and not (home / "apt").exists()  # failed before downloading
-    if not embedded.VENDORED_SOURCE.is_file():
-        pytest.skip("the vendored TimescaleDB source is not beside this clone")
+    vendored = embedded.vendored_source()
+    if vendored is None:
+        pytest.skip("the vendored TimescaleDB source is not beside this clone or its origin")
     cut = tmp_path / "cut.tar.gz"
-    cut.write_bytes(embedded.VENDORED_SOURCE.read_bytes()[:2_000_000])
+    cut.write_bytes(vendored.read_bytes()[:2_000_000])
     with pytest.raises(EmbeddedError, match=r"cut.tar.gz is unreadable .*TSJ_EDITION=apache"):
         embedded._unpack_source(cut, tmp_path / "src")
     apache_only = tmp_path / "apache-only.tar.gz"
@@ -177,3 +179,21 @@ def test_half_made_cluster_is_redone(server: Embedded) -> None:
         assert other.passfile.is_file() and (other.data / "global").is_dir()
     finally:
         shutil.rmtree(other.dir, ignore_errors=True)
+
+
+def test_a_clone_elsewhere_finds_the_archive_beside_its_origin(tmp_path, monkeypatch) -> None:
+    """`git clone ~/work/tsj-lab /tmp/x`: /tmp/x has no ../shared, its origin does."""
+    origin, clone = tmp_path / "work" / "main", tmp_path / "elsewhere" / "clone"
+    archive = tmp_path / "work" / embedded.VENDORED_NAME
+    archive.parent.mkdir(parents=True)
+    archive.write_bytes(b"an archive")
+    for repo in (origin, clone):
+        subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    monkeypatch.setattr(embedded, "VENDORED_SOURCE", clone.parent / embedded.VENDORED_NAME)
+    monkeypatch.setattr(embedded, "PROJECT_DIR", clone)
+    assert embedded.vendored_source() is None  # no origin: GitHub's archive
+    subprocess.run(["git", "-C", str(clone), "remote", "add", "origin", str(origin)], check=True)
+    assert embedded.vendored_source() == archive
+    subprocess.run(["git", "-C", str(clone), "remote", "set-url", "origin",
+                    "https://example.com/tsj-lab.git"], check=True)
+    assert embedded.vendored_source() is None  # a remote origin is no folder to look beside

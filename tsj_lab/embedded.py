@@ -80,8 +80,28 @@ EDITION_PACKAGES = {
 TIMESCALEDB_COMMIT = "4bf70ffa9b3b7f190139536c0482a300e52cd44a"
 TIMESCALEDB_URL = ("https://github.com/timescale/timescaledb/archive/"
                    f"{TIMESCALEDB_COMMIT}.tar.gz")
-VENDORED_SOURCE = (PROJECT_DIR.parent / "shared" / "vendor"
-                   / f"timescaledb-2.30.0-dev-{TIMESCALEDB_COMMIT[:12]}.tar.gz")
+VENDORED_NAME = Path("shared", "vendor", f"timescaledb-2.30.0-dev-{TIMESCALEDB_COMMIT[:12]}.tar.gz")
+VENDORED_SOURCE = PROJECT_DIR.parent / VENDORED_NAME
+
+
+def vendored_source() -> Path | None:
+    """The vendored archive beside this checkout, or beside the checkout it was cloned from.
+
+    A clone made elsewhere (``git clone ~/work/tsj-lab /tmp/x``) has no ../shared; its
+    origin, a local path, does. None: neither, so the build downloads from GitHub.
+    """
+    if VENDORED_SOURCE.is_file():
+        return VENDORED_SOURCE
+    try:
+        origin = subprocess.run(["git", "-C", str(PROJECT_DIR), "config", "--get",
+                                 "remote.origin.url"], capture_output=True, text=True,
+                                timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if not origin or "://" in origin or ":" in origin.split("/", 1)[0]:
+        return None  # a remote (https://, ssh, git@host:...), not a folder
+    beside = Path(origin).expanduser().resolve().parent / VENDORED_NAME
+    return beside if beside.is_file() else None
 BUILD_TOOLS = ("cmake", "make", "cc")
 #: TimescaleDB's own switches for a plain extension build: no tests, no lint, no git, no
 #: telemetry (which is also what OpenSSL would be for)
@@ -211,8 +231,8 @@ class Embedded:
 
     def _source_archive(self) -> Path:
         """The source archive to build, downloaded first when it is a URL."""
-        source = self.timescaledb_source or (
-            str(VENDORED_SOURCE) if VENDORED_SOURCE.is_file() else TIMESCALEDB_URL)
+        vendored = vendored_source()
+        source = self.timescaledb_source or (str(vendored) if vendored else TIMESCALEDB_URL)
         if "://" in source:
             return _fetch_archive(source, self.home / "src")
         path = Path(source).expanduser()
