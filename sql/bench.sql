@@ -1,4 +1,4 @@
--- name: bench_symbol_span
+-- name: symbol_span
 -- Per symbol: first and last tick time and the tick count in [start, end). The benchmark
 -- checks the plain table and the hypertable hold the same data set before timing them.
 SELECT symbol, min(time) AS first_time, max(time) AS last_time, count(*) AS ticks
@@ -7,7 +7,7 @@ WHERE time >= %(start)s AND time < %(end)s
 GROUP BY symbol
 ORDER BY symbol;
 
--- name: bench_window
+-- name: window
 -- One symbol's ticks in [start, end), oldest first: what the replay and chart load.
 -- Prices are cast to float8 because the DataFrame holds floats anyway, and decoding
 -- NUMERIC into Python Decimal objects is what made the naive fetch path slow.
@@ -20,14 +20,14 @@ FROM tick_data
 WHERE symbol = %(symbol)s AND time >= %(start)s AND time < %(end)s
 ORDER BY time;
 
--- name: bench_window_numeric
+-- name: window_numeric
 -- The same window with the prices left as NUMERIC: the naive fetch path's query.
 SELECT time, bid_price, ask_price, last_price, volume
 FROM tick_data
 WHERE symbol = %(symbol)s AND time >= %(start)s AND time < %(end)s
 ORDER BY time;
 
--- name: bench_page_first
+-- name: page_first
 -- Keyset pagination, first page: a symbol's ticks from 'start' up to and including the
 -- instant of its 'limit'-th tick, so a page ends at an instant boundary and the key is
 -- time alone. The story's table has no key, and the row's ctid is no key either:
@@ -51,7 +51,7 @@ WHERE symbol = %(symbol)s AND time >= %(start)s AND time < %(end)s
   AND time <= (SELECT t FROM page_end)
 ORDER BY time;
 
--- name: bench_page_after
+-- name: page_after
 -- Keyset pagination, next page: the same after the instant that ended the last page.
 WITH page_end AS (
     SELECT max(time) AS t
@@ -69,11 +69,11 @@ WHERE symbol = %(symbol)s AND time > %(after_time)s AND time < %(end)s
   AND time <= (SELECT t FROM page_end)
 ORDER BY time;
 
--- name: bench_candles_raw_plain
+-- name: candles_raw_plain
 -- The same candles on plain PostgreSQL (no time_bucket, no first/last): date_bin and
 -- ordered array_agg, as an application on Supabase would have to write them. (The views
--- and TimescaleDB's raw aggregation are read with sql/candles.sql's candle_view_range and
--- candle_raw_range, the queries the candle explorer runs.)
+-- and TimescaleDB's raw aggregation are read with candles.view_range and
+-- candles.raw_range, the queries the candle explorer runs.)
 SELECT date_bin(%(width)s::interval, time, TIMESTAMPTZ '2000-01-01 00:00:00+00') AS bucket,
        ((array_agg(last_price ORDER BY time))[1])::float8 AS open,
        max(last_price)::float8 AS high,
@@ -86,37 +86,37 @@ WHERE symbol = %(symbol)s AND time >= %(start)s AND time < %(end)s
 GROUP BY 1
 ORDER BY 1;
 
--- name: bench_explain
+-- name: explain
 -- Server-side execution time of the query composed in: EXPLAIN ANALYZE runs it without
 -- sending rows. TIMING OFF because per-node clock reads would inflate the figure we
 -- compare client latency against. No semicolon: the composed query brings its own.
 EXPLAIN (ANALYZE, TIMING OFF, FORMAT JSON) {query}
 
--- name: bench_table_size_plain
+-- name: table_size_plain
 -- Bytes of the plain tick_data with its indexes, for latency against table size.
 SELECT pg_total_relation_size('tick_data') AS bytes;
 
--- name: bench_table_size_hypertable
+-- name: table_size_hypertable
 -- Bytes of the hypertable tick_data, all chunks and indexes included.
 SELECT hypertable_size('tick_data') AS bytes;
 
--- name: bench_analyze
+-- name: analyze
 -- Fresh planner statistics after a bulk load, so both databases plan the timed queries
 -- from the data they hold (autovacuum may not have run yet).
 ANALYZE tick_data;
 
--- name: bench_day_counts
+-- name: day_counts
 -- Ticks per symbol and UTC day in [start, end): which days of the data set are present.
 SELECT symbol, (time AT TIME ZONE 'UTC')::date AS day, count(*) AS ticks
 FROM tick_data
 WHERE time >= %(start)s AND time < %(end)s
 GROUP BY 1, 2;
 
--- name: bench_ping
+-- name: ping
 -- The cheapest round trip: each pooled client runs it while all hold a connection at once.
 SELECT 1;
 
--- name: bench_delete_day
+-- name: delete_day
 -- One symbol's ticks of one UTC day [start, end): a bench day of another spacing, removed
 -- before it is generated again (only with 'tsj bench --replace').
 DELETE FROM tick_data

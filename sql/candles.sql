@@ -1,4 +1,4 @@
--- name: candle_view_range
+-- name: view_range
 -- One symbol's candles in [start, end) from candle view {view} (candle_1m ... candle_1h).
 -- Prices as float8: the chart and the summary hold floats, and the fast fetch path
 -- would hand NUMERIC over as text.
@@ -13,7 +13,7 @@ FROM {view}
 WHERE symbol = %(symbol)s AND bucket >= %(start)s AND bucket < %(end)s
 ORDER BY bucket;
 
--- name: candle_raw_range
+-- name: raw_range
 -- The same columns for a width no view has ('2 minutes', '4 hours'), aggregated from the
 -- raw ticks of [start, end) with TimescaleDB's time_bucket and first/last.
 SELECT time_bucket(%(width)s::interval, time) AS bucket,
@@ -28,14 +28,14 @@ WHERE symbol = %(symbol)s AND time >= %(start)s AND time < %(end)s
 GROUP BY 1
 ORDER BY 1;
 
--- name: candle_tick_totals
+-- name: tick_totals
 -- Tick count and volume of one symbol in [start, end), straight from tick_data: what
 -- the candles of that range must add up to.
 SELECT count(*)::bigint AS ticks, coalesce(sum(volume), 0)::bigint AS volume
 FROM tick_data
 WHERE symbol = %(symbol)s AND time >= %(start)s AND time < %(end)s;
 
--- name: candle_symbols
+-- name: symbols
 -- Every symbol with its first and last tick time. A loose index scan (one index probe
 -- per symbol on (symbol, time DESC)) instead of a GROUP BY over the whole table.
 WITH RECURSIVE s AS (
@@ -51,10 +51,10 @@ FROM s
 WHERE symbol IS NOT NULL
 ORDER BY symbol;
 
--- name: candle_has_table
+-- name: has_table
 -- Whether tick_data exists (to_regclass: NULL rather than an error when it does not).
 SELECT to_regclass('tick_data') IS NOT NULL AS has_table;
 
--- name: candle_any_tick
+-- name: any_tick
 -- One row's worth of existence: true when tick_data holds a tick.
 SELECT EXISTS (SELECT 1 FROM tick_data) AS has_ticks;

@@ -10,13 +10,13 @@
 -- out of the ordered walk. Sample rows give time as ISO text (session TimeZone is UTC), so
 -- they are JSON-ready and never fail to load.
 
--- name: chk_session
+-- name: session
 -- The suite's transaction: UTC for every time text and day boundary. LOCAL: the suite
 -- runs in one transaction, and a transaction-mode pooler hands the server connection to
 -- another client after it, which must not inherit the setting.
 SET LOCAL TIME ZONE 'UTC';
 
--- name: chk_hypertable_dimension
+-- name: hypertable_dimension
 -- The time dimension of hypertable %(table)s: column and chunk interval (no row: not a
 -- hypertable). AC2 wants one day. Matched as a relation, like the suite's other lookups:
 -- a tick_data in another schema is not this one.
@@ -28,7 +28,7 @@ WHERE (quote_ident(hypertable_schema) || '.' || quote_ident(hypertable_name))::r
 ORDER BY dimension_number
 LIMIT 1;
 
--- name: chk_old_chunks
+-- name: old_chunks
 -- Chunks of %(table)s entirely older than the retention period %(retention)s: retention
 -- (a policy on the timescale edition, tsj's drop_chunks on apache) should have dropped
 -- them. The first %(limit)s by age, with the total.
@@ -40,7 +40,7 @@ WHERE (quote_ident(hypertable_schema) || '.' || quote_ident(hypertable_name))::r
 ORDER BY range_start
 LIMIT %(limit)s;
 
--- name: chk_uncompressed_old_chunks
+-- name: uncompressed_old_chunks
 -- Chunks of %(table)s older than the compression age %(compress_after)s that are still
 -- uncompressed (the policy should have compressed them), the first %(limit)s, with the total.
 SELECT count(*) OVER () AS total, chunk_name, range_start, range_end
@@ -52,7 +52,7 @@ WHERE (quote_ident(hypertable_schema) || '.' || quote_ident(hypertable_name))::r
 ORDER BY range_start
 LIMIT %(limit)s;
 
--- name: chk_day_scan
+-- name: day_scan
 -- THE quality pass: one scan of {table}, one row per (symbol, UTC day) into chk_days with
 -- the tick count, first/last time and a count per anomaly (FILTER clauses):
 --   null_price      any of bid/ask/last NULL
@@ -89,7 +89,7 @@ SELECT symbol,
 FROM {table}
 GROUP BY 1, 2;
 
--- name: chk_day_findings
+-- name: day_findings
 -- Per (symbol, day) count of quality anomaly %(kind)s (a chk_days column name passed as a
 -- value and picked by CASE, so no SQL is built from it); days without any are left out.
 SELECT symbol, day, found, n
@@ -107,9 +107,9 @@ FROM (SELECT symbol, day, n,
 WHERE found > 0
 ORDER BY symbol, day NULLS FIRST;
 
--- name: chk_quality_sample
+-- name: quality_sample
 -- The first %(limit)s ticks of %(symbol)s on UTC day %(day)s showing anomaly %(kind)s (the
--- same predicates as chk_day_scan). The day range lets the (symbol, time) index serve it.
+-- same predicates as day_scan). The day range lets the (symbol, time) index serve it.
 SELECT to_json(time) #>> '{{}}' AS time, symbol, bid_price, ask_price, last_price, volume
 FROM {table}
 WHERE symbol = %(symbol)s
@@ -128,7 +128,7 @@ WHERE symbol = %(symbol)s
 ORDER BY {table}.time, bid_price, ask_price, last_price, volume
 LIMIT %(limit)s;
 
--- name: chk_undated_sample
+-- name: undated_sample
 -- The first %(limit)s ticks of %(symbol)s outside the plausible domain (no UTC day).
 SELECT to_json(time) #>> '{{}}' AS time, symbol, bid_price, ask_price, last_price, volume
 FROM {table}
@@ -137,7 +137,7 @@ WHERE symbol = %(symbol)s
 ORDER BY {table}.time, bid_price, ask_price, last_price, volume
 LIMIT %(limit)s;
 
--- name: chk_symbol_steps
+-- name: symbol_steps
 -- Each symbol's usual spacing of ticks: the median step between its first %(n)s plausible
 -- ticks (index order, cheap), in seconds; steps of zero (same-time ticks) are ignored.
 -- Every symbol gets a row: NULL when it has no two ticks apart (its gaps go unchecked,
@@ -151,7 +151,7 @@ SELECT s.symbol,
         WHERE f.step > 0) AS step_s
 FROM (SELECT DISTINCT symbol FROM chk_days) s;
 
--- name: chk_sequence_scan
+-- name: sequence_scan
 -- THE sequence pass: one ordered walk over {table} per symbol, newest first (window by
 -- time DESC, then every column, so identical rows are neighbours). time DESC is the
 -- (symbol, time DESC) index's order: the planner walks the index and sorts only rows of
@@ -180,13 +180,13 @@ SELECT w.time, w.symbol, w.bid_price, w.ask_price, w.last_price, w.volume, w.nex
 FROM walk w JOIN th USING (symbol)
 WHERE w.dup OR w.time = w.next_time OR extract(epoch FROM w.next_time - w.time) > th.gap_s;
 
--- name: chk_duplicates
+-- name: duplicates
 -- Extra copies of identical ticks per (symbol, UTC day), from chk_seq.
 SELECT symbol, (time AT TIME ZONE 'UTC')::date AS day, count(*) AS found
 FROM chk_seq WHERE dup
 GROUP BY 1, 2 ORDER BY 1, 2;
 
--- name: chk_duplicate_sample
+-- name: duplicate_sample
 -- The first %(limit)s extra copies of %(symbol)s on day %(day)s.
 SELECT to_json(time) #>> '{{}}' AS time, symbol, bid_price, ask_price, last_price, volume
 FROM chk_seq
@@ -194,7 +194,7 @@ WHERE dup AND symbol = %(symbol)s AND (time AT TIME ZONE 'UTC')::date = %(day)s:
 ORDER BY chk_seq.time, bid_price, ask_price, last_price, volume
 LIMIT %(limit)s;
 
--- name: chk_gaps
+-- name: gaps
 -- Gaps of chk_seq (last tick before: prev_time, first after: time) that no session break
 -- explains, with their UTC clock times. A gap is a session break when
 --   * it recurs: a gap (any symbol) on another UTC day starts and ends at the same clock
@@ -237,7 +237,7 @@ WHERE NOT EXISTS (SELECT 1 FROM recurring r
           END)
 ORDER BY g.symbol, g.time;
 
--- name: chk_hour_shifts
+-- name: hour_shifts
 -- Time-zone mistakes. A block of ticks written %(max_hours)s hours or less off leaves two
 -- traces in its symbol's ticks: a HOLE where it belonged (a gap in chk_seq), and where it
 -- landed on ticks of its own symbol, same-time COLLISIONS (chk_seq) as long as the hole.
@@ -300,7 +300,7 @@ JOIN LATERAL (
 ) h ON true
 ORDER BY r.symbol, r.first_time;
 
--- name: chk_hour_shift_sample
+-- name: hour_shift_sample
 -- The first %(limit)s collision rows of %(symbol)s between %(start)s and %(end)s.
 SELECT to_json(time) #>> '{{}}' AS time, symbol, bid_price, ask_price, last_price, volume
 FROM chk_seq
@@ -308,12 +308,12 @@ WHERE collision AND symbol = %(symbol)s AND time BETWEEN %(start)s AND %(end)s
 ORDER BY chk_seq.time
 LIMIT %(limit)s;
 
--- name: chk_range_count
+-- name: range_count
 -- Ticks of %(symbol)s with %(start)s <= time <= %(end)s (the index serves it).
 SELECT count(*) FROM {table}
 WHERE symbol = %(symbol)s AND time >= %(start)s AND time <= %(end)s;
 
--- name: chk_range_head
+-- name: range_head
 -- The first %(limit)s ticks of %(symbol)s from %(start)s on.
 SELECT to_json(time) #>> '{{}}' AS time, symbol, bid_price, ask_price, last_price, volume
 FROM {table}
@@ -321,7 +321,7 @@ WHERE symbol = %(symbol)s AND time >= %(start)s
 ORDER BY {table}.time
 LIMIT %(limit)s;
 
--- name: chk_range_tail
+-- name: range_tail
 -- The last %(limit)s ticks of %(symbol)s up to %(end)s, newest first.
 SELECT to_json(time) #>> '{{}}' AS time, symbol, bid_price, ask_price, last_price, volume
 FROM {table}
@@ -329,18 +329,18 @@ WHERE symbol = %(symbol)s AND time <= %(end)s
 ORDER BY {table}.time DESC
 LIMIT %(limit)s;
 
--- name: chk_tick_extent
+-- name: tick_extent
 -- The last tick time, the tick count and the (symbol, day) pairs of the table, from chk_days.
 SELECT max(last_time) AS last_time, coalesce(sum(n), 0)::bigint AS n, count(*) AS symbol_days
 FROM chk_days;
 
--- name: chk_candle_freshness
+-- name: candle_freshness
 -- The newest bucket of candle view {view} and its total tick count.
 SELECT max(bucket) FILTER (WHERE bucket < '9999-12-31 00:00+00') AS last_bucket,
        coalesce(sum(tick_count), 0)::bigint AS ticks
 FROM {view};
 
--- name: chk_candle_recompute
+-- name: candle_recompute
 -- Candle view {view} against a recompute from the raw ticks of {table} with buckets of
 -- %(width)s, over every bucket that ends by %(horizon)s (the last tick minus the refresh
 -- lag). FULL JOIN: a bucket missing on either side is a mismatch. Returns the first
@@ -373,7 +373,7 @@ WHERE (v.open, v.high, v.low, v.close, v.volume, v.tick_count)
 ORDER BY bucket, symbol
 LIMIT %(limit)s;
 
--- name: chk_candle_recompute_sample
+-- name: candle_recompute_sample
 -- Candle view {view} against a recompute from {table} on %(sample)s random buckets of
 -- the view (setseed first for a repeatable sample) that end by %(horizon)s; each bucket
 -- is recomputed from its own ticks through the (symbol, time) index.
@@ -401,11 +401,11 @@ WHERE (v.open, v.high, v.low, v.close, v.volume, v.tick_count)
 ORDER BY v.bucket, v.symbol
 LIMIT %(limit)s;
 
--- name: chk_set_seed
+-- name: set_seed
 -- A repeatable random() for the sampled candle comparison.
 SELECT setseed(%(seed)s);
 
--- name: chk_candle_rollup
+-- name: candle_rollup
 -- Candle view {view} (buckets of %(width)s) against its rollup of candle_1m {base}: open
 -- = the first 1m open, close = the last 1m close, high/low = max/min, volume and tick
 -- count summed. Both sides are small; the first %(limit)s mismatches with the total.
@@ -429,15 +429,15 @@ WHERE (v.open, v.high, v.low, v.close, v.volume, v.tick_count)
 ORDER BY bucket, symbol
 LIMIT %(limit)s;
 
--- name: chk_has_rows
+-- name: has_rows
 -- Whether {table} holds any row (stops at the first).
 SELECT EXISTS (SELECT 1 FROM {table});
 
--- name: chk_relation_kind
+-- name: relation_kind
 -- Whether relation %(name)s exists and what it is (r table, v view, m materialized view).
 SELECT c.relkind::text FROM pg_class c WHERE c.oid = to_regclass(%(name)s);
 
--- name: chk_candle_watermark
+-- name: candle_watermark
 -- Continuous aggregate %(view)s: its watermark (buckets before it are materialized; from
 -- it on a real-time aggregate computes them from the ticks when read) and whether it
 -- serves materialized rows only. No row: a plain materialized view (apache edition).
@@ -452,16 +452,16 @@ JOIN _timescaledb_catalog.hypertable h
  AND h.table_name = ca.materialization_hypertable_name
 WHERE ca.view_schema = current_schema() AND ca.view_name = %(view)s;
 
--- name: chk_candle_tail
+-- name: candle_tail
 -- Buckets of {view} at or after %(watermark)s: what its real-time aggregation serves
 -- from ticks newer than the last refresh.
 SELECT count(*) FROM {view} WHERE bucket >= %(watermark)s::timestamptz;
 
--- name: chk_jobs
+-- name: jobs
 -- Every policy or user job of this database (ids from 1000; TimescaleDB's own below) with
 -- what the scheduler recorded of its last run (job_stats) and its newest error (job_errors).
 -- A run started with CALL run_job outside the scheduler records neither: tsj's own runs
--- are in tsj_job_runs (chk_tsj_job_runs).
+-- are in tsj_job_runs (checks.tsj_job_runs below).
 SELECT j.job_id, j.proc_schema::text || '.' || j.proc_name::text AS proc,
        coalesce(j.hypertable_name::text, '') AS relation,
        -- a job that never ran reads -infinity here: NULL
@@ -477,7 +477,7 @@ LEFT JOIN LATERAL (
 WHERE j.job_id >= 1000
 ORDER BY j.job_id;
 
--- name: chk_tsj_job_runs
+-- name: tsj_job_runs
 -- The newest run of each job that tsj ran itself (tsj_lab.policies.run_job).
 SELECT DISTINCT ON (job_id) job_id, started_at, succeeded, message
 FROM tsj_job_runs

@@ -19,7 +19,7 @@
 -- hold in any time zone. Rows outside it (+/-infinity, year 20000) get day NULL and no
 -- first/last time, so they are counted and hashed but never break a reader.
 
--- name: day_digest
+-- name: day
 -- Per symbol and UTC day of {table}: rows, first/last time, total volume and the multiset
 -- checksum, for rows with since <= time < until and (symbols IS NULL or symbol in symbols).
 -- day is NULL for rows outside the tick domain, so they are still counted, not lost.
@@ -44,7 +44,7 @@ WHERE time >= %(since)s::timestamptz AND time <= %(until)s::timestamptz
 GROUP BY 1, 2
 ORDER BY 1, 2;
 
--- name: range_digest
+-- name: range
 -- The same digest for one batch: symbol = %(symbol)s and lo <= time < hi.
 SELECT count(*) AS rows,
        coalesce(sum(hashtextextended(

@@ -9,48 +9,48 @@ FROM STDIN (FORMAT BINARY);
 COPY {table} (time, symbol, bid_price, ask_price, last_price, volume, source, trade_id, account_id)
 FROM STDIN (FORMAT CSV, HEADER);
 
--- name: gen_table_exists
+-- name: table_exists
 -- Whether a table (or view) of that name is visible on the search path.
 SELECT to_regclass(%(name)s) IS NOT NULL AS present;
 
--- name: gen_truncate
+-- name: truncate
 -- Empties {table} (the ingest benchmark starts each measured load from an empty table).
 TRUNCATE {table};
 
--- name: gen_count
+-- name: count
 -- Rows in {table}.
 SELECT count(*) FROM {table};
 
--- name: gen_bench_hypertable
+-- name: bench_hypertable
 -- The scratch table as a hypertable with the target's 1-day chunks.
 SELECT create_hypertable(%(name)s::regclass, 'time', chunk_time_interval => INTERVAL '1 day',
                          if_not_exists => TRUE);
 
--- name: gen_bench_index
+-- name: bench_index
 -- The replay index of the target, so both loads pay for the same index maintenance.
 CREATE INDEX IF NOT EXISTS {index} ON {table} (symbol, time DESC);
 
--- name: gen_drop_table
+-- name: drop_table
 -- Removes the benchmark's scratch table.
 DROP TABLE IF EXISTS {table};
 
--- name: gen_psql_copy
+-- name: psql_copy
 -- The psql meta-command the ingest benchmark compares with: CSV from psql's stdin.
 \copy {table} (time, symbol, bid_price, ask_price, last_price, volume, source, trade_id, account_id) FROM pstdin WITH (FORMAT csv, HEADER)
 
--- name: gen_checkpoint
+-- name: checkpoint
 -- Flushes dirty pages between benchmark loads so one load does not pay for the previous.
 CHECKPOINT;
 
--- name: gen_has_rows
+-- name: has_rows
 -- Whether {table} holds any row (cheap on any size: stops at the first).
 SELECT EXISTS (SELECT 1 FROM {table}) AS has_rows;
 
--- name: gen_part_count
+-- name: part_count
 -- Ticks of one symbol in one generated part's time range [lo, hi): tells whether that part
 -- is already loaded (so a re-run of `tsj generate` never doubles rows).
 SELECT count(*) FROM {table} WHERE symbol = %(symbol)s AND time >= %(lo)s AND time < %(hi)s;
 
--- name: gen_delete_part
+-- name: delete_part
 -- Removes one part's range before it is generated again (`tsj generate --replace`).
 DELETE FROM {table} WHERE symbol = %(symbol)s AND time >= %(lo)s AND time < %(hi)s;

@@ -3,7 +3,7 @@
 -- compression job, to measure what compression and continuous aggregates change. Every
 -- statement runs with the scratch schema first on the search_path.
 
--- name: hist_copy_ticks
+-- name: copy_ticks
 -- The bench's ticks of [start, end) copied from the target's own tick_data ({src},
 -- schema-qualified) into the scratch schema's tick_data: both copies hold the same rows.
 INSERT INTO tick_data (time, symbol, bid_price, ask_price, last_price, volume, source,
@@ -12,7 +12,7 @@ SELECT time, symbol, bid_price, ask_price, last_price, volume, source, trade_id,
 FROM {src}
 WHERE time >= %(start)s AND time < %(end)s AND symbol = ANY(%(symbols)s);
 
--- name: hist_create_float8
+-- name: create_float8
 -- The story's table with double precision prices: what an application using JavaScript
 -- numbers or pandas floats would store.
 CREATE TABLE tick_data (
@@ -27,7 +27,7 @@ CREATE TABLE tick_data (
   account_id UUID
 );
 
--- name: hist_create_int8
+-- name: create_int8
 -- The story's table with prices as integers in units of 1e-8 (the DECIMAL(20,8) scale):
 -- exact by construction, a client divides by 1e8.
 CREATE TABLE tick_data (
@@ -42,46 +42,46 @@ CREATE TABLE tick_data (
   account_id UUID
 );
 
--- name: hist_hypertable
+-- name: hypertable
 -- The story's 1-day chunks.
 SELECT create_hypertable('tick_data', 'time', chunk_time_interval => INTERVAL '1 day');
 
--- name: hist_index
+-- name: index
 -- The (symbol, time) index the provisioned table has (sql/schema.sql).
 CREATE INDEX tick_data_symbol_time_idx ON tick_data (symbol, time DESC);
 
--- name: hist_compression
+-- name: compression
 -- The story's compression settings (segment by symbol, newest first).
 ALTER TABLE tick_data SET (timescaledb.compress,
                            timescaledb.compress_segmentby = 'symbol',
                            timescaledb.compress_orderby = 'time DESC');
 
--- name: hist_compression_policy
+-- name: compression_policy
 -- The story's policy: compress chunks older than 30 days.
 SELECT add_compression_policy('tick_data', compress_after => INTERVAL '30 days');
 
--- name: hist_copy_float8
+-- name: copy_float8
 -- The scratch tick_data filled from the numeric copy {src}, prices cast to float8.
 INSERT INTO tick_data
 SELECT time, symbol, bid_price::float8, ask_price::float8, last_price::float8, volume,
        source, trade_id, account_id
 FROM {src};
 
--- name: hist_copy_int8
+-- name: copy_int8
 -- The scratch tick_data filled from the numeric copy {src}, prices in units of 1e-8.
 INSERT INTO tick_data
 SELECT time, symbol, round(bid_price * 100000000)::int8, round(ask_price * 100000000)::int8,
        round(last_price * 100000000)::int8, volume, source, trade_id, account_id
 FROM {src};
 
--- name: hist_policy_job
+-- name: policy_job
 -- The job of the policy %(proc)s ('policy_compression', 'policy_retention') on this
 -- schema's tick_data.
 SELECT job_id FROM timescaledb_information.jobs
 WHERE hypertable_schema = current_schema() AND hypertable_name = 'tick_data'
   AND proc_name = %(proc)s;
 
--- name: hist_sizes
+-- name: sizes
 -- This schema's tick_data: ticks, chunks, compressed chunks, bytes of the whole
 -- hypertable (chunks, compressed chunks, indexes, TOAST).
 SELECT (SELECT count(*) FROM tick_data) AS ticks,
@@ -92,7 +92,7 @@ SELECT (SELECT count(*) FROM tick_data) AS ticks,
           AND is_compressed) AS compressed_chunks,
        hypertable_size('tick_data') AS bytes;
 
--- name: hist_chunks
+-- name: chunks
 -- The chunk tables of this schema's tick_data and, when compressed, the table that holds
 -- its compressed rows (one row per segment and batch of up to 1,000 ticks). The catalog
 -- of TimescaleDB 2.2x+ names it in compression_settings.compress_relid.
@@ -105,7 +105,7 @@ LEFT JOIN pg_class ck ON ck.oid = cs.compress_relid
 LEFT JOIN pg_namespace cn ON cn.oid = ck.relnamespace
 ORDER BY k.relname;
 
--- name: hist_columns
+-- name: columns
 -- The columns of relation %(rel)s (a chunk or its compressed table), in order: the
 -- compressed one adds TimescaleDB's metadata columns (_ts_meta_count, min/max per
 -- orderby column).
@@ -113,16 +113,16 @@ SELECT attname::text FROM pg_attribute
 WHERE attrelid = %(rel)s::regclass AND attnum > 0 AND NOT attisdropped
 ORDER BY attnum;
 
--- name: hist_column_bytes
+-- name: column_bytes
 -- Bytes the values of column {col} take in relation {rel} (pg_column_size: after
 -- TOAST compression, without tuple headers).
 SELECT coalesce(sum(pg_column_size({col})), 0)::int8 FROM {rel};
 
--- name: hist_relation_bytes
+-- name: relation_bytes
 -- Heap, TOAST and index bytes of relation %(rel)s.
 SELECT pg_total_relation_size(%(rel)s::regclass);
 
--- name: hist_precision_float8
+-- name: precision_float8
 -- What storing the story's DECIMAL(20,8) prices as double precision loses, on this
 -- schema's (numeric) tick_data: values that do not come back equal, and the largest error.
 SELECT count(*) FILTER (WHERE p::float8::numeric <> p) AS changed,
@@ -130,7 +130,7 @@ SELECT count(*) FILTER (WHERE p::float8::numeric <> p) AS changed,
        count(p) AS values
 FROM tick_data, LATERAL (VALUES (bid_price), (ask_price), (last_price)) v(p);
 
--- name: hist_precision_int8
+-- name: precision_int8
 -- The same for integers in units of 1e-8 (exact for DECIMAL(20,8) below 9.2e10).
 SELECT count(*) FILTER (WHERE round(p * 100000000)::int8 / 100000000.0 <> p) AS changed,
        coalesce(max(abs(round(p * 100000000)::int8 / 100000000.0 - p)), 0)::float8
@@ -138,37 +138,19 @@ SELECT count(*) FILTER (WHERE round(p * 100000000)::int8 / 100000000.0 <> p) AS 
        count(p) AS values
 FROM tick_data, LATERAL (VALUES (bid_price), (ask_price), (last_price)) v(p);
 
--- name: hist_create_candles
--- A candle width made from the ticks directly (flat): {view} of {width} buckets, the same
--- columns as the provisioned views; {materialized_only} true: a read sees nothing past
--- the last refresh, false: real-time (the story's). Literals: DDL takes no parameters.
-CREATE MATERIALIZED VIEW {view}
-WITH (timescaledb.continuous, timescaledb.materialized_only = {materialized_only}) AS
-SELECT time_bucket({width}::interval, time) AS bucket,
-       symbol,
-       first(last_price, time) AS open,
-       max(last_price) AS high,
-       min(last_price) AS low,
-       last(last_price, time) AS close,
-       sum(volume) AS volume,
-       count(*) AS tick_count
-FROM tick_data
-GROUP BY 1, symbol
-WITH NO DATA;
-
--- name: hist_refresh
+-- name: refresh
 -- Materialize {view} over [start, end), as its refresh policy's job does for its window.
 CALL refresh_continuous_aggregate(%(view)s::regclass, %(start)s::timestamptz,
                                   %(end)s::timestamptz);
 
--- name: hist_decompress_chunks
+-- name: decompress_chunks
 -- Every compressed chunk of tick_data in [start, end), decompressed again (bench-large
 -- leaves the shared data set as it found it).
 SELECT count(decompress_chunk(c, if_compressed => true))
 FROM show_chunks('tick_data', newer_than => %(start)s::timestamptz,
                  older_than => %(end)s::timestamptz) c;
 
--- name: hist_uncompressed_chunks
+-- name: uncompressed_chunks
 -- The uncompressed chunks of tick_data wholly inside [start, end).
 SELECT format('%%I.%%I', chunk_schema, chunk_name)
 FROM timescaledb_information.chunks
@@ -176,11 +158,11 @@ WHERE hypertable_schema = current_schema() AND hypertable_name = 'tick_data'
   AND NOT is_compressed AND range_start >= %(start)s AND range_end <= %(end)s
 ORDER BY range_start;
 
--- name: hist_compress_chunk
+-- name: compress_chunk
 -- One chunk compressed with the hypertable's settings, as the policy's job does.
 SELECT compress_chunk(%(chunk)s::regclass, if_not_compressed => true);
 
--- name: hist_current_schema
+-- name: current_schema
 -- The schema unqualified names resolve to: where the target's own tick_data is, and the
 -- scratch schema on a scoped connection.
 SELECT current_schema();

@@ -6,7 +6,7 @@
 -- The tick domain (see digest.sql) is [0001-01-02, 9999-12-31) UTC; rows outside it, or
 -- with a NULL symbol, form one "odd" batch per symbol and go to the quarantine.
 
--- name: mig_create_batches
+-- name: create_batches
 -- Checkpoints: one row per finished batch. batch_key identifies the batch's content (symbol,
 -- range, the source's row count of that symbol-day, batch size): a rerun skips a batch
 -- whose key is here. plan_key (hash of the whole batch list) groups a run's history.
@@ -26,7 +26,7 @@ CREATE TABLE IF NOT EXISTS tsj_migration_batches (
   PRIMARY KEY (plan_key, batch_id)
 );
 
--- name: mig_create_quarantine
+-- name: create_quarantine
 -- Rows the target could not take, with the reason; same columns as tick_data, no constraints.
 CREATE TABLE IF NOT EXISTS tsj_migration_quarantine (
   time TIMESTAMPTZ,
@@ -44,11 +44,11 @@ CREATE TABLE IF NOT EXISTS tsj_migration_quarantine (
   quarantined_at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp()
 );
 
--- name: mig_table_exists
+-- name: table_exists
 -- Whether a table of that name is visible on the search path.
 SELECT to_regclass(%(name)s) IS NOT NULL AS present;
 
--- name: mig_plan_counts
+-- name: plan_counts
 -- Source rows per symbol and UTC day in [since, until) for the chosen symbols; day NULL
 -- gathers the odd rows (outside the tick domain, or NULL symbol).
 SELECT symbol::text,
@@ -63,7 +63,7 @@ WHERE time >= %(since)s::timestamptz AND time <= %(until)s::timestamptz
 GROUP BY 1, 2
 ORDER BY 2, 1;
 
--- name: mig_source_symbols
+-- name: source_symbols
 -- The symbols the source has in [since, until), for the message naming an unknown one
 -- (at most 20: a typo needs the spelling, not the whole list).
 SELECT DISTINCT symbol::text
@@ -74,26 +74,26 @@ WHERE time >= %(since)s::timestamptz AND time <= %(until)s::timestamptz
 ORDER BY 1
 LIMIT 20;
 
--- name: mig_has_timescaledb
+-- name: has_timescaledb
 -- Whether the database has the timescaledb extension (before asking its catalog).
 SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb') AS has_timescaledb;
 
--- name: mig_is_hypertable
+-- name: is_hypertable
 -- Whether the tick_data on the search path is a hypertable (the target must be one).
 SELECT EXISTS (SELECT 1 FROM timescaledb_information.hypertables h
                JOIN pg_namespace n ON n.nspname = h.hypertable_schema
                JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = h.hypertable_name
                WHERE c.oid = to_regclass('tick_data')) AS is_hypertable;
 
--- name: mig_upgrade_batches
+-- name: upgrade_batches
 -- Checkpoint tables made before batch_key existed get the column (their rows never match).
 ALTER TABLE tsj_migration_batches ADD COLUMN IF NOT EXISTS batch_key TEXT;
 
--- name: mig_done
+-- name: done
 -- Which of these batch keys already have their checkpoint.
 SELECT batch_key FROM tsj_migration_batches WHERE batch_key = ANY(%(keys)s::text[]);
 
--- name: mig_invalidate
+-- name: invalidate
 -- Before a batch's checkpoint: drop checkpoints of earlier plans whose range overlaps it
 -- (their rows were just replaced), so a source that changes back can never be skipped.
 DELETE FROM tsj_migration_batches
@@ -101,17 +101,17 @@ WHERE symbol IS NOT DISTINCT FROM %(symbol)s
   AND ((%(lo)s::timestamptz IS NULL AND lo IS NULL)
        OR (lo < %(hi)s::timestamptz AND hi > %(lo)s::timestamptz));
 
--- name: mig_history
+-- name: history
 -- The checkpoints of a plan, for the throughput chart and the summary.
 SELECT batch_id, symbol, lo, hi, source_rows, copied_rows, quarantined_rows, checksum,
        seconds, finished_at
 FROM tsj_migration_batches WHERE plan_key = %(plan_key)s ORDER BY finished_at;
 
--- name: mig_rate
+-- name: rate
 -- The rows/s earlier migrations into this target achieved (for --dry-run estimates).
 SELECT sum(source_rows)::float8 / nullif(sum(seconds), 0) FROM tsj_migration_batches;
 
--- name: mig_copy_out
+-- name: copy_out
 -- One batch from the source, streamed as binary COPY (psycopg merges the values client-side).
 -- The casts give the target's binary formats even when the source's types are looser (a
 -- real Supabase table with double precision prices, say); with the story's types they are
@@ -123,29 +123,29 @@ COPY (SELECT time::timestamptz, symbol::text, bid_price::numeric(20, 8),
       WHERE symbol = %(symbol)s AND time >= %(lo)s AND time < %(hi)s)
 TO STDOUT (FORMAT BINARY);
 
--- name: mig_copy_in
+-- name: copy_in
 -- The batch into {table} (tick_data, or the fallback's staging table).
 COPY {table} (time, symbol, bid_price, ask_price, last_price, volume, source, trade_id, account_id)
 FROM STDIN (FORMAT BINARY);
 
--- name: mig_delete_range
+-- name: delete_range
 -- Clears the batch's range in the target before copying: what makes a re-copy idempotent.
 -- Safe only while nothing else writes this range of the target (see docs/ticks.md).
 DELETE FROM tick_data WHERE symbol = %(symbol)s AND time >= %(lo)s AND time < %(hi)s;
 
--- name: mig_delete_quarantine_range
+-- name: delete_quarantine_range
 -- Clears quarantined rows of the batch's range left by an earlier attempt.
 DELETE FROM tsj_migration_quarantine
 WHERE symbol = %(symbol)s AND time >= %(lo)s AND time < %(hi)s;
 
--- name: mig_checkpoint
+-- name: checkpoint
 -- The batch's checkpoint, committed in the same transaction as its rows.
 INSERT INTO tsj_migration_batches (plan_key, batch_id, batch_key, symbol, lo, hi, source_rows,
                                    copied_rows, quarantined_rows, checksum, seconds)
 VALUES (%(plan_key)s, %(batch_id)s, %(batch_key)s, %(symbol)s, %(lo)s, %(hi)s,
         %(source_rows)s, %(copied_rows)s, %(quarantined_rows)s, %(checksum)s, %(seconds)s);
 
--- name: mig_create_stage
+-- name: create_stage
 -- The fallback's staging table: the batch without constraints, numbered for bisection.
 CREATE TEMP TABLE tsj_migration_stage (
   time TIMESTAMPTZ, symbol TEXT, bid_price DECIMAL(20, 8), ask_price DECIMAL(20, 8),
@@ -153,14 +153,14 @@ CREATE TEMP TABLE tsj_migration_stage (
   n BIGINT GENERATED ALWAYS AS IDENTITY
 ) ON COMMIT DROP;
 
--- name: mig_stage_insert
+-- name: stage_insert
 -- Staged rows lo <= n < hi into tick_data (one bisection step, inside a savepoint).
 INSERT INTO tick_data (time, symbol, bid_price, ask_price, last_price, volume, source,
                        trade_id, account_id)
 SELECT time, symbol, bid_price, ask_price, last_price, volume, source, trade_id, account_id
 FROM tsj_migration_stage WHERE n >= %(lo)s AND n < %(hi)s;
 
--- name: mig_stage_quarantine
+-- name: stage_quarantine
 -- One staged row the target refused, into the quarantine with the server's reason.
 INSERT INTO tsj_migration_quarantine (time, symbol, bid_price, ask_price, last_price, volume,
                                       source, trade_id, account_id, reason, plan_key, batch_id)
@@ -168,7 +168,7 @@ SELECT time, symbol, bid_price, ask_price, last_price, volume, source, trade_id,
        %(reason)s, %(plan_key)s, %(batch_id)s
 FROM tsj_migration_stage WHERE n = %(n)s;
 
--- name: mig_odd_copy_out
+-- name: odd_copy_out
 -- A symbol's odd rows (outside the tick domain, or any row with a NULL symbol) with the
 -- reason each goes to the quarantine, streamed as binary COPY.
 COPY (SELECT time::timestamptz, symbol::text, bid_price::numeric(20, 8),
@@ -186,22 +186,22 @@ COPY (SELECT time::timestamptz, symbol::text, bid_price::numeric(20, 8),
         AND (%(symbols)s::text[] IS NULL OR symbol = ANY(%(symbols)s::text[])))
 TO STDOUT (FORMAT BINARY);
 
--- name: mig_odd_copy_in
+-- name: odd_copy_in
 -- Odd rows straight into the quarantine.
 COPY tsj_migration_quarantine (time, symbol, bid_price, ask_price, last_price, volume, source,
                                trade_id, account_id, reason, plan_key, batch_id)
 FROM STDIN (FORMAT BINARY);
 
--- name: mig_odd_clear
+-- name: odd_clear
 -- Before re-quarantining a symbol's odd rows: drop earlier copies of them from the target
--- and the quarantine (the time and symbol filters mirror mig_odd_copy_out).
+-- and the quarantine (the time and symbol filters mirror odd_copy_out).
 DELETE FROM tsj_migration_quarantine
 WHERE symbol IS NOT DISTINCT FROM %(symbol)s
   AND (symbol IS NULL OR NOT (time >= '0001-01-02 00:00+00' AND time < '9999-12-31 00:00+00'))
   AND time >= %(since)s::timestamptz AND time <= %(until)s::timestamptz
   AND (time < %(until)s::timestamptz OR %(until)s::timestamptz = 'infinity');
 
--- name: mig_anomalies
+-- name: anomalies
 -- Source anomalies in the range, carried as they are and counted for the summary: crossed
 -- or locked quotes (bid >= ask), rows with a NULL price, and duplicate rows (copies beyond
 -- the first of a full row: legal ticks, but worth knowing).
@@ -223,7 +223,7 @@ SELECT
      HAVING count(*) > 1) d) AS duplicates
 FROM r;
 
--- name: mig_quarantine_rows
+-- name: quarantine_rows
 -- The quarantined rows, newest first; time as text because it may be +/-infinity or
 -- beyond year 9999 (which Python cannot hold).
 SELECT time::text AS time, symbol, bid_price, ask_price, last_price, volume, source, trade_id,
@@ -232,13 +232,13 @@ FROM tsj_migration_quarantine
 ORDER BY quarantined_at DESC
 LIMIT %(limit)s;
 
--- name: mig_identity
+-- name: identity
 -- What tells two connections apart: same server start, same database, same table oid
 -- means one table (migrating a table onto itself would delete it batch by batch).
 SELECT pg_postmaster_start_time()::text, current_database()::text,
        to_regclass('tick_data')::oid::bigint;
 
--- name: mig_target_policies
+-- name: target_policies
 -- What the target's own policies say about history (no row without timescaledb's jobs, e.g.
 -- plain PostgreSQL or the apache edition): the retention policy's drop_after (days whose
 -- chunk ends by now() - drop_after are what its job drops) and the compression policy's
@@ -252,7 +252,7 @@ FROM timescaledb_information.jobs j
 WHERE j.hypertable_schema = current_schema() AND j.hypertable_name = 'tick_data'
   AND j.proc_name IN ('policy_retention', 'policy_compression');
 
--- name: mig_target_settings
+-- name: target_settings
 -- Which of the settings a batch may tune this server knows (older TimescaleDB lacks
 -- direct compression on COPY; the apache edition compresses nothing).
 SELECT name FROM pg_settings
@@ -260,12 +260,12 @@ WHERE name IN ('timescaledb.enable_direct_compress_copy',
                'timescaledb.max_tuples_decompressed_per_dml_transaction',
                'timescaledb.license');
 
--- name: mig_set_local
+-- name: set_local
 -- One setting for the rest of the batch's transaction only (SET LOCAL as a function, so
 -- the name is a value: works through a transaction-mode pooler, leaks into no session).
 SELECT set_config(%(name)s, %(value)s, true);
 
--- name: mig_paths_source
+-- name: paths_source
 -- The measurement's ticks (tsj_lab/migrate_paths.py), in its scratch schema: %(per_day)s
 -- per symbol and UTC day for %(days)s days from %(start)s, prices on a quarter-point grid,
 -- deterministic (the ways are compared on the same rows).
@@ -282,7 +282,7 @@ FROM generate_series(0, %(days)s - 1) AS d,
      generate_series(0, %(per_day)s - 1) AS i,
      unnest(%(symbols)s::text[]) AS s(symbol);
 
--- name: mig_paths_copy_out
+-- name: paths_copy_out
 -- One symbol-day of the measurement's ticks as binary COPY (the migration's unit of work);
 -- %(half)s 0 or 1 picks every other tick (two interleaved halves of the day), NULL all.
 COPY (SELECT time, symbol, bid_price, ask_price, last_price, volume, source, trade_id,
@@ -293,11 +293,11 @@ COPY (SELECT time, symbol, bid_price, ask_price, last_price, volume, source, tra
       ORDER BY time)
 TO STDOUT (FORMAT BINARY);
 
--- name: mig_paths_compress_chunks
+-- name: paths_compress_chunks
 -- Compress every chunk of tick_data not yet compressed (the day just written).
 SELECT count(compress_chunk(c, if_not_compressed => true)) FROM show_chunks('tick_data') c;
 
--- name: mig_paths_state
+-- name: paths_state
 -- What a way left: rows, chunks, chunks compressed, chunks with uncompressed rows beside
 -- their compressed ones (partial: status bit 8), and the hypertable's bytes on disk.
 SELECT (SELECT count(*) FROM tick_data) AS rows,
@@ -314,12 +314,12 @@ JOIN _timescaledb_catalog.chunk k
                                    to_jsonb(k) ->> 'table_name')))
 WHERE c.hypertable_schema = current_schema() AND c.hypertable_name = 'tick_data';
 
--- name: mig_paths_compression_job
+-- name: paths_compression_job
 -- The compression policy's job on the scratch schema's tick_data.
 SELECT j.job_id FROM timescaledb_information.jobs j
 WHERE j.hypertable_schema = current_schema() AND j.hypertable_name = 'tick_data'
   AND j.proc_name = 'policy_compression';
 
--- name: mig_paths_truncate
+-- name: paths_truncate
 -- A clean hypertable between runs (drops its chunks, compressed ones too).
 TRUNCATE tick_data;

@@ -6,7 +6,7 @@
 -- the scratch schema's search_path.
 SELECT extnamespace::regnamespace::text FROM pg_extension WHERE extname = 'timescaledb';
 
--- name: proof_recent_ticks
+-- name: recent_ticks
 -- Ticks of the last hour (one each 20 seconds, from 50 to 2 minutes ago) that only the
 -- refresh policies see: the history back-fill ends before them.
 INSERT INTO tick_data (time, symbol, bid_price, ask_price, last_price, volume, source)
@@ -15,7 +15,7 @@ SELECT t, %(symbol)s, 100.00, 100.25, 100.25 + (extract(epoch FROM t)::bigint / 
 FROM generate_series(now() - INTERVAL '50 minutes', now() - INTERVAL '2 minutes',
                      INTERVAL '20 seconds') AS t;
 
--- name: proof_jobs
+-- name: jobs
 -- The policy jobs on the scratch schema's objects, named as the proof names them:
 -- 'compression', 'retention', '<view> refresh'. A refresh policy's job names the view
 -- since 2.20 and its materialization hypertable before: both are accepted.
@@ -38,7 +38,7 @@ WHERE j.proc_name = 'policy_refresh_continuous_aggregate'
 -- Run job %(job)s now, in this session, as its schedule would (a procedure: autocommit).
 CALL run_job(%(job)s);
 
--- name: proof_facts
+-- name: facts
 -- The chunks of tick_data against the policies' horizons (now - %(compress_after)s,
 -- now - %(drop_after)s): a chunk is older than a horizon when it ends at or before it.
 -- expired_ticks: the ticks inside the chunks the retention job is to drop.
@@ -61,18 +61,18 @@ SELECT (SELECT count(*) FROM c) AS chunks,
                       WHERE range_end <= now() - %(drop_after)s::interval)) AS expired_ticks,
        (SELECT count(*) FROM tick_data) AS ticks;
 
--- name: proof_chunk_settings
+-- name: chunk_settings
 -- Segmentby and orderby of each compressed chunk of tick_data (the columnstore settings
 -- the compression job applied).
 SELECT s.segmentby, s.orderby
 FROM timescaledb_information.chunk_compression_settings s
 WHERE s.hypertable = to_regclass(quote_ident(current_schema()) || '.tick_data');
 
--- name: proof_old_candles
+-- name: old_candles
 -- Candles of {view} before %(until)s: the days whose ticks the retention job dropped.
 SELECT count(*) FROM {view} WHERE bucket < %(until)s;
 
--- name: proof_materialized
+-- name: materialized
 -- The buckets of a candle view that the proof's recent ticks fall in and that the refresh
 -- policy's window [%(at)s - start_offset, %(at)s - end_offset) covers whole ('want'),
 -- and how many of them the materialization hypertable {mat} holds after the job.

@@ -1,4 +1,4 @@
--- name: probe_versions
+-- name: versions
 -- PostgreSQL version (text and number), the installed TimescaleDB version in this
 -- database (NULL without the extension), and whether the extension could be created.
 SELECT current_setting('server_version') AS postgres_version,

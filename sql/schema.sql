@@ -29,11 +29,15 @@ SELECT create_hypertable('tick_data', 'time', chunk_time_interval => INTERVAL '1
 -- Replay reads one symbol's ticks in time order: (symbol, time DESC) serves both directions.
 CREATE INDEX IF NOT EXISTS tick_data_symbol_time_idx ON tick_data (symbol, time DESC);
 
--- name: create_candle_1m_matview
--- apache edition: 1-minute candles as a PostgreSQL materialized view, refreshed by tsj.
--- time_bucket on timestamptz aligns sub-day buckets to UTC whatever the session TimeZone.
-CREATE MATERIALIZED VIEW IF NOT EXISTS candle_1m AS
-SELECT time_bucket(INTERVAL '1 minute', time) AS bucket,
+-- name: create_candles
+-- AC4: a candle view of {width} buckets made from the ticks: candle_1m (and, in
+-- history's comparison, flat views of any width). {options} is the view's WITH clause:
+-- the timescale edition's continuous aggregate (schema_timescale.continuous), or nothing
+-- for the apache edition's PostgreSQL materialized view. time_bucket on timestamptz aligns
+-- sub-day buckets to UTC whatever the session TimeZone. {width} is a literal: DDL takes
+-- no parameters, and a continuous aggregate needs a constant bucket width.
+CREATE MATERIALIZED VIEW IF NOT EXISTS {view} {options} AS
+SELECT time_bucket({width}::interval, time) AS bucket,
        symbol,
        first(last_price, time) AS open,
        max(last_price) AS high,
@@ -42,14 +46,16 @@ SELECT time_bucket(INTERVAL '1 minute', time) AS bucket,
        sum(volume) AS volume,
        count(*) AS tick_count
 FROM tick_data
-GROUP BY bucket, symbol
+GROUP BY 1, symbol
 WITH NO DATA;
 
--- name: create_candle_5m_matview
--- apache edition: 5-minute candles built from candle_1m (hierarchical), so they equal
--- aggregating the 1m candles by construction; the same columns and types as candle_1m.
-CREATE MATERIALIZED VIEW IF NOT EXISTS candle_5m AS
-SELECT time_bucket(INTERVAL '5 minutes', bucket) AS bucket,
+-- name: create_candle_rollup
+-- AC4: a wider candle view rolled up from {base} (candle_1m): hierarchical, so the 5m,
+-- 15m and 1h candles equal aggregating the 1m candles by construction, and a refresh
+-- reads 1m rows, not ticks (a continuous aggregate on a continuous aggregate, >= 2.9).
+-- The same columns and types as create_candles; {options} and {width} as there.
+CREATE MATERIALIZED VIEW IF NOT EXISTS {view} {options} AS
+SELECT time_bucket({width}::interval, bucket) AS bucket,
        symbol,
        first(open, bucket) AS open,
        max(high) AS high,
@@ -57,41 +63,9 @@ SELECT time_bucket(INTERVAL '5 minutes', bucket) AS bucket,
        last(close, bucket) AS close,
        sum(volume) AS volume,
        sum(tick_count)::bigint AS tick_count
-FROM candle_1m
--- the expression, not the alias: in GROUP BY, `bucket` would name candle_1m's column
-GROUP BY time_bucket(INTERVAL '5 minutes', bucket), symbol
-WITH NO DATA;
-
--- name: create_candle_15m_matview
--- apache edition: 15-minute candles from candle_1m (see candle_5m).
-CREATE MATERIALIZED VIEW IF NOT EXISTS candle_15m AS
-SELECT time_bucket(INTERVAL '15 minutes', bucket) AS bucket,
-       symbol,
-       first(open, bucket) AS open,
-       max(high) AS high,
-       min(low) AS low,
-       last(close, bucket) AS close,
-       sum(volume) AS volume,
-       sum(tick_count)::bigint AS tick_count
-FROM candle_1m
--- the expression, not the alias: in GROUP BY, `bucket` would name candle_1m's column
-GROUP BY time_bucket(INTERVAL '15 minutes', bucket), symbol
-WITH NO DATA;
-
--- name: create_candle_1h_matview
--- apache edition: 1-hour candles from candle_1m (see candle_5m).
-CREATE MATERIALIZED VIEW IF NOT EXISTS candle_1h AS
-SELECT time_bucket(INTERVAL '1 hour', bucket) AS bucket,
-       symbol,
-       first(open, bucket) AS open,
-       max(high) AS high,
-       min(low) AS low,
-       last(close, bucket) AS close,
-       sum(volume) AS volume,
-       sum(tick_count)::bigint AS tick_count
-FROM candle_1m
--- the expression, not the alias: in GROUP BY, `bucket` would name candle_1m's column
-GROUP BY time_bucket(INTERVAL '1 hour', bucket), symbol
+FROM {base}
+-- the expression, not the alias: in GROUP BY, `bucket` would name the base view's column
+GROUP BY time_bucket({width}::interval, bucket), symbol
 WITH NO DATA;
 
 -- name: create_candle_unique_index

@@ -100,9 +100,9 @@ def test_read_frame_matches_plain_psycopg(pair) -> None:
     dbs, ds = pair
     params = {"symbol": "ES", "start": ds.start, "end": ds.start + dt.timedelta(hours=2)}
     for d in dbs:
-        frame = db.read_frame(d.url, "bench_window", params)
+        frame = db.read_frame(d.url, "bench.window", params)
         with psycopg.connect(d.url) as conn:
-            rows = conn.execute(queries.text("bench_window_numeric"), params).fetchall()
+            rows = conn.execute(queries.text("bench.window_numeric"), params).fetchall()
         assert len(frame) == len(rows) == 120
         assert list(frame["time"].dt.to_pydatetime()) == [r[0] for r in rows]
         for i, col in enumerate(["bid_price", "ask_price", "last_price"], start=1):
@@ -113,7 +113,7 @@ def test_read_frame_matches_plain_psycopg(pair) -> None:
 
 def test_read_frame_fills_identifiers(pair) -> None:
     dbs, ds = pair
-    candles = db.read_frame(dbs[1].url, "candle_view_range",
+    candles = db.read_frame(dbs[1].url, "candles.view_range",
                             {"symbol": "NQ", "start": ds.start, "end": ds.end},
                             identifiers={"view": "candle_1h"})
     assert len(candles) == 24 and candles["tick_count"].sum() == 1440
@@ -122,7 +122,7 @@ def test_read_frame_fills_identifiers(pair) -> None:
 def test_server_times_are_positive(pair) -> None:
     dbs, ds = pair
     params = bench.window_params(ds, 600, samples=3, rng=random.Random(0))
-    times = bench.server_times(dbs[1].url, "bench_window", params)
+    times = bench.server_times(dbs[1].url, "bench.window", params)
     assert len(times) == 3 and all(t > 0 for t in times)
 
 
@@ -182,9 +182,9 @@ def test_replace_regenerates_a_day_of_other_spacing(pair) -> None:
 def test_candle_frames_are_numbers(pair) -> None:
     dbs, ds = pair
     params = {"symbol": "ES", "start": ds.start, "end": ds.end, "width": "1 hour"}
-    frames = [db.read_frame(dbs[1].url, "candle_view_range", params, identifiers={"view": "candle_1h"}),
-              db.read_frame(dbs[1].url, "candle_raw_range", params),
-              db.read_frame(dbs[0].url, "bench_candles_raw_plain", params)]
+    frames = [db.read_frame(dbs[1].url, "candles.view_range", params, identifiers={"view": "candle_1h"}),
+              db.read_frame(dbs[1].url, "candles.raw_range", params),
+              db.read_frame(dbs[0].url, "bench.candles_raw_plain", params)]
     for frame in frames:
         assert [str(t) for t in frame.dtypes] == ["datetime64[us, UTC]"] + ["float64"] * 4 + ["int64"] * 2
     # the view, time_bucket and date_bin agree on every candle

@@ -335,7 +335,7 @@ def test_reconcile_names_each_differing_day(copy: Callable[[int], str]) -> None:
         ("BTCUSD", day3.date(), 1, "fail")]
     assert {s[0] for s in found[1].samples} == {"volume", "checksum"}
     # rows the migration quarantined are accounted for: a warning that names them, not a fail
-    _sql(target, queries.text("mig_create_quarantine"),
+    _sql(target, queries.text("migrate.create_quarantine"),
          "WITH moved AS (DELETE FROM tick_data WHERE symbol = 'ES' AND time = "
          "(SELECT max(time) FROM tick_data WHERE symbol = 'ES') RETURNING *) "
          "INSERT INTO tsj_migration_quarantine "

@@ -12,7 +12,7 @@ from tsj_lab import queries
 PACKAGE = Path(queries.__file__).parent
 # queries.text("x"), queries.compose("x", ...), queries.get("x"), read_frame(url, "x", ...)
 _USES = re.compile(
-    r"""(?:queries\.(?:text|compose|get)\(\s*|read_frame\([^,()]+,\s*)["']([a-z_0-9]+)["']"""
+    r"""(?:queries\.(?:text|compose|get)\(\s*|read_frame\([^,()]+,\s*)["']([a-z_0-9.]+)["']"""
 )
 
 
@@ -30,6 +30,17 @@ def test_every_name_the_code_uses_exists() -> None:
     assert sorted(used - set(queries.names())) == []
 
 
+def test_names_are_the_file_and_the_name_in_it() -> None:
+    for name in queries.names():
+        q = queries.get(name)
+        stem, _, own = name.partition(".")
+        assert q.file == f"{stem}.sql" and own and "." not in own
+        # no file-named prefixes left (namespacing by file replaced 'mig_', 'chk_', ...)
+        assert not own.startswith(("mig_", "chk_", "gen_", "hist_", "ts_")), name
+    # the same name in two files is two queries
+    assert queries.get("checks.jobs").text != queries.get("policies.jobs").text
+
+
 def test_unknown_name_fails_at_once() -> None:
     with pytest.raises(KeyError, match="no query named 'nope'"):
         queries.get("nope")
@@ -39,11 +50,16 @@ def test_duplicate_and_empty_names_name_the_file_and_line(tmp_path: Path) -> Non
     (tmp_path / "a.sql").write_text("-- name: one\nSELECT 1;\n-- name: one\nSELECT 2;\n")
     with pytest.raises(ValueError, match=r"a.sql:3: duplicate query name 'one'"):
         queries._load_all(tmp_path)
+    two = tmp_path / "two"  # (_load_all is cached by directory)
+    two.mkdir()
+    (two / "b.sql").write_text("-- name: one\nSELECT 3;\n")
+    (two / "a.sql").write_text("-- name: one\nSELECT 1;\n")
+    assert sorted(queries._load_all(two)) == ["a.one", "b.one"]
     (tmp_path / "a.sql").write_text("-- name: empty\n-- only a comment\n")
     with pytest.raises(ValueError, match=r"a.sql:1: query 'empty' is empty"):
         queries._load_all(tmp_path)
 
 
 def test_compose_quotes_identifiers() -> None:
-    stmt = queries.compose("gen_count", table='odd"name')
+    stmt = queries.compose("generate.count", table='odd"name')
     assert 'FROM "odd""name"' in stmt.as_string(None)

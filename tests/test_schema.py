@@ -94,8 +94,8 @@ def test_dry_run_prints_sql_and_touches_nothing(edition) -> None:
     before = snapshot(url)
     result = schema.provision(url, dry_run=True)
     assert result.dry_run and not result.changed and len(result.sql) == len(result.steps)
-    assert any("create_hypertable" in s for s in result.sql)
-    assert any("CREATE MATERIALIZED VIEW IF NOT EXISTS candle_1h" in s for s in result.sql)
+    assert any("create_hypertable(" in s for s in result.sql)
+    assert any('CREATE MATERIALIZED VIEW IF NOT EXISTS "candle_1h"' in s for s in result.sql)
     assert snapshot(url) == before
 
 
@@ -212,11 +212,11 @@ def test_provision_creates_the_extension_the_server_offers(make_db: Callable[...
     assert [r.status for r in rows] == ["ok", "fail", "fail", "fail", "fail", "ok"]
     assert "run 'tsj provision'" in rows[1].detail and "CREATE EXTENSION" in rows[1].detail
     dry = schema.provision(url, dry_run=True)
-    assert [s.query for s in dry.steps] == ["create_extension"]
+    assert [s.query for s in dry.steps] == ["schema.create_extension"]
     assert "planned once it exists" in dry.summary()
     assert count(url, "SELECT count(*) FROM pg_extension WHERE extname = 'timescaledb'") == 0
     result = schema.provision(url)
-    assert result.steps[0].query == "create_extension" and len(result.steps) == 15
+    assert result.steps[0].query == "schema.create_extension" and len(result.steps) == 15
     assert result.edition == "timescaledb-timescale"
     assert [r.status for r in schema.validate(url, pool_size=2)] == ["ok"] * 6
 
@@ -271,7 +271,7 @@ def test_plain_table_with_rows_is_refused_then_migrated(make_db: Callable[..., s
         schema.provision(url, dry_run=True)
     assert snapshot(url) == before
     result = schema.provision(url, migrate_data=True)
-    assert "create_hypertable_migrate_data" in [s.query for s in result.steps]
+    assert "schema.create_hypertable_migrate_data" in [s.query for s in result.steps]
     assert count(url, "SELECT count(*) FROM tick_data") == rows
     assert count(url, "SELECT count(*) FROM timescaledb_information.chunks") == 1
 
@@ -391,16 +391,30 @@ def timescale_blocks() -> list[str]:
 
 def test_timescale_ddl_parses_one_statement_per_block() -> None:
     pglast = pytest.importorskip("pglast")
-    names = timescale_blocks()
-    assert {f"ts_create_{v}" for v in schema.CANDLE_VIEWS} <= set(names)
+    names = set(timescale_blocks()) - {"schema_timescale.continuous"}  # a WITH clause
+    assert {"schema_timescale.add_candle_policy", "schema_timescale.enable_columnstore"} <= names
     for name in names:
         text = re.sub(r"%\((\w+)\)s", "NULL", queries.text(name))  # psycopg parameters
         stmts = pglast.parse_sql(text)
         assert len(stmts) == 1, name
-    # the apache DDL too, identifiers filled in
-    for name in [n for n in queries.names() if n.startswith("create_")]:
-        text = queries.text(name).replace("{view}", "v").replace("{index}", "i").replace("{table}", "t")
-        assert pglast.parse_sql(text), name
+
+
+@pytest.mark.parametrize("continuous", [False, True])
+def test_every_candle_view_comes_from_one_of_two_blocks_and_parses(continuous: bool) -> None:
+    pglast = pytest.importorskip("pglast")
+    for candle in schema.CANDLES:
+        block, parts = schema.candle_ddl(candle, continuous=continuous)
+        assert block == ("schema.create_candles" if candle.name == "1m"
+                         else "schema.create_candle_rollup")
+        text = queries.compose(block, **dict(parts)).as_string(None)
+        assert len(pglast.parse_sql(text)) == 1
+        assert f"time_bucket('{candle.interval}'::interval" in text
+        assert ("timescaledb.continuous" in text) is continuous
+        assert f'CREATE MATERIALIZED VIEW IF NOT EXISTS "{candle.view}" ' in text
+    flat = schema.candle_ddl(schema.CANDLES[3], continuous=True, flat=True, view="f",
+                             materialized_only=True)
+    text = queries.compose(flat[0], **dict(flat[1])).as_string(None)
+    assert "FROM tick_data" in text and "materialized_only = true" in text
 
 
 @pytest.fixture
@@ -490,15 +504,16 @@ def _state(**over: object) -> schema._State:
 
 @pytest.mark.parametrize("kinds, enable, policy", [
     ({"add_columnstore_policy": "p", "add_compression_policy": "f"},  # 2.18 .. 2.24
-     "ts_enable_columnstore", "ts_add_columnstore_policy"),
-    ({"add_compression_policy": "f"}, "ts_enable_compression", "ts_add_compression_policy"),
+     "schema_timescale.enable_columnstore", "schema_timescale.add_columnstore_policy"),
+    ({"add_compression_policy": "f"}, "schema_timescale.enable_compression",
+     "schema_timescale.add_compression_policy"),
 ])
 def test_timescale_plan_follows_the_servers_api(kinds: dict[str, str], enable: str,
                                                 policy: str) -> None:
     steps = [s.query for s in schema._timescale_steps(_state(), kinds)]
-    assert steps[:3] == [enable, policy, "ts_add_retention_policy"]
-    assert steps[3:] == [q for v in schema.CANDLE_VIEWS
-                         for q in (f"ts_create_{v}", "ts_add_candle_policy")]
+    assert steps[:3] == [enable, policy, "schema_timescale.add_retention_policy"]
+    creates = ["schema.create_candles"] + ["schema.create_candle_rollup"] * 3
+    assert steps[3:] == [q for c in creates for q in (c, "schema_timescale.add_candle_policy")]
     done = _state(compression_enabled=True, compress_story=True,
                   compress_after=schema.COMPRESS_AFTER,
                   drop_after=schema.RETENTION, views=frozenset(schema.CANDLE_VIEWS),
@@ -515,8 +530,9 @@ def test_dry_run_for_the_timescale_license_on_the_apache_server(
     assert result.edition == "timescaledb-timescale"
     # 2.19 has the procedure add_columnstore_policy: the columnstore API is chosen
     assert [s.query for s in result.steps][:3] == [
-        "ts_enable_columnstore", "ts_add_columnstore_policy", "ts_add_retention_policy"]
-    assert not [s for s in result.steps if s.query.startswith("ts_create_")]  # views exist
+        "schema_timescale.enable_columnstore", "schema_timescale.add_columnstore_policy",
+        "schema_timescale.add_retention_policy"]
+    assert not [s for s in result.steps if s.query.startswith("schema.create_candle")]  # exist
     assert snapshot(url) == before
     with pytest.raises(ValueError, match="needs dry_run"):
         schema.provision(url, for_license="timescale")

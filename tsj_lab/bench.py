@@ -190,7 +190,7 @@ def explainer(url: str, query_name: str, *, identifiers: Mapping[str, str] | Non
               ) -> Iterator[Callable[[Mapping[str, Any]], float]]:
     """A function giving the server's execution time (ms) of the named query, on one connection."""
     inner = queries.compose(query_name, **(identifiers or {}))
-    stmt = sql.SQL(queries.text("bench_explain")).format(query=inner)
+    stmt = sql.SQL(queries.text("bench.explain")).format(query=inner)
     with connection(url, autocommit=True) as conn:
         def explain(params: Mapping[str, Any]) -> float:
             plan = conn.execute(stmt, params).fetchone()[0]  # type: ignore[index]
@@ -352,7 +352,7 @@ def prepare(target_url: str, source_url: str, *, symbols: Sequence[str], start: 
         if missing:
             log.info("generated %d symbol-days into %s", len(missing), db.label)
             with connection(db.url, autocommit=True) as conn:
-                conn.execute(queries.text("bench_analyze"))
+                conn.execute(queries.text("bench.analyze"))
         got = symbol_counts(db.url, start=lo, end=hi)
         counts[db.label] = [got.get(s, 0) for s in symbols]
     if counts[PLAIN] != counts[TIMESCALE]:
@@ -367,7 +367,7 @@ def _delete_day(url: str, *, symbol: str, day: dt.date) -> None:
     lo = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
     log.warning("deleting %s ticks of %s to generate them again", symbol, day)
     with connection(url, autocommit=True) as conn:
-        conn.execute(queries.text("bench_delete_day"),
+        conn.execute(queries.text("bench.delete_day"),
                      {"symbol": symbol, "start": lo, "end": lo + dt.timedelta(days=1)})
 
 
@@ -377,17 +377,17 @@ def _days(start: dt.date, days: int) -> list[dt.date]:
 
 def _day_counts(url: str, *, start: dt.datetime, end: dt.datetime) -> dict[tuple[str, dt.date], int]:
     with connection(url, autocommit=True) as conn:
-        got = conn.execute(queries.text("bench_day_counts"), {"start": start, "end": end})
+        got = conn.execute(queries.text("bench.day_counts"), {"start": start, "end": end})
         return {(row[0], row[1]): int(row[2]) for row in got.fetchall()}
 
 
 def symbol_counts(url: str, *, start: dt.datetime, end: dt.datetime) -> dict[str, int]:
     with connection(url, autocommit=True) as conn:
-        got = conn.execute(queries.text("bench_symbol_span"), {"start": start, "end": end})
+        got = conn.execute(queries.text("bench.symbol_span"), {"start": start, "end": end})
         return {row[0]: int(row[3]) for row in got.fetchall()}
 
 
 def table_bytes(db: Database) -> int:
-    name = "bench_table_size_plain" if db.label == PLAIN else "bench_table_size_hypertable"
+    name = "bench.table_size_plain" if db.label == PLAIN else "bench.table_size_hypertable"
     with connection(db.url, autocommit=True) as conn:
         return int(conn.execute(queries.text(name)).fetchone()[0])  # type: ignore[index]

@@ -73,9 +73,9 @@ def read(url: str, *, symbol: str, timeframe: str, start: datetime, end: datetim
     params: dict[str, Any] = {"symbol": symbol, "start": start, "end": end}
     if view:
         _check_aligned(start, end, step, timeframe)
-        df = read_frame(url, "candle_view_range", params, identifiers={"view": view})
+        df = read_frame(url, "candles.view_range", params, identifiers={"view": view})
     else:
-        df = read_frame(url, "candle_raw_range", params | {"width": step})
+        df = read_frame(url, "candles.raw_range", params | {"width": step})
     df = df[list(COLUMNS)]
     df["bucket"] = pd.to_datetime(df["bucket"], utc=True)
     df.attrs.update(source=view or "raw ticks", symbol=symbol, timeframe=timeframe)
@@ -95,7 +95,7 @@ def _check_aligned(start: datetime, end: datetime, step: timedelta, timeframe: s
 def tick_totals(url: str, *, symbol: str, start: datetime, end: datetime) -> dict[str, int]:
     """Tick count and volume of ``symbol`` in [start, end), from the raw ticks."""
     with connection(url) as conn:
-        row = conn.execute(queries.text("candle_tick_totals"),
+        row = conn.execute(queries.text("candles.tick_totals"),
                            {"symbol": symbol, "start": start, "end": end}).fetchone()
     return {"ticks": int(row[0]), "volume": int(row[1])}  # type: ignore[index]
 
@@ -105,13 +105,13 @@ def symbols(url: str) -> pd.DataFrame:
     if not has_table(url):
         return pd.DataFrame(columns=["symbol", "first_time", "last_time"])
     with connection(url) as conn:
-        rows = conn.execute(queries.text("candle_symbols")).fetchall()
+        rows = conn.execute(queries.text("candles.symbols")).fetchall()
     return pd.DataFrame(rows, columns=["symbol", "first_time", "last_time"])
 
 
 def has_table(url: str) -> bool:
     with connection(url) as conn:
-        row = conn.execute(queries.text("candle_has_table")).fetchone()
+        row = conn.execute(queries.text("candles.has_table")).fetchone()
     return bool(row and row[0])
 
 
@@ -178,7 +178,7 @@ def _has_ticks(url: str) -> bool:
     if not has_table(url):
         return False
     with connection(url) as conn:
-        row = conn.execute(queries.text("candle_any_tick")).fetchone()
+        row = conn.execute(queries.text("candles.any_tick")).fetchone()
     return bool(row and row[0])
 
 

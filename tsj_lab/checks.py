@@ -215,13 +215,13 @@ def run(
         if caps.timescaledb_version is None:
             # names the target and how to enable the extension ('tsj provision' cannot)
             raise schema.missing_extension_error(target_url, caps)
-        if not conn.execute(queries.text("chk_relation_kind"), {"name": opts.table}).fetchone():
+        if not conn.execute(queries.text("checks.relation_kind"), {"name": opts.table}).fetchone():
             raise SchemaError(f"table '{opts.table}' not found on the target; run 'tsj provision'")
-        conn.execute(queries.text("chk_session"))
+        conn.execute(queries.text("checks.session"))
         ctx = _Run(conn, opts, caps.license, source_url)
         _run_steps(ctx, progress=_progress(progress), timings=timings)
         if stats is not None:
-            stats.update(zip(("ticks", "symbol_days"), ctx.q("chk_tick_extent")[0][1:]))
+            stats.update(zip(("ticks", "symbol_days"), ctx.q("checks.tick_extent")[0][1:]))
     return ctx.results
 
 
@@ -310,9 +310,9 @@ class Prepared:
 def has_ticks(url: str, *, table: str = "tick_data") -> bool:
     """Whether ``table`` exists on ``url`` and holds at least one row."""
     with connection(url, autocommit=True) as conn:
-        if not conn.execute(queries.text("chk_relation_kind"), {"name": table}).fetchone():
+        if not conn.execute(queries.text("checks.relation_kind"), {"name": table}).fetchone():
             return False
-        row = conn.execute(queries.compose("chk_has_rows", table=table)).fetchone()
+        row = conn.execute(queries.compose("checks.has_rows", table=table)).fetchone()
         return bool(row and row[0])
 
 
@@ -358,7 +358,7 @@ def prepare(
 def check_layout(ctx: _Run) -> None:
     """Chunk interval of one day, no chunk past retention, compression as configured."""
     t, opts = ctx.opts.table, ctx.opts
-    dim = ctx.q("chk_hypertable_dimension", {"table": t})
+    dim = ctx.q("checks.hypertable_dimension", {"table": t})
     if not dim:
         ctx.add("chunk_interval", status="fail", observed="not a hypertable",
                 expected="hypertable, 1 day chunks",
@@ -372,7 +372,7 @@ def check_layout(ctx: _Run) -> None:
     retention = facts.drop_after or opts.retention
     policy = (f"retention policy drop_after {_interval_text(facts.drop_after)}"
               if facts.drop_after else "no retention policy")
-    old = ctx.q("chk_old_chunks", {"table": t, "retention": retention,
+    old = ctx.q("checks.old_chunks", {"table": t, "retention": retention,
                                    "limit": opts.sample_rows})
     n_old = old[0][0] if old else 0
     ctx.add("retention", found=n_old, observed=f"{n_old} chunks",
@@ -405,7 +405,7 @@ def _check_compression(ctx: _Run, compress_after: dt.timedelta | None) -> None:
                 expected=f"a compression policy after {_interval_text(opts.compress_after)}",
                 detail="run 'tsj provision' (AC3)")
         return
-    late = ctx.q("chk_uncompressed_old_chunks", {"table": t, "compress_after": compress_after,
+    late = ctx.q("checks.uncompressed_old_chunks", {"table": t, "compress_after": compress_after,
                                                  "limit": opts.sample_rows})
     n = late[0][0] if late else 0
     ctx.add("compression", found=n, observed=f"{observed}; {n} old chunks uncompressed",
@@ -418,10 +418,10 @@ def _check_compression(ctx: _Run, compress_after: dt.timedelta | None) -> None:
 def check_jobs(ctx: _Run) -> None:
     """Each policy or user job's last run (the scheduler's job_stats and job_errors, or tsj's
     own CALL run_job record, whichever is newer): a failed last run fails the check."""
-    jobs = ctx.q("chk_jobs")
+    jobs = ctx.q("checks.jobs")
     tsj_runs: dict[int, tuple[Any, ...]] = {}
-    if ctx.conn.execute(queries.text("chk_relation_kind"), {"name": "tsj_job_runs"}).fetchone():
-        tsj_runs = {r[0]: tuple(r[1:]) for r in ctx.q("chk_tsj_job_runs")}
+    if ctx.conn.execute(queries.text("checks.relation_kind"), {"name": "tsj_job_runs"}).fetchone():
+        tsj_runs = {r[0]: tuple(r[1:]) for r in ctx.q("checks.tsj_job_runs")}
     if not jobs:
         ctx.add("jobs", status="ok" if ctx.license != "timescale" else "warn", found=0,
                 observed="no jobs", expected="policy jobs that ran without error",
@@ -458,9 +458,9 @@ def check_quality(ctx: _Run) -> None:
     """One scan into chk_days; then each anomaly per (symbol, day) with sample rows."""
     opts = ctx.opts
     limits = {"last_tolerance": opts.last_tolerance, "future_tolerance": opts.future_tolerance}
-    ctx.conn.execute(queries.compose("chk_day_scan", table=opts.table), limits)
+    ctx.conn.execute(queries.compose("checks.day_scan", table=opts.table), limits)
     for check, kind in _QUALITY.items():
-        days = ctx.q("chk_day_findings", {"kind": kind})
+        days = ctx.q("checks.day_findings", {"kind": kind})
         if not days:
             ctx.add(check, observed="0 rows", expected="0 rows")
             continue
@@ -477,7 +477,7 @@ def _quality_sample(ctx: _Run, kind: str, symbol: str, day: dt.date | None,
                     limits: dict[str, Any]) -> list[list[Any]]:
     params = {"kind": kind, "symbol": symbol, "day": day, "limit": ctx.opts.sample_rows, **limits}
     # rows without a plausible day (implausible times) are found outside any day range
-    rows = ctx.q("chk_undated_sample" if day is None else "chk_quality_sample", params)
+    rows = ctx.q("checks.undated_sample" if day is None else "checks.quality_sample", params)
     return [_jsonable(r) for r in rows]
 
 
@@ -490,7 +490,7 @@ def check_sequence(ctx: _Run) -> None:
     ctx.steps = _symbol_steps(ctx)
     symbols = sorted(ctx.steps)
     gap_s = [None if (step := ctx.steps[s]) is None else step * opts.gap_multiple for s in symbols]
-    ctx.conn.execute(queries.compose("chk_sequence_scan", table=opts.table),
+    ctx.conn.execute(queries.compose("checks.sequence_scan", table=opts.table),
                      {"symbols": symbols, "gap_s": gap_s})
     _check_duplicates(ctx)
     _check_gaps(ctx)
@@ -499,21 +499,21 @@ def check_sequence(ctx: _Run) -> None:
 
 def _symbol_steps(ctx: _Run) -> dict[str, float | None]:
     """Each symbol's expected step in seconds: the option, else its median step (or None)."""
-    rows = ctx.q("chk_symbol_steps", {"n": ctx.opts.step_sample})
+    rows = ctx.q("checks.symbol_steps", {"n": ctx.opts.step_sample})
     if ctx.opts.interval_ms is not None:
         return {r[0]: ctx.opts.interval_ms / 1000 for r in rows}
     return {r[0]: None if r[1] is None else float(r[1]) for r in rows}
 
 
 def _check_duplicates(ctx: _Run) -> None:
-    days = ctx.q("chk_duplicates")
+    days = ctx.q("checks.duplicates")
     if not days:
         ctx.add("duplicate_ticks", observed="0 extra copies", expected="0 extra copies",
                 detail="identical in every column")
     for i, (symbol, day, found) in enumerate(days):
         samples = []
         if i < ctx.opts.max_detail_rows:
-            samples = [_jsonable(r) for r in ctx.q("chk_duplicate_sample", {
+            samples = [_jsonable(r) for r in ctx.q("checks.duplicate_sample", {
                 "symbol": symbol, "day": day, "limit": ctx.opts.sample_rows})]
         ctx.add("duplicate_ticks", found=found, symbol=symbol, day=day,
                 observed=f"{found} extra copies", expected="0 extra copies", samples=samples,
@@ -524,7 +524,7 @@ def _check_gaps(ctx: _Run) -> None:
     opts = ctx.opts
     b0, b1 = break_windows(opts.breaks)
     slack = max((v for v in ctx.steps.values() if v), default=1.0) * opts.gap_multiple
-    rows = ctx.q("chk_gaps", {"weekends": opts.weekends, "break_start_s": b0,
+    rows = ctx.q("checks.gaps", {"weekends": opts.weekends, "break_start_s": b0,
                               "break_end_s": b1, "slack_s": slack})
     expected = f"no gap over {opts.gap_multiple:g} steps outside session breaks"
     if not rows:
@@ -549,7 +549,7 @@ def _steps_text(steps: dict[str, float | None]) -> str:
 
 def _check_hour_shifts(ctx: _Run) -> None:
     symbols = sorted(ctx.steps)
-    rows = ctx.q("chk_hour_shifts", {
+    rows = ctx.q("checks.hour_shifts", {
         "symbols": symbols, "step_s": [ctx.steps[s] for s in symbols], "join_steps": 2,
         "tol_steps": 2, "max_hours": MAX_SHIFT_HOURS})
     expected = "no block of ticks moved by whole hours onto other ticks"
@@ -567,12 +567,12 @@ def _add_hour_shift(ctx: _Run, symbol: str, day: dt.date, first: dt.datetime,
     span = {"symbol": symbol, "start": block_first, "end": block_last, "limit": lim}
     if kind == "collisions":
         moved = found
-        samples = ctx.q("chk_hour_shift_sample", {**span, "start": first, "end": last})
+        samples = ctx.q("checks.hour_shift_sample", {**span, "start": first, "end": last})
         where = f"onto {_ts(first)}..{_ts(last)}"
     else:
         # the block holds every shifted tick plus the originals it collided with
-        moved = ctx.q("chk_range_count", span)[0][0] - found
-        samples = ctx.q("chk_range_head" if hours > 0 else "chk_range_tail", span)
+        moved = ctx.q("checks.range_count", span)[0][0] - found
+        samples = ctx.q("checks.range_head" if hours > 0 else "checks.range_tail", span)
         where = f"now {_ts(block_first)}..{_ts(block_last)}, {found} of them onto other ticks"
     ctx.add("hour_shifts", found=moved, symbol=symbol, day=day,
             observed=f"{moved} ticks shifted {hours:+d} h", expected=expected,
@@ -587,14 +587,14 @@ _DIGEST_FIELDS = ("rows", "first_time", "last_time", "volume", "checksum")
 
 
 def check_reconcile(ctx: _Run) -> None:
-    """Source against target per (symbol, UTC day): the ticks engineer's day_digest."""
+    """Source against target per (symbol, UTC day): the ticks engineer's digest.day."""
     expected = "source = target: rows, first/last time, volume, checksum per symbol and day"
     if not ctx.source_url:
         ctx.add("reconcile", status="unsupported", observed="no source", expected=expected,
                 detail="no source given; pass --source URL (or set TSJ_SOURCE_URL)")
         return
     with connection(ctx.source_url, autocommit=True) as src:
-        if not src.execute(queries.text("chk_relation_kind"), {"name": ctx.opts.table}).fetchone():
+        if not src.execute(queries.text("checks.relation_kind"), {"name": ctx.opts.table}).fetchone():
             ctx.add("reconcile", status="warn", observed="no source table", expected=expected,
                     detail=f"table '{ctx.opts.table}' not found on the source; migrate first "
                            "or pass the right --source")
@@ -648,7 +648,7 @@ def _kept_days(conn: psycopg.Connection[Any], source: dict[tuple[str, Any], tupl
 
 def _quarantine_digest(conn: psycopg.Connection[Any]) -> dict[tuple[str, Any], tuple[Any, ...]]:
     """The digest of the rows the migration set aside (target + quarantine = source)."""
-    if not conn.execute(queries.text("chk_relation_kind"), {"name": QUARANTINE}).fetchone():
+    if not conn.execute(queries.text("checks.relation_kind"), {"name": QUARANTINE}).fetchone():
         return {}
     return _digest(conn, QUARANTINE)
 
@@ -664,7 +664,7 @@ def _add(t: tuple[Any, ...] | None, q: tuple[Any, ...]) -> tuple[Any, ...]:
 
 
 def _digest(conn: psycopg.Connection[Any], table: str) -> dict[tuple[str, Any], tuple[Any, ...]]:
-    rows = conn.execute(queries.compose("day_digest", table=table),
+    rows = conn.execute(queries.compose("digest.day", table=table),
                         {"since": "-infinity", "until": "infinity", "symbols": None}).fetchall()
     return {(r[0], r[1]): tuple(r[2:]) for r in rows}
 
@@ -705,15 +705,15 @@ def _candle_step(view: str) -> Callable[[_Run], None]:
 
 def check_candles(ctx: _Run, view: str) -> None:
     """``view`` equals a recompute from the ticks, rolls up from candle_1m, and is fresh."""
-    if not ctx.conn.execute(queries.text("chk_relation_kind"), {"name": view}).fetchone():
+    if not ctx.conn.execute(queries.text("checks.relation_kind"), {"name": view}).fetchone():
         ctx.add("candle_recompute", status="fail", table=view, observed="missing",
                 expected=f"candle view {view}",
                 detail=f"view '{view}' not found; run 'tsj provision'")
         return
-    last_time = ctx.q("chk_tick_extent")[0][0]
+    last_time = ctx.q("checks.tick_extent")[0][0]
     try:
         with ctx.conn.transaction():  # a savepoint: the suite's transaction goes on
-            last_bucket, _view_ticks = ctx.q("chk_candle_freshness", view=view)[0]
+            last_bucket, _view_ticks = ctx.q("checks.candle_freshness", view=view)[0]
     except psycopg.errors.ObjectNotInPrerequisiteState:
         ctx.add("candle_freshness", status="fail", table=view, observed="never refreshed",
                 expected="populated", detail=f"{view} holds no data yet; run 'tsj refresh'")
@@ -756,14 +756,14 @@ def _check_freshness(ctx: _Run, view: str, width: str, last_time: dt.datetime | 
 
 def _watermark(ctx: _Run, view: str) -> tuple[dt.datetime | str, str]:
     """The view's watermark ('infinity' for a plain materialized view) and what it means."""
-    row = ctx.q("chk_candle_watermark", {"view": view})
+    row = ctx.q("checks.candle_watermark", {"view": view})
     if not row:
         return "infinity", "materialized view"
     mark, materialized_only = row[0]
     if materialized_only:
         return "infinity", f"materialized only, watermark {_ts(mark)}"
     with ctx.conn.transaction():  # a savepoint: an error leaves the suite's transaction
-        tail = ctx.q("chk_candle_tail", {"watermark": mark}, view=view)[0][0]
+        tail = ctx.q("checks.candle_tail", {"watermark": mark}, view=view)[0][0]
     return mark, (f"materialized before {_ts(mark)}, {tail} bucket(s) from then on "
                   "aggregated in real time from the ticks")
 
@@ -774,11 +774,11 @@ def _check_recompute(ctx: _Run, view: str, width: str, horizon: dt.datetime | st
     params = {"width": width, "horizon": horizon, "limit": opts.sample_rows, "sample": opts.sample,
               "watermark": mark}
     if opts.sample:
-        ctx.q("chk_set_seed", {"seed": opts.seed})
-        rows = ctx.q("chk_candle_recompute_sample", params, view=view)
+        ctx.q("checks.set_seed", {"seed": opts.seed})
+        rows = ctx.q("checks.candle_recompute_sample", params, view=view)
         scope = f"{opts.sample} sampled buckets"
     else:
-        rows = ctx.q("chk_candle_recompute", params, view=view)
+        rows = ctx.q("checks.candle_recompute", params, view=view)
         scope = "every bucket"
     found, tail = (rows[0][0], rows[0][1]) if rows else (0, 0)
     where = f" ({found - tail} materialized, {tail} in the real-time tail)" if found else ""
@@ -791,7 +791,7 @@ def _check_recompute(ctx: _Run, view: str, width: str, horizon: dt.datetime | st
 
 
 def _check_rollup(ctx: _Run, view: str, width: str) -> None:
-    rows = ctx.q("chk_candle_rollup", {"width": width, "limit": ctx.opts.sample_rows},
+    rows = ctx.q("checks.candle_rollup", {"width": width, "limit": ctx.opts.sample_rows},
                  view=view, base="candle_1m")
     found = rows[0][0] if rows else 0
     ctx.add("candle_rollup", found=found, table=view, observed=f"{found} buckets differ",

@@ -92,7 +92,7 @@ def run(url: str, *, clients: int, queries_per_client: int = 10, work: Work | No
     if timeout <= 0:
         raise ValueError(f"timeout={timeout} must be positive seconds")
     validate_url(url)
-    work = work or (lambda i: (queries.text("backend_pid"), {}))
+    work = work or (lambda i: (queries.text("schema_catalog.backend_pid"), {}))
     try:
         via = "pooler" if pooling(url).pooled else "direct"
         kwargs: dict[str, Any] = {"connect_timeout": 10}
@@ -125,7 +125,7 @@ def _drive(pool: ConnectionPool, *, clients: int, per_client: int, work: Work,
     held = threading.Barrier(clients, timeout=timeout)  # all hold a connection at once
     go = threading.Barrier(clients + 1, timeout=timeout)  # then the clock starts
     lock = threading.Lock()
-    pid_sql = queries.text("backend_pid")
+    pid_sql = queries.text("schema_catalog.backend_pid")
     seen: dict[str, Any] = {"connected": 0, "pids": set(), "lat": [], "rows": [],
                             "errors": 0, "cause": None}
 

@@ -137,7 +137,7 @@ def pooling(url: str) -> Pooling:
 def _detect_pooling(conn: psycopg.Connection[Any], url: str) -> Pooling:
     from urllib.parse import urlsplit
 
-    _pid, server_port = conn.execute(queries.text("pooler_server_side"),
+    _pid, server_port = conn.execute(queries.text("pooler.server_side"),
                                      prepare=False).fetchone()  # type: ignore[misc]
     url_port = urlsplit(url).port or 5432
     pooled = server_port is not None and int(server_port) != url_port
@@ -148,10 +148,10 @@ def _detect_pooling(conn: psycopg.Connection[Any], url: str) -> Pooling:
             res = conn.pgconn.prepare(name.encode(), b"SELECT 1")
             if res.status != psycopg.pq.ExecStatus.COMMAND_OK:
                 raise psycopg.OperationalError(res.error_message.decode(errors="replace"))
-            kept = conn.execute(queries.text("pooler_prepared_here"), {"name": name},
+            kept = conn.execute(queries.text("pooler.prepared_here"), {"name": name},
                                 prepare=False).fetchone()[0]  # type: ignore[index]
             if kept:  # passed through as is: the pooler does not manage prepared statements
-                conn.execute(queries.compose("pooler_deallocate", statement=name), prepare=False)
+                conn.execute(queries.compose("pooler.deallocate", statement=name), prepare=False)
             prepares = not kept
     found = Pooling(pooled, None if server_port is None else int(server_port), prepares)
     _POOLING[url] = found
@@ -197,7 +197,7 @@ def connection(url: str, *, autocommit: bool = False) -> Iterator[psycopg.Connec
 
 def probe(conn: psycopg.Connection[Any]) -> Capabilities:
     """PostgreSQL version, TimescaleDB version and license of the connected database."""
-    row = conn.execute(queries.text("probe_versions")).fetchone()
+    row = conn.execute(queries.text("probe.versions")).fetchone()
     assert row is not None
     pg_version, pg_num, ts_version, available = row
     license_ = None

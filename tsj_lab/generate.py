@@ -490,8 +490,8 @@ def pending_parts(url: str, parts: Sequence[Part], *, table: str = "tick_data",
     is an error unless ``replace``, which deletes that range first: a re-run never
     doubles rows, and never mixes generated ticks into data it did not write.
     """
-    count = queries.compose("gen_part_count", table=table)
-    delete = queries.compose("gen_delete_part", table=table)
+    count = queries.compose("generate.part_count", table=table)
+    delete = queries.compose("generate.delete_part", table=table)
     todo: list[Part] = []
     with connect(url, autocommit=True) as conn:
         for part in parts:
@@ -531,7 +531,7 @@ def write_parts(
     _require_table(url, table)
     from tqdm.auto import tqdm
 
-    stmt = queries.compose("copy_ticks_in", table=table)
+    stmt = queries.compose("generate.copy_ticks_in", table=table)
     pending = iter(parts)
     lock, failed = threading.Lock(), threading.Event()
     bar = tqdm(total=sum(p.nominal_rows for p in parts), unit="rows", unit_scale=True,
@@ -601,7 +601,7 @@ def _holds_ticks(url: str) -> bool:
     if not table_exists(url):
         return False
     with connect(url, autocommit=True) as conn:
-        row = conn.execute(queries.compose("gen_has_rows", table="tick_data")).fetchone()
+        row = conn.execute(queries.compose("generate.has_rows", table="tick_data")).fetchone()
     return bool(row and row[0])
 
 
@@ -642,7 +642,7 @@ def _copy_part(conn: Any, stmt: Any, part: Part | Encoded) -> int:
 
 def table_exists(url: str, table: str = "tick_data") -> bool:
     with connect(url, autocommit=True) as conn:
-        row = conn.execute(queries.text("gen_table_exists"), {"name": table}).fetchone()
+        row = conn.execute(queries.text("generate.table_exists"), {"name": table}).fetchone()
     return bool(row and row[0])
 
 
@@ -812,28 +812,28 @@ def _write_csv(parts: Sequence[Part], path: str) -> int:
 def _timed(load: Any, url: str) -> tuple[float, int]:
     """Seconds one load takes into the emptied scratch table, and the rows it left there."""
     with connect(url, autocommit=True) as conn:
-        conn.execute(queries.compose("gen_truncate", table=BENCH_TABLE))
+        conn.execute(queries.compose("generate.truncate", table=BENCH_TABLE))
         try:  # each load starts without the previous one's dirty pages
-            conn.execute(queries.text("gen_checkpoint"))
+            conn.execute(queries.text("generate.checkpoint"))
         except psycopg.errors.InsufficientPrivilege:
             log.info("no CHECKPOINT privilege on the target; loads may overlap flushes")
     t0 = _time.perf_counter()
     load()
     seconds = _time.perf_counter() - t0
     with connect(url, autocommit=True) as conn:
-        row = conn.execute(queries.compose("gen_count", table=BENCH_TABLE)).fetchone()
+        row = conn.execute(queries.compose("generate.count", table=BENCH_TABLE)).fetchone()
     return seconds, int(row[0]) if row else 0
 
 
 def _bench_table(url: str, *, create: bool) -> None:
     with connect(url, autocommit=True) as conn:
         if create:
-            conn.execute(queries.compose("create_tick_table", table=BENCH_TABLE))
-            conn.execute(queries.text("gen_bench_hypertable"), {"name": BENCH_TABLE})
-            conn.execute(queries.compose("gen_bench_index", table=BENCH_TABLE,
+            conn.execute(queries.compose("schema.create_tick_table", table=BENCH_TABLE))
+            conn.execute(queries.text("generate.bench_hypertable"), {"name": BENCH_TABLE})
+            conn.execute(queries.compose("generate.bench_index", table=BENCH_TABLE,
                                          index=BENCH_TABLE + "_idx"))
         else:
-            conn.execute(queries.compose("gen_drop_table", table=BENCH_TABLE))
+            conn.execute(queries.compose("generate.drop_table", table=BENCH_TABLE))
 
 
 def _psql_binary() -> str:
@@ -859,7 +859,7 @@ def _psql_copy(url: str, psql: str, csv: str) -> None:
     from .errors import TsjError
 
     # psql takes one backslash command per -c: the statement without its doc comments
-    code = [ln for ln in queries.text("gen_psql_copy").splitlines() if not ln.startswith("--")]
+    code = [ln for ln in queries.text("generate.psql_copy").splitlines() if not ln.startswith("--")]
     with connect(url) as conn:
         meta = sql.SQL("\n".join(code)).format(table=sql.Identifier(BENCH_TABLE)).as_string(conn)
     with open(csv, "rb") as fh:

@@ -41,7 +41,7 @@ from . import migrate, queries, schema
 from .bench import (CANDLE_WIDTHS, TIMESCALE, Database, Dataset, explainer, percentile, point,
                     prepare, table_bytes, time_calls, time_interleaved, window_params)
 from .db import close_frames, connection, probe_url, read_frame
-from .domain import CANDLES
+from .domain import CANDLE_BY_NAME, CANDLES
 from .replay import maybe_proxy
 from .workloads import window_fetch
 
@@ -111,7 +111,7 @@ def scratch(target_url: str, dataset: Dataset, *, keep: bool = False) -> Iterato
     prefix = f"tsj_hist_{uuid.uuid4().hex[:8]}"
     schemas = {copy: f"{prefix}_{copy}" for copy in COPIES}
     with connection(target_url, autocommit=True) as conn:
-        home = conn.execute(queries.text("hist_current_schema")).fetchone()[0]  # type: ignore[index]
+        home = conn.execute(queries.text("history.current_schema")).fetchone()[0]  # type: ignore[index]
     with ExitStack() as stack:
         # closed first (last in): read_frame's cached connections to the scratch URLs
         urls = {c: stack.enter_context(schema.scratch_schema(target_url, s, keep=keep))
@@ -128,17 +128,17 @@ def _build(copies: Copies, *, source: sql.Composable) -> None:
     for copy in ("hot", "cold"):
         schema.provision(copies.urls[copy])
         with connection(copies.urls[copy], autocommit=True) as conn:
-            conn.execute(queries.compose("hist_copy_ticks").format(src=source), window)  # type: ignore[union-attr]
-            conn.execute(queries.text("bench_analyze"))
+            conn.execute(queries.compose("history.copy_ticks").format(src=source), window)  # type: ignore[union-attr]
+            conn.execute(queries.text("bench.analyze"))
     cold_table = sql.Identifier(copies.schemas["cold"], "tick_data")
-    for copy, create, fill in (("float8", "hist_create_float8", "hist_copy_float8"),
-                               ("int8", "hist_create_int8", "hist_copy_int8")):
+    for copy, create, fill in (("float8", "history.create_float8", "history.copy_float8"),
+                               ("int8", "history.create_int8", "history.copy_int8")):
         with connection(copies.urls[copy], autocommit=True) as conn:
-            for name in (create, "hist_hypertable", "hist_index", "hist_compression",
-                         "hist_compression_policy"):
+            for name in (create, "history.hypertable", "history.index", "history.compression",
+                         "history.compression_policy"):
                 conn.execute(queries.text(name))
             conn.execute(sql.SQL(queries.text(fill)).format(src=cold_table))
-            conn.execute(queries.text("bench_analyze"))
+            conn.execute(queries.text("bench.analyze"))
     sizes, columns = [], []
     for copy in COPIES:
         with connection(copies.urls[copy], autocommit=True) as conn:
@@ -147,7 +147,7 @@ def _build(copies: Copies, *, source: sql.Composable) -> None:
             seconds = math.nan
             if copy != "hot":
                 seconds = run_policy(conn, "policy_compression")
-                conn.execute(queries.text("bench_analyze"))
+                conn.execute(queries.text("bench.analyze"))
             after = _sizes(conn)
             after_cols = dict(_column_bytes(conn))
         for row in columns:
@@ -170,18 +170,18 @@ def _build(copies: Copies, *, source: sql.Composable) -> None:
 
 def run_policy(conn: psycopg.Connection[Any], proc: str) -> float:
     """Run this schema's ``proc`` policy job once (``CALL run_job``); its seconds."""
-    row = conn.execute(queries.text("hist_policy_job"), {"proc": proc}).fetchone()
+    row = conn.execute(queries.text("history.policy_job"), {"proc": proc}).fetchone()
     if row is None:
-        where = conn.execute(queries.text("hist_current_schema")).fetchone()[0]  # type: ignore[index]
+        where = conn.execute(queries.text("history.current_schema")).fetchone()[0]  # type: ignore[index]
         raise LookupError(f"no {proc} job on tick_data in schema {where}; add the policy "
                           "(history builds every copy with the story's policies)")
     t0 = time.perf_counter()
-    conn.execute(queries.text("run_job"), {"job": row[0]})
+    conn.execute(queries.text("policies.run_job"), {"job": row[0]})
     return time.perf_counter() - t0
 
 
 def _sizes(conn: psycopg.Connection[Any]) -> dict[str, int]:
-    cur = conn.execute(queries.text("hist_sizes"))
+    cur = conn.execute(queries.text("history.sizes"))
     row = cur.fetchone()
     assert row is not None
     return {d.name: int(v or 0) for d, v in zip(cur.description or (), row)}
@@ -190,11 +190,11 @@ def _sizes(conn: psycopg.Connection[Any]) -> dict[str, int]:
 def _column_bytes(conn: psycopg.Connection[Any]) -> list[tuple[str, int]]:
     """Bytes per column over the chunks: each chunk's compressed table when it has one."""
     total: dict[str, int] = {}
-    for schema_name, table, cschema, ctable in conn.execute(queries.text("hist_chunks")).fetchall():
+    for schema_name, table, cschema, ctable in conn.execute(queries.text("history.chunks")).fetchall():
         rel = (cschema, ctable) if ctable else (schema_name, table)
         name = sql.Identifier(*rel).as_string(conn)
-        for (col,) in conn.execute(queries.text("hist_columns"), {"rel": name}).fetchall():
-            got = conn.execute(sql.SQL(queries.text("hist_column_bytes")).format(
+        for (col,) in conn.execute(queries.text("history.columns"), {"rel": name}).fetchall():
+            got = conn.execute(sql.SQL(queries.text("history.column_bytes")).format(
                 col=sql.Identifier(col), rel=sql.Identifier(*rel))).fetchone()
             total[col] = total.get(col, 0) + int(got[0])  # type: ignore[index]
     return list(total.items())
@@ -226,7 +226,7 @@ def precision(copies: Copies) -> pd.DataFrame:
     """What each price type loses of the story's DECIMAL(20,8) prices (bid, ask, last)."""
     rows = [{"copy": "cold", "changed": 0, "max_error": 0.0, "values": None}]
     with connection(copies.urls["hot"], autocommit=True) as conn:
-        for copy, name in (("float8", "hist_precision_float8"), ("int8", "hist_precision_int8")):
+        for copy, name in (("float8", "history.precision_float8"), ("int8", "history.precision_int8")):
             changed, max_error, values = conn.execute(queries.text(name)).fetchone()  # type: ignore[misc]
             rows.append({"copy": copy, "changed": int(changed), "max_error": float(max_error),
                          "values": int(values)})
@@ -358,12 +358,12 @@ def pages(conn: psycopg.Connection[Any], *, symbol: str, start: dt.datetime, end
     """One symbol's ticks in [start, end) in the replay's keyset pages (``bench_page_*``):
     ``size`` ticks and any more sharing the last one's instant; compressed chunks too."""
     base = {"symbol": symbol, "start": start, "end": end, "limit": size}
-    page = conn.execute(queries.text("bench_page_first"), base).fetchall()
+    page = conn.execute(queries.text("bench.page_first"), base).fetchall()
     while page:
         yield page
         if len(page) < size:
             return
-        page = conn.execute(queries.text("bench_page_after"),
+        page = conn.execute(queries.text("bench.page_after"),
                             base | {"after_time": page[-1][0]}).fetchall()
 
 
@@ -387,11 +387,11 @@ def candles(copies: Copies, *, samples: int, warmup: int, seed: int,
         raise ValueError(f"tail of {tail_hours} h is as long as the data set; use a shorter one")
     hot = copies.urls["hot"]
     with connection(hot, autocommit=True) as conn:
-        made = [(flat, width, False) for _, flat, width in FLAT.values()]
-        for view, width, materialized_only in [*made, (MATERIALIZED_ONLY, "1 minute", True)]:
-            conn.execute(sql.SQL(queries.text("hist_create_candles")).format(
-                view=sql.Identifier(view), width=sql.Literal(width),
-                materialized_only=sql.Literal(materialized_only)))
+        made = [(CANDLE_BY_NAME[w], flat, False) for w, (_, flat, _) in FLAT.items()]
+        for candle, view, materialized_only in [*made, (CANDLES[0], MATERIALIZED_ONLY, True)]:
+            block, parts = schema.candle_ddl(candle, continuous=True, flat=True, view=view,
+                                                materialized_only=materialized_only)
+            conn.execute(queries.compose(block, **dict(parts)))
         views = ["candle_1m", MATERIALIZED_ONLY, *schema.CANDLE_VIEWS[1:],
                  *(f for _, f, _ in FLAT.values())]
         refreshes = [_refresh(conn, v, ds.start, split, copy="uncompressed") for v in views]
@@ -413,7 +413,7 @@ def candles(copies: Copies, *, samples: int, warmup: int, seed: int,
 def _refresh(conn: psycopg.Connection[Any], view: str, start: dt.datetime, end: dt.datetime,
              *, copy: str) -> dict[str, Any]:
     t0 = time.perf_counter()
-    conn.execute(queries.text("hist_refresh"), {"view": view, "start": start, "end": end})
+    conn.execute(queries.text("history.refresh"), {"view": view, "start": start, "end": end})
     return {"view": view, "copy": copy, "hours": (end - start).total_seconds() / 3600,
             "seconds": time.perf_counter() - t0}
 
@@ -427,8 +427,8 @@ def _time_candles(url: str, ds: Dataset, width: str, views_of: list[tuple[str, s
     with ExitStack() as stack:
         fns: dict[Any, Any] = {}
         for how, view in sources:
-            q, ident = ("candle_raw_range", {}) if view is None else \
-                ("candle_view_range", {"view": view})
+            q, ident = ("candles.raw_range", {}) if view is None else \
+                ("candles.view_range", {"view": view})
             fns[how, "client"] = lambda p, q=q, i=ident: read_frame(url, q, p, identifiers=i)
             fns[how, "server"] = stack.enter_context(explainer(url, q, identifiers=ident))
         got = time_interleaved(fns, params, warmup=warmup)
@@ -443,9 +443,9 @@ def _time_candles(url: str, ds: Dataset, width: str, views_of: list[tuple[str, s
 
 def _differ(url: str, ds: Dataset, view: str, width: str) -> int:
     """Candles of ``view`` that differ from raw time_bucket's (via a flat view of raw)."""
-    raw = read_frame(url, "candle_raw_range", {"symbol": ds.symbols[0], "start": ds.start,
+    raw = read_frame(url, "candles.raw_range", {"symbol": ds.symbols[0], "start": ds.start,
                                                "end": ds.end, "width": CANDLE_WIDTHS[width][0]})
-    got = read_frame(url, "candle_view_range", {"symbol": ds.symbols[0], "start": ds.start,
+    got = read_frame(url, "candles.view_range", {"symbol": ds.symbols[0], "start": ds.start,
                                                 "end": ds.end}, identifiers={"view": view})
     cols = ["bucket", "open", "high", "low", "close", "volume"]
     merged = raw[cols].merge(got[cols], on="bucket", how="outer", suffixes=("_raw", "_view"),
@@ -582,20 +582,20 @@ def _compress(url: str, start: dt.datetime, end: dt.datetime) -> list[float]:
     """Each uncompressed chunk in [start, end) compressed; seconds per chunk."""
     seconds = []
     with connection(url, autocommit=True) as conn:
-        chunks = [r[0] for r in conn.execute(queries.text("hist_uncompressed_chunks"),
+        chunks = [r[0] for r in conn.execute(queries.text("history.uncompressed_chunks"),
                                              {"start": start, "end": end}).fetchall()]
         for chunk in chunks:
             t0 = time.perf_counter()
-            conn.execute(queries.text("hist_compress_chunk"), {"chunk": chunk})
+            conn.execute(queries.text("history.compress_chunk"), {"chunk": chunk})
             seconds.append(time.perf_counter() - t0)
-        conn.execute(queries.text("bench_analyze"))
+        conn.execute(queries.text("bench.analyze"))
     return seconds
 
 
 def _decompress(url: str, start: dt.datetime, end: dt.datetime) -> int:
     with connection(url, autocommit=True) as conn:
-        n = conn.execute(queries.text("hist_decompress_chunks"),
+        n = conn.execute(queries.text("history.decompress_chunks"),
                          {"start": start, "end": end}).fetchone()[0]  # type: ignore[index]
         if n:
-            conn.execute(queries.text("bench_analyze"))
+            conn.execute(queries.text("bench.analyze"))
     return int(n or 0)

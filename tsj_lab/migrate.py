@@ -216,7 +216,7 @@ def plan(source_url: str, *, batch_size: int = DEFAULT_BATCH_SIZE,
         expired, old_symbols = _expired(conn, window, facts, include_expired=include_expired)
         if expired is not None and not include_expired:
             window = _kept(window, expired.kept_since)
-        rows = conn.execute(queries.text("mig_plan_counts"), window.params()).fetchall()
+        rows = conn.execute(queries.text("migrate.plan_counts"), window.params()).fetchall()
         _require_symbols(conn, asked, {r[0] for r in rows} | old_symbols)
     batches: list[Batch] = []
     odd: dict[str | None, int] = {}
@@ -246,8 +246,8 @@ def facts_of(conn: psycopg.Connection[Any]) -> TargetFacts:
     caps = probe(conn)
     if caps.timescaledb_version is None:
         return TargetFacts()
-    names = {r[0] for r in conn.execute(queries.text("mig_target_settings"))}
-    row = conn.execute(queries.text("mig_target_policies")).fetchone()
+    names = {r[0] for r in conn.execute(queries.text("migrate.target_settings"))}
+    row = conn.execute(queries.text("migrate.target_policies")).fetchone()
     drop_after, compress_after, now = row if row else (None, None, None)
     return TargetFacts(now, drop_after, compress_after,
                        direct_compress=(caps.license == "timescale" and
@@ -266,7 +266,7 @@ def _expired(conn: psycopg.Connection[Any], w: Window, facts: TargetFacts, *,
     old = Window(w.since, min(kept, w.until) if w.until else kept, w.symbols)
     rows = []
     if old.since is None or old.since < old.until:  # type: ignore[operator]
-        rows = conn.execute(queries.text("mig_plan_counts"), old.params()).fetchall()
+        rows = conn.execute(queries.text("migrate.plan_counts"), old.params()).fetchall()
     days = sorted({r[1] for r in rows if r[1] is not None})
     return (Expired(kept, facts.drop_after, len(days), sum(r[2] for r in rows),
                     days[0] if days else None, days[-1] if days else None, include_expired),
@@ -288,7 +288,7 @@ def _require_symbols(conn: psycopg.Connection[Any], w: Window, found: set[str | 
         return
     span = (f"[{w.since.isoformat() if w.since else '-infinity'}, "
             f"{w.until.isoformat() if w.until else 'infinity'})")
-    have = [r[0] for r in conn.execute(queries.text("mig_source_symbols"),
+    have = [r[0] for r in conn.execute(queries.text("migrate.source_symbols"),
                                        {**w.params(), "symbols": None})]
     there = f"it has {', '.join(map(str, have))} there" if have else "it has no ticks there"
     raise MigrationError(f"symbol(s) {', '.join(missing)} have no ticks in the source's tick_data "
@@ -314,7 +314,7 @@ def _key(*parts: object) -> str:
 
 
 def _require(conn: psycopg.Connection[Any], table: str, side: str, fix: str) -> None:
-    row = conn.execute(queries.text("mig_table_exists"), {"name": table}).fetchone()
+    row = conn.execute(queries.text("migrate.table_exists"), {"name": table}).fetchone()
     if not row or not row[0]:
         raise SchemaError(f"table '{table}' not found on the {side}; {fix}")
 
@@ -366,25 +366,25 @@ def _tune(tgt: psycopg.Connection[Any], batch: Batch, plan: Plan) -> None:
     enough for the compression policy COPY straight into compressed batches.
     """
     if plan.facts.decompress_limit:
-        tgt.execute(queries.text("mig_set_local"),
+        tgt.execute(queries.text("migrate.set_local"),
                     {"name": "timescaledb.max_tuples_decompressed_per_dml_transaction",
                      "value": "0"})
     if plan.direct_before is not None and batch.hi is not None and batch.hi <= plan.direct_before:
-        tgt.execute(queries.text("mig_set_local"),
+        tgt.execute(queries.text("migrate.set_local"),
                     {"name": "timescaledb.enable_direct_compress_copy", "value": "on"})
 
 
 def _clear_range(tgt: psycopg.Connection[Any], batch: Batch, plan_key: str) -> None:
-    tgt.execute(queries.text("mig_delete_range"), _params(batch, plan_key))
-    tgt.execute(queries.text("mig_delete_quarantine_range"), _params(batch, plan_key))
+    tgt.execute(queries.text("migrate.delete_range"), _params(batch, plan_key))
+    tgt.execute(queries.text("migrate.delete_quarantine_range"), _params(batch, plan_key))
 
 
 def _stream(src: psycopg.Connection[Any], tgt: psycopg.Connection[Any], batch: Batch,
             table: str) -> tuple[int, int]:
     """COPY the batch out of the source straight into ``table``: (rows read, rows written)."""
-    copy_in = queries.compose("mig_copy_in", table=table)
+    copy_in = queries.compose("migrate.copy_in", table=table)
     with src.cursor() as sc, tgt.cursor() as tc:
-        with sc.copy(queries.text("mig_copy_out"), _params(batch, "")) as out:
+        with sc.copy(queries.text("migrate.copy_out"), _params(batch, "")) as out:
             with tc.copy(copy_in) as inp:
                 for data in out:
                     inp.write(data)
@@ -398,7 +398,7 @@ def _copy_with_quarantine(src: psycopg.Connection[Any], tgt: psycopg.Connection[
     with tgt.transaction():
         _tune(tgt, batch, replace(plan, direct_before=None))  # row by row: no direct COPY
         _clear_range(tgt, batch, plan_key)
-        tgt.execute(queries.text("mig_create_stage"))
+        tgt.execute(queries.text("migrate.create_stage"))
         read, staged = _stream(src, tgt, batch, STAGE)
         bad = _bisect(tgt, staged, batch, plan_key)
         return _checkpoint(tgt, batch, plan_key, read, staged - bad, bad, t0)
@@ -412,7 +412,7 @@ def _bisect(tgt: psycopg.Connection[Any], staged: int, batch: Batch, plan_key: s
         lo, hi = todo.pop()
         try:
             with tgt.transaction():  # a savepoint: a refused range rolls back alone
-                tgt.execute(queries.text("mig_stage_insert"), {"lo": lo, "hi": hi})
+                tgt.execute(queries.text("migrate.stage_insert"), {"lo": lo, "hi": hi})
         except psycopg.OperationalError:
             raise
         except psycopg.DatabaseError as exc:
@@ -420,7 +420,7 @@ def _bisect(tgt: psycopg.Connection[Any], staged: int, batch: Batch, plan_key: s
                 mid = (lo + hi) // 2
                 todo += [(mid, hi), (lo, mid)]
                 continue
-            tgt.execute(queries.text("mig_stage_quarantine"),
+            tgt.execute(queries.text("migrate.stage_quarantine"),
                         {"n": lo, "reason": _reason(exc), **_params(batch, plan_key)})
             bad += 1
     return bad
@@ -431,10 +431,10 @@ def _quarantine_odd(src: psycopg.Connection[Any], tgt: psycopg.Connection[Any], 
     """A symbol's rows outside the tick domain go to the quarantine, all of them."""
     params = {**_params(batch, plan.key), **plan.window.params()}
     with tgt.transaction():
-        tgt.execute(queries.text("mig_odd_clear"), params)
+        tgt.execute(queries.text("migrate.odd_clear"), params)
         with src.cursor() as sc, tgt.cursor() as tc:
-            with sc.copy(queries.text("mig_odd_copy_out"), params) as out:
-                with tc.copy(queries.text("mig_odd_copy_in")) as inp:
+            with sc.copy(queries.text("migrate.odd_copy_out"), params) as out:
+                with tc.copy(queries.text("migrate.odd_copy_in")) as inp:
                     for data in out:
                         inp.write(data)
             read = sc.rowcount
@@ -448,14 +448,14 @@ def _checkpoint(tgt: psycopg.Connection[Any], batch: Batch, plan_key: str, read:
                              f"quarantined {quarantined}; re-run 'tsj migrate'")
     checksum = None
     if not batch.odd:
-        held, checksum = tgt.execute(queries.compose("range_digest", table="tick_data"),
+        held, checksum = tgt.execute(queries.compose("digest.range", table="tick_data"),
                                      _params(batch, plan_key)).fetchone()  # type: ignore[misc]
         if held != copied:  # another writer in the range, or rows dropped by a trigger
             raise MigrationError(f"batch {batch.label()}: wrote {copied} rows but the target "
                                  f"holds {held} in that range; stop other writers and re-run")
     seconds = time.perf_counter() - t0
-    tgt.execute(queries.text("mig_invalidate"), _params(batch, plan_key))
-    tgt.execute(queries.text("mig_checkpoint"), {
+    tgt.execute(queries.text("migrate.invalidate"), _params(batch, plan_key))
+    tgt.execute(queries.text("migrate.checkpoint"), {
         **_params(batch, plan_key), "source_rows": read, "copied_rows": copied,
         "quarantined_rows": quarantined, "checksum": checksum, "seconds": seconds})
     return BatchResult(batch, read, copied, quarantined, seconds)
@@ -476,12 +476,12 @@ def _settle(conn: psycopg.Connection[Any]) -> None:
 def _done(conn: psycopg.Connection[Any], p: Plan) -> set[int]:
     """Ids of the plan's batches whose content already has a checkpoint on the target."""
     keys = [b.key for b in p.batches]
-    have = {r[0] for r in conn.execute(queries.text("mig_done"), {"keys": keys})}
+    have = {r[0] for r in conn.execute(queries.text("migrate.done"), {"keys": keys})}
     return {b.batch_id for b in p.batches if b.key in have}
 
 
 def _has_table(conn: psycopg.Connection[Any], name: str) -> bool:
-    row = conn.execute(queries.text("mig_table_exists"), {"name": name}).fetchone()
+    row = conn.execute(queries.text("migrate.table_exists"), {"name": name}).fetchone()
     return bool(row and row[0])
 
 
@@ -600,24 +600,24 @@ def _direct_before(facts: TargetFacts, asked: bool | None) -> dt.datetime | None
 def _setup_target(target_url: str, p: Plan, *, source_url: str) -> set[int]:
     """Checkpoint and quarantine tables in place; the batch ids this plan already finished."""
     with connect(source_url, autocommit=True) as src:
-        source_id = src.execute(queries.text("mig_identity")).fetchone()
+        source_id = src.execute(queries.text("migrate.identity")).fetchone()
     with connect(target_url, autocommit=True) as conn:
         _require(conn, "tick_data", "target", "run 'tsj provision'")
-        if conn.execute(queries.text("mig_identity")).fetchone() == source_id:
+        if conn.execute(queries.text("migrate.identity")).fetchone() == source_id:
             raise MigrationError(f"source and target are the same table (database "
                                  f"'{source_id[1]}'); point --target at the TimescaleDB")  # type: ignore[index]
         _require_hypertable(conn)
-        conn.execute(queries.text("mig_create_batches"))
-        conn.execute(queries.text("mig_upgrade_batches"))
-        conn.execute(queries.text("mig_create_quarantine"))
+        conn.execute(queries.text("migrate.create_batches"))
+        conn.execute(queries.text("migrate.upgrade_batches"))
+        conn.execute(queries.text("migrate.create_quarantine"))
         return _done(conn, p)
 
 
 def _require_hypertable(conn: psycopg.Connection[Any]) -> None:
     """The target's tick_data must be a hypertable: a plain one is most likely the source,
     with --source and --target swapped, and a run would replace its days with the other's."""
-    ts = conn.execute(queries.text("mig_has_timescaledb")).fetchone()
-    if ts and ts[0] and conn.execute(queries.text("mig_is_hypertable")).fetchone()[0]:  # type: ignore[index]
+    ts = conn.execute(queries.text("migrate.has_timescaledb")).fetchone()
+    if ts and ts[0] and conn.execute(queries.text("migrate.is_hypertable")).fetchone()[0]:  # type: ignore[index]
         return
     raise SchemaError(f"tick_data on the target (database '{conn.info.dbname}') is not a "
                       "hypertable; check that --source and --target are not swapped, or run "
@@ -677,7 +677,7 @@ def history(target_url: str, plan_key: str) -> pd.DataFrame:
     cols = ["batch_id", "symbol", "lo", "hi", "source_rows", "copied_rows", "quarantined_rows",
             "checksum", "seconds", "finished_at"]
     with connect(target_url, autocommit=True) as conn:
-        rows = conn.execute(queries.text("mig_history"), {"plan_key": plan_key}).fetchall()
+        rows = conn.execute(queries.text("migrate.history"), {"plan_key": plan_key}).fetchall()
     df = pd.DataFrame(rows, columns=cols)
     df["cumulative_rows"] = df["source_rows"].cumsum()
     df["rows_per_s"] = df["source_rows"] / df["seconds"].where(df["seconds"] > 0)
@@ -687,7 +687,7 @@ def history(target_url: str, plan_key: str) -> pd.DataFrame:
 def anomalies(source_url: str, *, window: Window = Window()) -> dict[str, int]:
     """Crossed quotes, rows with NULL prices and duplicate rows in the source window."""
     with connect(source_url, autocommit=True) as conn:
-        cur = conn.execute(queries.text("mig_anomalies"), window.params())
+        cur = conn.execute(queries.text("migrate.anomalies"), window.params())
         row = cur.fetchone()
         names = [d.name for d in cur.description or []]
     return {k: int(v) for k, v in zip(names, row or ())}
@@ -699,11 +699,11 @@ _DIGEST = ["symbol", "day", "rows", "first_time", "last_time", "volume", "checks
 
 
 def digest(url: str, *, table: str = "tick_data", window: Window = Window()) -> pd.DataFrame:
-    """``day_digest`` of ``table``: rows, first/last time, volume, checksum per symbol-day."""
+    """``digest.day`` of ``table``: rows, first/last time, volume, checksum per symbol-day."""
     with connect(url, autocommit=True) as conn:
         if not _has_table(conn, table):
             return pd.DataFrame(columns=_DIGEST)
-        rows = conn.execute(queries.compose("day_digest", table=table), window.params()).fetchall()
+        rows = conn.execute(queries.compose("digest.day", table=table), window.params()).fetchall()
     return pd.DataFrame(rows, columns=_DIGEST)
 
 
@@ -803,7 +803,7 @@ def dry_run(
                 done = _done(conn, p)
             except psycopg.errors.UndefinedColumn:  # checkpoints older than batch keys
                 done = set()
-            rate = float(conn.execute(queries.text("mig_rate")).fetchone()[0] or 0)  # type: ignore[index]
+            rate = float(conn.execute(queries.text("migrate.rate")).fetchone()[0] or 0)  # type: ignore[index]
             rate_from = "history" if rate else rate_from
     if not rate and provisioned:
         rate, rate_from = _sample_rate(source_url, target_url, p)
@@ -838,7 +838,7 @@ def quarantined(target_url: str, *, limit: int = 100) -> pd.DataFrame:
     with connect(target_url, autocommit=True) as conn:
         if not _has_table(conn, QUARANTINE):
             return pd.DataFrame(columns=cols)
-        rows = conn.execute(queries.text("mig_quarantine_rows"), {"limit": limit}).fetchall()
+        rows = conn.execute(queries.text("migrate.quarantine_rows"), {"limit": limit}).fetchall()
     return pd.DataFrame(rows, columns=cols).astype({"volume": "Int64", "batch_id": "Int64"})
 
 

@@ -93,11 +93,11 @@ def _measure_in(url: str, *, days: int, per_day: int, symbols: list[str], runs: 
     units = [_Unit(s, start + timedelta(days=d), start + timedelta(days=d + 1))
              for d in range(days) for s in symbols]
     with connection(url, autocommit=True) as conn:
-        conn.execute(queries.text("mig_paths_source"), {
+        conn.execute(queries.text("migrate.paths_source"), {
             "start": start, "days": days, "per_day": per_day, "symbols": symbols})
         data = {(u, half): _copy_out(conn, u, half) for u in units for half in (None, 0, 1)}
-        job = conn.execute(queries.text("mig_paths_compression_job")).fetchone()[0]  # type: ignore[index]
-        direct = conn.execute(queries.text("mig_target_settings")).fetchall()
+        job = conn.execute(queries.text("migrate.paths_compression_job")).fetchone()[0]  # type: ignore[index]
+        direct = conn.execute(queries.text("migrate.target_settings")).fetchall()
         has_direct = ("timescaledb.enable_direct_compress_copy",) in [tuple(r) for r in direct]
         samples: dict[str, list[float]] = {w: [] for w in ways}
         last: dict[str, dict[str, Any]] = {}
@@ -105,7 +105,7 @@ def _measure_in(url: str, *, days: int, per_day: int, symbols: list[str], runs: 
             for way in ways:  # in turns: a busy neighbour slows every way alike
                 if way == "direct" and not has_direct:
                     continue
-                conn.execute(queries.text("mig_paths_truncate"))
+                conn.execute(queries.text("migrate.paths_truncate"))
                 rows, seconds = _WAYS[way](conn, units, data, job)
                 samples[way].append(rows / seconds)
                 last[way] = {"rows": rows, "seconds": seconds, **_state(conn),
@@ -135,7 +135,7 @@ def _row(way: str, rates: list[float], last: dict[str, Any] | None,
 
 def _copy_out(conn: psycopg.Connection[Any], u: _Unit, half: int | None) -> bytes:
     buf = bytearray()
-    with conn.cursor().copy(queries.text("mig_paths_copy_out"),
+    with conn.cursor().copy(queries.text("migrate.paths_copy_out"),
                             {"symbol": u.symbol, "lo": u.lo, "hi": u.hi, "half": half}) as cp:
         for chunk in cp:
             buf += chunk
@@ -146,17 +146,17 @@ def _copy_in(conn: psycopg.Connection[Any], data: bytes, *, direct: bool = False
     """One symbol-day in one transaction, as a migration batch writes it."""
     with conn.transaction():
         if direct:
-            conn.execute(queries.text("mig_set_local"),
+            conn.execute(queries.text("migrate.set_local"),
                          {"name": "timescaledb.enable_direct_compress_copy", "value": "on"})
         with conn.cursor() as cur:
-            with cur.copy(queries.compose("mig_copy_in", table="tick_data")) as cp:
+            with cur.copy(queries.compose("migrate.copy_in", table="tick_data")) as cp:
                 cp.write(data)
             return cur.rowcount
 
 
 def _state(conn: psycopg.Connection[Any]) -> dict[str, Any]:
     rows, chunks, compressed, partial, size = conn.execute(
-        queries.text("mig_paths_state"), {}).fetchone()  # type: ignore[misc]
+        queries.text("migrate.paths_state"), {}).fetchone()  # type: ignore[misc]
     return {"total": rows, "chunks": chunks, "compressed": compressed, "partial": partial,
             "bytes": size}
 
@@ -168,7 +168,7 @@ def _policy(conn: psycopg.Connection[Any], units: list[_Unit], data: Data,
             job: int) -> tuple[int, float]:
     t0 = time.perf_counter()
     rows = sum(_copy_in(conn, data[(u, None)]) for u in units)
-    conn.execute(queries.text("run_job"), {"job": job})
+    conn.execute(queries.text("policies.run_job"), {"job": job})
     return rows, time.perf_counter() - t0
 
 
@@ -179,7 +179,7 @@ def _per_day(conn: psycopg.Connection[Any], units: list[_Unit], data: Data,
     for i, u in enumerate(units):
         rows += _copy_in(conn, data[(u, None)])
         if i + 1 == len(units) or units[i + 1].lo != u.lo:  # the day's last symbol: complete
-            conn.execute(queries.text("mig_paths_compress_chunks"))
+            conn.execute(queries.text("migrate.paths_compress_chunks"))
     return rows, time.perf_counter() - t0
 
 
@@ -194,10 +194,10 @@ def _into_compressed(conn: psycopg.Connection[Any], units: list[_Unit], data: Da
                      job: int) -> tuple[int, float]:
     for u in units:  # the set-up, not timed: half of each day, compressed
         _copy_in(conn, data[(u, 0)])
-    conn.execute(queries.text("run_job"), {"job": job})
+    conn.execute(queries.text("policies.run_job"), {"job": job})
     t0 = time.perf_counter()
     rows = sum(_copy_in(conn, data[(u, 1)]) for u in units)
-    conn.execute(queries.text("run_job"), {"job": job})
+    conn.execute(queries.text("policies.run_job"), {"job": job})
     return rows, time.perf_counter() - t0
 
 

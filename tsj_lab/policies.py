@@ -93,8 +93,8 @@ def _prove_in(url: str, *, days: int, symbols: tuple[str, ...], interval_ms: int
     hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     schema.refresh_candles(url, end=hour - timedelta(hours=2))
     with connection(url, autocommit=True) as conn:
-        conn.execute(queries.text("proof_recent_ticks"), {"symbol": symbols[0]})
-        jobs = dict(conn.execute(queries.text("proof_jobs"),
+        conn.execute(queries.text("policies.recent_ticks"), {"symbol": symbols[0]})
+        jobs = dict(conn.execute(queries.text("policies.jobs"),
                                  {"views": list(schema.CANDLE_VIEWS)}).fetchall())
         proofs = [_run(conn, "compression", jobs, _check_compression)]
         until = _facts(conn)["expired_until"]  # where the dropped days end
@@ -114,16 +114,16 @@ def run_job(conn: psycopg.Connection[Any], job: int) -> None:
     record is what lets 'tsj check' see that the last run of a job failed. Re-raises the
     job's error after recording it.
     """
-    conn.execute(queries.text("create_job_runs"))
+    conn.execute(queries.text("policies.create_job_runs"))
     started = datetime.now(UTC)
     try:
-        conn.execute(queries.text("run_job"), {"job": job})
+        conn.execute(queries.text("policies.run_job"), {"job": job})
     except psycopg.Error as exc:
-        conn.execute(queries.text("record_job_run"), {
+        conn.execute(queries.text("policies.record_job_run"), {
             "job": job, "started_at": started, "succeeded": False,
             "message": str(exc).splitlines()[0] if str(exc) else type(exc).__name__})
         raise
-    conn.execute(queries.text("record_job_run"), {"job": job, "started_at": started,
+    conn.execute(queries.text("policies.record_job_run"), {"job": job, "started_at": started,
                                                   "succeeded": True, "message": None})
 
 
@@ -150,7 +150,7 @@ def _run(conn: psycopg.Connection[Any], policy: str, jobs: dict[str, int],
 
 
 def _facts(conn: psycopg.Connection[Any]) -> dict[str, Any]:
-    cur = conn.execute(queries.text("proof_facts"), {"compress_after": schema.COMPRESS_AFTER,
+    cur = conn.execute(queries.text("policies.facts"), {"compress_after": schema.COMPRESS_AFTER,
                                                       "drop_after": schema.RETENTION})
     row = cur.fetchone()
     assert row is not None
@@ -161,7 +161,7 @@ def _facts(conn: psycopg.Connection[Any]) -> dict[str, Any]:
 
 def _check_compression(conn: psycopg.Connection[Any], before: dict[str, Any]) -> tuple[bool, str]:
     after = _facts(conn)
-    settings = conn.execute(queries.text("proof_chunk_settings")).fetchall()
+    settings = conn.execute(queries.text("policies.chunk_settings")).fetchall()
     wrong = [s for s in settings if not schema.story_compression(*s)]
     compressed = after["old_chunks"] - after["old_uncompressed"]
     ok = (after["old_chunks"] > 0 and after["old_uncompressed"] == 0
@@ -193,7 +193,7 @@ def _check_retention(conn: psycopg.Connection[Any], before: dict[str, Any],
 
 def _old_candles(conn: psycopg.Connection[Any], view: str, until: datetime | None) -> int:
     """Candles of ``view`` before ``until``: the days whose ticks retention drops."""
-    row = conn.execute(queries.compose("proof_old_candles", view=view),
+    row = conn.execute(queries.compose("policies.old_candles", view=view),
                        {"until": until}).fetchone()
     return int(row[0]) if row and row[0] is not None else 0
 
@@ -206,13 +206,13 @@ def _refresh_check(view: str, *, old: dict[str, int], until: datetime) -> Check:
 def _check_refresh(conn: psycopg.Connection[Any], view: str, old: dict[str, int],
                    until: datetime, at: datetime) -> tuple[bool, str]:
     width, policy = schema.CANDLE_WIDTHS[view], schema.CANDLE_POLICIES[view]
-    diffs = conn.execute(queries.compose("candle_diff_ticks", view=view),
+    diffs = conn.execute(queries.compose("schema.candle_diff_ticks", view=view),
                          {"width": width, "since": until}).fetchone()[0]  # type: ignore[index]
     kept = _old_candles(conn, view, until)
-    mat = conn.execute(queries.text("materialization_table"), {"view": view}).fetchone()
+    mat = conn.execute(queries.text("policies.materialization_table"), {"view": view}).fetchone()
     assert mat is not None
     got = conn.execute(
-        sql.SQL(queries.text("proof_materialized")).format(
+        sql.SQL(queries.text("policies.materialized")).format(
             mat=sql.Identifier(*mat)),
         {"width": width, "at": at, **asdict(policy)}).fetchone()
     assert got is not None

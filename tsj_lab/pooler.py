@@ -170,7 +170,7 @@ class PgBouncer:
         import psycopg
 
         with psycopg.connect(self.server.url("postgres"), autocommit=True) as conn:
-            row = conn.execute(queries.text("pooler_scram_secret"), {"role": SUPERUSER}).fetchone()
+            row = conn.execute(queries.text("pooler.scram_secret"), {"role": SUPERUSER}).fetchone()
         if not row or not row[0] or not str(row[0]).startswith("SCRAM-SHA-256$"):
             raise EmbeddedError(f"role '{SUPERUSER}' has no SCRAM secret on the server; "
                                 "remove the instance folder and re-run 'tsj db start'")

@@ -220,9 +220,9 @@ def _time_pages(conn: Any, dataset: Dataset, *, size: int, samples: int, warmup:
 
     def fetch() -> int:
         if cursor:
-            page = conn.execute(queries.text("bench_page_after"), base | cursor).fetchall()
+            page = conn.execute(queries.text("bench.page_after"), base | cursor).fetchall()
         else:
-            page = conn.execute(queries.text("bench_page_first"), base).fetchall()
+            page = conn.execute(queries.text("bench.page_first"), base).fetchall()
         if page:
             cursor.update(after_time=page[-1][0])
         return len(page)

@@ -32,7 +32,7 @@ from psycopg.types.json import Jsonb
 from . import queries
 from .config import redact, with_params
 from .db import Capabilities, connection, probe, probe_url
-from .domain import CANDLE_VIEWS, CANDLES, FAIL, OK, UNSUPPORTED, WARN
+from .domain import CANDLE_BY_VIEW, CANDLE_VIEWS, CANDLES, FAIL, OK, UNSUPPORTED, WARN, CandleView
 from .errors import ConnectError, SchemaError
 
 if TYPE_CHECKING:
@@ -95,11 +95,11 @@ def story_compression(segmentby: str | None, orderby: str | None) -> bool:
 def compression_settings(conn: psycopg.Connection[Any]) -> tuple[str | None, str | None] | None:
     """Segmentby and orderby of ``tick_data`` (None, None: none set); None when the server
     has no settings view (TimescaleDB < 2.14)."""
-    views = [r[0] for r in conn.execute(queries.text("settings_views"))]
+    views = [r[0] for r in conn.execute(queries.text("schema_catalog.settings_views"))]
     if not views:
         return None
     view = sorted(views)[0]  # hypertable_columnstore_settings when the server has it
-    got = conn.execute(queries.compose("compression_settings", view=view)).fetchone()
+    got = conn.execute(queries.compose("schema_catalog.compression_settings", view=view)).fetchone()
     return (got[0], got[1]) if got else (None, None)
 
 
@@ -110,8 +110,8 @@ def _unique_index(view: str) -> str:
 def create_source(url: str) -> None:
     """The Supabase-shaped plain ``tick_data`` (no extension needed)."""
     with connection(url) as conn:
-        conn.execute(queries.compose("create_tick_table", table="tick_data"))
-        conn.execute(queries.text("create_tick_indexes"))
+        conn.execute(queries.compose("schema.create_tick_table", table="tick_data"))
+        conn.execute(queries.text("schema.create_tick_indexes"))
 
 
 # -- the plan: which statements the target still needs ----------------------------------
@@ -125,11 +125,11 @@ class Step:
     action: str  # in words: 'create materialized view'
     query: str  # the block name in sql/*.sql
     needs: str = "create"  # 'create' (CREATE on the schema) or 'owner' (owns tick_data)
-    identifiers: tuple[tuple[str, str], ...] = ()
+    parts: tuple[tuple[str, str | sql.Composable], ...] = ()  # see queries.compose
     params: tuple[tuple[str, Any], ...] = ()
 
     def statement(self) -> psycopg.sql.SQL | psycopg.sql.Composed:
-        return queries.compose(self.query, **dict(self.identifiers))
+        return queries.compose(self.query, **dict(self.parts))
 
     def run(self, conn: psycopg.Connection[Any]) -> None:
         conn.execute(self.statement(), dict(self.params) or None)
@@ -155,7 +155,7 @@ class _State:
 
 def _read_state(conn: psycopg.Connection[Any]) -> _State:
     indexes = [TICK_INDEX, *(_unique_index(v) for v in CANDLE_VIEWS)]
-    cur = conn.execute(queries.text("provision_state"),
+    cur = conn.execute(queries.text("schema_catalog.provision_state"),
                        {"views": list(CANDLE_VIEWS), "indexes": indexes})
     row = cur.fetchone()
     assert row is not None
@@ -163,7 +163,7 @@ def _read_state(conn: psycopg.Connection[Any]) -> _State:
     for key in ("views", "indexes"):
         vals[key] = frozenset(vals[key])
     policies: dict[str, CandlePolicy] = {}
-    for view, _job, start, end, every in conn.execute(queries.text("candle_policies"),
+    for view, _job, start, end, every in conn.execute(queries.text("schema_catalog.candle_policies"),
                                                       {"views": list(CANDLE_VIEWS)}):
         policies.setdefault(view, CandlePolicy(start, end, every))
     settings = compression_settings(conn) if vals["compression_enabled"] else None
@@ -174,27 +174,27 @@ def _read_state(conn: psycopg.Connection[Any]) -> _State:
 def _table_steps(conn: psycopg.Connection[Any], st: _State, *, migrate_data: bool) -> list[Step]:
     steps = []
     if not st.has_table:
-        steps.append(Step("tick_data", "create table", "create_tick_table",
-                          identifiers=(("table", "tick_data"),)))
+        steps.append(Step("tick_data", "create table", "schema.create_tick_table",
+                          parts=(("table", "tick_data"),)))
     if not st.is_hypertable:
         rows = 0
         if st.has_table:
-            _check_privileges(conn, [Step("tick_data", "convert", "count_ticks", "owner")])
-            rows = conn.execute(queries.text("count_ticks")).fetchone()[0]  # type: ignore[index]
+            _check_privileges(conn, [Step("tick_data", "convert", "schema_catalog.count_ticks", "owner")])
+            rows = conn.execute(queries.text("schema_catalog.count_ticks")).fetchone()[0]  # type: ignore[index]
         if rows and not migrate_data:
             raise SchemaError(
                 f"table 'tick_data' exists as a plain table with {rows} rows; nothing was "
                 "changed; run 'tsj provision --migrate-data' to convert it "
                 "(create_hypertable(..., migrate_data => true) copies every row into chunks)"
             )
-        query = "create_hypertable_migrate_data" if rows else "create_hypertable"
+        query = "schema.create_hypertable_migrate_data" if rows else "schema.create_hypertable"
         steps.append(Step("tick_data", "convert to hypertable (1-day chunks)", query, "owner"))
     elif st.chunk_interval != CHUNK_INTERVAL:
         steps.append(Step("tick_data", f"set chunk interval {_interval(st.chunk_interval)} -> "
-                          "1 day (new chunks; existing ones keep theirs)", "set_chunk_interval",
+                          "1 day (new chunks; existing ones keep theirs)", "schema.set_chunk_interval",
                           "owner"))
     if TICK_INDEX not in st.indexes:
-        steps.append(Step(TICK_INDEX, "create index (symbol, time DESC)", "create_tick_indexes",
+        steps.append(Step(TICK_INDEX, "create index (symbol, time DESC)", "schema.create_tick_indexes",
                           "owner"))
     return steps
 
@@ -203,13 +203,32 @@ def _apache_steps(st: _State) -> list[Step]:
     steps = []
     for view in CANDLE_VIEWS:
         if view not in st.views:
-            steps.append(Step(view, "create materialized view", f"create_{view}_matview"))
+            block, parts = candle_ddl(CANDLE_BY_VIEW[view])
+            steps.append(Step(view, "create materialized view", block, parts=parts))
         index = _unique_index(view)
         if index not in st.indexes:
             steps.append(Step(index, "create unique index (symbol, bucket)",
-                              "create_candle_unique_index", "owner",
+                              "schema.create_candle_unique_index", "owner",
                               (("view", view), ("index", index))))
     return steps
+
+
+def candle_ddl(candle: CandleView, *, continuous: bool = False, materialized_only: bool = False,
+               view: str | None = None, flat: bool = False
+               ) -> tuple[str, tuple[tuple[str, str | sql.Composable], ...]]:
+    """(block, parts) that create ``candle``'s view (or one named ``view``): from the
+    ticks (candle_1m; any width when ``flat``) or rolled up from candle_1m; a continuous
+    aggregate (real-time unless ``materialized_only``) or a PostgreSQL materialized view.
+    Every candle view of both editions comes from these two blocks."""
+    options = (queries.compose("schema_timescale.continuous",
+                               materialized_only=sql.Literal(materialized_only))
+               if continuous else sql.SQL(""))
+    parts: tuple[tuple[str, str | sql.Composable], ...] = (
+        ("view", view or candle.view), ("width", sql.Literal(candle.interval)),
+        ("options", options))
+    if flat or candle == CANDLES[0]:
+        return "schema.create_candles", parts
+    return "schema.create_candle_rollup", (*parts, ("base", CANDLES[0].view))
 
 
 def _timescale_steps(st: _State, kinds: dict[str, str]) -> list[Step]:
@@ -225,36 +244,37 @@ def _timescale_steps(st: _State, kinds: dict[str, str]) -> list[Step]:
     steps = []
     if not st.compression_enabled:
         steps.append(Step("tick_data", "enable columnstore (segmentby symbol, orderby time DESC)",
-                          f"ts_enable_{api}", "owner"))
+                          f"schema_timescale.enable_{api}", "owner"))
     elif not st.compress_story:
         steps.append(Step("tick_data", "set columnstore settings other than the story's to "
                           "segmentby symbol, orderby time DESC (chunks compressed from now on)",
-                          f"ts_enable_{api}", "owner"))
+                          f"schema_timescale.enable_{api}", "owner"))
     if st.compress_after not in (None, COMPRESS_AFTER):
         steps.append(Step("policy_compression", f"remove {api} policy after "
                           f"{_interval(st.compress_after)} (the story's is 30 days)",
-                          f"ts_remove_{api}_policy", "owner"))
+                          f"schema_timescale.remove_{api}_policy", "owner"))
     if st.compress_after != COMPRESS_AFTER:
         steps.append(Step("policy_compression", f"add {api} policy after 30 days",
-                          f"ts_add_{api}_policy", "owner"))
+                          f"schema_timescale.add_{api}_policy", "owner"))
     if st.drop_after not in (None, RETENTION):
         steps.append(Step("policy_retention", f"remove retention policy after "
                           f"{_interval(st.drop_after)} (the story's is 90 days)",
-                          "ts_remove_retention_policy", "owner"))
+                          "schema_timescale.remove_retention_policy", "owner"))
     if st.drop_after != RETENTION:
         steps.append(Step("policy_retention", "add retention policy (90 days)",
-                          "ts_add_retention_policy", "owner"))
+                          "schema_timescale.add_retention_policy", "owner"))
     have = dict(st.candle_policies)
     for view in CANDLE_VIEWS:
         if view not in st.views:
-            steps.append(Step(view, "create continuous aggregate (real-time)", f"ts_create_{view}"))
+            block, parts = candle_ddl(CANDLE_BY_VIEW[view], continuous=True)
+            steps.append(Step(view, "create continuous aggregate (real-time)", block, parts=parts))
         want, got = CANDLE_POLICIES[view], have.get(view)
         if got is not None and got != want:
             steps.append(Step(f"{view} policy", f"remove refresh policy ({got})",
-                              "ts_remove_candle_policy", "owner", params=(("view", view),)))
+                              "schema_timescale.remove_candle_policy", "owner", params=(("view", view),)))
         if got != want:
             steps.append(Step(f"{view} policy", f"add refresh policy ({want})",
-                              "ts_add_candle_policy", "owner",
+                              "schema_timescale.add_candle_policy", "owner",
                               params=(("view", view), *asdict(want).items())))
     return steps
 
@@ -264,7 +284,7 @@ def _plan(conn: psycopg.Connection[Any], caps: Capabilities, *,
     st = _read_state(conn)
     steps = _table_steps(conn, st, migrate_data=migrate_data)
     if caps.license == "timescale":
-        kinds = dict(conn.execute(queries.text("timescaledb_routines")).fetchall())
+        kinds = dict(conn.execute(queries.text("schema_catalog.timescaledb_routines")).fetchall())
         steps += _timescale_steps(st, kinds)
     else:
         steps += _apache_steps(st)
@@ -347,12 +367,12 @@ def missing_extension_error(url: str, caps: Capabilities, *, cause: str = "") ->
 def _extension_step(url: str, caps: Capabilities) -> Step:
     """Creating the extension, when the server offers it (installed and preloaded)."""
     with connection(url, autocommit=True) as conn:
-        preloaded = conn.execute(queries.text("timescaledb_preloaded")).fetchone()[0]  # type: ignore[index]
+        preloaded = conn.execute(queries.text("schema.timescaledb_preloaded")).fetchone()[0]  # type: ignore[index]
     if not caps.timescaledb_available:
         raise missing_extension_error(url, caps)
     if not preloaded:
         raise missing_extension_error(url, caps, cause="the server does not preload it")
-    return Step("timescaledb", "create extension", "create_extension")
+    return Step("timescaledb", "create extension", "schema.create_extension")
 
 
 def _apply_extension(conn: psycopg.Connection[Any], step: Step, url: str,
@@ -366,7 +386,7 @@ def _apply_extension(conn: psycopg.Connection[Any], step: Step, url: str,
 
 def _check_privileges(conn: psycopg.Connection[Any], steps: list[Step]) -> None:
     role, schema, can_create, owns, owner = conn.execute(
-        queries.text("provision_privileges")).fetchone()  # type: ignore[misc]
+        queries.text("schema_catalog.provision_privileges")).fetchone()  # type: ignore[misc]
     if schema is None:
         raise SchemaError(f"role '{role}' has no schema on its search_path; "
                           "create one or set search_path")
@@ -515,7 +535,7 @@ def refresh_written(url: str, *, start: datetime | None = None,
     aggregate shows ticks below its watermark only once refreshed).
     """
     with connection(url, autocommit=True) as conn:
-        if not conn.execute(queries.text("candle_relations"),
+        if not conn.execute(queries.text("schema_catalog.candle_relations"),
                             {"views": list(CANDLE_VIEWS)}).fetchall():
             return []
     day = timedelta(days=1)
@@ -527,7 +547,7 @@ def refresh_written(url: str, *, start: datetime | None = None,
 
 def _refresh_one(conn: psycopg.Connection[Any], view: str, caps: Capabilities,
                  start: datetime | None, end: datetime | None) -> str:
-    row = conn.execute(queries.text("candle_relations"), {"views": [view]}).fetchone()
+    row = conn.execute(queries.text("schema_catalog.candle_relations"), {"views": [view]}).fetchone()
     if row is None:
         raise SchemaError(f"candle view '{view}' not found; run 'tsj provision'")
     _, kind, populated, materialized_only, _ = row
@@ -536,18 +556,18 @@ def _refresh_one(conn: psycopg.Connection[Any], view: str, caps: Capabilities,
             # Not unbounded: a refresh over days whose ticks retention dropped deletes
             # their candles (TimescaleDB #2198, #2592). The oldest tick's day is where the
             # ticks begin (chunks are whole days, and retention drops whole chunks).
-            start = conn.execute(queries.text("oldest_tick_day")).fetchone()[0]  # type: ignore[index]
+            start = conn.execute(queries.text("schema_timescale.oldest_tick_day")).fetchone()[0]  # type: ignore[index]
             if start is None:
                 return "window (no ticks: candles kept)"
             if end is not None and start >= end:
                 return "window (no ticks before the end)"
         args = {"view": view, "start": start, "end": end}
-        if conn.execute(queries.text("refresh_takes_options")).fetchone()[0]:  # type: ignore[index]
+        if conn.execute(queries.text("schema_timescale.refresh_takes_options")).fetchone()[0]:  # type: ignore[index]
             per_day = int(timedelta(days=1) / CANDLE_WIDTHS[view])
             args["options"] = Jsonb({"buckets_per_batch": per_day})
-            conn.execute(queries.text("ts_refresh_candles_batched"), args)
+            conn.execute(queries.text("schema_timescale.refresh_candles_batched"), args)
         else:
-            conn.execute(queries.text("ts_refresh_candles"), args)
+            conn.execute(queries.text("schema_timescale.refresh_candles"), args)
         return "window"
     if kind != "m":
         raise SchemaError(f"candle view '{view}' is neither a materialized view nor a "
@@ -556,7 +576,7 @@ def _refresh_one(conn: psycopg.Connection[Any], view: str, caps: Capabilities,
         log.info("refresh: %s is a materialized view on %s; recomputing it whole",
                  view, caps.edition)
     # CONCURRENTLY keeps readers unblocked but refuses a never-populated view.
-    name = "refresh_matview_concurrently" if populated else "refresh_matview"
+    name = "schema.refresh_matview_concurrently" if populated else "schema.refresh_matview"
     conn.execute(queries.compose(name, view=view))
     return "full concurrently" if populated else "full"
 
@@ -582,7 +602,7 @@ def apply_retention(url: str, *, older_than: str | timedelta = "90 days",
         raise ValueError(f"older_than={older_than!r} is not an interval like '90 days' "
                          "(a positive whole number and minutes, hours, days, weeks, months "
                          "or years)")
-    name = "show_old_chunks" if dry_run else "drop_old_chunks"
+    name = "schema.show_old_chunks" if dry_run else "schema.drop_old_chunks"
     with connection(url) as conn:
         caps = probe(conn)
         if caps.timescaledb_version is None:
@@ -638,7 +658,7 @@ def validate(url: str, *, pool_size: int = POOL_TEST_SIZE,
         raise ValueError(f"pool_timeout={pool_timeout} must be positive seconds")
     try:
         with connection(url, autocommit=True) as conn:
-            conn.execute(queries.text("select_one")).fetchone()
+            conn.execute(queries.text("schema_catalog.select_one")).fetchone()
             caps = probe(conn)
             rows = [_row("AC1", OK, "native", f"{caps.edition} {caps.timescaledb_version or ''} "
                          f"on PostgreSQL {caps.postgres_version}".replace("  ", " "))]
@@ -655,7 +675,7 @@ def _catalog_rows(conn: psycopg.Connection[Any], url: str,
         why = str(missing_extension_error(url, caps))
         return [_row(ac, FAIL, "unavailable", why) for ac in ("AC2", "AC3", "AC4", "AC5")]
     timescale = caps.license == "timescale"
-    jobs = {r[0]: r for r in conn.execute(queries.text("policy_jobs"))}
+    jobs = {r[0]: r for r in conn.execute(queries.text("schema_catalog.policy_jobs"))}
     rows = [_check_hypertable(conn),
             _check_compression(conn, jobs) if timescale else _row(
                 "AC3", UNSUPPORTED, "unavailable",
@@ -675,8 +695,8 @@ def _story_checks(conn: psycopg.Connection[Any]) -> dict[str, str]:
     """The story's own validation queries (its Testing table, AC2-AC5), run as written
     but for tick_data in the current schema: their row counts, or why one cannot run."""
     out = {}
-    for ac, name in (("AC2", "story_ac2"), ("AC3", "story_ac3"), ("AC4", "story_ac4"),
-                     ("AC5", "story_ac5")):
+    for ac in ("AC2", "AC3", "AC4", "AC5"):
+        name = f"schema_catalog.story_{ac.lower()}"
         try:
             with conn.transaction():
                 n = conn.execute(queries.text(name)).fetchone()[0]  # type: ignore[index]
@@ -687,7 +707,7 @@ def _story_checks(conn: psycopg.Connection[Any]) -> dict[str, str]:
 
 
 def _check_hypertable(conn: psycopg.Connection[Any]) -> ValidationRow:
-    row = conn.execute(queries.text("hypertable_dimension")).fetchone()
+    row = conn.execute(queries.text("schema_catalog.hypertable_dimension")).fetchone()
     if row is None:
         return _row("AC2", FAIL, "native", "hypertable 'tick_data' not found; run 'tsj provision'")
     chunks, column, interval = row
@@ -717,7 +737,7 @@ def _check_compression(conn: psycopg.Connection[Any], jobs: dict[str, Any]) -> V
 
 
 def _check_candles(conn: psycopg.Connection[Any], *, timescale: bool) -> ValidationRow:
-    found = {r[0]: r for r in conn.execute(queries.text("candle_relations"),
+    found = {r[0]: r for r in conn.execute(queries.text("schema_catalog.candle_relations"),
                                            {"views": list(CANDLE_VIEWS)})}
     missing = [v for v in CANDLE_VIEWS if v not in found]
     if missing:
@@ -794,7 +814,7 @@ def _check_pool(url: str, *, size: int, timeout: float) -> ValidationRow:
 def _max_connections(url: str) -> int | None:
     try:
         with connection(url, autocommit=True) as conn:
-            return conn.execute(queries.text("max_connections")).fetchone()[0]  # type: ignore[index]
+            return conn.execute(queries.text("schema_catalog.max_connections")).fetchone()[0]  # type: ignore[index]
     except ConnectError:
         return None
 
@@ -822,12 +842,12 @@ def _frame(url: str, name: str, params: dict[str, Any] | None = None) -> pd.Data
 
 def chunk_layout(url: str) -> pd.DataFrame:
     """The chunks of ``tick_data``, oldest first: time range, compressed, bytes."""
-    return _frame(url, "chunk_layout")
+    return _frame(url, "schema_catalog.chunk_layout")
 
 
 def relation_sizes(url: str) -> pd.DataFrame:
     """On-disk bytes of ``tick_data`` and of each candle view."""
-    return _frame(url, "relation_sizes", {"views": list(CANDLE_VIEWS)})
+    return _frame(url, "schema_catalog.relation_sizes", {"views": list(CANDLE_VIEWS)})
 
 
 
@@ -841,7 +861,7 @@ def scratch_schema(url: str, name: str, *, keep: bool = False) -> Iterator[str]:
     included) unless ``keep``.
     """
     with connection(url, autocommit=True) as conn:
-        ext = conn.execute(queries.text("extension_schema")).fetchone()[0]  # type: ignore[index]
+        ext = conn.execute(queries.text("policies.extension_schema")).fetchone()[0]  # type: ignore[index]
         conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(name)))
     try:
         yield with_params(url, options=f"-csearch_path={name},{ext}")
@@ -873,7 +893,7 @@ def candle_differences(url: str, view: str, *, against: str = "ticks",
         raise ValueError(f"candle view {view!r} is unknown; use one of {CANDLE_VIEWS}")
     if against not in ("ticks", "candle_1m"):
         raise ValueError(f"against={against!r} is unknown; use 'ticks' or 'candle_1m'")
-    name = "candle_diff_ticks" if against == "ticks" else "candle_diff_rollup"
+    name = "schema.candle_diff_ticks" if against == "ticks" else "schema.candle_diff_rollup"
     with connection(url, autocommit=True) as conn:
         row = conn.execute(queries.compose(name, view=view),
                            {"width": CANDLE_WIDTHS[view], "since": since}).fetchone()

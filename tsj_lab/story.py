@@ -80,7 +80,7 @@ def measure(db: Database, dataset: Dataset, *, rtt_ms: float = STORY_RTT_MS,
         with maybe_proxy(db.url, rtt) as url, connection(url, autocommit=True) as conn:
             conn.prepare_threshold = None  # one round trip per query, as in replay
             for view in ("candle_1m", "candle_5m", "candle_1h"):
-                stmt = queries.compose("candle_view_range", view=view)
+                stmt = queries.compose("candles.view_range", view=view)
                 calls = [lambda p=p, s=stmt: len(conn.execute(s, p).fetchall()) for p in params]
                 latencies, counts = time_calls(calls, warmup=warmup)
                 rows.append(point("story_candles", db.label, latencies, rows=counts, view=view,

@@ -47,7 +47,7 @@ def window_fetch(dbs: Sequence[Database], dataset: Dataset, *,
             fns: dict[Any, Callable[[Any], Any]] = {}
             for db in dbs:
                 fns[db.label, "client"] = partial(_window_rows, db.url)
-                fns[db.label, "server"] = stack.enter_context(explainer(db.url, "bench_window"))
+                fns[db.label, "server"] = stack.enter_context(explainer(db.url, "bench.window"))
             got = time_interleaved(fns, params, warmup=warmup)
         for db in dbs:
             latencies, counts = got[db.label, "client"]
@@ -62,7 +62,7 @@ def _window_rows(url: str, params: Mapping[str, Any]) -> int:
     """The window fetched into a DataFrame (what is timed), then only its row count kept:
     20 one-day frames per database held to the end of a workload took the bench-large
     kernel past 1 GB."""
-    return len(read_frame(url, "bench_window", params))
+    return len(read_frame(url, "bench.window", params))
 
 
 def fetch_paths(db: Database, dataset: Dataset, *, window: str = "1h", samples: int = 20,
@@ -85,10 +85,10 @@ def fetch_paths(db: Database, dataset: Dataset, *, window: str = "1h", samples: 
     params = window_params(dataset, WINDOWS[window], samples=samples,
                            rng=random.Random(f"{seed}-paths"))
     cols = ["time", "bid_price", "ask_price", "last_price", "volume"]
-    analyst_sql = from_psycopg(queries.text("bench_window"))
+    analyst_sql = from_psycopg(queries.text("bench.window"))
     sa_engine = engine(db.url)
     with (ExitStack() as stack, connection(db.url, autocommit=True) as conn,
-          explainer(db.url, "bench_window") as explain,
+          explainer(db.url, "bench.window") as explain,
           ipython.connection(sa_engine, f"bench-{db.label}") as alias):
         stack.callback(sa_engine.dispose)
 
@@ -96,9 +96,9 @@ def fetch_paths(db: Database, dataset: Dataset, *, window: str = "1h", samples: 
             return pd.DataFrame(conn.execute(queries.text(query_name), p).fetchall(), columns=cols)
 
         got = time_interleaved({
-            "psycopg_decimal": lambda p: rows_frame("bench_window_numeric", p),
-            "psycopg_float": lambda p: rows_frame("bench_window", p),
-            "adbc_arrow": lambda p: read_frame(db.url, "bench_window", p),
+            "psycopg_decimal": lambda p: rows_frame("bench.window_numeric", p),
+            "psycopg_float": lambda p: rows_frame("bench.window", p),
+            "adbc_arrow": lambda p: read_frame(db.url, "bench.window", p),
             "pandas_sqlalchemy": lambda p: pd.read_sql(text(analyst_sql), sa_engine, params=p),
             "jupysql": lambda p: ipython.run_cell(analyst_sql, p, connection=alias, quiet=True),
             "server": explain,
@@ -120,12 +120,12 @@ def pages(url: str, *, symbol: str, start: dt.datetime, end: dt.datetime,
     """
     _check_counts(size=size)
     base = {"symbol": symbol, "start": start, "end": end, "limit": size}
-    page = read_frame(url, "bench_page_first", base)
+    page = read_frame(url, "bench.page_first", base)
     while len(page):
         yield page
         if len(page) < size:
             return
-        page = read_frame(url, "bench_page_after",
+        page = read_frame(url, "bench.page_after",
                           base | {"after_time": page["time"].iloc[-1].to_pydatetime()})
 
 
@@ -184,9 +184,9 @@ def candles(dbs: Sequence[Database], dataset: Dataset, *,
 def _candle_sources(db: Database, view: str) -> list[tuple[str, str, dict[str, str]]]:
     """(how, query, identifiers): plain PostgreSQL has raw aggregation only."""
     if db.label == PLAIN:
-        return [("raw", "bench_candles_raw_plain", {})]
-    return [("view", "candle_view_range", {"view": view}),
-            ("raw", "candle_raw_range", {})]
+        return [("raw", "bench.candles_raw_plain", {})]
+    return [("view", "candles.view_range", {"view": view}),
+            ("raw", "candles.raw_range", {})]
 
 
 def _nth_window(stmt: str, params: Sequence[dict[str, Any]], i: int) -> tuple[str, dict[str, Any]]:
@@ -210,7 +210,7 @@ def concurrency(dbs: Sequence[Database], dataset: Dataset, *,
     _check_counts(queries_per_client=queries_per_client)
     if not levels or min(levels) < 1:
         raise ValueError(f"concurrency levels {list(levels)} must be one or more counts >= 1")
-    stmt = queries.text("bench_window")
+    stmt = queries.text("bench.window")
     rows = []
     for db in dbs:
         for level in levels:
