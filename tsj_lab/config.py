@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
@@ -148,6 +149,8 @@ class Settings:
     port: int | None = None  # the embedded server's port; None: chosen once, remembered
     edition: str = "timescale"  # the embedded server's TimescaleDB: 'timescale' or 'apache'
     timescaledb_source: str | None = None  # archive the timescale edition builds (path/URL)
+    apt_mirror: str | None = None  # TSJ_APT_MIRROR: a Debian mirror for the server's packages
+    progress: bool = True  # TSJ_NO_PROGRESS=1: no progress bars (CI, logs)
 
     def __post_init__(self) -> None:
         if self.pool_min < 0 or self.pool_max < 1 or self.pool_min > self.pool_max:
@@ -198,9 +201,16 @@ class Settings:
             "port": _int(merged, "TSJ_PORT", 0) or None,
             "edition": (merged.get("TSJ_EDITION") or "timescale").strip().lower(),
             "timescaledb_source": merged.get("TSJ_TIMESCALEDB_SOURCE") or None,
+            "apt_mirror": (merged.get("TSJ_APT_MIRROR") or "").rstrip("/") or None,
+            "progress": merged.get("TSJ_NO_PROGRESS") != "1",
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
+
+
+def progress_enabled(settings: Settings | None = None) -> bool:
+    """Whether to draw progress bars: on a terminal, unless TSJ_NO_PROGRESS=1."""
+    return sys.stderr.isatty() and (settings or Settings.load()).progress
 
 
 def _int(env: dict[str, str], key: str, default: int) -> int:
