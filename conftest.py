@@ -24,7 +24,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from tsj_lab.config import PROJECT_DIR, with_database
+from tsj_lab.config import PROJECT_DIR, Settings, with_database
 from tsj_lab.embedded import SOURCE_DB, TARGET_DB, Embedded, default_home
 from tsj_lab.pooler import PgBouncer
 
@@ -33,12 +33,17 @@ _APACHE: Embedded | None = None
 _POOLER: PgBouncer | None = None
 # TSJ_TEST_INSTANCE lets two test runs on one machine use separate servers.
 _INSTANCE = os.environ.get("TSJ_TEST_INSTANCE", "test").lower()
+# the build's source archive and the apt mirror as a user configured them (not the
+# connection settings: the suite points those at its own server)
+_SETTINGS = Settings.load(dotenv=None, env={k: v for k, v in os.environ.items()
+                                             if k in ("TSJ_TIMESCALEDB_SOURCE", "TSJ_APT_MIRROR")})
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     global _SERVER, _POOLER
     _SERVER = Embedded(default_home(PROJECT_DIR / ".tsj"), instance=_INSTANCE,
-                       timescaledb_source=os.environ.get("TSJ_TIMESCALEDB_SOURCE") or None)
+                       timescaledb_source=_SETTINGS.timescaledb_source,
+                       apt_mirror=_SETTINGS.apt_mirror)
     if not _SERVER.installed:
         print("\nsetting up the test server: TimescaleDB builds from source once "
               "(about 2 minutes on 2 cores)", flush=True)
@@ -74,7 +79,7 @@ def apache_server() -> Embedded:
     global _APACHE
     if _APACHE is None:
         _APACHE = Embedded(default_home(PROJECT_DIR / ".tsj"), instance=_INSTANCE,
-                           edition="apache")
+                           edition="apache", apt_mirror=_SETTINGS.apt_mirror)
         _APACHE.start()
     return _APACHE
 

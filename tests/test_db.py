@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pandas as pd
 import pytest
 
-from tsj_lab import db
+from tsj_lab import connections, db
 from tsj_lab.config import Settings, with_database
 from tsj_lab.embedded import Embedded
 from tsj_lab.errors import ConnectError
@@ -93,7 +93,7 @@ def test_unreachable_host_names_the_fix() -> None:
 
 def test_resolve_url_uses_configured_target() -> None:
     s = Settings(target_url="postgresql://u:pw@h:5/db", source_url="postgresql://u@h/src")
-    assert db.resolve_url("target", settings=s) == "postgresql://u:pw@h:5/db"
-    assert db.resolve_url("source", settings=s) == "postgresql://u@h/src"
+    assert connections.resolve_url("target", settings=s) == "postgresql://u:pw@h:5/db"
+    assert connections.resolve_url("source", settings=s) == "postgresql://u@h/src"
     with pytest.raises(ValueError, match="connection name 'other'"):
-        db.resolve_url("other", settings=s)
+        connections.resolve_url("other", settings=s)

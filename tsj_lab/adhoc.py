@@ -17,7 +17,12 @@ from collections.abc import Mapping
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from .config import CONNECTION_NAMES
+from sqlalchemy import create_engine, text
+from sqlalchemy.dialects.postgresql import psycopg as pg_dialect
+
+from . import connections, db
+from .config import CONNECTION_NAMES, redact
+from .errors import QueryError, TsjError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -39,25 +44,21 @@ def engine(name: str = "target") -> Engine:
     """A SQLAlchemy engine (psycopg 3) on connection ``name``; its URL never leaves the process.
 
     The engine is made with an empty URL and a ``creator`` that resolves ``name`` with
-    :func:`tsj_lab.db.resolve_url` on the first connection (starting the embedded server
-    if that is the configured target), so making an engine connects to nothing.
+    :func:`tsj_lab.connections.resolve_url` on the first connection (starting the embedded
+    server if that is the configured target), so making an engine connects to nothing.
     """
-    from sqlalchemy import create_engine
-
     _check_name(name)
     return create_engine("postgresql+psycopg://", creator=_connector(name),
                          pool_pre_ping=True, hide_parameters=True)
 
 
 def _connector(name: str) -> Any:
-    from . import db
-
     lock, url = threading.Lock(), list[str]()
 
     def connect() -> Any:
         with lock:
             if not url:
-                url.append(db.resolve_url(name))
+                url.append(connections.resolve_url(name))
         return db.connect(url[0])
 
     return connect
@@ -65,9 +66,7 @@ def _connector(name: str) -> Any:
 
 def url_of(name: str) -> str:
     """The URL behind connection ``name`` (for the Arrow path; never display it)."""
-    from . import db
-
-    return db.resolve_url(_check_name(name))
+    return connections.resolve_url(_check_name(name))
 
 
 def to_psycopg(query: str, params: Mapping[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
@@ -77,9 +76,8 @@ def to_psycopg(query: str, params: Mapping[str, Any] | None = None) -> tuple[str
     the server expects them; a quoted ``':text'`` stays text, as in a ``%%sql`` cell
     (JupySQL's own escaping). A missing value is an error naming it.
     """
+    # deferred: JupySQL takes half a second to import, and the CLI's paths never bind here
     from sql.parse import escape_string_literals_with_colon_prefix
-    from sqlalchemy import text
-    from sqlalchemy.dialects.postgresql import psycopg as pg_dialect
 
     query, _ = escape_string_literals_with_colon_prefix(query)
     compiled = text(query).compile(dialect=pg_dialect.dialect())
@@ -103,9 +101,6 @@ def read(query: str, params: Mapping[str, Any] | None = None, *,
     ``params`` fill the query's ``:name`` binds, as in ``%%sql`` and ``pandas.read_sql``.
     NUMERIC columns come back as text: cast them (``::float8``) when you want numbers.
     """
-    from . import db
-    from .errors import QueryError, TsjError
-
     bound, values = to_psycopg(query, params)
     url = url_of(connection)
     try:
@@ -121,8 +116,6 @@ _SERVER_ERROR = re.compile(r"ERROR:\s+([^\n]+)")
 
 def sql_error(exc: BaseException) -> str:
     """PostgreSQL's own one-line message for a failed statement (no URL, no SQL echo)."""
-    from .config import redact
-
     orig = getattr(exc, "orig", None) or exc
     diag = getattr(orig, "diag", None)
     primary = getattr(diag, "message_primary", None)

@@ -290,7 +290,7 @@ def through_pooler(dbs: Sequence[Database], pooler: str | None) -> list[Database
     embedded server; with a configured target and no pooler URL there is none, and the
     concurrency workload runs direct only. None: no pooler wanted.
     """
-    from .db import pooler_url, resolve_url
+    from .connections import pooler_url, resolve_url
 
     if not pooler:
         return []

@@ -155,7 +155,7 @@ def ensure_sample(url: str, *, source: str | None = None,
     otherwise: nothing is past a retention policy or in the future.
     """
     from . import generate
-    from .db import resolve_url
+    from .connections import resolve_url
 
     if _has_ticks(url):
         return 0

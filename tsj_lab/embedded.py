@@ -150,7 +150,8 @@ class Status:
 def from_settings(settings: Settings, *, instance: str = "main") -> Embedded:
     """The embedded server ``settings`` describe (home, port, edition, source archive)."""
     return Embedded(default_home(settings.home), instance=instance, port=settings.port,
-                    edition=settings.edition, timescaledb_source=settings.timescaledb_source)
+                    edition=settings.edition, timescaledb_source=settings.timescaledb_source,
+                    apt_mirror=settings.apt_mirror)
 
 
 def default_home(project_home: Path) -> Path:
@@ -181,7 +182,8 @@ class Embedded:
     """
 
     def __init__(self, home: Path, *, instance: str = "main", port: int | None = None,
-                 edition: str = "timescale", timescaledb_source: str | None = None) -> None:
+                 edition: str = "timescale", timescaledb_source: str | None = None,
+                 apt_mirror: str | None = None) -> None:
         if not re.fullmatch(r"[a-z0-9_-]+", instance):
             raise ValueError(f"instance name {instance!r} must be lowercase letters, digits, - or _")
         if port is not None and not 1024 <= port <= 65535:
@@ -194,6 +196,7 @@ class Embedded:
         self.requested_port = port
         self.edition = edition
         self.timescaledb_source = timescaledb_source
+        self.apt_mirror = apt_mirror  # None: the mirror this machine's apt uses
         self.root = home / f"pg{PG_MAJOR}-{edition}"
         self.bin = self.root / "usr" / "lib" / "postgresql" / str(PG_MAJOR) / "bin"
         # the editions never share a data folder: each reads only its own catalogs
@@ -220,7 +223,8 @@ class Embedded:
             if self.edition == "timescale":
                 _check_build_tools()
                 archive = self._source_archive()  # before the downloads: fail fast
-            debs = fetch_debs(self.home / "apt", [*PACKAGES, *EDITION_PACKAGES[self.edition]])
+            debs = fetch_debs(self.home / "apt", [*PACKAGES, *EDITION_PACKAGES[self.edition]],
+                              mirror=self.apt_mirror)
             unpack(debs, self.root, self.bin)
             if self.edition == "timescale":
                 self._build_timescaledb(archive)
@@ -478,16 +482,17 @@ class Embedded:
             os.chown(p, user.pw_uid, user.pw_gid)
 
 
-def fetch_debs(apt: Path, packages: Sequence[str]) -> list[Path]:
+def fetch_debs(apt: Path, packages: Sequence[str], *, mirror: str | None = None) -> list[Path]:
     """The .deb files of ``packages`` from Debian's ``SUITE``, with a private apt state.
 
     ``apt`` holds the sources list, lists, cache and the downloaded .debs; packages already
     there (and whole) are reused. The pooler (:mod:`tsj_lab.pooler`) fetches with it too.
+    ``mirror`` (TSJ_APT_MIRROR) overrides the Debian mirror this machine's apt uses.
     """
     for sub in ("lists/partial", "cache/archives/partial", "debs"):
         (apt / sub).mkdir(parents=True, exist_ok=True)
     (apt / "sources.list").write_text(
-        f"deb [signed-by={KEYRING}] {_mirror()} {SUITE} main\n"
+        f"deb [signed-by={KEYRING}] {mirror or _mirror()} {SUITE} main\n"
     )
     opts = [
         "-o", f"Dir::Etc::SourceList={apt / 'sources.list'}",
@@ -645,9 +650,7 @@ def _check_platform() -> None:
 
 
 def _mirror() -> str:
-    """The Debian mirror this machine already uses (TSJ_APT_MIRROR overrides it)."""
-    if os.environ.get("TSJ_APT_MIRROR"):
-        return os.environ["TSJ_APT_MIRROR"].rstrip("/")
+    """The Debian mirror this machine's apt already uses."""
     sources = [Path("/etc/apt/sources.list"), *sorted(Path("/etc/apt/sources.list.d").glob("*"))]
     for path in sources:
         if not path.is_file() or path.suffix not in ("", ".list", ".sources"):

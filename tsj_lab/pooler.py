@@ -94,7 +94,7 @@ class PgBouncer:
         with self.server._lock():
             if self.installed:
                 return False
-            debs = fetch_debs(self.server.home / "apt", PACKAGES)
+            debs = fetch_debs(self.server.home / "apt", PACKAGES, mirror=self.server.apt_mirror)
             unpack(debs, self.root, self.exe.parent)
             mark_complete(self.root, debs)
             return True

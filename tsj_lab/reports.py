@@ -14,7 +14,7 @@ JupyterLab without environment variables or side files; :func:`collect` reads th
 
 Secrets: papermill writes parameters into the output notebook, so a parameter that
 carries a password is refused; notebooks receive connection names ('target', 'source')
-and resolve them with :func:`tsj_lab.db.resolve_url`. As a second line of defence every
+and resolve them with :func:`tsj_lab.connections.resolve_url`. As a second line of defence every
 artifact is scrubbed of the configured passwords before it is written.
 """
 
@@ -413,7 +413,8 @@ def environment(target: str = "target", *, settings: Settings | None = None) -> 
 
 def _database(target: str, *, settings: Settings | None) -> dict[str, Any]:
     """The probe of connection ``target``; its error, redacted, when it cannot be reached."""
-    from .db import probe_url, resolve_url
+    from .connections import resolve_url
+    from .db import probe_url
 
     try:
         url = resolve_url(target, settings=settings)

@@ -56,13 +56,13 @@ def settings(args: argparse.Namespace) -> Settings:
 
 
 def target_url(args: argparse.Namespace) -> str:
-    from ..db import resolve_url
+    from ..connections import resolve_url
 
     return resolve_url("target", settings=settings(args))
 
 
 def source_url(args: argparse.Namespace) -> str:
-    from ..db import resolve_url
+    from ..connections import resolve_url
 
     return resolve_url("source", settings=settings(args))
 
