@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tsj_lab import queries
+from tsj_lab.domain import TICK_COLUMNS
 
 PACKAGE = Path(queries.__file__).parent
 # queries.text("x"), queries.compose("x", ...), queries.get("x"), read_frame(url, "x", ...)
@@ -63,3 +64,28 @@ def test_duplicate_and_empty_names_name_the_file_and_line(tmp_path: Path) -> Non
 def test_compose_quotes_identifiers() -> None:
     stmt = queries.compose("generate.count", table='odd"name')
     assert 'FROM "odd""name"' in stmt.as_string(None)
+
+
+def _columns(name: str) -> list[tuple[str, str]]:
+    """(column, type) of a CREATE TABLE block, constraints left out."""
+    pglast = pytest.importorskip("pglast")
+    text = queries.text(name).replace("{table}", "t")
+    (raw,) = pglast.parse_sql(text)
+    cols = []
+    for elt in raw.stmt.tableElts:
+        if type(elt).__name__ == "ColumnDef":
+            typ = ".".join(n.sval for n in elt.typeName.names if n.sval != "pg_catalog")
+            mods = ",".join(str(m.val.ival) for m in elt.typeName.typmods or ())
+            cols.append((elt.colname, f"{typ}({mods})" if mods else typ))
+    return cols
+
+
+def test_quarantine_holds_the_tick_columns_in_step_with_the_tick_table() -> None:
+    ticks = _columns("schema.create_tick_table")
+    assert [c for c, _ in ticks] == list(TICK_COLUMNS)
+    quarantine = _columns("migrate.create_quarantine")
+    # the tick columns first, the same types (without NOT NULL: odd rows land there),
+    # then the quarantine's own
+    assert quarantine[:len(ticks)] == ticks
+    assert [c for c, _ in quarantine[len(ticks):]] == ["reason", "plan_key", "batch_id",
+                                                        "quarantined_at"]
