@@ -35,8 +35,9 @@ browser:
 
 ## test: lint and types, then the whole suite (unit, integration on the embedded server,
 ## nbval over notebooks/)
+TEST_WORKERS ?= 2
 test: setup browser lint
-	TSJ_NO_PROGRESS=1 $(BIN)/python -m pytest tests notebooks
+	TSJ_NO_PROGRESS=1 $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile tests notebooks
 
 ## lint: ruff and mypy, configured in pyproject.toml (part of make test, so of CI)
 lint: $(STAMP)

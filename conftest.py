@@ -31,8 +31,10 @@ from tsj_lab.pooler import PgBouncer
 _SERVER: Embedded | None = None
 _APACHE: Embedded | None = None
 _POOLER: PgBouncer | None = None
-# TSJ_TEST_INSTANCE lets two test runs on one machine use separate servers.
-_INSTANCE = os.environ.get("TSJ_TEST_INSTANCE", "test").lower()
+# TSJ_TEST_INSTANCE lets two test runs on one machine use separate servers; under
+# pytest-xdist (make test runs two workers) each worker has its own ('test-gw0', ...).
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+_INSTANCE = os.environ.get("TSJ_TEST_INSTANCE", "test").lower() + (f"-{_WORKER}" if _WORKER else "")
 # the build's source archive and the apt mirror as a user configured them (not the
 # connection settings: the suite points those at its own server)
 _SETTINGS = Settings.load(dotenv=None, env={k: v for k, v in os.environ.items()
@@ -41,6 +43,8 @@ _SETTINGS = Settings.load(dotenv=None, env={k: v for k, v in os.environ.items()
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     global _SERVER, _POOLER
+    if not _WORKER and getattr(session.config.option, "numprocesses", None):
+        return  # xdist's controller runs no tests: each worker starts its own server
     _SERVER = Embedded(default_home(PROJECT_DIR / ".tsj"), instance=_INSTANCE,
                        timescaledb_source=_SETTINGS.timescaledb_source,
                        apt_mirror=_SETTINGS.apt_mirror)
