@@ -10,7 +10,8 @@ import atexit
 import logging
 import threading
 import uuid
-from collections.abc import Iterator, Mapping
+from urllib.parse import urlsplit
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
@@ -27,6 +28,9 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
 log = logging.getLogger("tsj_lab")
+
+Query = str | psycopg.sql.SQL | psycopg.sql.Composed
+Params = Mapping[str, Any] | Sequence[Any] | None
 
 
 @dataclass(frozen=True)
@@ -135,10 +139,7 @@ def pooling(url: str) -> Pooling:
 
 
 def _detect_pooling(conn: psycopg.Connection[Any], url: str) -> Pooling:
-    from urllib.parse import urlsplit
-
-    _pid, server_port = conn.execute(queries.text("pooler.server_side"),
-                                     prepare=False).fetchone()  # type: ignore[misc]
+    _pid, server_port = one(conn, queries.text("pooler.server_side"), prepare=False)
     url_port = urlsplit(url).port or 5432
     pooled = server_port is not None and int(server_port) != url_port
     prepares = True
@@ -148,8 +149,8 @@ def _detect_pooling(conn: psycopg.Connection[Any], url: str) -> Pooling:
             res = conn.pgconn.prepare(name.encode(), b"SELECT 1")
             if res.status != psycopg.pq.ExecStatus.COMMAND_OK:
                 raise psycopg.OperationalError(res.error_message.decode(errors="replace"))
-            kept = conn.execute(queries.text("pooler.prepared_here"), {"name": name},
-                                prepare=False).fetchone()[0]  # type: ignore[index]
+            kept = scalar(conn, queries.text("pooler.prepared_here"), {"name": name},
+                          prepare=False)
             if kept:  # passed through as is: the pooler does not manage prepared statements
                 conn.execute(queries.compose("pooler.deallocate", statement=name), prepare=False)
             prepares = not kept
@@ -195,14 +196,46 @@ def connection(url: str, *, autocommit: bool = False) -> Iterator[psycopg.Connec
         conn.close()
 
 
+@contextmanager
+def using(target: str | psycopg.Connection[Any], *,
+          autocommit: bool = False) -> Iterator[psycopg.Connection[Any]]:
+    """``target`` itself when it is a connection (left open; its transactions are the
+    caller's), else a new connection to the URL, closed afterwards: how a phase takes
+    either and hands one connection down to its steps."""
+    if isinstance(target, psycopg.Connection):
+        yield target
+        return
+    with connection(target, autocommit=autocommit) as conn:
+        yield conn
+
+
+def one(conn: psycopg.Connection[Any], query: Query, params: Params = None,
+        **kwargs: Any) -> tuple[Any, ...]:
+    """The row a single-row ``query`` returns (an aggregate, a catalog lookup)."""
+    row = conn.execute(query, params, **kwargs).fetchone()
+    if row is None:  # a bug in the query, not in the data: say which
+        raise TsjError(f"expected one row, got none from: {_first_line(query)}")
+    return tuple(row)
+
+
+def scalar(conn: psycopg.Connection[Any], query: Query, params: Params = None,
+           **kwargs: Any) -> Any:
+    """The first value of the row a single-row ``query`` returns."""
+    return one(conn, query, params, **kwargs)[0]
+
+
+def _first_line(query: Query) -> str:
+    text = query if isinstance(query, str) else query.as_string(None)
+    code = [s for s in text.splitlines() if s.strip() and not s.lstrip().startswith("--")]
+    return code[0].strip()[:80] if code else "(empty)"
+
+
 def probe(conn: psycopg.Connection[Any]) -> Capabilities:
     """PostgreSQL version, TimescaleDB version and license of the connected database."""
-    row = conn.execute(queries.text("probe.versions")).fetchone()
-    assert row is not None
-    pg_version, pg_num, ts_version, available = row
+    pg_version, pg_num, ts_version, available = one(conn, queries.text("probe.versions"))
     license_ = None
     if ts_version is not None:
-        license_ = conn.execute("SHOW timescaledb.license").fetchone()[0]  # type: ignore[index]
+        license_ = scalar(conn, "SHOW timescaledb.license")
     return Capabilities(pg_version, int(pg_num), ts_version, license_, bool(available))
 
 
@@ -213,6 +246,7 @@ def probe_url(url: str) -> Capabilities:
 
 def engine(url: str, **kwargs: Any) -> Engine:
     """A SQLAlchemy engine (psycopg 3 driver) on the same target, for pandas."""
+    # deferred: only notebooks read through SQLAlchemy; the CLI never pays its import
     from sqlalchemy import create_engine
 
     validate_url(url)
@@ -289,6 +323,7 @@ def close_frames() -> None:
 def _frame_connections(url: str) -> tuple[psycopg.Connection[Any], Any]:
     cache: dict[str, tuple[Any, Any]] = _FRAME_CONNS.__dict__.setdefault("cache", {})
     if url not in cache:
+        # deferred: ADBC and pyarrow take half a second to import; only frame reads need them
         import adbc_driver_postgresql.dbapi as adbc
 
         pg = connect(url, autocommit=True)
