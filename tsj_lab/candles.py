@@ -156,10 +156,11 @@ def ensure_sample(url: str, *, source: str | None = None,
     """
     from . import generate
     from .connections import resolve_url
+    from .prices import DEFAULT_SEED
 
     if _has_ticks(url):
         return 0
-    seed = generate.DEFAULT_SEED if seed is None else seed
+    seed = DEFAULT_SEED if seed is None else seed
     if start is None:
         spec = TickSpec.ending_yesterday(symbols, days=days, interval_ms=interval_ms, seed=seed)
     else:

@@ -29,10 +29,9 @@ import datetime as dt
 import hashlib
 import json
 import logging
-import threading
 import time
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -42,6 +41,7 @@ import psycopg
 from . import queries, schema
 from .db import connect, probe
 from .errors import MigrationError, SchemaError
+from .parallel import rows_bar, run_parallel
 
 log = logging.getLogger("tsj_lab")
 
@@ -627,49 +627,23 @@ def _require_hypertable(conn: psycopg.Connection[Any]) -> None:
 def _copy_all(source_url: str, target_url: str, p: Plan, todo: list[Batch], *, workers: int,
               progress: bool | None) -> list[BatchResult]:
     """The batches over ``workers`` pairs of connections, with a rows/s and ETA bar."""
-    from tqdm.auto import tqdm
-
-    from .generate import progress_enabled
-
-    pending = iter(todo)
-    lock, failed = threading.Lock(), threading.Event()
-    results: list[BatchResult] = []
-    bar = tqdm(total=sum(b.expected_rows for b in todo), unit="rows", unit_scale=True,
-               desc="migrate", disable=not (progress_enabled() if progress is None else progress))
-
-    def work() -> None:
+    @contextmanager
+    def pair() -> Iterator[tuple[psycopg.Connection[Any], psycopg.Connection[Any]]]:
         with connect(source_url, autocommit=True) as src, connect(target_url) as tgt:
-            while not failed.is_set():
-                with lock:
-                    batch = next(pending, None)
-                if batch is None:
-                    return
-                try:
-                    res = copy_batch(src, tgt, batch, plan=p)
-                except psycopg.Error as exc:
-                    failed.set()
-                    raise MigrationError(
-                        f"batch {batch.label()} failed: {_reason(exc)}; fix the cause and "
-                        "re-run 'tsj migrate' (finished batches are kept)") from exc
-                except BaseException:
-                    failed.set()
-                    raise
-                with lock:
-                    results.append(res)
-                bar.update(batch.expected_rows)
+            yield src, tgt
 
-    try:
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tsj-migrate") as ex:
-            futures = [ex.submit(work) for _ in range(min(workers, max(1, len(todo))))]
-            try:
-                for f in futures:
-                    f.result()
-            except BaseException:  # Ctrl-C too: workers stop after their current batch
-                failed.set()
-                raise
-    finally:
-        bar.close()
-    return results
+    def step(conns: tuple[psycopg.Connection[Any], psycopg.Connection[Any]],
+             batch: Batch) -> BatchResult:
+        try:
+            return copy_batch(*conns, batch, plan=p)
+        except psycopg.Error as exc:
+            raise MigrationError(
+                f"batch {batch.label()} failed: {_reason(exc)}; fix the cause and "
+                "re-run 'tsj migrate' (finished batches are kept)") from exc
+
+    with rows_bar(sum(b.expected_rows for b in todo), desc="migrate", progress=progress) as bar:
+        return run_parallel(todo, step, session=pair, workers=workers, name="tsj-migrate",
+                            on_done=lambda batch, _res: bar.update(batch.expected_rows))
 
 
 def history(target_url: str, plan_key: str) -> pd.DataFrame:

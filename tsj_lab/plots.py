@@ -308,7 +308,7 @@ def migration_throughput(history: pd.DataFrame, *, title: str = "Migration throu
 
 
 def ingest_rates(figures: Mapping[str, Any], *, title: str = "Ingest into the hypertable") -> go.Figure:
-    """Median rows/s of the same rows loaded four ways (``generate.IngestResult.as_dict()``)."""
+    """Median rows/s of the same rows loaded four ways (``ingest.IngestResult.as_dict()``)."""
     w = figures["workers"]
     bars = {"psql \\copy (CSV ready)": figures["psql_rows_per_s"],
             f"tsj pre-encoded, {w} conn.": figures["pre_encoded_rows_per_s"],

@@ -6,12 +6,13 @@ import argparse
 import datetime as dt
 import time
 
-from . import add_target, command, source_url, target_url
+from .. import generate, prices, schema
+from ..config import progress_enabled
+from ..prices import DEFAULT_SEED, DEFAULT_SYMBOLS
+from . import add_target, command, settings, source_url, target_url
 
 
 def _setup(p: argparse.ArgumentParser) -> None:
-    from ..generate import DEFAULT_SEED, DEFAULT_SYMBOLS
-
     add_target(p, source=True)
     p.add_argument("--symbols", default=",".join(DEFAULT_SYMBOLS),
                    help="comma-separated symbols (default: %(default)s)")
@@ -45,11 +46,9 @@ def _into(args: argparse.Namespace) -> str:
 
 @command("generate", "generate ticks and bulk-load them (binary COPY, parallel)", _setup)
 def _generate(args: argparse.Namespace) -> int:
-    from .. import generate, schema
-
     start = args.start or (dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1))
-    parts = generate.plan(args.symbols.split(","), start=start, days=args.days,
-                          interval_ms=args.interval_ms, seed=args.seed, sessions=args.sessions)
+    parts = prices.plan(args.symbols.split(","), start=start, days=args.days,
+                        interval_ms=args.interval_ms, seed=args.seed, sessions=args.sessions)
     into = _into(args)
     if into == "source":
         url = source_url(args)
@@ -65,7 +64,8 @@ def _generate(args: argparse.Namespace) -> int:
         print(f"nothing to do: all {len(parts)} parts are already in {into} tick_data")
         return 0
     t0 = time.perf_counter()
-    rows = generate.write_parts(url, todo, workers=args.workers)
+    rows = generate.write_parts(url, todo, workers=args.workers,
+                                progress=progress_enabled(settings(args)))
     secs = time.perf_counter() - t0
     print(f"loaded {rows:,} ticks into {into} tick_data in {secs:.1f} s "
           f"({rows / max(secs, 1e-9):,.0f} rows/s){skipped if len(todo) < len(parts) else ''}")

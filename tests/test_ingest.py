@@ -1,0 +1,54 @@
+"""The ingest benchmark: each method timed in turns on the same rows, the scratch table gone."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from tsj_lab import ingest, plots
+from tsj_lab.config import Settings
+from tsj_lab.embedded import default_home, from_settings
+from tsj_lab.errors import ConfigError
+
+
+def test_ingest_benchmark_times_each_method_in_turns(make_db) -> None:
+    url = make_db(timescale=True)
+    res = ingest.ingest_benchmark(url, symbols=["ES"], interval_ms=1000, workers=2, repeats=2)
+    assert res.rows == 86_400 and res.repeats == 2
+    assert set(res.seconds) == set(res.loaded) == set(ingest.INGEST_METHODS)
+    for method in ingest.INGEST_METHODS:  # every load left exactly the same rows
+        assert res.loaded[method] == (res.rows, res.rows)
+        assert len(res.seconds[method]) == 2 and min(res.seconds[method]) > 0
+    fig = res.as_dict()
+    assert {"psql_rows_per_s", "pre_encoded_rows_per_s", "copy_rows_per_s", "copy_1_rows_per_s",
+            "speedup_vs_psql", "streamed_speedup_vs_psql"} <= set(fig)
+    assert fig["repeats"] == 2 and fig["workers"] == 2
+    assert fig["speedup_vs_psql"] == round(res.ratio("pre_encoded"), 2)
+    assert len(plots.ingest_rates(fig).data[0].y) == 4
+    with psycopg.connect(url) as conn:  # the scratch table is gone
+        assert conn.execute("SELECT to_regclass('tsj_ingest_bench')").fetchone()[0] is None
+
+
+def test_ingest_benchmark_needs_a_turn() -> None:
+    with pytest.raises(ValueError, match="repeats=0"):
+        ingest.ingest_benchmark("postgresql://unused", repeats=0)
+
+
+def test_psql_is_the_embedded_servers_under_the_settings_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
+    """TSJ_HOME (Settings.home) decides which psql is timed, not the PATH's nor the default home."""
+    settings = Settings(home=tmp_path / "home")
+    server_home = default_home(settings.home)  # as root: under /var/tmp, where nobody reaches
+    if server_home != settings.home:
+        request.addfinalizer(lambda: shutil.rmtree(server_home, ignore_errors=True))
+    bundled = from_settings(settings).bin / "psql"
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    with pytest.raises(ConfigError, match=f"psql not found in {bundled.parent}"):
+        ingest._psql_binary(settings)
+    bundled.parent.mkdir(parents=True)
+    bundled.write_text("#!/bin/sh\n")
+    assert ingest._psql_binary(settings) == str(bundled)
