@@ -50,11 +50,3 @@ SELECT symbol,
 FROM s
 WHERE symbol IS NOT NULL
 ORDER BY symbol;
-
--- name: has_table
--- Whether tick_data exists (to_regclass: NULL rather than an error when it does not).
-SELECT to_regclass('tick_data') IS NOT NULL AS has_table;
-
--- name: any_tick
--- One row's worth of existence: true when tick_data holds a tick.
-SELECT EXISTS (SELECT 1 FROM tick_data) AS has_ticks;

@@ -16,18 +16,6 @@
 -- another client after it, which must not inherit the setting.
 SET LOCAL TIME ZONE 'UTC';
 
--- name: hypertable_dimension
--- The time dimension of hypertable %(table)s: column and chunk interval (no row: not a
--- hypertable). AC2 wants one day. Matched as a relation, like the suite's other lookups:
--- a tick_data in another schema is not this one.
-SELECT column_name, time_interval
-FROM timescaledb_information.dimensions
-WHERE (quote_ident(hypertable_schema) || '.' || quote_ident(hypertable_name))::regclass
-      = to_regclass(%(table)s)
-  AND dimension_type = 'Time'
-ORDER BY dimension_number
-LIMIT 1;
-
 -- name: old_chunks
 -- Chunks of %(table)s entirely older than the retention period %(retention)s: retention
 -- (a policy on the timescale edition, tsj's drop_chunks on apache) should have dropped
@@ -428,14 +416,6 @@ WHERE (v.open, v.high, v.low, v.close, v.volume, v.tick_count)
       IS DISTINCT FROM (r.open, r.high, r.low, r.close, r.volume, r.tick_count)
 ORDER BY bucket, symbol
 LIMIT %(limit)s;
-
--- name: has_rows
--- Whether {table} holds any row (stops at the first).
-SELECT EXISTS (SELECT 1 FROM {table});
-
--- name: relation_kind
--- Whether relation %(name)s exists and what it is (r table, v view, m materialized view).
-SELECT c.relkind::text FROM pg_class c WHERE c.oid = to_regclass(%(name)s);
 
 -- name: candle_watermark
 -- Continuous aggregate %(view)s: its watermark (buckets before it are materialized; from

@@ -71,6 +71,17 @@ FROM pg_proc p
 JOIN pg_extension e ON e.extname = 'timescaledb' AND p.pronamespace = e.extnamespace
 WHERE p.proname IN ('add_columnstore_policy', 'add_compression_policy');
 
+-- name: relation_kind
+-- Whether relation %(name)s is visible (a name as to_regclass reads it: the first on
+-- search_path, or schema-qualified; NULL rather than an error when there is none) and what
+-- it is: r table, p partitioned table, v view (a continuous aggregate shows as one),
+-- m materialized view. The one "does this table exist" of the package (schema.relation_kind).
+SELECT c.relkind::text FROM pg_class c WHERE c.oid = to_regclass(%(name)s);
+
+-- name: has_rows
+-- Whether {table} holds any row (stops at the first, cheap on any size).
+SELECT EXISTS (SELECT 1 FROM {table});
+
 -- name: select_one
 -- AC1: the story's connection test.
 SELECT 1;
@@ -84,13 +95,18 @@ SELECT pg_backend_pid();
 SELECT current_setting('max_connections')::int;
 
 -- name: hypertable_dimension
--- AC2: tick_data as a hypertable, its time dimension and chunk interval.
+-- AC2: hypertable %(table)s (a name as to_regclass reads it: the first on search_path, or
+-- schema-qualified), its chunk count, time column and chunk interval; no row: not a
+-- hypertable. Matched as a relation, so a tick_data in another schema is not this one.
 SELECT h.num_chunks, d.column_name::text, d.time_interval
 FROM timescaledb_information.hypertables h
-LEFT JOIN timescaledb_information.dimensions d
-  ON d.hypertable_schema = h.hypertable_schema AND d.hypertable_name = h.hypertable_name
- AND d.dimension_number = 1
-WHERE h.hypertable_schema = current_schema() AND h.hypertable_name = 'tick_data';
+LEFT JOIN LATERAL (
+  SELECT x.column_name, x.time_interval FROM timescaledb_information.dimensions x
+  WHERE x.hypertable_schema = h.hypertable_schema AND x.hypertable_name = h.hypertable_name
+    AND x.dimension_type = 'Time'
+  ORDER BY x.dimension_number LIMIT 1) d ON true
+WHERE (quote_ident(h.hypertable_schema) || '.' || quote_ident(h.hypertable_name))::regclass
+      = to_regclass(%(table)s);
 
 -- name: settings_views
 -- AC3: which compression-settings views the server has (renamed to columnstore in 2.18).
@@ -99,19 +115,23 @@ WHERE table_schema = 'timescaledb_information'
   AND table_name IN ('hypertable_columnstore_settings', 'hypertable_compression_settings');
 
 -- name: compression_settings
--- AC3: segmentby/orderby of tick_data from {view}, one of the settings views above.
+-- AC3: segmentby/orderby of table %(table)s (as to_regclass reads it) from {view}, one of
+-- the settings views above.
 SELECT s.segmentby, s.orderby
 FROM timescaledb_information.{view} s
-WHERE s.hypertable = to_regclass(quote_ident(current_schema()) || '.tick_data');
+WHERE s.hypertable = to_regclass(%(table)s);
 
 -- name: policy_jobs
--- AC3/AC5: the compression and retention jobs on tick_data with their intervals.
+-- AC3/AC5: the compression and retention jobs on table %(table)s (as to_regclass reads
+-- it) with their intervals, the oldest job of each kind first.
 SELECT j.proc_name::text, j.job_id,
        (j.config ->> 'compress_after')::interval AS compress_after,
        (j.config ->> 'drop_after')::interval AS drop_after
 FROM timescaledb_information.jobs j
-WHERE j.hypertable_schema = current_schema() AND j.hypertable_name = 'tick_data'
-  AND j.proc_name IN ('policy_compression', 'policy_retention');
+WHERE j.proc_name IN ('policy_compression', 'policy_retention')
+  AND (quote_ident(j.hypertable_schema) || '.' || quote_ident(j.hypertable_name))::regclass
+      = to_regclass(%(table)s)
+ORDER BY j.job_id;
 
 -- name: candle_relations
 -- AC4: each candle view that exists: its kind ('m' materialized view, 'v' view, which is

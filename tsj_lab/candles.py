@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from . import queries
+from . import queries, schema
 from .db import connection, read_frame
 from .domain import CANDLES, TickSpec
 from .errors import SchemaError
@@ -102,17 +102,11 @@ def tick_totals(url: str, *, symbol: str, start: datetime, end: datetime) -> dic
 
 def symbols(url: str) -> pd.DataFrame:
     """Every symbol with its first and last tick time (empty without ticks)."""
-    if not has_table(url):
-        return pd.DataFrame(columns=["symbol", "first_time", "last_time"])
     with connection(url) as conn:
+        if schema.relation_kind(conn, "tick_data") is None:
+            return pd.DataFrame(columns=["symbol", "first_time", "last_time"])
         rows = conn.execute(queries.text("candles.symbols")).fetchall()
     return pd.DataFrame(rows, columns=["symbol", "first_time", "last_time"])
-
-
-def has_table(url: str) -> bool:
-    with connection(url) as conn:
-        row = conn.execute(queries.text("candles.has_table")).fetchone()
-    return bool(row and row[0])
 
 
 @dataclass(frozen=True)
@@ -176,11 +170,8 @@ def _as_date(value: str | date) -> date:
 
 
 def _has_ticks(url: str) -> bool:
-    if not has_table(url):
-        return False
     with connection(url) as conn:
-        row = conn.execute(queries.text("candles.any_tick")).fetchone()
-    return bool(row and row[0])
+        return schema.has_rows(conn, "tick_data")
 
 
 def summary_frame(stats: dict[str, Any]) -> pd.DataFrame:

@@ -6,9 +6,11 @@ runs in the database (sql/checks.sql): two passes over ``tick_data`` (one aggreg
 with FILTER clauses, one ordered window walk) leave small per-(symbol, day) tables that
 the rest of the suite reads; only those results ever reach Python.
 
-Each finding is a :class:`CheckResult`: check name, scope (table, symbol, UTC day),
-status, observed against expected, rows affected and a few sample rows. A check that
-finds nothing yields one ``ok`` row for the whole table, so nothing is silently skipped.
+Each finding is a :class:`~tsj_lab.domain.Finding` (``CheckResult`` here): check name,
+scope (table, symbol, UTC day), status, observed against expected, rows affected and a
+few sample rows. A check that finds nothing yields one ``ok`` row for the whole table, so
+nothing is silently skipped. The layout's findings (chunk interval, compression) are
+judged by :mod:`tsj_lab.layout`, the same judges provisioning's AC2/AC3 rows come from.
 """
 
 from __future__ import annotations
@@ -22,16 +24,16 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
 import pandas as pd
 import psycopg
 
-from . import queries, schema
+from . import layout, queries, schema
 from .db import connection, probe
-from .domain import STATUSES, TickSpec
+from .domain import CANDLE_BY_VIEW, CANDLE_VIEWS, OK, STATUSES, Finding, TickSpec
 from .errors import SchemaError
 from .migrate import QUARANTINE, facts_of
 
@@ -72,30 +74,13 @@ _QUALITY = {
     "future_ticks": "future",
     "implausible_times": "implausible",
 }
-_WIDTHS = {"candle_1m": "1 minute", "candle_5m": "5 minutes", "candle_15m": "15 minutes",
-           "candle_1h": "1 hour"}
 #: the largest time-zone offset a shift is read as (UTC-12 .. UTC+14)
 MAX_SHIFT_HOURS = 14
 _BREAK = re.compile(r"^(\d{1,2}):(\d{2})-(\d{1,2}):(\d{2})$")
 
 
-@dataclass
-class CheckResult:
-    """One row of the results table."""
-
-    check: str
-    status: str
-    table: str
-    symbol: str | None = None
-    day: dt.date | None = None
-    observed: str = ""
-    expected: str = ""
-    rows_affected: int = 0
-    samples: list[list[Any]] = field(default_factory=list)
-    detail: str = ""
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+#: one row of the results table: the domain's finding (its fields are the JSON's keys)
+CheckResult = Finding
 
 
 @dataclass(frozen=True)
@@ -215,7 +200,7 @@ def run(
         if caps.timescaledb_version is None:
             # names the target and how to enable the extension ('tsj provision' cannot)
             raise schema.missing_extension_error(target_url, caps)
-        if not conn.execute(queries.text("checks.relation_kind"), {"name": opts.table}).fetchone():
+        if schema.relation_kind(conn, opts.table) is None:
             raise SchemaError(f"table '{opts.table}' not found on the target; run 'tsj provision'")
         conn.execute(queries.text("checks.session"))
         ctx = _Run(conn, opts, caps.license, source_url)
@@ -290,7 +275,7 @@ def _steps() -> list[tuple[str, Callable[[_Run], None]]]:
         ("quality", check_quality),
         ("sequence", check_sequence),
         ("reconcile", check_reconcile),
-        *((f"candles {v}", _candle_step(v)) for v in schema.CANDLE_VIEWS),
+        *((f"candles {v}", _candle_step(v)) for v in CANDLE_VIEWS),
     ]
 
 
@@ -310,10 +295,7 @@ class Prepared:
 def has_ticks(url: str, *, table: str = "tick_data") -> bool:
     """Whether ``table`` exists on ``url`` and holds at least one row."""
     with connection(url, autocommit=True) as conn:
-        if not conn.execute(queries.text("checks.relation_kind"), {"name": table}).fetchone():
-            return False
-        row = conn.execute(queries.compose("checks.has_rows", table=table)).fetchone()
-        return bool(row and row[0])
+        return schema.has_rows(conn, table)
 
 
 def prepare(
@@ -356,63 +338,51 @@ def prepare(
 
 
 def check_layout(ctx: _Run) -> None:
-    """Chunk interval of one day, no chunk past retention, compression as configured."""
-    t, opts = ctx.opts.table, ctx.opts
-    dim = ctx.q("checks.hypertable_dimension", {"table": t})
-    if not dim:
-        ctx.add("chunk_interval", status="fail", observed="not a hypertable",
-                expected="hypertable, 1 day chunks",
-                detail=f"'{t}' is a plain table; run 'tsj provision'")
+    """AC2's chunk interval and AC3's compression as provisioning judges them
+    (:mod:`tsj_lab.layout`), then what the data shows: chunks past retention, old chunks
+    left uncompressed, failed policy jobs."""
+    lay = layout.read(ctx.conn, table=ctx.opts.table, license=ctx.license)
+    ctx.results.append(layout.judge_hypertable(lay))
+    if not lay.hypertable:
         return
-    interval = dim[0][1]
-    ctx.add("chunk_interval", status="ok" if interval == dt.timedelta(days=1) else "fail",
-            observed=_interval_text(interval), expected="1 day",
-            detail=f"time dimension '{dim[0][0]}' (AC2)")
-    facts = facts_of(ctx.conn)
-    retention = facts.drop_after or opts.retention
-    policy = (f"retention policy drop_after {_interval_text(facts.drop_after)}"
-              if facts.drop_after else "no retention policy")
-    old = ctx.q("checks.old_chunks", {"table": t, "retention": retention,
-                                   "limit": opts.sample_rows})
-    n_old = old[0][0] if old else 0
-    ctx.add("retention", found=n_old, observed=f"{n_old} chunks",
-            expected=f"0 chunks older than {_interval_text(retention)}",
-            samples=[_jsonable(r[1:]) for r in old],
-            detail=(f"{policy}; " if ctx.license == "timescale" else "")
-                   + ("its job has not dropped them yet" if old and facts.drop_after
-                      else "drop them with 'tsj retention'" if old else "AC5"))
-    _check_compression(ctx, facts.compress_after)
+    _check_retention(ctx, lay)
+    _check_compression(ctx, lay)
     check_jobs(ctx)
 
 
-def _check_compression(ctx: _Run, compress_after: dt.timedelta | None) -> None:
-    t, opts = ctx.opts.table, ctx.opts
-    if ctx.license != "timescale":
-        ctx.add("compression", status="unsupported", observed="unavailable",
-                expected="segmentby symbol, orderby time DESC, after 30 days",
-                detail=f"compression needs the timescale license; this server is "
-                       f"'{ctx.license}' (AC3 cannot hold here)")
+def _check_retention(ctx: _Run, lay: layout.Layout) -> None:
+    """No chunk older than the retention policy's interval (without one: the option's)."""
+    opts = ctx.opts
+    retention = lay.drop_after or opts.retention
+    policy = (f"retention policy drop_after {layout.interval_text(lay.drop_after)}"
+              if lay.drop_after else "no retention policy")
+    old = ctx.q("checks.old_chunks", {"table": opts.table, "retention": retention,
+                                      "limit": opts.sample_rows})
+    n_old = old[0][0] if old else 0
+    ctx.add("retention", found=n_old, observed=f"{n_old} chunks",
+            expected=f"0 chunks older than {layout.interval_text(retention)}",
+            samples=[_jsonable(r[1:]) for r in old],
+            detail=(f"{policy}; " if ctx.license == "timescale" else "")
+                   + ("its job has not dropped them yet" if old and lay.drop_after
+                      else "drop them with 'tsj retention'" if old else "AC5"))
+
+
+def _check_compression(ctx: _Run, lay: layout.Layout) -> None:
+    """AC3's settings and policy (unsupported without the timescale license); when they
+    hold, no chunk older than the policy's interval left uncompressed."""
+    judged = layout.judge_compression(lay, want=ctx.opts.compress_after)
+    if judged.status != OK:
+        ctx.results.append(judged)
         return
-    # provisioning's reading: whichever settings view the server has
-    segmentby, orderby = schema.compression_settings(ctx.conn) or (None, None)
-    observed = f"segmentby {segmentby or '-'}, orderby {orderby or '-'}"
-    if not schema.story_compression(segmentby, orderby):
-        ctx.add("compression", status="fail", observed=observed,
-                expected="segmentby symbol, orderby time DESC", detail="run 'tsj provision'")
-        return
-    if compress_after is None:
-        ctx.add("compression", status="fail", observed=f"{observed}; no compression policy",
-                expected=f"a compression policy after {_interval_text(opts.compress_after)}",
-                detail="run 'tsj provision' (AC3)")
-        return
-    late = ctx.q("checks.uncompressed_old_chunks", {"table": t, "compress_after": compress_after,
-                                                 "limit": opts.sample_rows})
+    late = ctx.q("checks.uncompressed_old_chunks", {
+        "table": ctx.opts.table, "compress_after": lay.compress_after,
+        "limit": ctx.opts.sample_rows})
     n = late[0][0] if late else 0
-    ctx.add("compression", found=n, observed=f"{observed}; {n} old chunks uncompressed",
-            expected=f"chunks older than {_interval_text(compress_after)} compressed",
+    ctx.add("compression", found=n, observed=f"{judged.observed}; {n} old chunks uncompressed",
+            expected=f"chunks older than {layout.interval_text(lay.compress_after)} compressed",
             samples=[_jsonable(r[1:]) for r in late],
-            detail=(f"policy compress_after {_interval_text(compress_after)}; "
-                    + ("the compression policy has not run on them yet" if n else "AC3")))
+            detail=f"{judged.detail}; " + ("the compression policy has not run on them yet"
+                                           if n else "AC3"))
 
 
 def check_jobs(ctx: _Run) -> None:
@@ -420,7 +390,7 @@ def check_jobs(ctx: _Run) -> None:
     own CALL run_job record, whichever is newer): a failed last run fails the check."""
     jobs = ctx.q("checks.jobs")
     tsj_runs: dict[int, tuple[Any, ...]] = {}
-    if ctx.conn.execute(queries.text("checks.relation_kind"), {"name": "tsj_job_runs"}).fetchone():
+    if schema.relation_kind(ctx.conn, "tsj_job_runs") is not None:
         tsj_runs = {r[0]: tuple(r[1:]) for r in ctx.q("checks.tsj_job_runs")}
     if not jobs:
         ctx.add("jobs", status="ok" if ctx.license != "timescale" else "warn", found=0,
@@ -594,7 +564,7 @@ def check_reconcile(ctx: _Run) -> None:
                 detail="no source given; pass --source URL (or set TSJ_SOURCE_URL)")
         return
     with connection(ctx.source_url, autocommit=True) as src:
-        if not src.execute(queries.text("checks.relation_kind"), {"name": ctx.opts.table}).fetchone():
+        if schema.relation_kind(src, ctx.opts.table) is None:
             ctx.add("reconcile", status="warn", observed="no source table", expected=expected,
                     detail=f"table '{ctx.opts.table}' not found on the source; migrate first "
                            "or pass the right --source")
@@ -648,7 +618,7 @@ def _kept_days(conn: psycopg.Connection[Any], source: dict[tuple[str, Any], tupl
 
 def _quarantine_digest(conn: psycopg.Connection[Any]) -> dict[tuple[str, Any], tuple[Any, ...]]:
     """The digest of the rows the migration set aside (target + quarantine = source)."""
-    if not conn.execute(queries.text("checks.relation_kind"), {"name": QUARANTINE}).fetchone():
+    if schema.relation_kind(conn, QUARANTINE) is None:
         return {}
     return _digest(conn, QUARANTINE)
 
@@ -705,7 +675,7 @@ def _candle_step(view: str) -> Callable[[_Run], None]:
 
 def check_candles(ctx: _Run, view: str) -> None:
     """``view`` equals a recompute from the ticks, rolls up from candle_1m, and is fresh."""
-    if not ctx.conn.execute(queries.text("checks.relation_kind"), {"name": view}).fetchone():
+    if schema.relation_kind(ctx.conn, view) is None:
         ctx.add("candle_recompute", status="fail", table=view, observed="missing",
                 expected=f"candle view {view}",
                 detail=f"view '{view}' not found; run 'tsj provision'")
@@ -718,8 +688,8 @@ def check_candles(ctx: _Run, view: str) -> None:
         ctx.add("candle_freshness", status="fail", table=view, observed="never refreshed",
                 expected="populated", detail=f"{view} holds no data yet; run 'tsj refresh'")
         return
-    width = _WIDTHS.get(view, "1 minute")
-    _check_freshness(ctx, view, width, last_time, last_bucket)
+    width = CANDLE_BY_VIEW[view].interval  # '5 minutes'
+    _check_freshness(ctx, view, last_time, last_bucket)
     horizon = _horizon(last_time, ctx.opts.candle_lag)
     _check_recompute(ctx, view, width, horizon)
     if view != "candle_1m":
@@ -733,19 +703,18 @@ def _horizon(last_time: dt.datetime | None, lag: dt.timedelta) -> dt.datetime | 
     return last_time - lag
 
 
-def _bucket(t: dt.datetime, width: str) -> dt.datetime:
-    seconds = {"1 minute": 60, "5 minutes": 300, "15 minutes": 900, "1 hour": 3600}[width]
+def _bucket(t: dt.datetime, seconds: int) -> dt.datetime:
     epoch = int(t.timestamp() // seconds * seconds)
     return dt.datetime.fromtimestamp(epoch, dt.UTC)
 
 
-def _check_freshness(ctx: _Run, view: str, width: str, last_time: dt.datetime | None,
+def _check_freshness(ctx: _Run, view: str, last_time: dt.datetime | None,
                      last_bucket: dt.datetime | None) -> None:
     lag = ctx.opts.candle_lag
     if last_time is None:
         ctx.add("candle_freshness", table=view, observed="no ticks", expected="-")
         return
-    want = _bucket(last_time - lag, width)
+    want = _bucket(last_time - lag, CANDLE_BY_VIEW[view].seconds)
     fresh = last_bucket is not None and last_bucket >= want
     ctx.add("candle_freshness", status="ok" if fresh else SEVERITY["candle_freshness"],
             found=0 if fresh else 1, table=view,
@@ -800,15 +769,6 @@ def _check_rollup(ctx: _Run, view: str, width: str) -> None:
 
 
 # -- values ------------------------------------------------------------------------------
-
-
-def _interval_text(v: Any) -> str:
-    if isinstance(v, dt.timedelta):
-        days = v.days
-        if v == dt.timedelta(days=days):
-            return f"{days} day" + ("s" if days != 1 else "")
-        return f"{v.total_seconds():g} s"
-    return str(v)
 
 
 def _ts(t: dt.datetime | None) -> str:

@@ -8,8 +8,9 @@ built from :data:`CANDLES`, never written out again.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,31 @@ CANDLE_BY_NAME = {c.name: c for c in CANDLES}
 #: the outcome of a check, a validation row or a policy proof
 OK, WARN, FAIL, UNSUPPORTED = "ok", "warn", "fail", "unsupported"
 STATUSES = (OK, WARN, FAIL, UNSUPPORTED)
+
+
+@dataclass
+class Finding:
+    """One judged fact: which check, where (table, symbol, UTC day), its status, what was
+    observed against what was expected, the rows affected and a few sample rows.
+
+    The integrity checks report a list of these (``tsj check``); provisioning's AC2, AC3
+    and AC5 rows are built from the same findings (:mod:`tsj_lab.layout` judges them once).
+    """
+
+    check: str  # 'chunk_interval', 'compression', 'gaps', ...
+    status: str  # one of STATUSES
+    table: str = "tick_data"
+    symbol: str | None = None
+    day: date | None = None
+    observed: str = ""
+    expected: str = ""
+    rows_affected: int = 0
+    samples: list[list[Any]] = field(default_factory=list)
+    detail: str = ""  # the evidence, or the cause and the fix
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
 
 @dataclass(frozen=True)
 class TickSpec:

@@ -29,11 +29,15 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from . import queries
+from . import layout, queries
 from .config import redact, with_params
 from .db import Capabilities, connection, probe, probe_url
-from .domain import CANDLE_BY_VIEW, CANDLE_VIEWS, CANDLES, FAIL, OK, UNSUPPORTED, WARN, CandleView
+from .domain import (CANDLE_BY_VIEW, CANDLE_VIEWS, CANDLES, FAIL, OK, UNSUPPORTED, WARN,
+                     CandleView, Finding)
 from .errors import ConnectError, SchemaError
+from .layout import (CHUNK_INTERVAL, COMPRESS_AFTER, RETENTION, compression_settings,
+                     story_compression)
+from .layout import interval_text as _interval
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -41,10 +45,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("tsj_lab")
 
 TICK_INDEX = "tick_data_symbol_time_idx"
-CHUNK_INTERVAL = timedelta(days=1)
-COMPRESS_AFTER = timedelta(days=30)
-RETENTION = timedelta(days=90)
 POOL_TEST_SIZE = 50
+# CHUNK_INTERVAL, COMPRESS_AFTER and RETENTION (the story's intervals) come from layout
 
 
 @dataclass(frozen=True)
@@ -71,36 +73,6 @@ CANDLE_POLICIES = {
     "candle_1h": CandlePolicy(timedelta(days=1), timedelta(hours=1), timedelta(hours=1)),
 }
 
-
-
-def _interval(value: timedelta | None) -> str:
-    """An interval as a person writes it: '30 days', '1 hour', '90 min'."""
-    if value is None:
-        return "none"
-    secs = int(value.total_seconds())
-    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1)):
-        if secs and secs % size == 0:
-            n = secs // size
-            return f"{n} {unit}{'s' if n != 1 else ''}"
-    return str(value)
-
-
-def story_compression(segmentby: str | None, orderby: str | None) -> bool:
-    """Whether columnstore settings are the story's: segment by symbol, order by time DESC."""
-    # the settings views quote keywords: "time" DESC
-    order = (orderby or "").replace('"', "").replace(" ", "").lower()
-    return segmentby == "symbol" and order == "timedesc"
-
-
-def compression_settings(conn: psycopg.Connection[Any]) -> tuple[str | None, str | None] | None:
-    """Segmentby and orderby of ``tick_data`` (None, None: none set); None when the server
-    has no settings view (TimescaleDB < 2.14)."""
-    views = [r[0] for r in conn.execute(queries.text("schema_catalog.settings_views"))]
-    if not views:
-        return None
-    view = sorted(views)[0]  # hypertable_columnstore_settings when the server has it
-    got = conn.execute(queries.compose("schema_catalog.compression_settings", view=view)).fetchone()
-    return (got[0], got[1]) if got else (None, None)
 
 
 def _unique_index(view: str) -> str:
@@ -626,13 +598,19 @@ def apply_retention(url: str, *, older_than: str | timedelta = "90 days",
 
 @dataclass(frozen=True)
 class ValidationRow:
-    """One row of the story's validation table."""
+    """One row of the story's validation table: for AC2, AC3 and AC5 a view of the
+    :class:`~tsj_lab.domain.Finding` that :mod:`tsj_lab.layout` judged (the integrity
+    checks report the same finding), for AC1, AC4 and AC6 its own reading."""
 
     ac: str  # 'AC1'..'AC6'
     check: str  # what the story asks, in words
     status: str  # ok / warn / unsupported / fail
     mode: str  # native / emulated / unavailable: how this edition provides it
     detail: str  # the evidence, or the cause and the fix
+
+    @classmethod
+    def of(cls, ac: str, finding: Finding, *, mode: str = "native") -> ValidationRow:
+        return cls(ac, _CHECKS[ac], finding.status, mode, finding.detail)
 
 
 _CHECKS = {
@@ -675,17 +653,13 @@ def _catalog_rows(conn: psycopg.Connection[Any], url: str,
         why = str(missing_extension_error(url, caps))
         return [_row(ac, FAIL, "unavailable", why) for ac in ("AC2", "AC3", "AC4", "AC5")]
     timescale = caps.license == "timescale"
-    jobs = {r[0]: r for r in conn.execute(queries.text("schema_catalog.policy_jobs"))}
-    rows = [_check_hypertable(conn),
-            _check_compression(conn, jobs) if timescale else _row(
-                "AC3", UNSUPPORTED, "unavailable",
-                f"compression (columnstore) needs the timescale license; this server is "
-                f"{caps.license}"),
+    lay = layout.read(conn, license=caps.license)
+    rows = [ValidationRow.of("AC2", layout.judge_hypertable(lay)),
+            ValidationRow.of("AC3", layout.judge_compression(lay),
+                             mode="native" if timescale else "unavailable"),
             _check_candles(conn, timescale=timescale),
-            _check_retention(jobs) if timescale else _row(
-                "AC5", UNSUPPORTED, "emulated",
-                "no policy jobs under the apache license; 'tsj retention' drops chunks "
-                "older than 90 days (drop_chunks)")]
+            ValidationRow.of("AC5", layout.judge_retention(lay),
+                             mode="native" if timescale else "emulated")]
     story = _story_checks(conn)
     return [replace(r, detail=f"{r.detail}; story's query: {story[r.ac]}")
             if r.status != UNSUPPORTED else r for r in rows]
@@ -704,36 +678,6 @@ def _story_checks(conn: psycopg.Connection[Any]) -> dict[str, str]:
         except psycopg.errors.UndefinedTable:
             out[ac] = "its view is gone in this TimescaleDB version"
     return out
-
-
-def _check_hypertable(conn: psycopg.Connection[Any]) -> ValidationRow:
-    row = conn.execute(queries.text("schema_catalog.hypertable_dimension")).fetchone()
-    if row is None:
-        return _row("AC2", FAIL, "native", "hypertable 'tick_data' not found; run 'tsj provision'")
-    chunks, column, interval = row
-    if interval != CHUNK_INTERVAL:
-        return _row("AC2", FAIL, "native",
-                    f"chunk interval of 'tick_data' is {interval}, want 1 day; run \"SELECT "
-                    "set_chunk_time_interval('tick_data', INTERVAL '1 day')\" (new chunks only)")
-    return _row("AC2", OK, "native", f"time column '{column}', chunk interval 1 day, "
-                f"{chunks} chunks")
-
-
-def _check_compression(conn: psycopg.Connection[Any], jobs: dict[str, Any]) -> ValidationRow:
-    settings = compression_settings(conn)
-    if settings is None:
-        return _row("AC3", FAIL, "native", "no compression settings view in "
-                    "timescaledb_information; TimescaleDB >= 2.14 is needed")
-    segmentby, orderby = settings
-    job = jobs.get("policy_compression")
-    after = job[2] if job else None
-    settings_ok = story_compression(segmentby, orderby)
-    detail = (f"segmentby={segmentby}, orderby={orderby}, policy "
-              f"{f'job {job[1]} after {_interval(after)}' if job else 'missing'}")
-    if settings_ok and after == COMPRESS_AFTER:
-        return _row("AC3", OK, "native", detail)
-    return _row("AC3", FAIL, "native", f"{detail}; want symbol, time DESC, 30 days: "
-                "run 'tsj provision'")
 
 
 def _check_candles(conn: psycopg.Connection[Any], *, timescale: bool) -> ValidationRow:
@@ -780,16 +724,6 @@ def _check_caggs(found: dict[str, Any]) -> ValidationRow:
                 "false) with refresh policies")
 
 
-def _check_retention(jobs: dict[str, Any]) -> ValidationRow:
-    job = jobs.get("policy_retention")
-    if job is None:
-        return _row("AC5", FAIL, "native", "no retention job on 'tick_data'; run 'tsj provision'")
-    if job[3] != RETENTION:
-        return _row("AC5", FAIL, "native", f"retention job {job[1]} drops after "
-                    f"{_interval(job[3])}, want 90 days; run 'tsj provision' (it replaces it)")
-    return _row("AC5", OK, "native", f"retention job {job[1]}: drop after 90 days")
-
-
 def _check_pool(url: str, *, size: int, timeout: float) -> ValidationRow:
     """AC6: ``size`` clients at once through the configured pooling, all their queries done.
 
@@ -827,6 +761,25 @@ def validation_frame(rows: list[ValidationRow]) -> pd.DataFrame:
 
 def failed(rows: list[ValidationRow]) -> list[ValidationRow]:
     return [r for r in rows if r.status == FAIL]
+
+
+# -- relations ----------------------------------------------------------------------------
+
+
+def relation_kind(conn: psycopg.Connection[Any], name: str) -> str | None:
+    """What relation ``name`` is ('r' table, 'p' partitioned, 'v' view or continuous
+    aggregate, 'm' materialized view); None when none of that name is visible (the first
+    on the search path, or schema-qualified). Every "does table X exist" asks this."""
+    row = conn.execute(queries.text("schema_catalog.relation_kind"), {"name": name}).fetchone()
+    return row[0] if row else None
+
+
+def has_rows(conn: psycopg.Connection[Any], table: str) -> bool:
+    """Whether ``table`` exists and holds at least one row (stops at the first)."""
+    if relation_kind(conn, table) is None:
+        return False
+    row = conn.execute(queries.compose("schema_catalog.has_rows", table=table)).fetchone()
+    return bool(row and row[0])
 
 
 # -- layout -----------------------------------------------------------------------------
