@@ -29,7 +29,7 @@ from psycopg_pool import ConnectionPool
 
 from . import queries
 from .config import redact, validate_url
-from .db import connect, pooling
+from .db import connect, pooling, scalar
 from .errors import ConnectError
 
 log = logging.getLogger("tsj_lab")
@@ -138,7 +138,7 @@ def _drive(pool: ConnectionPool, *, clients: int, per_client: int, work: Work,
     def client(k: int) -> None:
         try:
             with pool.connection(timeout=timeout) as conn:
-                pid = conn.execute(pid_sql).fetchone()[0]  # type: ignore[index]
+                pid = scalar(conn, pid_sql)
                 conn.commit()  # idle, not in a transaction: a pooler may lend the server out
                 with lock:
                     seen["connected"] += 1
@@ -151,7 +151,7 @@ def _drive(pool: ConnectionPool, *, clients: int, per_client: int, work: Work,
                     try:
                         n = len(conn.execute(stmt, params).fetchall())
                         ms = (time.perf_counter() - t0) * 1000.0
-                        pid = conn.execute(pid_sql).fetchone()[0]  # type: ignore[index]
+                        pid = scalar(conn, pid_sql)
                         conn.commit()
                     except psycopg.OperationalError:
                         raise

@@ -40,7 +40,7 @@ from psycopg import sql
 from . import migrate, queries, schema
 from .bench import (CANDLE_WIDTHS, TIMESCALE, Database, Dataset, explainer, percentile, point,
                     prepare, table_bytes, time_calls, time_interleaved, window_params)
-from .db import close_frames, connection, probe_url, read_frame
+from .db import close_frames, connection, one, probe_url, read_frame, scalar
 from .domain import CANDLE_BY_NAME, CANDLES
 from .replay import maybe_proxy
 from .workloads import window_fetch
@@ -111,7 +111,7 @@ def scratch(target_url: str, dataset: Dataset, *, keep: bool = False) -> Iterato
     prefix = f"tsj_hist_{uuid.uuid4().hex[:8]}"
     schemas = {copy: f"{prefix}_{copy}" for copy in COPIES}
     with connection(target_url, autocommit=True) as conn:
-        home = conn.execute(queries.text("history.current_schema")).fetchone()[0]  # type: ignore[index]
+        home = scalar(conn, queries.text("history.current_schema"))
     with ExitStack() as stack:
         # closed first (last in): read_frame's cached connections to the scratch URLs
         urls = {c: stack.enter_context(schema.scratch_schema(target_url, s, keep=keep))
@@ -128,7 +128,7 @@ def _build(copies: Copies, *, source: sql.Composable) -> None:
     for copy in ("hot", "cold"):
         schema.provision(copies.urls[copy])
         with connection(copies.urls[copy], autocommit=True) as conn:
-            conn.execute(queries.compose("history.copy_ticks").format(src=source), window)  # type: ignore[union-attr]
+            conn.execute(queries.compose("history.copy_ticks", src=source), window)
             conn.execute(queries.text("bench.analyze"))
     cold_table = sql.Identifier(copies.schemas["cold"], "tick_data")
     for copy, create, fill in (("float8", "history.create_float8", "history.copy_float8"),
@@ -137,7 +137,7 @@ def _build(copies: Copies, *, source: sql.Composable) -> None:
             for name in (create, "history.hypertable", "history.index", "history.compression",
                          "history.compression_policy"):
                 conn.execute(queries.text(name))
-            conn.execute(sql.SQL(queries.text(fill)).format(src=cold_table))
+            conn.execute(queries.compose(fill, src=cold_table))
             conn.execute(queries.text("bench.analyze"))
     sizes, columns = [], []
     for copy in COPIES:
@@ -172,7 +172,7 @@ def run_policy(conn: psycopg.Connection[Any], proc: str) -> float:
     """Run this schema's ``proc`` policy job once (``CALL run_job``); its seconds."""
     row = conn.execute(queries.text("history.policy_job"), {"proc": proc}).fetchone()
     if row is None:
-        where = conn.execute(queries.text("history.current_schema")).fetchone()[0]  # type: ignore[index]
+        where = scalar(conn, queries.text("history.current_schema"))
         raise LookupError(f"no {proc} job on tick_data in schema {where}; add the policy "
                           "(history builds every copy with the story's policies)")
     t0 = time.perf_counter()
@@ -194,9 +194,9 @@ def _column_bytes(conn: psycopg.Connection[Any]) -> list[tuple[str, int]]:
         rel = (cschema, ctable) if ctable else (schema_name, table)
         name = sql.Identifier(*rel).as_string(conn)
         for (col,) in conn.execute(queries.text("history.columns"), {"rel": name}).fetchall():
-            got = conn.execute(sql.SQL(queries.text("history.column_bytes")).format(
-                col=sql.Identifier(col), rel=sql.Identifier(*rel))).fetchone()
-            total[col] = total.get(col, 0) + int(got[0])  # type: ignore[index]
+            got = scalar(conn, queries.compose("history.column_bytes", col=col,
+                                               rel=sql.Identifier(*rel)))
+            total[col] = total.get(col, 0) + int(got)
     return list(total.items())
 
 
@@ -227,7 +227,7 @@ def precision(copies: Copies) -> pd.DataFrame:
     rows = [{"copy": "cold", "changed": 0, "max_error": 0.0, "values": None}]
     with connection(copies.urls["hot"], autocommit=True) as conn:
         for copy, name in (("float8", "history.precision_float8"), ("int8", "history.precision_int8")):
-            changed, max_error, values = conn.execute(queries.text(name)).fetchone()  # type: ignore[misc]
+            changed, max_error, values = one(conn, queries.text(name))
             rows.append({"copy": copy, "changed": int(changed), "max_error": float(max_error),
                          "values": int(values)})
     rows[0]["values"] = rows[1]["values"]
@@ -594,8 +594,7 @@ def _compress(url: str, start: dt.datetime, end: dt.datetime) -> list[float]:
 
 def _decompress(url: str, start: dt.datetime, end: dt.datetime) -> int:
     with connection(url, autocommit=True) as conn:
-        n = conn.execute(queries.text("history.decompress_chunks"),
-                         {"start": start, "end": end}).fetchone()[0]  # type: ignore[index]
+        n = scalar(conn, queries.text("history.decompress_chunks"), {"start": start, "end": end})
         if n:
             conn.execute(queries.text("bench.analyze"))
     return int(n or 0)

@@ -33,7 +33,7 @@ import pandas as pd
 import psycopg
 
 from . import queries, schema
-from .db import connection, probe_url
+from .db import connection, one, probe_url, scalar
 
 log = logging.getLogger("tsj_lab")
 
@@ -96,7 +96,7 @@ def _measure_in(url: str, *, days: int, per_day: int, symbols: list[str], runs: 
         conn.execute(queries.text("migrate.paths_source"), {
             "start": start, "days": days, "per_day": per_day, "symbols": symbols})
         data = {(u, half): _copy_out(conn, u, half) for u in units for half in (None, 0, 1)}
-        job = conn.execute(queries.text("migrate.paths_compression_job")).fetchone()[0]  # type: ignore[index]
+        job = scalar(conn, queries.text("migrate.paths_compression_job"))
         direct = conn.execute(queries.text("migrate.target_settings")).fetchall()
         has_direct = ("timescaledb.enable_direct_compress_copy",) in [tuple(r) for r in direct]
         samples: dict[str, list[float]] = {w: [] for w in ways}
@@ -155,8 +155,7 @@ def _copy_in(conn: psycopg.Connection[Any], data: bytes, *, direct: bool = False
 
 
 def _state(conn: psycopg.Connection[Any]) -> dict[str, Any]:
-    rows, chunks, compressed, partial, size = conn.execute(
-        queries.text("migrate.paths_state"), {}).fetchone()  # type: ignore[misc]
+    rows, chunks, compressed, partial, size = one(conn, queries.text("migrate.paths_state"), {})
     return {"total": rows, "chunks": chunks, "compressed": compressed, "partial": partial,
             "bytes": size}
 

@@ -32,7 +32,7 @@ import psycopg
 from psycopg import sql
 
 from . import generate, queries, schema
-from .db import connection, probe_url
+from .db import connection, one, probe_url, scalar
 from .domain import FAIL, OK, UNSUPPORTED
 
 if TYPE_CHECKING:
@@ -206,17 +206,13 @@ def _refresh_check(view: str, *, old: dict[str, int], until: datetime) -> Check:
 def _check_refresh(conn: psycopg.Connection[Any], view: str, old: dict[str, int],
                    until: datetime, at: datetime) -> tuple[bool, str]:
     width, policy = schema.CANDLE_WIDTHS[view], schema.CANDLE_POLICIES[view]
-    diffs = conn.execute(queries.compose("schema.candle_diff_ticks", view=view),
-                         {"width": width, "since": until}).fetchone()[0]  # type: ignore[index]
+    diffs = scalar(conn, queries.compose("schema.candle_diff_ticks", view=view),
+                   {"width": width, "since": until})
     kept = _old_candles(conn, view, until)
-    mat = conn.execute(queries.text("policies.materialization_table"), {"view": view}).fetchone()
-    assert mat is not None
-    got = conn.execute(
-        sql.SQL(queries.text("policies.materialized")).format(
-            mat=sql.Identifier(*mat)),
-        {"width": width, "at": at, **asdict(policy)}).fetchone()
-    assert got is not None
-    materialized, expected = int(got[0]), int(got[1])
+    mat = one(conn, queries.text("policies.materialization_table"), {"view": view})
+    materialized, expected = one(conn, queries.compose("policies.materialized",
+                                                       mat=sql.Identifier(*mat)),
+                                 {"width": width, "at": at, **asdict(policy)})
     # candle_1m's window always holds recent ticks: its job must have materialized them
     ok = (diffs == 0 and kept == old[view] > 0 and materialized == expected
           and (expected > 0 or view != "candle_1m"))
