@@ -314,8 +314,7 @@ def _key(*parts: object) -> str:
 
 
 def _require(conn: psycopg.Connection[Any], table: str, side: str, fix: str) -> None:
-    row = conn.execute(queries.text("migrate.table_exists"), {"name": table}).fetchone()
-    if not row or not row[0]:
+    if schema.relation_kind(conn, table) is None:
         raise SchemaError(f"table '{table}' not found on the {side}; {fix}")
 
 
@@ -481,8 +480,7 @@ def _done(conn: psycopg.Connection[Any], p: Plan) -> set[int]:
 
 
 def _has_table(conn: psycopg.Connection[Any], name: str) -> bool:
-    row = conn.execute(queries.text("migrate.table_exists"), {"name": name}).fetchone()
-    return bool(row and row[0])
+    return schema.relation_kind(conn, name) is not None
 
 
 # -- a run ----------------------------------------------------------------------------------
