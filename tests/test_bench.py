@@ -127,10 +127,10 @@ def test_server_times_are_positive(pair) -> None:
 
 
 def test_record_hands_every_row_to_reports(monkeypatch) -> None:
-    from tsj_lab import reports
+    from tsj_lab import recording
 
     got: list[tuple] = []
-    monkeypatch.setattr(reports, "record_result", lambda w, p, **kw: got.append((w, p, kw)))
+    monkeypatch.setattr(recording, "record_result", lambda w, p, **kw: got.append((w, p, kw)))
     df = pd.DataFrame([bench.point("window", "timescaledb", [1.0, 2.0, 3.0], rows=[5, 5, 5],
                                    server=[0.5], window="1m", target_ms=50.0)])
     assert bench.record(df) == 1

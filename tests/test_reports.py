@@ -8,7 +8,6 @@ kernel start, a few seconds on two cores).
 from __future__ import annotations
 
 import json
-import math
 import re
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,7 +16,7 @@ import nbformat
 import pytest
 from browser import rendered_dom
 
-from tsj_lab import reports
+from tsj_lab import recording, reports
 from tsj_lab.cli import main
 from tsj_lab.config import Settings
 from tsj_lab.embedded import Embedded
@@ -60,12 +59,12 @@ def test_html_is_offline_and_has_no_record_junk(ok_run: reports.Report) -> None:
     page = ok_run.html.read_text()
     assert not re.search(r"<script[^>]*\bsrc=[\"']https?:", page), "a script from the network"
     assert not re.search(r"<link[^>]*\bhref=[\"']https?:", page), "a stylesheet from the network"
-    assert reports.RECORD_MIME not in page and "vnd.tsj" not in page
+    assert recording.RECORD_MIME not in page and "vnd.tsj" not in page
     assert "Plotly.newPlot" in page and "A small report" in page
     assert "renderers.default" not in page and "record_metric" not in page  # inputs hidden
     # the executed notebook keeps the records (that is where the JSON came from)
     nb = nbformat.read(str(ok_run.notebook), as_version=4)
-    assert reports.collect(nb)["metrics"][0]["name"] == "answer"
+    assert recording.collect(nb)["metrics"][0]["name"] == "answer"
 
 
 def test_html_report_renders_plotly_in_headless_chromium(ok_run: reports.Report) -> None:
@@ -238,21 +237,6 @@ def test_a_command_line_value_of_the_wrong_kind_fails_up_front() -> None:
         reports.coerce_parameters({"refresh": "1"}, declared)
     typed = reports.coerce_parameters({"duration_s": "5", "symbols": "['ES', 'NQ']"}, declared)
     assert typed == {"duration_s": 5, "symbols": ["ES", "NQ"]}
-
-
-def test_records_are_checked_and_kept_outside_a_kernel() -> None:
-    before = len(reports.recorded())
-    reports.record_metric("nan", math.nan, n=0)
-    reports.record_check("c", "warn", detail="postgresql://u:pw123456@h/db", where="x")
-    got = reports.recorded()[before:]
-    assert got[0]["value"] is None  # JSON has no NaN
-    assert got[1]["detail"] == "postgresql://u:***@h/db"
-    with pytest.raises(ValueError, match="status 'passed' is unknown"):
-        reports.record_check("c", "passed")
-    with pytest.raises(ValueError, match="n=-1 is invalid"):
-        reports.record_metric("m", 1.0, n=-1)
-    with pytest.raises(ValueError, match="is not a number"):
-        reports.record_metric("m", "fast")
 
 
 def test_secrets_come_from_the_configured_urls() -> None:

@@ -28,7 +28,7 @@ from typing import Any
 import pandas as pd
 from psycopg import sql
 
-from . import queries
+from . import queries, recording
 from .db import connection
 from .domain import CANDLES
 
@@ -232,14 +232,12 @@ _NOT_PARAMS = ("workload", "n", "p50_ms", "p95_ms", "p99_ms", "max_ms", "server_
 
 def record(df: pd.DataFrame) -> int:
     """Record every row of a workload table as a report result; returns how many."""
-    from . import reports
-
     for row in df.to_dict("records"):
         params = {k: _plain(v) for k, v in row.items() if k not in _NOT_PARAMS and _present(v)}
         extra = {k: float(row[k]) for k in EXTRAS if _present(row.get(k))}
         if not extra.get("server_n"):  # no server time measured for this point
             extra.pop("server_n", None)
-        reports.record_result(
+        recording.record_result(
             row["workload"], params, n=int(row["n"]), p50_ms=row["p50_ms"],
             p95_ms=row["p95_ms"], p99_ms=row["p99_ms"], max_ms=row.get("max_ms"),
             server_p50_ms=_maybe(row.get("server_p50_ms")),

@@ -208,6 +208,21 @@ class Settings:
         return cls(**values)  # type: ignore[arg-type]
 
 
+def child_env(settings: Settings) -> dict[str, str]:
+    """This process's environment with ``settings``' URLs in tsj's variables.
+
+    What a child process (a notebook's kernel) is started with, so that it resolves the
+    connection names to the same URLs (``--target`` included) while this process's own
+    environment stays as it was.
+    """
+    env = dict(os.environ)
+    for var, url in ((TARGET_VARS[0], settings.target_url), (SOURCE_VAR, settings.source_url),
+                     (POOLER_VAR, settings.pooler_url)):
+        if url:
+            env[var] = url
+    return env
+
+
 def progress_enabled(settings: Settings | None = None) -> bool:
     """Whether to draw progress bars: on a terminal, unless TSJ_NO_PROGRESS=1."""
     return sys.stderr.isatty() and (settings or Settings.load()).progress

@@ -32,7 +32,7 @@ from typing import Any
 
 import pandas as pd
 
-from . import queries
+from . import queries, recording
 from .bench import Database, Dataset, point, time_calls, window_params
 from .db import connection
 from .proxy import LatencyProxy
@@ -271,16 +271,14 @@ def playback(latencies: pd.DataFrame, *, speeds: Sequence[float] = (1, 10, 100, 
 
 def record_playback(play: pd.DataFrame) -> int:
     """Each playback row as report metrics: fps reached, dropped frames, prefetch needed."""
-    from . import reports
-
     for rec in play.to_dict("records"):
         scope = {"db": rec["db"], "rtt_ms": rec["rtt_ms"], "via": rec["via"],
                  "batch": rec["batch"], "speed": rec["speed"], "prefetch_ticks": rec["prefetch_ticks"]}
         scope = {k: v for k, v in scope.items() if v is not None and v == v}  # drop NaN
-        reports.record_metric("replay fps", rec["fps"], unit="fps", n=rec["frames"], **scope)
-        reports.record_metric("replay dropped frames", rec["dropped"], unit="frames",
-                              n=rec["frames"], underruns=rec["underruns"], **scope)
+        recording.record_metric("replay fps", rec["fps"], unit="fps", n=rec["frames"], **scope)
+        recording.record_metric("replay dropped frames", rec["dropped"], unit="frames",
+                                n=rec["frames"], underruns=rec["underruns"], **scope)
         if rec["sustainable"]:  # otherwise it only measures the playback's length
-            reports.record_metric("replay prefetch needed", rec["prefetch_needed_s"], unit="s",
-                                  n=rec["frames"], ticks=rec["prefetch_needed_ticks"], **scope)
+            recording.record_metric("replay prefetch needed", rec["prefetch_needed_s"], unit="s",
+                                    n=rec["frames"], ticks=rec["prefetch_needed_ticks"], **scope)
     return len(play)

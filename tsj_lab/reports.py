@@ -3,19 +3,19 @@
 :func:`run` executes ``notebooks/NAME.ipynb`` with papermill into
 ``reports/YYYY-MM-DD/HHMMSS-NAME.ipynb`` and writes next to it ``.html`` (input cells
 hidden, plotly.js inlined, no CDN reference) and ``.json`` (format version, environment
-stamp, parameters, start/end/status and every record the notebook made), then
-regenerates ``reports/index.html``. A failed notebook still gets all three files, and
-only then :class:`~tsj_lab.errors.ReportError` is raised.
+stamp, parameters, start/end/status and every record the notebook made with
+:mod:`tsj_lab.recording`), then regenerates ``reports/index.html``. A failed notebook
+still gets all three files, and only then :class:`~tsj_lab.errors.ReportError` is raised.
 
-Inside a notebook, :func:`record_metric`, :func:`record_check`, :func:`record_result`
-and :func:`record_table` publish a display output of the mimetype :data:`RECORD_MIME`.
-The executed notebook carries them, so the same call works under papermill, nbval and
-JupyterLab without environment variables or side files; :func:`collect` reads them back.
+Connections: the kernel is started with an environment of its own
+(:func:`tsj_lab.config.child_env`: this process's, with the run's settings' URLs
+in TSJ_DATABASE_URL / TSJ_SOURCE_URL / TSJ_POOLER_URL), so ``--target`` reaches it
+without this process's environment being changed.
 
 Secrets: papermill writes parameters into the output notebook, so a parameter that
 carries a password is refused; notebooks receive connection names ('target', 'source')
-and resolve them with :func:`tsj_lab.connections.resolve_url`. As a second line of defence every
-artifact is scrubbed of the configured passwords before it is written.
+and resolve them with :func:`tsj_lab.connections.resolve_url`. As a second line of
+defence every artifact is scrubbed of the configured passwords before it is written.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ import hashlib
 import html
 import json
 import logging
-import math
 import os
 import platform
 import re
@@ -34,126 +33,35 @@ import subprocess
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+import jinja2
 import nbformat
+import papermill
+from jupyter_client.manager import AsyncKernelManager
+from nbconvert import HTMLExporter
+from nbconvert.preprocessors import TagRemovePreprocessor
+from papermill.exceptions import PapermillExecutionError
+from traitlets import Dict, Unicode
+from traitlets.config import Config
 
-from .config import CONNECTION_NAMES, PROJECT_DIR, Settings, redact, validate_url
-from .domain import STATUSES
+from . import plots
+from .config import CONNECTION_NAMES, PROJECT_DIR, Settings, child_env, redact, validate_url
+from .connections import resolve_url
+from .db import probe_url
 from .errors import ReportError, TsjError
+from .recording import RECORD_MIME, collect, plain
 
 log = logging.getLogger("tsj_lab")
 
 FORMAT_VERSION = 1
-RECORD_MIME = "application/vnd.tsj.record+json"
 NOTEBOOKS_DIR = PROJECT_DIR / "notebooks"
 REPORTS_DIR = PROJECT_DIR / "reports"
-CHECK_STATUSES = STATUSES
-MAX_TABLE_ROWS = 500
 _SECRET_KEY = re.compile(r"pass(word|wd)?|secret|token|api_?key|credential", re.IGNORECASE)
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
-
-# -- recording, in the notebook's kernel ----------------------------------------------
-
-_RECORDS: list[dict[str, Any]] = []
-
-
-def record_metric(name: str, value: float, *, unit: str = "", n: int | None = None,
-                  **params: Any) -> None:
-    """One figure (``value`` in ``unit``, from ``n`` samples) under ``params``."""
-    _publish({"kind": "metric", "name": _label(name), "value": _number(value, name),
-              "unit": str(unit), "n": _count(n, name), "params": _plain(params)})
-
-
-def record_check(name: str, status: str, *, detail: str = "", **scope: Any) -> None:
-    """One check's outcome: ``status`` is ok, warn, fail or unsupported."""
-    if status not in CHECK_STATUSES:
-        raise ValueError(f"check {name!r} status {status!r} is unknown; "
-                         f"use one of {CHECK_STATUSES}")
-    _publish({"kind": "check", "name": _label(name), "status": status,
-              "detail": redact(str(detail)), "scope": _plain(scope)})
-
-
-def record_result(workload: str, params: Mapping[str, Any], *, n: int, p50_ms: float,
-                  p95_ms: float, p99_ms: float, max_ms: float | None = None,
-                  server_p50_ms: float | None = None, rows_per_s: float | None = None,
-                  **extra: Any) -> None:
-    """One benchmark workload's latency distribution from ``n`` timed samples."""
-    figures = {"p50_ms": p50_ms, "p95_ms": p95_ms, "p99_ms": p99_ms, "max_ms": max_ms,
-               "server_p50_ms": server_p50_ms, "rows_per_s": rows_per_s}
-    numbers = {k: None if v is None else _number(v, f"{workload}.{k}") for k, v in figures.items()}
-    _publish({"kind": "result", "workload": _label(workload), "params": _plain(dict(params)),
-              "n": _count(n, workload), **numbers, "extra": _plain(extra)})
-
-
-def record_table(name: str, df: Any) -> None:
-    """A small table (a DataFrame); rows past :data:`MAX_TABLE_ROWS` are left out, and said so."""
-    rows = json.loads(df.head(MAX_TABLE_ROWS).to_json(orient="records", date_format="iso"))
-    _publish({"kind": "table", "name": _label(name), "columns": [str(c) for c in df.columns],
-              "rows": rows, "total_rows": len(df), "truncated": len(df) > MAX_TABLE_ROWS})
-
-
-def recorded() -> list[dict[str, Any]]:
-    """The records made in this process (a kernel's own view; reports use :func:`collect`)."""
-    return list(_RECORDS)
-
-
-def _publish(record: dict[str, Any]) -> None:
-    _RECORDS.append(record)
-    try:
-        from IPython import get_ipython
-    except ImportError:  # pragma: no cover - IPython comes with ipykernel
-        return
-    shell = get_ipython()
-    # Only a kernel has somewhere to put it; a plain interpreter keeps the list above.
-    if shell is not None and getattr(shell, "kernel", None) is not None:
-        from IPython.display import display
-
-        display({RECORD_MIME: record}, raw=True)
-
-
-def _label(name: str) -> str:
-    if not isinstance(name, str) or not name.strip():
-        raise ValueError(f"record name {name!r} is empty; give it a short label like 'rows_per_s'")
-    return name
-
-
-def _number(value: Any, name: str) -> float | None:
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"record {name!r} value {value!r} is not a number") from None
-    return x if math.isfinite(x) else None  # JSON has no NaN: scripts would choke on it
-
-
-def _count(n: int | None, name: str) -> int | None:
-    if n is None:
-        return None
-    if int(n) != n or n < 0:
-        raise ValueError(f"record {name!r} sample count n={n!r} is invalid; "
-                         "use a whole number >= 0")
-    return int(n)
-
-
-def _plain(values: Mapping[str, Any]) -> dict[str, Any]:
-    """JSON-safe values (numpy scalars, timestamps...) with any password redacted."""
-    return json.loads(redact(json.dumps(dict(values), default=str)))
-
-
-def collect(nb: nbformat.NotebookNode) -> dict[str, list[dict[str, Any]]]:
-    """Every record in an executed notebook's outputs, by kind, in the order made."""
-    found: dict[str, list[dict[str, Any]]] = {"metrics": [], "checks": [], "results": [],
-                                              "tables": []}
-    for cell in nb.cells:
-        for out in cell.get("outputs", []):
-            record = out.get("data", {}).get(RECORD_MIME)
-            kind = record.get("kind") if isinstance(record, dict) else None
-            if kind in ("metric", "check", "result", "table"):
-                found[kind + "s"].append({k: v for k, v in record.items() if k != "kind"})
-    return found
-
 
 # -- parameters ------------------------------------------------------------------------
 
@@ -169,8 +77,6 @@ def notebook_path(name: str, *, notebooks_dir: Path = NOTEBOOKS_DIR) -> Path:
 
 def notebook_parameters(path: Path) -> dict[str, dict[str, Any]]:
     """The names, inferred types and defaults of the notebook's ``parameters`` cell."""
-    import papermill
-
     return papermill.inspect_notebook(str(path))
 
 
@@ -294,7 +200,8 @@ def run(
     paths = claim(reports_dir, source.stem)
     started = _now()
     env = environment(str(params.get("target", "target")), settings=settings)
-    error = _execute(source, paths["ipynb"], params, progress=progress, kernel_name=kernel_name)
+    error = _execute(source, paths["ipynb"], params, kernel_env=child_env(settings),
+                     progress=progress, kernel_name=kernel_name)
     finished = _now()
     nb = _read_output(paths["ipynb"], source, error)
     scrub(nb, secrets=secrets_of(settings))
@@ -334,18 +241,39 @@ def claim(reports_dir: Path, name: str, *, now: datetime | None = None) -> dict[
     raise ReportError(f"999 reports named {stem!r} in {folder}; remove some")
 
 
-def _execute(source: Path, output: Path, params: dict[str, Any], *, progress: bool,
-             kernel_name: str | None) -> dict[str, Any] | None:
-    """Run the notebook with papermill; the error (cell, name, value) or None."""
-    import papermill
-    from papermill.exceptions import PapermillExecutionError
+class EnvKernelManager(AsyncKernelManager):
+    """nbclient's kernel manager, starting the kernel with :attr:`kernel_env` (when set)
+    instead of this process's environment.
 
+    Set per run through traitlets config (``{"EnvKernelManager": {"kernel_env": ...}}``):
+    nbclient creates the manager itself and hands it only its own config. The section
+    name is the class name, which is why it has no leading underscore (traitlets skips
+    such keys).
+    """
+
+    kernel_env = Dict(value_trait=Unicode(), help="the kernel's whole environment").tag(config=True)
+
+    def start_kernel(self, *args: Any, **kw: Any) -> Any:  # Any: the base's awaitable
+        if self.kernel_env:
+            kw.setdefault("env", dict(self.kernel_env))
+        return super().start_kernel(*args, **kw)
+
+
+def _execute(source: Path, output: Path, params: dict[str, Any], *, kernel_env: Mapping[str, str],
+             progress: bool, kernel_name: str | None) -> dict[str, Any] | None:
+    """Run the notebook with papermill; the error (cell, name, value) or None.
+
+    The kernel gets ``kernel_env`` as its environment: papermill hands its engine keywords
+    to nbclient's client, whose ``config`` reaches the kernel manager it creates.
+    """
     try:
         papermill.execute_notebook(
             str(source), str(output), parameters=params, progress_bar=progress,
             kernel_name=kernel_name, cwd=str(source.parent), log_output=False,
             # the kernel's own start-up chatter (TCP transport) is not the user's business
-            extra_arguments=["--IPKernelApp.log_level=CRITICAL"])
+            extra_arguments=["--IPKernelApp.log_level=CRITICAL"],
+            kernel_manager_class=EnvKernelManager,
+            config=Config({"EnvKernelManager": {"kernel_env": dict(kernel_env)}}))
     except PapermillExecutionError as exc:
         return {"cell": exc.exec_count, "ename": exc.ename, "evalue": redact(exc.evalue)}
     except Exception as exc:  # a dead kernel, a timeout: the report says so all the same
@@ -376,7 +304,7 @@ def _summary(name: str, paths: dict[str, Path], params: dict[str, Any], env: dic
         "started_at": started.isoformat(),
         "finished_at": finished.isoformat(),
         "duration_s": round((finished - started).total_seconds(), 3),
-        "parameters": _plain(params),
+        "parameters": plain(params),
         "environment": env,
         "files": {k: p.name for k, p in paths.items()},
         **records,
@@ -392,8 +320,6 @@ def _now() -> datetime:
 
 def environment(target: str = "target", *, settings: Settings | None = None) -> dict[str, Any]:
     """tsj_lab version, git commit, machine, and the target's versions and license."""
-    from importlib.metadata import PackageNotFoundError, version
-
     try:
         tsj_version = version("tsj-lab")
     except PackageNotFoundError:  # pragma: no cover - running from a bare checkout
@@ -413,9 +339,6 @@ def environment(target: str = "target", *, settings: Settings | None = None) -> 
 
 def _database(target: str, *, settings: Settings | None) -> dict[str, Any]:
     """The probe of connection ``target``; its error, redacted, when it cannot be reached."""
-    from .connections import resolve_url
-    from .db import probe_url
-
     try:
         url = resolve_url(target, settings=settings)
         return {"connection": target, "url": _safe_url(url)} | probe_url(url).as_dict()
@@ -499,9 +422,6 @@ _HIDE_INPUT = "tsj-hide-input"
 def write_html(nb: nbformat.NotebookNode, path: Path, *,
                summary: Mapping[str, Any] | None = None) -> Path:
     """``nb`` as one offline HTML file: inputs hidden except a failing cell's, records dropped."""
-    from nbconvert import HTMLExporter
-    from nbconvert.preprocessors import TagRemovePreprocessor
-
     nb = copy.deepcopy(nb)
     for cell in nb.cells:
         _prepare_cell(cell)
@@ -633,10 +553,6 @@ def write_index(reports_dir: Path = REPORTS_DIR) -> Path:
 
     A figure gets a chart once two runs recorded it.
     """
-    import jinja2
-
-    from . import plots
-
     all_runs = runs(reports_dir)
     for summary in all_runs:
         summary["tag"], summary["parameter_text"] = parameter_tag(summary), _parameter_text(summary)

@@ -19,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-from . import queries
+from . import queries, recording
 from .bench import BATCH_SIZES, Database, Dataset, point, time_calls
 from .db import connection
 from .replay import maybe_proxy, fetch_latencies
@@ -154,13 +154,12 @@ def inconsistencies() -> list[str]:
 
 
 def record(points: pd.DataFrame, rows: pd.DataFrame) -> None:
-    from . import reports
     from .bench import record as record_points
 
     record_points(points)
-    reports.record_table("story benchmark results", rows)
+    recording.record_table("story benchmark results", rows)
     for rec in rows.to_dict("records"):
         ok = rec["physics"] == "possible"
-        reports.record_check(f"story figure: {rec['row']}", "ok" if ok else "warn",
-                             detail=f"story {rec['story']:,g} {rec['unit']}; {rec['physics']}")
+        recording.record_check(f"story figure: {rec['row']}", "ok" if ok else "warn",
+                               detail=f"story {rec['story']:,g} {rec['unit']}; {rec['physics']}")
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import pandas as pd
 
+from . import recording
 from .bench import TIMESCALE
 
 GOAL_FETCH_RATIO = 2.0  # 1 h window to DataFrame, client p50 / server p50
@@ -129,7 +130,5 @@ def _ok(good: bool) -> str:
 
 def record(table: pd.DataFrame) -> None:
     """Each verdict as a report check (ok / warn / fail)."""
-    from . import reports
-
     for rec in table.to_dict("records"):
-        reports.record_check(rec["check"], rec["status"], detail=f"{rec['target']}: {rec['detail']}")
+        recording.record_check(rec["check"], rec["status"], detail=f"{rec['target']}: {rec['detail']}")
