@@ -5,7 +5,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from types import SimpleNamespace
+from typing import Any
 
+import pytest
+
+from tsj_lab import bench, reports
+from tsj_lab.cli import main
 from tsj_lab.embedded import Embedded
 
 TSJ = [sys.executable, "-m", "tsj_lab.cli"]
@@ -65,3 +71,28 @@ def test_db_url_source_names_the_plain_database(server: Embedded) -> None:
         assert "/tsj_source?" in res.stdout
     else:
         assert "never started" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_bench_hands_its_urls_to_the_report_not_to_the_environment(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    target, source = "postgresql://u:t0psecret@db.example:5432/t", "host=src.example user=u dbname=s"
+    seen: dict[str, Any] = {}
+
+    def prepare(target_url: str, source_url: str, **kw: Any) -> tuple[list, SimpleNamespace]:
+        seen["prepare"] = (target_url, source_url)
+        return [], SimpleNamespace(ticks_per_symbol=1, symbols=["ES"])
+
+    def run(name: str, **kw: Any) -> SimpleNamespace:
+        seen["run"] = kw
+        return SimpleNamespace(summary={}, status="ok", html="x.html", json="x.json")
+
+    monkeypatch.setattr(bench, "prepare", prepare)
+    monkeypatch.setattr(reports, "run", run)
+    before = dict(os.environ)
+    assert main(["bench", "--quick", "--target", target, "--source", source]) == 0, capsys.readouterr()
+    assert dict(os.environ) == before
+    settings = seen["run"]["settings"]
+    assert seen["prepare"] == (target, "postgresql://u@src.example/s")
+    assert (settings.target_url, settings.source_url) == seen["prepare"]
+    assert seen["run"]["parameters"]["target"] == "target"  # a name, never the URL
+    assert "t0psecret" not in capsys.readouterr().out

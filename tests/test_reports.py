@@ -1,4 +1,5 @@
-"""Reports: a run's three files, a failing notebook, the index, secrets, the browser view.
+"""Reports: a run's three files, a failing notebook, the index, secrets, the browser view,
+and the kernel's connection settings.
 
 The notebooks run here are small fixtures in tests/notebooks/, so these tests do not
 depend on the other phases. One successful run is shared by the module (a run costs a
@@ -8,6 +9,7 @@ kernel start, a few seconds on two cores).
 from __future__ import annotations
 
 import json
+import os
 import re
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,7 +20,7 @@ from browser import rendered_dom
 
 from tsj_lab import recording, reports
 from tsj_lab.cli import main
-from tsj_lab.config import Settings
+from tsj_lab.config import Settings, redact
 from tsj_lab.embedded import Embedded
 from tsj_lab.errors import ConfigError, ReportError
 
@@ -182,6 +184,25 @@ def test_a_password_never_reaches_any_artifact(tmp_path: Path, server: Embedded,
         assert password not in path.read_text(errors="replace"), f"password in {path.name}"
     html = tmp_path / summary["started_at"][:10] / summary["files"]["html"]
     assert "tsj:***@" in html.read_text()
+
+
+def test_cli_target_reaches_the_kernel_without_changing_this_environment(
+        tmp_path: Path, server: Embedded, target_url: str) -> None:
+    password = _password(server)
+    # another form than the environment's URL (no passfile): the kernel must get this one
+    url = target_url.replace("tsj@", f"tsj:{password}@", 1).split("?", 1)[0]
+    assert url != os.environ["TSJ_DATABASE_URL"]
+    before = dict(os.environ)
+    assert main(["report", "leak", "--target", url, "--notebooks-dir", str(FIXTURES),
+                 "--reports-dir", str(tmp_path)]) == 0
+    assert dict(os.environ) == before
+    (summary_path,) = tmp_path.glob("*/*-leak.json")
+    summary = json.loads(summary_path.read_text())
+    # the leaky notebook records the TSJ_DATABASE_URL its kernel was started with
+    assert summary["checks"][0]["detail"] == redact(url)
+    assert summary["environment"]["database"]["url"] == redact(url)
+    for path in tmp_path.rglob("*.*"):
+        assert password not in path.read_text(errors="replace"), f"password in {path.name}"
 
 
 def test_a_url_with_a_password_is_refused_as_parameter(tmp_path: Path) -> None:

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
-import sys
 
-from ..config import SOURCE_VAR, TARGET_VARS
-from . import add_target, command, print_table, source_url, target_url
+from ..config import progress_enabled
+from . import add_target, command, print_table, settings, source_url, target_url
 
 
 def _setup(p: argparse.ArgumentParser) -> None:
@@ -27,6 +25,7 @@ def _setup(p: argparse.ArgumentParser) -> None:
 
 @command("bench", "benchmark plain PostgreSQL against TimescaleDB into a dated report", _setup)
 def _bench(args: argparse.Namespace) -> int:
+    # deferred: papermill and nbconvert take a second to import, and `tsj --help` loads every command
     from .. import bench, reports
 
     # Parameters first: a misspelt -p fails before any server starts or data is generated.
@@ -36,11 +35,6 @@ def _bench(args: argparse.Namespace) -> int:
                                             notebook="notebook '04_benchmark'"))
     reports.check_parameters(params, declared=declared, notebook="notebook '04_benchmark'")
     target, source = target_url(args), source_url(args)
-    # The kernel inherits the environment: URLs travel there, never as parameters.
-    if args.target:
-        os.environ[TARGET_VARS[0]] = args.target
-    if args.source:
-        os.environ[SOURCE_VAR] = args.source
     # Generate up front, with progress bars in the terminal, rather than inside the report;
     # with size steps only the first, so that the notebook measures the table as it grows.
     days = min(params["size_steps"]) if params["size_steps"] else params["days"]
@@ -50,9 +44,11 @@ def _bench(args: argparse.Namespace) -> int:
                           generate=not args.no_generate, replace=args.replace)
     print(f"data set: {ds.ticks_per_symbol:,} ticks x {len(ds.symbols)} symbols "
           f"({', '.join(ds.symbols)}) in each database")
-    progress = sys.stderr.isatty() and os.environ.get("TSJ_NO_PROGRESS") != "1"
+    # URLs reach the kernel in its environment (reports.run), never as parameters
+    config = settings(args)
     report = reports.run("04_benchmark", parameters={"target": "target", "source": "source",
-                                                     **params}, progress=progress)
+                                                     **params},
+                         progress=progress_enabled(config), settings=config)
     checks = report.summary.get("checks", [])
     if checks:
         print_table([{"check": c.get("name"), "status": c.get("status"),

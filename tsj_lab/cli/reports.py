@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 from pathlib import Path
 
-from ..config import SOURCE_VAR, TARGET_VARS
-from . import add_json, add_target, command, print_json, print_table
+from ..config import progress_enabled
+from . import add_json, add_target, command, print_json, print_table, settings
 
 
 def _setup_report(p: argparse.ArgumentParser) -> None:
@@ -27,21 +25,18 @@ def _setup_report(p: argparse.ArgumentParser) -> None:
 @command("report", "run notebooks/NAME.ipynb into reports/YYYY-MM-DD/ (ipynb, html, json)",
          _setup_report)
 def _report(args: argparse.Namespace) -> int:
+    # deferred: papermill and nbconvert take a second to import, and `tsj --help` loads every command
     from .. import reports
 
-    # The kernel inherits the environment: URLs travel there, never as parameters.
-    if args.target:
-        os.environ[TARGET_VARS[0]] = args.target
-    if args.source:
-        os.environ[SOURCE_VAR] = args.source
+    config = settings(args)  # a bad --target or --source fails here, before a kernel starts
     notebooks_dir: Path = args.notebooks_dir or reports.NOTEBOOKS_DIR
     reports_dir: Path = args.reports_dir or reports.REPORTS_DIR
     path = reports.notebook_path(args.name, notebooks_dir=notebooks_dir)
     params = reports.coerce_parameters(dict(args.parameter), reports.notebook_parameters(path),
                                         notebook=f"notebook {path.stem!r}")
-    progress = sys.stderr.isatty() and os.environ.get("TSJ_NO_PROGRESS") != "1"
-    report = reports.run(args.name, parameters=params, progress=progress,
-                         notebooks_dir=notebooks_dir, reports_dir=reports_dir)
+    # --target/--source reach the kernel in its environment (reports.run), never as parameters
+    report = reports.run(args.name, parameters=params, progress=progress_enabled(config),
+                         notebooks_dir=notebooks_dir, reports_dir=reports_dir, settings=config)
     if args.json:
         print_json(report.summary)
     else:
@@ -58,6 +53,7 @@ def _reports_dir(p: argparse.ArgumentParser) -> None:
 @command("reports list", "the runs under reports/, newest first",
          _reports_dir, add_json)
 def _reports_list(args: argparse.Namespace) -> int:
+    # deferred: papermill and nbconvert take a second to import, and `tsj --help` loads every command
     from .. import reports
 
     where = args.reports_dir or reports.REPORTS_DIR
@@ -75,6 +71,7 @@ def _reports_list(args: argparse.Namespace) -> int:
 @command("reports index", "regenerate reports/index.html from the runs' JSON summaries",
          _reports_dir)
 def _reports_index(args: argparse.Namespace) -> int:
+    # deferred: papermill and nbconvert take a second to import, and `tsj --help` loads every command
     from .. import reports
 
     print(reports.write_index(args.reports_dir or reports.REPORTS_DIR))
