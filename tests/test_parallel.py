@@ -17,7 +17,7 @@ class Sessions:
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.opened = self.closed = 0
+        self.opened = self.closed = self.failed = 0
 
     @contextmanager
     def open(self) -> Iterator[int]:
@@ -26,6 +26,10 @@ class Sessions:
             number = self.opened
         try:
             yield number
+        except BaseException:  # a connection rolls back here: it must see the error
+            with self.lock:
+                self.failed += 1
+            raise
         finally:
             with self.lock:
                 self.closed += 1
@@ -45,6 +49,7 @@ def test_results_are_complete_and_in_item_order() -> None:
     assert out == [i * i for i in items]
     assert sorted(done) == [(i, i * i) for i in items]  # progress saw every item once
     assert sessions.opened == sessions.closed == len(threads) <= 4  # one session per worker
+    assert sessions.failed == 0
     assert all(name.startswith("tsj-test") for name in threads)
 
 
@@ -68,6 +73,7 @@ def test_the_first_failure_stops_the_others_and_is_raised() -> None:
         run_parallel(items, step, session=sessions.open, workers=2)
     assert len(started) < 10  # the other worker stopped at its item's edge
     assert sessions.opened == sessions.closed == 2  # every session closed before the raise
+    assert sessions.failed == 2  # each failing step's error went through its session
 
 
 def test_a_session_that_fails_to_open_is_raised() -> None:

@@ -48,6 +48,12 @@ def run_parallel(
     errors: list[BaseException] = []
     lock, failed = threading.Lock(), threading.Event()
 
+    def fail(exc: BaseException) -> None:
+        with lock:
+            if not any(e is exc for e in errors):
+                errors.append(exc)
+        failed.set()
+
     def work() -> None:
         try:
             with session() as sess:
@@ -57,15 +63,17 @@ def run_parallel(
                     if taken is None:
                         return
                     i, item = taken
-                    result = step(sess, item)
+                    try:
+                        result = step(sess, item)
+                    except BaseException as exc:
+                        fail(exc)  # at once: the others stop while this session closes
+                        raise  # through the session, which rolls back on an error
                     with lock:
                         results[i] = result
                     if on_done is not None:
                         on_done(item, result)
         except BaseException as exc:  # raised in the caller's thread below
-            with lock:
-                errors.append(exc)
-            failed.set()
+            fail(exc)
 
     _run_threads(work, min(workers, len(items)), name=name, failed=failed)
     if errors:
