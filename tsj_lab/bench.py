@@ -26,10 +26,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
-from psycopg import sql
 
 from . import queries, recording
-from .db import connection
+from .db import connection, scalar
 from .domain import CANDLES
 
 log = logging.getLogger("tsj_lab")
@@ -190,10 +189,10 @@ def explainer(url: str, query_name: str, *, identifiers: Mapping[str, str] | Non
               ) -> Iterator[Callable[[Mapping[str, Any]], float]]:
     """A function giving the server's execution time (ms) of the named query, on one connection."""
     inner = queries.compose(query_name, **(identifiers or {}))
-    stmt = sql.SQL(queries.text("bench.explain")).format(query=inner)
+    stmt = queries.compose("bench.explain", query=inner)
     with connection(url, autocommit=True) as conn:
         def explain(params: Mapping[str, Any]) -> float:
-            plan = conn.execute(stmt, params).fetchone()[0]  # type: ignore[index]
+            plan = scalar(conn, stmt, params)
             return float(plan[0]["Execution Time"])
 
         yield explain
@@ -388,4 +387,4 @@ def symbol_counts(url: str, *, start: dt.datetime, end: dt.datetime) -> dict[str
 def table_bytes(db: Database) -> int:
     name = "bench.table_size_plain" if db.label == PLAIN else "bench.table_size_hypertable"
     with connection(db.url, autocommit=True) as conn:
-        return int(conn.execute(queries.text(name)).fetchone()[0])  # type: ignore[index]
+        return int(scalar(conn, queries.text(name)))

@@ -14,6 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
+from dotenv import dotenv_values
+from psycopg.conninfo import conninfo_to_dict
+
 from .errors import ConfigError
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -61,8 +64,6 @@ def validate_url(url: str, *, what: str = "database URL") -> str:
 
 def conninfo_url(conninfo: str, *, what: str = "database URL") -> str:
     """The postgresql:// URL equivalent to a libpq ``key=value`` connection string."""
-    from psycopg.conninfo import conninfo_to_dict
-
     try:
         params = {k: str(v) for k, v in conninfo_to_dict(conninfo).items() if v is not None}
     except Exception:  # psycopg.ProgrammingError, with the string in its message
@@ -129,8 +130,6 @@ def read_dotenv(path: Path) -> dict[str, str]:
     """The ``KEY=value`` lines of a ``.env`` file (missing file: nothing)."""
     if not path.is_file():
         return {}
-    from dotenv import dotenv_values
-
     return {k: v for k, v in dotenv_values(path).items() if v is not None}
 
 

@@ -48,7 +48,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg
+from psycopg import sql
+
 from .config import EDITIONS, PROJECT_DIR, Settings
+from .db import probe_url
 from .errors import EmbeddedError
 
 # a child of 'tsj_lab' so the CLI can show set-up progress (downloads, the build) alone
@@ -400,8 +404,6 @@ class Embedded:
                       edition=self.edition)
         if pid is None:
             return base
-        from .db import probe_url
-
         caps = probe_url(self.url())
         return Status(True, pid, port, self.data, caps.postgres_version,
                       caps.timescaledb_version, caps.license, self.edition)
@@ -409,9 +411,6 @@ class Embedded:
     # -- helpers ----------------------------------------------------------------------
 
     def _ensure_databases(self) -> None:
-        import psycopg
-        from psycopg import sql
-
         with psycopg.connect(self.url("postgres"), autocommit=True) as conn:
             have = {r[0] for r in conn.execute("SELECT datname FROM pg_database")}
             for db in (TARGET_DB, SOURCE_DB):

@@ -34,10 +34,19 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import sqlalchemy
+from IPython import get_ipython
+from IPython.core.interactiveshell import InteractiveShell
+from sql import exceptions
+from sql._current import _set_sql_magic
+from sql._patch import patch_ipython_usage_error
 from sql.connection import ConnectionManager, SQLAlchemyConnection
+from sql.magic import RenderMagic, SqlCmdMagic, SqlMagic, SqlPlotMagic
+from sqlalchemy.engine.result import IteratorResult, SimpleResultMetaData
 
 from . import adhoc
+from .db import explain
 from .errors import TsjError
 
 #: the JupySQL settings every kernel starts with
@@ -109,8 +118,6 @@ class NamedConnection(SQLAlchemyConnection):
                   f"{limit:,}. Read it whole with tsj_lab.adhoc.read(query, params, "
                   f"connection={self.alias!r}) (Arrow), or narrow the query.",
                   file=sys.stderr)
-        from sqlalchemy.engine.result import IteratorResult, SimpleResultMetaData
-
         return IteratorResult(SimpleResultMetaData(keys), iter(rows))
 
 
@@ -143,8 +150,6 @@ class _ResultSets(list[Any]):
 
 def _cause(exc: BaseException) -> str:
     """Why a connection failed, and the fix, without the URL (which tsj's messages name)."""
-    from .db import explain
-
     root = exc.__cause__ or exc
     root = getattr(root, "orig", None) or root  # SQLAlchemy wraps the driver's error
     if not isinstance(root, TsjError):
@@ -154,15 +159,11 @@ def _cause(exc: BaseException) -> str:
 
 
 def _psycopg_error() -> type[BaseException]:
-    import psycopg
-
     return psycopg.Error
 
 
 def _usage_error(message: str, kind: str) -> Exception:
     # IPython shows a UsageError as its message alone, no traceback (JupySQL's own trick).
-    from sql import exceptions
-
     return exceptions.exception_factory(kind)(message)
 
 
@@ -183,10 +184,6 @@ ANALYST_CONNECTIONS = ("target", "source")
 
 def register(shell: Any, names: tuple[str, ...] = ANALYST_CONNECTIONS) -> None:
     """JupySQL's magics in ``shell``, configured, with ``names`` as connections ('target' current)."""
-    from sql._current import _set_sql_magic
-    from sql._patch import patch_ipython_usage_error
-    from sql.magic import RenderMagic, SqlCmdMagic, SqlMagic, SqlPlotMagic
-
     magic = SqlMagic(shell)
     for key, value in SETTINGS.items():
         setattr(magic, key, value)
@@ -211,9 +208,6 @@ def load_ipython_extension(shell: Any) -> None:
 
 def sql_magic() -> Any:
     """The running kernel's JupySQL magic; outside a kernel, a shell with the extension."""
-    from IPython import get_ipython
-    from IPython.core.interactiveshell import InteractiveShell
-
     shell = get_ipython() or InteractiveShell.instance()
     found = shell.magics_manager.registry.get("SqlMagic")
     if found is None or "target" not in ConnectionManager.connections:

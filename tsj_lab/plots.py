@@ -7,12 +7,11 @@ by the phase modules. Each phase appends its own section.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import pandas as pd
 import plotly.graph_objects as go
-
-if TYPE_CHECKING:
-    import pandas as pd
+from plotly.subplots import make_subplots
 
 # -- reports -------------------------------------------------------------------------------
 
@@ -161,9 +160,6 @@ def prefetch_needed(play: pd.DataFrame, *, title: str = "Prefetch needed for 60 
 
 def concurrency_curve(clients: pd.DataFrame, *, title: str = "Concurrent clients") -> go.Figure:
     """Queries per second (bars) and p50/p95 latency (lines) against the number of clients."""
-    import pandas as pd
-    from plotly.subplots import make_subplots
-
     fig = make_subplots(specs=[[{"secondary_y": True}]])
     via = clients["via"] if "via" in clients else pd.Series("direct", index=clients.index)
     for (db, how), grp in clients.groupby([clients["db"], via], sort=False):
@@ -207,8 +203,6 @@ def _rtt_label(rtt: float) -> str:
 
 def candlestick(candles: pd.DataFrame, *, title: str = "") -> go.Figure:
     """Candlestick over a volume pane, sharing one time axis with a range slider under it."""
-    from plotly.subplots import make_subplots
-
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.03,
                         row_heights=[0.75, 0.25])
     fig.add_trace(go.Candlestick(
@@ -245,6 +239,7 @@ def candle_controls(show: Any, *, symbols: list[str], timeframes: Iterable[str],
     ``show`` gets symbol, timeframe, start and end (dates) and displays what it likes;
     its output lands in the box's output area. Returns the box (display it).
     """
+    # deferred: only the candle explorer's controls need ipywidgets (0.2 s to import)
     import ipywidgets as w
 
     pick = {

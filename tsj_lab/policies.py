@@ -26,8 +26,9 @@ import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import pandas as pd
 import psycopg
 from psycopg import sql
 
@@ -35,8 +36,6 @@ from . import generate, queries, schema
 from .db import connection, one, probe_url, scalar
 from .domain import FAIL, OK, UNSUPPORTED
 
-if TYPE_CHECKING:
-    import pandas as pd
 
 log = logging.getLogger("tsj_lab")
 
@@ -223,8 +222,6 @@ def _check_refresh(conn: psycopg.Connection[Any], view: str, old: dict[str, int]
 
 
 def proofs_frame(proofs: list[PolicyProof]) -> pd.DataFrame:
-    import pandas as pd
-
     return pd.DataFrame([asdict(p) for p in proofs],
                         columns=list(PolicyProof.__dataclass_fields__))
 

@@ -26,6 +26,9 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
 
 from . import queries
 from .embedded import (
@@ -156,8 +159,6 @@ class PgBouncer:
 
     def through(self, url: str) -> str:
         """``url`` (a database of the server, its URL as the server gives it) through PgBouncer."""
-        from urllib.parse import urlsplit, urlunsplit
-
         port = self._remembered_port()
         if port is None:
             raise EmbeddedError("the pooler was never started; run 'tsj db pooler'")
@@ -167,8 +168,6 @@ class PgBouncer:
     # -- helpers ----------------------------------------------------------------------
 
     def _write_auth_file(self) -> None:
-        import psycopg
-
         with psycopg.connect(self.server.url("postgres"), autocommit=True) as conn:
             row = conn.execute(queries.text("pooler.scram_secret"), {"role": SUPERUSER}).fetchone()
         if not row or not row[0] or not str(row[0]).startswith("SCRAM-SHA-256$"):

@@ -21,6 +21,7 @@ import pandas as pd
 
 from . import queries, recording
 from .bench import BATCH_SIZES, Database, Dataset, point, time_calls
+from .bench import record as record_points
 from .db import connection
 from .replay import maybe_proxy, fetch_latencies
 
@@ -154,8 +155,6 @@ def inconsistencies() -> list[str]:
 
 
 def record(points: pd.DataFrame, rows: pd.DataFrame) -> None:
-    from .bench import record as record_points
-
     record_points(points)
     recording.record_table("story benchmark results", rows)
     for rec in rows.to_dict("records"):

@@ -19,12 +19,14 @@ from functools import partial
 from typing import Any
 
 import pandas as pd
+from sqlalchemy import text
 
-from . import queries
+from . import clients, ipython, queries
 from .adhoc import from_psycopg
 from .bench import (BATCH_SIZES, CANDLE_WIDTHS, PLAIN, WINDOW_TARGETS_MS, WINDOWS, Database,
-                    Dataset, _check_counts, explainer, point, time_interleaved, window_params)
-from .db import connection, read_frame
+                    Dataset, _check_counts, explainer, point, prepare, table_bytes, time_interleaved,
+                    window_params)
+from .db import connection, engine, read_frame
 
 log = logging.getLogger("tsj_lab")
 
@@ -77,11 +79,6 @@ def fetch_paths(db: Database, dataset: Dataset, *, window: str = "1h", samples: 
     :mod:`tsj_lab.ipython` sets it up). ``ratio`` is client p50 / server p50 (the goal:
     <= 2 for 1 h, judged on ``adbc_arrow``).
     """
-    from sqlalchemy import text
-
-    from . import ipython
-    from .db import engine
-
     params = window_params(dataset, WINDOWS[window], samples=samples,
                            rng=random.Random(f"{seed}-paths"))
     cols = ["time", "bid_price", "ask_price", "last_price", "volume"]
@@ -205,8 +202,6 @@ def concurrency(dbs: Sequence[Database], dataset: Dataset, *,
     each its own transaction; ``server_connections`` is how many server backends served
     them: one per client direct, at most the pooler's pool size through one.
     """
-    from . import clients
-
     _check_counts(queries_per_client=queries_per_client)
     if not levels or min(levels) < 1:
         raise ValueError(f"concurrency levels {list(levels)} must be one or more counts >= 1")
@@ -239,8 +234,6 @@ def latency_by_size(target_url: str, source_url: str, *, steps: Sequence[int],
     Each step extends the data set day by day (:func:`tsj_lab.bench.prepare`) and adds
     ``days`` and ``table_bytes`` to its rows; their workload is ``window_by_size``.
     """
-    from .bench import prepare, table_bytes
-
     if sorted(steps) != list(steps) or (steps and steps[0] < 1):
         raise ValueError(f"size steps {list(steps)} must be growing day counts >= 1")
     out = []
