@@ -14,7 +14,7 @@ import pandas as pd
 import psycopg
 import pytest
 
-from tsj_lab import bench, db, queries
+from tsj_lab import bench, db, queries, stats
 
 START = dt.date(2026, 1, 18)
 LO = dt.datetime(2026, 1, 18, tzinfo=dt.UTC)
@@ -28,11 +28,11 @@ def test_percentile_matches_numpy(q: float) -> None:
     rng = random.Random(7)
     for n in (1, 2, 5, 100, 1001):
         values = [rng.lognormvariate(1, 0.8) for _ in range(n)]
-        assert bench.percentile(values, q) == pytest.approx(np.percentile(values, q))
+        assert stats.percentile(values, q) == pytest.approx(np.percentile(values, q))
 
 
 def test_summarize_known_data() -> None:
-    st = bench.summarize(list(range(1, 101)))
+    st = stats.summarize(list(range(1, 101)))
     assert (st.n, st.max_ms, st.mean_ms) == (100, 100, 50.5)
     assert st.p50_ms == pytest.approx(50.5)
     assert st.p95_ms == pytest.approx(95.05)
@@ -41,9 +41,9 @@ def test_summarize_known_data() -> None:
 
 def test_bad_values_fail_up_front() -> None:
     with pytest.raises(ValueError, match="no samples"):
-        bench.percentile([], 50)
+        stats.percentile([], 50)
     with pytest.raises(ValueError, match="outside 0-100"):
-        bench.percentile([1.0], 101)
+        stats.percentile([1.0], 101)
     with pytest.raises(ValueError, match="warmup"):
         bench.time_calls([lambda: None], warmup=-1)
 

@@ -27,9 +27,13 @@ from typing import Any
 
 import pandas as pd
 
-from . import queries, recording
+from . import generate as gen
+from . import queries, recording, schema
+from .connections import pooler_url, resolve_url
 from .db import connection, scalar
 from .domain import CANDLES
+from .errors import SchemaError
+from .stats import percentile, summarize
 
 log = logging.getLogger("tsj_lab")
 
@@ -107,36 +111,6 @@ def parameters(*, large: bool = False, quick: bool = False) -> dict[str, Any]:
 
 
 # -- harness ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Stats:
-    """A latency distribution in milliseconds."""
-
-    n: int
-    p50_ms: float
-    p95_ms: float
-    p99_ms: float
-    max_ms: float
-    mean_ms: float
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """The ``q``-th percentile (0-100), linear between closest ranks (numpy's default)."""
-    if not values:
-        raise ValueError("percentile of no samples; take at least one")
-    if not 0 <= q <= 100:
-        raise ValueError(f"percentile q={q} is outside 0-100")
-    ordered = sorted(values)
-    rank = (len(ordered) - 1) * q / 100.0
-    lo = math.floor(rank)
-    hi = min(lo + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (rank - lo)
-
-
-def summarize(samples_ms: Sequence[float]) -> Stats:
-    return Stats(len(samples_ms), percentile(samples_ms, 50), percentile(samples_ms, 95),
-                 percentile(samples_ms, 99), max(samples_ms), sum(samples_ms) / len(samples_ms))
 
 
 def time_calls(calls: Sequence[Callable[[], Any]], *, warmup: int = 2) -> tuple[list[float], list[Any]]:
@@ -287,8 +261,6 @@ def through_pooler(dbs: Sequence[Database], pooler: str | None) -> list[Database
     embedded server; with a configured target and no pooler URL there is none, and the
     concurrency workload runs direct only. None: no pooler wanted.
     """
-    from .connections import pooler_url, resolve_url
-
     if not pooler:
         return []
     url = pooler_url() if pooler == "pooler" else resolve_url(pooler)
@@ -311,10 +283,6 @@ def prepare(target_url: str, source_url: str, *, symbols: Sequence[str], start: 
     it. A day with another count is an error rather than a silently unfair comparison,
     unless ``replace``: then that symbol's day is deleted and generated again.
     """
-    from . import generate as gen
-    from . import schema
-    from .errors import SchemaError
-
     if not symbols:
         raise ValueError("bench needs at least one symbol, e.g. ES")
     _check_counts(days=days, interval_ms=interval_ms)

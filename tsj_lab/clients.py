@@ -31,6 +31,7 @@ from . import queries
 from .config import redact, validate_url
 from .db import connect, pooling, scalar
 from .errors import ConnectError
+from .stats import percentile
 
 log = logging.getLogger("tsj_lab")
 
@@ -60,8 +61,6 @@ class ClientRun:
 
     @property
     def p95_ms(self) -> float:
-        from .bench import percentile
-
         return percentile(self.latencies_ms, 95) if self.latencies_ms else math.nan
 
     def describe(self) -> str:

@@ -38,11 +38,12 @@ import psycopg
 from psycopg import sql
 
 from . import migrate, queries, schema
-from .bench import (CANDLE_WIDTHS, TIMESCALE, Database, Dataset, explainer, percentile, point,
+from .bench import (CANDLE_WIDTHS, TIMESCALE, Database, Dataset, explainer, point,
                     prepare, table_bytes, time_calls, time_interleaved, window_params)
 from .db import close_frames, connection, one, probe_url, read_frame, scalar
 from .domain import CANDLE_BY_NAME, CANDLES
 from .replay import maybe_proxy
+from .stats import percentile
 from .workloads import window_fetch
 
 log = logging.getLogger("tsj_lab")
