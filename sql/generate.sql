@@ -9,10 +9,6 @@ FROM STDIN (FORMAT BINARY);
 COPY {table} (time, symbol, bid_price, ask_price, last_price, volume, source, trade_id, account_id)
 FROM STDIN (FORMAT CSV, HEADER);
 
--- name: table_exists
--- Whether a table (or view) of that name is visible on the search path.
-SELECT to_regclass(%(name)s) IS NOT NULL AS present;
-
 -- name: truncate
 -- Empties {table} (the ingest benchmark starts each measured load from an empty table).
 TRUNCATE {table};
@@ -41,10 +37,6 @@ DROP TABLE IF EXISTS {table};
 -- name: checkpoint
 -- Flushes dirty pages between benchmark loads so one load does not pay for the previous.
 CHECKPOINT;
-
--- name: has_rows
--- Whether {table} holds any row (cheap on any size: stops at the first).
-SELECT EXISTS (SELECT 1 FROM {table}) AS has_rows;
 
 -- name: part_count
 -- Ticks of one symbol in one generated part's time range [lo, hi): tells whether that part

@@ -140,11 +140,8 @@ def load_spec(url: str, spec: TickSpec, *, progress: bool | None = False) -> int
 
 
 def _holds_ticks(url: str) -> bool:
-    if not table_exists(url):
-        return False
     with connect(url, autocommit=True) as conn:
-        row = conn.execute(queries.compose("generate.has_rows", table="tick_data")).fetchone()
-    return bool(row and row[0])
+        return schema.has_rows(conn, "tick_data")
 
 
 def ensure_source(
@@ -181,9 +178,9 @@ def _copy_part(conn: Any, stmt: Any, part: Part | Encoded) -> int:
 
 
 def table_exists(url: str, table: str = "tick_data") -> bool:
+    """Whether ``table`` is visible at ``url`` (see :func:`tsj_lab.schema.relation_kind`)."""
     with connect(url, autocommit=True) as conn:
-        row = conn.execute(queries.text("generate.table_exists"), {"name": table}).fetchone()
-    return bool(row and row[0])
+        return schema.relation_kind(conn, table) is not None
 
 
 def _require_table(url: str, table: str) -> None:
