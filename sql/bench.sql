@@ -112,10 +112,6 @@ FROM tick_data
 WHERE time >= %(start)s AND time < %(end)s
 GROUP BY 1, 2;
 
--- name: ping
--- The cheapest round trip: each pooled client runs it while all hold a connection at once.
-SELECT 1;
-
 -- name: delete_day
 -- One symbol's ticks of one UTC day [start, end): a bench day of another spacing, removed
 -- before it is generated again (only with 'tsj bench --replace').

@@ -4,11 +4,6 @@
 COPY {table} (time, symbol, bid_price, ask_price, last_price, volume, source, trade_id, account_id)
 FROM STDIN (FORMAT BINARY);
 
--- name: copy_ticks_in_csv
--- The same load from CSV (header, the story's columns), as psql \copy would send it.
-COPY {table} (time, symbol, bid_price, ask_price, last_price, volume, source, trade_id, account_id)
-FROM STDIN (FORMAT CSV, HEADER);
-
 -- name: truncate
 -- Empties {table} (the ingest benchmark starts each measured load from an empty table).
 TRUNCATE {table};

@@ -118,10 +118,6 @@ ORDER BY attnum;
 -- TOAST compression, without tuple headers).
 SELECT coalesce(sum(pg_column_size({col})), 0)::int8 FROM {rel};
 
--- name: relation_bytes
--- Heap, TOAST and index bytes of relation %(rel)s.
-SELECT pg_total_relation_size(%(rel)s::regclass);
-
 -- name: precision_float8
 -- What storing the story's DECIMAL(20,8) prices as double precision loses, on this
 -- schema's (numeric) tick_data: values that do not come back equal, and the largest error.

@@ -44,10 +44,6 @@ CREATE TABLE IF NOT EXISTS tsj_migration_quarantine (
   quarantined_at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp()
 );
 
--- name: table_exists
--- Whether a table of that name is visible on the search path.
-SELECT to_regclass(%(name)s) IS NOT NULL AS present;
-
 -- name: plan_counts
 -- Source rows per symbol and UTC day in [since, until) for the chosen symbols; day NULL
 -- gathers the odd rows (outside the tick domain, or NULL symbol).

@@ -73,12 +73,6 @@ WITH NO DATA;
 -- index candle reads use. {view} and {index} are identifiers.
 CREATE UNIQUE INDEX IF NOT EXISTS {index} ON {view} (symbol, bucket);
 
--- name: matview_populated
--- Whether materialized view %(view)s holds data (CONCURRENTLY needs a populated view).
-SELECT c.relispopulated
-FROM pg_class c
-WHERE c.oid = to_regclass(%(view)s) AND c.relkind = 'm';
-
 -- name: refresh_matview
 -- apache edition: recompute the whole view ({view} is an identifier).
 REFRESH MATERIALIZED VIEW {view};

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 
@@ -29,6 +30,21 @@ def test_every_name_the_code_uses_exists() -> None:
     used = {m.group(1) for p in PACKAGE.rglob("*.py") for m in _USES.finditer(p.read_text())}
     assert len(used) > 30  # the scan found the calls: it cannot pass by finding nothing
     assert sorted(used - set(queries.names())) == []
+
+
+def test_every_block_is_used_by_the_package() -> None:
+    """A block no code names is dead SQL: its name appears in the package as a string,
+    whole, or as the literal part of an f-string (f"schema_timescale.enable_{api}")."""
+    whole, prefixes = set(), set()
+    for p in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(p.read_text())):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                whole.add(node.value)
+            elif isinstance(node, ast.JoinedStr) and isinstance(node.values[0], ast.Constant):
+                prefixes.add(str(node.values[0].value))
+    unused = [n for n in queries.names()
+              if n not in whole and not any(n.startswith(p) for p in prefixes if "." in p)]
+    assert unused == []
 
 
 def test_names_are_the_file_and_the_name_in_it() -> None:

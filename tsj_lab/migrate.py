@@ -39,7 +39,7 @@ import pandas as pd
 import psycopg
 
 from . import queries, schema
-from .db import connect, probe
+from .db import connect, one, pooling, probe, scalar
 from .errors import MigrationError, SchemaError
 from .parallel import rows_bar, run_parallel
 
@@ -265,7 +265,7 @@ def _expired(conn: psycopg.Connection[Any], w: Window, facts: TargetFacts, *,
         return None, set()
     old = Window(w.since, min(kept, w.until) if w.until else kept, w.symbols)
     rows = []
-    if old.since is None or old.since < old.until:  # type: ignore[operator]
+    if old.since is None or old.until is None or old.since < old.until:
         rows = conn.execute(queries.text("migrate.plan_counts"), old.params()).fetchall()
     days = sorted({r[1] for r in rows if r[1] is not None})
     return (Expired(kept, facts.drop_after, len(days), sum(r[2] for r in rows),
@@ -447,8 +447,8 @@ def _checkpoint(tgt: psycopg.Connection[Any], batch: Batch, plan_key: str, read:
                              f"quarantined {quarantined}; re-run 'tsj migrate'")
     checksum = None
     if not batch.odd:
-        held, checksum = tgt.execute(queries.compose("digest.range", table="tick_data"),
-                                     _params(batch, plan_key)).fetchone()  # type: ignore[misc]
+        held, checksum = one(tgt, queries.compose("digest.range", table="tick_data"),
+                             _params(batch, plan_key))
         if held != copied:  # another writer in the range, or rows dropped by a trigger
             raise MigrationError(f"batch {batch.label()}: wrote {copied} rows but the target "
                                  f"holds {held} in that range; stop other writers and re-run")
@@ -598,12 +598,12 @@ def _direct_before(facts: TargetFacts, asked: bool | None) -> dt.datetime | None
 def _setup_target(target_url: str, p: Plan, *, source_url: str) -> set[int]:
     """Checkpoint and quarantine tables in place; the batch ids this plan already finished."""
     with connect(source_url, autocommit=True) as src:
-        source_id = src.execute(queries.text("migrate.identity")).fetchone()
+        source_id = one(src, queries.text("migrate.identity"))
     with connect(target_url, autocommit=True) as conn:
         _require(conn, "tick_data", "target", "run 'tsj provision'")
-        if conn.execute(queries.text("migrate.identity")).fetchone() == source_id:
+        if one(conn, queries.text("migrate.identity")) == source_id:
             raise MigrationError(f"source and target are the same table (database "
-                                 f"'{source_id[1]}'); point --target at the TimescaleDB")  # type: ignore[index]
+                                 f"'{source_id[1]}'); point --target at the TimescaleDB")
         _require_hypertable(conn)
         conn.execute(queries.text("migrate.create_batches"))
         conn.execute(queries.text("migrate.upgrade_batches"))
@@ -615,7 +615,7 @@ def _require_hypertable(conn: psycopg.Connection[Any]) -> None:
     """The target's tick_data must be a hypertable: a plain one is most likely the source,
     with --source and --target swapped, and a run would replace its days with the other's."""
     ts = conn.execute(queries.text("migrate.has_timescaledb")).fetchone()
-    if ts and ts[0] and conn.execute(queries.text("migrate.is_hypertable")).fetchone()[0]:  # type: ignore[index]
+    if ts and ts[0] and scalar(conn, queries.text("migrate.is_hypertable")):
         return
     raise SchemaError(f"tick_data on the target (database '{conn.info.dbname}') is not a "
                       "hypertable; check that --source and --target are not swapped, or run "
@@ -775,7 +775,7 @@ def dry_run(
                 done = _done(conn, p)
             except psycopg.errors.UndefinedColumn:  # checkpoints older than batch keys
                 done = set()
-            rate = float(conn.execute(queries.text("migrate.rate")).fetchone()[0] or 0)  # type: ignore[index]
+            rate = float(scalar(conn, queries.text("migrate.rate")) or 0)
             rate_from = "history" if rate else rate_from
     if not rate and provisioned:
         rate, rate_from = _sample_rate(source_url, target_url, p)
@@ -816,8 +816,6 @@ def quarantined(target_url: str, *, limit: int = 100) -> pd.DataFrame:
 
 def pooler_note(source_url: str, target_url: str) -> str | None:
     """One line on the pooler mode each side needs, when either is reached through one."""
-    from .db import pooling
-
     sides = {"source": pooling(source_url), "target": pooling(target_url)}
     if not any(p.pooled for p in sides.values()):
         return None
