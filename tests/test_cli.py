@@ -96,3 +96,20 @@ def test_bench_hands_its_urls_to_the_report_not_to_the_environment(
     assert (settings.target_url, settings.source_url) == seen["prepare"]
     assert seen["run"]["parameters"]["target"] == "target"  # a name, never the URL
     assert "t0psecret" not in capsys.readouterr().out
+
+
+def test_the_parser_imports_no_phase_module() -> None:
+    """Every `tsj` run builds the parser: it must not import pandas & co (cli/__init__.py)."""
+    code = ("import sys; from tsj_lab.cli import build_parser; build_parser(); "
+            "print(sorted(m for m in ('pandas', 'numpy', 'pyarrow', 'plotly', 'tsj_lab.migrate', "
+            "'tsj_lab.generate', 'tsj_lab.schema') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_migrate_help_states_the_batch_size_it_uses(capsys) -> None:
+    from tsj_lab import migrate
+
+    with pytest.raises(SystemExit):
+        main(["migrate", "--help"])
+    assert f"default {migrate.DEFAULT_BATCH_SIZE})" in " ".join(capsys.readouterr().out.split())

@@ -543,3 +543,26 @@ def test_dry_run_for_the_timescale_license_on_the_apache_server(
     out = capsys.readouterr().out
     assert "WITH (timescaledb.continuous, timescaledb.materialized_only = false)" in out
     assert "CALL add_columnstore_policy('tick_data', after => INTERVAL '30 days'" in out
+
+
+def test_provision_runs_on_the_one_connection_it_is_handed(make_db: Callable[..., str]) -> None:
+    url = make_db(timescale=False)  # the extension, the DDL and the check: all on conn
+    with psycopg.connect(url, autocommit=True, application_name="tsj-handed") as conn:
+        pid = conn.info.backend_pid
+        seen: set[int] = set()
+        real_execute = psycopg.Connection.execute
+
+        def execute(self: psycopg.Connection, *args: object, **kwargs: object) -> object:
+            seen.add(self.info.backend_pid)
+            return real_execute(self, *args, **kwargs)  # type: ignore[arg-type]
+
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(psycopg.Connection, "execute", execute)
+            result = schema.provision(conn)
+        assert result.changed and result.steps[0].query == "schema.create_extension"
+        assert seen == {pid} and not conn.closed  # no connection of its own; conn left open
+        assert result.target == f"postgresql://{conn.info.user}@127.0.0.1:{conn.info.port}/" \
+                                f"{conn.info.dbname}"
+        assert not schema.provision(conn).changed
+    with psycopg.connect(url) as conn, pytest.raises(ValueError, match="autocommit"):
+        schema.provision(conn)

@@ -14,10 +14,12 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pandas as pd
+from IPython.display import display
 
-from . import queries, schema
+from . import generate, plots, queries, schema
+from .connections import resolve_url
 from .db import connection, read_frame
-from .domain import CANDLES, TickSpec
+from .domain import CANDLES, DEFAULT_SEED, TickSpec
 from .errors import SchemaError
 
 log = logging.getLogger("tsj_lab")
@@ -148,10 +150,6 @@ def ensure_sample(url: str, *, source: str | None = None,
     (migrate those instead). The days end yesterday (UTC) unless ``start`` says
     otherwise: nothing is past a retention policy or in the future.
     """
-    from . import generate
-    from .connections import resolve_url
-    from .prices import DEFAULT_SEED
-
     if _has_ticks(url):
         return 0
     seed = DEFAULT_SEED if seed is None else seed
@@ -240,10 +238,6 @@ def consistency(df: pd.DataFrame, totals: dict[str, int]) -> list[Consistency]:
 
 def explorer(url: str, *, choice: Choice, timeframe: str) -> Any:
     """ipywidgets controls over :func:`read`, the candlestick and the summary (JupyterLab)."""
-    from IPython.display import display
-
-    from . import plots
-
     def show(symbol: str, timeframe: str, start: date, end: date) -> None:
         try:
             lo, hi = window(start, end)

@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 import re
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -31,11 +29,12 @@ from typing import Any
 import pandas as pd
 import psycopg
 
-from . import layout, queries, schema
+from . import generate, layout, queries, schema
 from .db import connection, probe
 from .domain import CANDLE_BY_VIEW, CANDLE_VIEWS, OK, STATUSES, Finding, TickSpec
 from .errors import SchemaError
 from .migrate import QUARANTINE, facts_of
+from .parallel import progress_bar
 
 log = logging.getLogger("tsj_lab")
 
@@ -204,17 +203,15 @@ def run(
             raise SchemaError(f"table '{opts.table}' not found on the target; run 'tsj provision'")
         conn.execute(queries.text("checks.session"))
         ctx = _Run(conn, opts, caps.license, source_url)
-        _run_steps(ctx, progress=_progress(progress), timings=timings)
+        _run_steps(ctx, progress=progress, timings=timings)
         if stats is not None:
             stats.update(zip(("ticks", "symbol_days"), ctx.q("checks.tick_extent")[0][1:]))
     return ctx.results
 
 
-def _run_steps(ctx: _Run, *, progress: bool, timings: dict[str, float] | None) -> None:
+def _run_steps(ctx: _Run, *, progress: bool | None, timings: dict[str, float] | None) -> None:
     """Each step in order, under one progress bar, timed."""
-    from tqdm.auto import tqdm
-
-    with tqdm(_steps(), desc="checks", unit="step", disable=not progress) as bar:
+    with progress_bar(_steps(), desc="checks", unit="step", progress=progress) as bar:
         for name, step in bar:
             bar.set_postfix_str(name)
             t0 = time.perf_counter()
@@ -260,12 +257,6 @@ def summary(results: Iterable[CheckResult]) -> dict[str, int]:
     for r in results:
         out[r.status] += 1
     return out
-
-
-def _progress(flag: bool | None) -> bool:
-    if flag is not None:
-        return flag
-    return sys.stderr.isatty() and os.environ.get("TSJ_NO_PROGRESS") != "1"
 
 
 def _steps() -> list[tuple[str, Callable[[_Run], None]]]:
@@ -316,8 +307,6 @@ def prepare(
     (nothing to reconcile), an empty target next to a source with ticks stays empty (the
     suite then says the ticks are missing: migrate first).
     """
-    from . import generate
-
     target_has = has_ticks(target_url)
     source_has = source_url is not None and has_ticks(source_url)
     if target_has and source_url is not None and not source_has:

@@ -209,6 +209,13 @@ def using(target: str | psycopg.Connection[Any], *,
         yield conn
 
 
+def url_of(conn: psycopg.Connection[Any]) -> str:
+    """The URL a connection was made to, without its password (for messages)."""
+    info = conn.info
+    host = f"[{info.host}]" if ":" in info.host else info.host
+    return f"postgresql://{info.user}@{host}:{info.port}/{info.dbname}"
+
+
 def one(conn: psycopg.Connection[Any], query: Query, params: Params = None,
         **kwargs: Any) -> tuple[Any, ...]:
     """The row a single-row ``query`` returns (an aggregate, a catalog lookup)."""

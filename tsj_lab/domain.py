@@ -77,6 +77,11 @@ class Finding:
         return asdict(self)
 
 
+#: the synthetic data's symbols and seed when none are named (tsj generate, the explorer)
+DEFAULT_SYMBOLS = ("ES", "NQ", "EURUSD", "BTCUSD")
+DEFAULT_SEED = 16
+
+
 @dataclass(frozen=True)
 class TickSpec:
     """A synthetic data set: which symbols, which UTC days, how dense, from which seed."""
@@ -85,7 +90,7 @@ class TickSpec:
     start: date
     days: int = 1
     interval_ms: int = 250
-    seed: int = 16
+    seed: int = DEFAULT_SEED
     sessions: bool = False  # session breaks (the checks' gap rules need them)
 
     @classmethod

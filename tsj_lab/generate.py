@@ -22,7 +22,8 @@ from .db import connect
 from .domain import TickSpec
 from .errors import SchemaError
 from .parallel import check_workers, rows_bar, run_parallel
-from .prices import DEFAULT_SEED, DEFAULT_SYMBOLS, Part, plan
+from .domain import DEFAULT_SEED, DEFAULT_SYMBOLS
+from .prices import Part, plan
 
 log = logging.getLogger("tsj_lab")
 

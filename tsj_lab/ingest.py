@@ -28,7 +28,8 @@ from .db import connect
 from .embedded import from_settings
 from .errors import ConfigError, TsjError
 from .generate import default_workers, write_parts
-from .prices import DEFAULT_SEED, DEFAULT_SYMBOLS, Part, columns, frame, plan
+from .domain import DEFAULT_SEED, DEFAULT_SYMBOLS
+from .prices import Part, columns, frame, plan
 
 log = logging.getLogger("tsj_lab")
 

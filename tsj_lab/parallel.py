@@ -101,11 +101,15 @@ def _run_threads(work: Callable[[], None], count: int, *, name: str,
             raise
 
 
-def rows_bar(total: int, *, desc: str, progress: bool | None = None) -> Any:
-    """A rows/s and ETA progress bar (a context manager closing it) over ``total`` rows.
-
-    ``progress`` None: a bar only on a terminal and without TSJ_NO_PROGRESS=1
-    (:func:`tsj_lab.config.progress_enabled`).
-    """
+def progress_bar(items: Any = None, *, desc: str, unit: str, total: int | None = None,
+                 progress: bool | None = None, **kwargs: Any) -> Any:
+    """tsj's one progress bar (tqdm; a context manager closing it), over ``items`` or a
+    ``total`` updated by hand. ``progress`` None: a bar only on a terminal and without
+    TSJ_NO_PROGRESS=1 (:func:`tsj_lab.config.progress_enabled`)."""
     enabled = progress_enabled() if progress is None else progress
-    return tqdm(total=total, unit="rows", unit_scale=True, desc=desc, disable=not enabled)
+    return tqdm(items, total=total, unit=unit, desc=desc, disable=not enabled, **kwargs)
+
+
+def rows_bar(total: int, *, desc: str, progress: bool | None = None) -> Any:
+    """A rows/s and ETA progress bar over ``total`` rows (see :func:`progress_bar`)."""
+    return progress_bar(total=total, desc=desc, unit="rows", progress=progress, unit_scale=True)

@@ -25,7 +25,7 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
-from .domain import TICK_COLUMNS
+from .domain import DEFAULT_SEED, DEFAULT_SYMBOLS, TICK_COLUMNS
 
 DAY_MS = 86_400_000
 #: most rows one part (one COPY, one transaction, one worker's memory) holds
@@ -33,8 +33,6 @@ PART_ROWS = 200_000
 #: the first day of the price skeleton: dates before it are refused
 EPOCH = dt.date(2000, 1, 1)
 PG_EPOCH_US = 946_684_800_000_000  # 2000-01-01 in Unix microseconds: PostgreSQL's zero
-DEFAULT_SYMBOLS = ("ES", "NQ", "EURUSD", "BTCUSD")
-DEFAULT_SEED = 16
 SOURCE_TAG = "tsj-synthetic"
 #: share of ticks that carry a trade_id and an account_id, as journal-linked trades
 TRADE_SHARE = 0.05

@@ -20,27 +20,25 @@ import logging
 import re
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import pandas as pd
 import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from . import layout, queries
+from . import clients, layout, queries
 from .config import redact, with_params
-from .db import Capabilities, connection, probe, probe_url
+from .db import Capabilities, connection, one, probe, scalar, url_of, using
 from .domain import (CANDLE_BY_VIEW, CANDLE_VIEWS, CANDLES, FAIL, OK, UNSUPPORTED, WARN,
                      CandleView, Finding)
 from .errors import ConnectError, SchemaError
 from .layout import (CHUNK_INTERVAL, COMPRESS_AFTER, RETENTION, compression_settings,
                      story_compression)
 from .layout import interval_text as _interval
-
-if TYPE_CHECKING:
-    import pandas as pd
 
 log = logging.getLogger("tsj_lab")
 
@@ -152,7 +150,7 @@ def _table_steps(conn: psycopg.Connection[Any], st: _State, *, migrate_data: boo
         rows = 0
         if st.has_table:
             _check_privileges(conn, [Step("tick_data", "convert", "schema_catalog.count_ticks", "owner")])
-            rows = conn.execute(queries.text("schema_catalog.count_ticks")).fetchone()[0]  # type: ignore[index]
+            rows = scalar(conn, queries.text("schema_catalog.count_ticks"))
         if rows and not migrate_data:
             raise SchemaError(
                 f"table 'tick_data' exists as a plain table with {rows} rows; nothing was "
@@ -336,10 +334,9 @@ def missing_extension_error(url: str, caps: Capabilities, *, cause: str = "") ->
     )
 
 
-def _extension_step(url: str, caps: Capabilities) -> Step:
+def _extension_step(conn: psycopg.Connection[Any], url: str, caps: Capabilities) -> Step:
     """Creating the extension, when the server offers it (installed and preloaded)."""
-    with connection(url, autocommit=True) as conn:
-        preloaded = conn.execute(queries.text("schema.timescaledb_preloaded")).fetchone()[0]  # type: ignore[index]
+    preloaded = scalar(conn, queries.text("schema.timescaledb_preloaded"))
     if not caps.timescaledb_available:
         raise missing_extension_error(url, caps)
     if not preloaded:
@@ -357,8 +354,8 @@ def _apply_extension(conn: psycopg.Connection[Any], step: Step, url: str,
 
 
 def _check_privileges(conn: psycopg.Connection[Any], steps: list[Step]) -> None:
-    role, schema, can_create, owns, owner = conn.execute(
-        queries.text("schema_catalog.provision_privileges")).fetchone()  # type: ignore[misc]
+    role, schema, can_create, owns, owner = one(conn,
+                                                queries.text("schema_catalog.provision_privileges"))
     if schema is None:
         raise SchemaError(f"role '{role}' has no schema on its search_path; "
                           "create one or set search_path")
@@ -390,29 +387,41 @@ def _apply(conn: psycopg.Connection[Any], step: Step) -> None:
                           f"{str(exc).splitlines()[0]}") from None
 
 
-def provision(url: str, *, dry_run: bool = False, migrate_data: bool = False,
-              for_license: str | None = None) -> ProvisionResult:
+def provision(target: str | psycopg.Connection[Any], *, dry_run: bool = False,
+              migrate_data: bool = False, for_license: str | None = None) -> ProvisionResult:
     """Create what the target's edition needs and is missing (idempotent).
 
-    With ``dry_run`` the SQL is returned, not run; with it, ``for_license`` ('timescale' or
-    'apache') plans for that license instead of the server's, e.g. to read the
-    production DDL against the embedded server. A plain ``tick_data`` holding rows is
+    ``target`` is a URL or an open autocommit connection (kept open; every step runs on
+    it). With ``dry_run`` the SQL is returned, not run; with it, ``for_license``
+    ('timescale' or 'apache') plans for that license instead of the server's, e.g. to read
+    the production DDL against the embedded server. A plain ``tick_data`` holding rows is
     refused unless ``migrate_data``. On the apache edition all statements run in one
     transaction; continuous aggregates cannot, so on the timescale edition each
     statement commits on its own and a rerun resumes where a failure stopped.
     """
     if for_license not in (None, "timescale", "apache"):
         raise ValueError(f"for_license={for_license!r} is unknown; use 'timescale' or 'apache'")
-    caps = probe_url(url)
+    if isinstance(target, psycopg.Connection) and not target.autocommit:
+        raise ValueError("provision needs an autocommit connection (it commits per statement "
+                         "on the timescale edition); connect with autocommit=True")
+    with using(target, autocommit=True) as conn:
+        url = target if isinstance(target, str) else url_of(conn)
+        return _provision(conn, url, dry_run=dry_run, migrate_data=migrate_data,
+                          for_license=for_license)
+
+
+def _provision(conn: psycopg.Connection[Any], url: str, *, dry_run: bool, migrate_data: bool,
+               for_license: str | None) -> ProvisionResult:
+    caps = probe(conn)
     if caps.timescaledb_version is None:
-        step = _extension_step(url, caps)
+        step = _extension_step(conn, url, caps)
         if dry_run:
             return ProvisionResult(redact(url), "timescaledb (not yet created)", None, True,
                                    [step], [queries.text(step.query)], [],
                                    after="then the edition's DDL, planned once it exists")
-        with connection(url, autocommit=True) as conn:
-            _apply_extension(conn, step, url, caps)
-        created = provision(url, migrate_data=migrate_data, for_license=for_license)
+        _apply_extension(conn, step, url, caps)
+        created = _provision(conn, url, dry_run=False, migrate_data=migrate_data,
+                             for_license=for_license)
         created.steps.insert(0, step)
         created.sql.insert(0, queries.text(step.query))
         return created
@@ -421,26 +430,25 @@ def provision(url: str, *, dry_run: bool = False, migrate_data: bool = False,
             raise ValueError(f"for_license={for_license!r} differs from the server's "
                              f"{caps.license!r}; planning for another license needs dry_run")
         caps = replace(caps, license=for_license)
-    timescale = caps.license == "timescale"
-    with connection(url, autocommit=timescale) as conn:
-        steps, state = _plan(conn, caps, migrate_data=migrate_data)
-        result = ProvisionResult(redact(url), caps.edition, caps.timescaledb_version, dry_run,
-                                 steps, [s.sql_text(conn) for s in steps],
-                                 _present(state, caps))
-        if dry_run or not steps:
-            return result
-        _check_privileges(conn, steps)
+    steps, state = _plan(conn, caps, migrate_data=migrate_data)
+    result = ProvisionResult(redact(url), caps.edition, caps.timescaledb_version, dry_run,
+                             steps, [s.sql_text(conn) for s in steps], _present(state, caps))
+    if dry_run or not steps:
+        return result
+    _check_privileges(conn, steps)
+    # the apache edition's statements in one transaction; a continuous aggregate cannot be
+    # created inside one, so the timescale edition's each commit on their own
+    with nullcontext() if caps.license == "timescale" else conn.transaction():
         for step in steps:
             _apply(conn, step)
-    _verify_complete(url, caps)
+    _verify_complete(conn, caps)
     log.info("provision: %s", result.summary())
     return result
 
 
-def _verify_complete(url: str, caps: Capabilities) -> None:
+def _verify_complete(conn: psycopg.Connection[Any], caps: Capabilities) -> None:
     """The catalog after provisioning: nothing may be left to do."""
-    with connection(url, autocommit=True) as conn:
-        left, _ = _plan(conn, caps, migrate_data=True)
+    left, _ = _plan(conn, caps, migrate_data=True)
     if left:
         names = ", ".join(s.target for s in left)
         raise SchemaError(f"provisioning finished but {names} still missing; "
@@ -528,13 +536,13 @@ def _refresh_one(conn: psycopg.Connection[Any], view: str, caps: Capabilities,
             # Not unbounded: a refresh over days whose ticks retention dropped deletes
             # their candles (TimescaleDB #2198, #2592). The oldest tick's day is where the
             # ticks begin (chunks are whole days, and retention drops whole chunks).
-            start = conn.execute(queries.text("schema_timescale.oldest_tick_day")).fetchone()[0]  # type: ignore[index]
+            start = scalar(conn, queries.text("schema_timescale.oldest_tick_day"))
             if start is None:
                 return "window (no ticks: candles kept)"
             if end is not None and start >= end:
                 return "window (no ticks before the end)"
         args = {"view": view, "start": start, "end": end}
-        if conn.execute(queries.text("schema_timescale.refresh_takes_options")).fetchone()[0]:  # type: ignore[index]
+        if scalar(conn, queries.text("schema_timescale.refresh_takes_options")):
             per_day = int(timedelta(days=1) / CANDLE_WIDTHS[view])
             args["options"] = Jsonb({"buckets_per_batch": per_day})
             conn.execute(queries.text("schema_timescale.refresh_candles_batched"), args)
@@ -673,7 +681,7 @@ def _story_checks(conn: psycopg.Connection[Any]) -> dict[str, str]:
         name = f"schema_catalog.story_{ac.lower()}"
         try:
             with conn.transaction():
-                n = conn.execute(queries.text(name)).fetchone()[0]  # type: ignore[index]
+                n = scalar(conn, queries.text(name))
             out[ac] = f"{n} row{'s' if n != 1 else ''}"
         except psycopg.errors.UndefinedTable:
             out[ac] = "its view is gone in this TimescaleDB version"
@@ -731,8 +739,6 @@ def _check_pool(url: str, *, size: int, timeout: float) -> ValidationRow:
     a pooler (PgBouncer in transaction mode, Supavisor), they share its fewer server
     connections, which is the point of one. Both sides are in the detail.
     """
-    from . import clients
-
     got = clients.run(url, clients=size, queries_per_client=10, timeout=timeout)
     mode = "native" if got.via == "direct" else "pooler"
     if got.ok:
@@ -748,14 +754,12 @@ def _check_pool(url: str, *, size: int, timeout: float) -> ValidationRow:
 def _max_connections(url: str) -> int | None:
     try:
         with connection(url, autocommit=True) as conn:
-            return conn.execute(queries.text("schema_catalog.max_connections")).fetchone()[0]  # type: ignore[index]
+            return scalar(conn, queries.text("schema_catalog.max_connections"))
     except ConnectError:
         return None
 
 
 def validation_frame(rows: list[ValidationRow]) -> pd.DataFrame:
-    import pandas as pd
-
     return pd.DataFrame([asdict(r) for r in rows], columns=list(ValidationRow.__dataclass_fields__))
 
 
@@ -786,8 +790,6 @@ def has_rows(conn: psycopg.Connection[Any], table: str) -> bool:
 
 
 def _frame(url: str, name: str, params: dict[str, Any] | None = None) -> pd.DataFrame:
-    import pandas as pd
-
     with connection(url, autocommit=True) as conn:
         cur = conn.execute(queries.text(name), params)
         return pd.DataFrame(cur.fetchall(), columns=[d.name for d in cur.description or ()])
@@ -814,7 +816,7 @@ def scratch_schema(url: str, name: str, *, keep: bool = False) -> Iterator[str]:
     included) unless ``keep``.
     """
     with connection(url, autocommit=True) as conn:
-        ext = conn.execute(queries.text("policies.extension_schema")).fetchone()[0]  # type: ignore[index]
+        ext = scalar(conn, queries.text("policies.extension_schema"))
         conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(name)))
     try:
         yield with_params(url, options=f"-csearch_path={name},{ext}")
@@ -848,6 +850,5 @@ def candle_differences(url: str, view: str, *, against: str = "ticks",
         raise ValueError(f"against={against!r} is unknown; use 'ticks' or 'candle_1m'")
     name = "schema.candle_diff_ticks" if against == "ticks" else "schema.candle_diff_rollup"
     with connection(url, autocommit=True) as conn:
-        row = conn.execute(queries.compose(name, view=view),
-                           {"width": CANDLE_WIDTHS[view], "since": since}).fetchone()
-    return int(row[0])  # type: ignore[index]
+        return int(scalar(conn, queries.compose(name, view=view),
+                          {"width": CANDLE_WIDTHS[view], "since": since}))

@@ -4,11 +4,17 @@ Every :class:`~tsj_lab.errors.TsjError` (and a bad value, ``ValueError``) is pri
 line on stderr, with passwords redacted, and exits with status 1; no traceback.
 Subcommands are registered with :func:`command`; each gets ``args`` and returns an exit
 status.
+
+The phase modules (schema, generate, migrate, ...) are imported inside the handlers, on
+purpose: building the parser, which every ``tsj`` run does (``--help``, a typo), must not
+import pandas, numpy, pyarrow and plotly (about a second). ruff's PLC0415 is off for
+``tsj_lab/cli/`` for that reason only (pyproject.toml).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import sys
@@ -104,8 +110,6 @@ def print_table(rows: list[dict[str, Any]], columns: list[str] | None = None) ->
 
 def _load_commands() -> None:
     """Import the phase modules that register subcommands of their own."""
-    import importlib
-
     for name in PHASES:
         try:
             importlib.import_module(f"tsj_lab.cli.{name}")

@@ -6,9 +6,8 @@ import argparse
 import datetime as dt
 import time
 
-from .. import generate, prices, schema
 from ..config import progress_enabled
-from ..prices import DEFAULT_SEED, DEFAULT_SYMBOLS
+from ..domain import DEFAULT_SEED, DEFAULT_SYMBOLS
 from . import add_target, command, settings, source_url, target_url
 
 
@@ -46,6 +45,8 @@ def _into(args: argparse.Namespace) -> str:
 
 @command("generate", "generate ticks and bulk-load them (binary COPY, parallel)", _setup)
 def _generate(args: argparse.Namespace) -> int:
+    from .. import generate, prices, schema  # (see cli/__init__.py)
+
     start = args.start or (dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1))
     parts = prices.plan(args.symbols.split(","), start=start, days=args.days,
                         interval_ms=args.interval_ms, seed=args.seed, sessions=args.sessions)

@@ -12,11 +12,9 @@ if TYPE_CHECKING:
 
 
 def _setup(p: argparse.ArgumentParser) -> None:
-    from ..migrate import DEFAULT_BATCH_SIZE
-
     add_target(p, source=True)
-    p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
-                   help="most rows per batch (one transaction, one checkpoint; default %(default)s)")
+    p.add_argument("--batch-size", type=int, default=None,  # None: migrate.DEFAULT_BATCH_SIZE
+                   help="most rows per batch (one transaction, one checkpoint; default 100000)")
     p.add_argument("--since", help="first time to copy (ISO; default: the beginning)")
     p.add_argument("--until", help="copy times before this (ISO; default: the end)")
     p.add_argument("--symbols", help="comma-separated symbols (default: all)")
@@ -44,7 +42,8 @@ def _migrate(args: argparse.Namespace) -> int:
     if args.measure_paths:
         return _measure_paths(target_url(args), as_json=args.json)
     src, tgt = source_url(args), target_url(args)
-    opts = {"batch_size": args.batch_size, "since": args.since, "until": args.until,
+    batch = migrate.DEFAULT_BATCH_SIZE if args.batch_size is None else args.batch_size
+    opts = {"batch_size": batch, "since": args.since, "until": args.until,
             "symbols": args.symbols, "include_expired": args.include_expired}
     if args.dry_run:
         return _dry_run(migrate.dry_run(src, tgt, **opts), as_json=args.json)
