@@ -1,6 +1,6 @@
 -- name: copy_ticks_in
 -- Bulk load of generated ticks: binary COPY into {table}, the story's columns in order.
--- The client builds the tuples (tsj_lab.generate.copy_buffer) and sends signature and trailer.
+-- The client builds the tuples (tsj_lab.copybin.copy_buffer) and sends signature and trailer.
 COPY {table} (time, symbol, bid_price, ask_price, last_price, volume, source, trade_id, account_id)
 FROM STDIN (FORMAT BINARY);
 
