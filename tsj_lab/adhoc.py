@@ -77,7 +77,7 @@ def to_psycopg(query: str, params: Mapping[str, Any] | None = None) -> tuple[str
     (JupySQL's own escaping). A missing value is an error naming it.
     """
     # deferred: JupySQL takes half a second to import, and the CLI's paths never bind here
-    from sql.parse import escape_string_literals_with_colon_prefix
+    from sql.parse import escape_string_literals_with_colon_prefix  # noqa: PLC0415
 
     query, _ = escape_string_literals_with_colon_prefix(query)
     compiled = text(query).compile(dialect=pg_dialect.dialect())

@@ -254,7 +254,7 @@ def probe_url(url: str) -> Capabilities:
 def engine(url: str, **kwargs: Any) -> Engine:
     """A SQLAlchemy engine (psycopg 3 driver) on the same target, for pandas."""
     # deferred: only notebooks read through SQLAlchemy; the CLI never pays its import
-    from sqlalchemy import create_engine
+    from sqlalchemy import create_engine  # noqa: PLC0415
 
     validate_url(url)
     sa_url = "postgresql+psycopg://" + url.split("://", 1)[1]
@@ -331,7 +331,7 @@ def _frame_connections(url: str) -> tuple[psycopg.Connection[Any], Any]:
     cache: dict[str, tuple[Any, Any]] = _FRAME_CONNS.__dict__.setdefault("cache", {})
     if url not in cache:
         # deferred: ADBC and pyarrow take half a second to import; only frame reads need them
-        import adbc_driver_postgresql.dbapi as adbc
+        import adbc_driver_postgresql.dbapi as adbc  # noqa: PLC0415
 
         pg = connect(url, autocommit=True)
         try:

@@ -240,7 +240,7 @@ def candle_controls(show: Any, *, symbols: list[str], timeframes: Iterable[str],
     its output lands in the box's output area. Returns the box (display it).
     """
     # deferred: only the candle explorer's controls need ipywidgets (0.2 s to import)
-    import ipywidgets as w
+    import ipywidgets as w  # noqa: PLC0415
 
     pick = {
         "symbol": w.Dropdown(options=symbols, value=symbol, description="symbol"),

@@ -18,6 +18,9 @@ import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from IPython import get_ipython
+from IPython.display import display
+
 from .config import redact
 from .domain import STATUSES
 
@@ -90,17 +93,9 @@ def plain(values: Mapping[str, Any]) -> dict[str, Any]:
 
 def _publish(record: dict[str, Any]) -> None:
     _RECORDS.append(record)
-    # deferred: outside a kernel (the CLI, scripts, tests) there is nothing to display to,
-    # and those need not pay for importing IPython
-    try:
-        from IPython import get_ipython
-    except ImportError:  # pragma: no cover - IPython comes with ipykernel
-        return
     shell = get_ipython()
     # Only a kernel has somewhere to put it; a plain interpreter keeps the list above.
     if shell is not None and getattr(shell, "kernel", None) is not None:
-        from IPython.display import display
-
         display({RECORD_MIME: record}, raw=True)
 
 

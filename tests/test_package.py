@@ -1,0 +1,97 @@
+"""The package's shape: no import cycle between its modules, and one reader of the
+environment (config). Both were true by convention only and broke twice."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import tsj_lab
+
+PACKAGE = Path(tsj_lab.__file__).parent
+
+
+def _module(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imports(path: Path) -> set[str]:
+    """The package modules ``path`` imports, at any depth of its code (a function-body
+    import closes a cycle as surely as a top-level one, only later)."""
+    here = _module(path).split(".")
+    if path.name != "__init__.py":
+        here = here[:-1]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            base = here[:len(here) - node.level + 1] + (node.module.split(".") if node.module else [])
+            for alias in node.names:
+                full = ".".join([*base, alias.name])
+                found.add(full if _exists(full) else ".".join(base))
+        elif isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.startswith("tsj_lab.")}
+    return {m for m in found if _exists(m)}
+
+
+def _exists(module: str) -> bool:
+    rel = Path(*module.split(".")[1:]) if "." in module else Path()
+    return (PACKAGE / rel).with_suffix(".py").is_file() or (PACKAGE / rel / "__init__.py").is_file()
+
+
+def _graph() -> dict[str, set[str]]:
+    graph = {}
+    for path in PACKAGE.rglob("*.py"):
+        name = _module(path)
+        graph[name] = {m for m in _imports(path) if m != name and m != "tsj_lab"}
+    return graph
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return stack[stack.index(nxt):] + [nxt]
+            if nxt not in state and (found := visit(nxt)):
+                return found
+        state[node] = 2
+        stack.pop()
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (found := visit(node)):
+            return found
+    return None
+
+
+def test_the_import_graph_sees_the_package() -> None:
+    graph = _graph()
+    assert len(graph) > 30 and "tsj_lab.connections" in graph["tsj_lab.cli"]
+    assert {"tsj_lab.embedded", "tsj_lab.pooler"} <= graph["tsj_lab.connections"]
+
+
+def test_no_import_cycle_between_modules() -> None:
+    assert _cycle(_graph()) is None
+
+
+def test_a_cycle_is_found_when_there_is_one() -> None:
+    graph = _graph()
+    graph["tsj_lab.db"] = graph["tsj_lab.db"] | {"tsj_lab.embedded"}  # the one issue 13 broke
+    found = _cycle(graph)
+    assert found and found[0] == found[-1]
+    assert set(found) == {"tsj_lab.db", "tsj_lab.embedded"}
+
+
+def test_config_is_the_only_reader_of_the_environment() -> None:
+    readers = []
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Attribute) and node.attr in ("environ", "getenv")
+                    and isinstance(node.value, ast.Name) and node.value.id == "os"):
+                readers.append(f"{path.relative_to(PACKAGE)}:{node.lineno}")
+    assert readers and all(r.startswith("config.py:") for r in readers), readers
