@@ -17,7 +17,7 @@ import psycopg
 import pytest
 from browser import rendered_dom
 
-from tsj_lab import candles, reports, schema
+from tsj_lab import candles, generate, reports, schema
 from tsj_lab.config import with_database
 from tsj_lab.embedded import TARGET_DB, Embedded
 from tsj_lab.errors import SchemaError
@@ -57,7 +57,7 @@ def test_an_empty_pair_gets_the_same_sample_on_both_sides(make_db) -> None:
     # a source with ticks next to an empty target: migrate those, do not invent others
     other = make_db(timescale=True)
     assert candles.ensure_sample(other, source=source) == 0
-    assert not candles._has_ticks(other)
+    assert not generate.holds_ticks(other)
 
 
 @pytest.mark.parametrize("timeframe, source, count", [

@@ -502,12 +502,12 @@ def test_prepare_fills_only_empty_databases(make_db: Callable[..., str]) -> None
     empty = make_db(timescale=False)
     alone = checks.prepare(target, source_url=empty)
     assert alone.source_url is None and "tsj migrate" in alone.note
-    assert not checks.has_ticks(empty)
+    assert not generate.holds_ticks(empty)
     # an empty target next to a source with ticks stays empty: migrate first
     fresh = make_db(timescale=True)
     waiting = checks.prepare(fresh, source_url=source)
     assert waiting.target_rows == 0 and "tsj migrate" in waiting.note
-    assert not checks.has_ticks(fresh)
+    assert not generate.holds_ticks(fresh)
 
 
 def test_compression_rules_on_a_timescale_license(make_db: Callable[..., str]) -> None:

@@ -105,7 +105,7 @@ def tick_totals(url: str, *, symbol: str, start: datetime, end: datetime) -> dic
 def symbols(url: str) -> pd.DataFrame:
     """Every symbol with its first and last tick time (empty without ticks)."""
     with connection(url) as conn:
-        if schema.relation_kind(conn, "tick_data") is None:
+        if not schema.has_table(conn, "tick_data"):
             return pd.DataFrame(columns=["symbol", "first_time", "last_time"])
         rows = conn.execute(queries.text("candles.symbols")).fetchall()
     return pd.DataFrame(rows, columns=["symbol", "first_time", "last_time"])
@@ -150,7 +150,7 @@ def ensure_sample(url: str, *, source: str | None = None,
     (migrate those instead). The days end yesterday (UTC) unless ``start`` says
     otherwise: nothing is past a retention policy or in the future.
     """
-    if _has_ticks(url):
+    if generate.holds_ticks(url):
         return 0
     seed = DEFAULT_SEED if seed is None else seed
     if start is None:
@@ -165,11 +165,6 @@ def ensure_sample(url: str, *, source: str | None = None,
 
 def _as_date(value: str | date) -> date:
     return value if isinstance(value, date) else date.fromisoformat(value)
-
-
-def _has_ticks(url: str) -> bool:
-    with connection(url) as conn:
-        return schema.has_rows(conn, "tick_data")
 
 
 def summary_frame(stats: dict[str, Any]) -> pd.DataFrame:

@@ -199,7 +199,7 @@ def run(
         if caps.timescaledb_version is None:
             # names the target and how to enable the extension ('tsj provision' cannot)
             raise schema.missing_extension_error(target_url, caps)
-        if schema.relation_kind(conn, opts.table) is None:
+        if not schema.has_table(conn, opts.table):
             raise SchemaError(f"table '{opts.table}' not found on the target; run 'tsj provision'")
         conn.execute(queries.text("checks.session"))
         ctx = _Run(conn, opts, caps.license, source_url)
@@ -283,12 +283,6 @@ class Prepared:
     note: str
 
 
-def has_ticks(url: str, *, table: str = "tick_data") -> bool:
-    """Whether ``table`` exists on ``url`` and holds at least one row."""
-    with connection(url, autocommit=True) as conn:
-        return schema.has_rows(conn, table)
-
-
 def prepare(
     target_url: str,
     *,
@@ -307,8 +301,8 @@ def prepare(
     (nothing to reconcile), an empty target next to a source with ticks stays empty (the
     suite then says the ticks are missing: migrate first).
     """
-    target_has = has_ticks(target_url)
-    source_has = source_url is not None and has_ticks(source_url)
+    target_has = generate.holds_ticks(target_url)
+    source_has = source_url is not None and generate.holds_ticks(source_url)
     if target_has and source_url is not None and not source_has:
         return Prepared(0, 0, None, "the source holds no ticks while the target does: "
                                     "nothing to reconcile (run 'tsj migrate' from a source)")
@@ -379,7 +373,7 @@ def check_jobs(ctx: _Run) -> None:
     own CALL run_job record, whichever is newer): a failed last run fails the check."""
     jobs = ctx.q("checks.jobs")
     tsj_runs: dict[int, tuple[Any, ...]] = {}
-    if schema.relation_kind(ctx.conn, "tsj_job_runs") is not None:
+    if schema.has_table(ctx.conn, "tsj_job_runs"):
         tsj_runs = {r[0]: tuple(r[1:]) for r in ctx.q("checks.tsj_job_runs")}
     if not jobs:
         ctx.add("jobs", status="ok" if ctx.license != "timescale" else "warn", found=0,
@@ -553,7 +547,7 @@ def check_reconcile(ctx: _Run) -> None:
                 detail="no source given; pass --source URL (or set TSJ_SOURCE_URL)")
         return
     with connection(ctx.source_url, autocommit=True) as src:
-        if schema.relation_kind(src, ctx.opts.table) is None:
+        if not schema.has_table(src, ctx.opts.table):
             ctx.add("reconcile", status="warn", observed="no source table", expected=expected,
                     detail=f"table '{ctx.opts.table}' not found on the source; migrate first "
                            "or pass the right --source")
@@ -607,7 +601,7 @@ def _kept_days(conn: psycopg.Connection[Any], source: dict[tuple[str, Any], tupl
 
 def _quarantine_digest(conn: psycopg.Connection[Any]) -> dict[tuple[str, Any], tuple[Any, ...]]:
     """The digest of the rows the migration set aside (target + quarantine = source)."""
-    if schema.relation_kind(conn, QUARANTINE) is None:
+    if not schema.has_table(conn, QUARANTINE):
         return {}
     return _digest(conn, QUARANTINE)
 
@@ -664,7 +658,7 @@ def _candle_step(view: str) -> Callable[[_Run], None]:
 
 def check_candles(ctx: _Run, view: str) -> None:
     """``view`` equals a recompute from the ticks, rolls up from candle_1m, and is fresh."""
-    if schema.relation_kind(ctx.conn, view) is None:
+    if not schema.has_table(ctx.conn, view):
         ctx.add("candle_recompute", status="fail", table=view, observed="missing",
                 expected=f"candle view {view}",
                 detail=f"view '{view}' not found; run 'tsj provision'")

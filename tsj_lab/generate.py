@@ -121,7 +121,7 @@ def ensure_data(target_url: str, spec: TickSpec, *, source_url: str | None = Non
     a later migration or reconciliation finds both sides equal. Existing ticks on either
     side are never touched (0, 0): a notebook or check then works on what is there.
     """
-    if _holds_ticks(target_url) or (source_url is not None and _holds_ticks(source_url)):
+    if holds_ticks(target_url) or (source_url is not None and holds_ticks(source_url)):
         return 0, 0
     schema.provision(target_url)
     target_rows = load_spec(target_url, spec)
@@ -140,9 +140,10 @@ def load_spec(url: str, spec: TickSpec, *, progress: bool | None = False) -> int
                 progress=progress)
 
 
-def _holds_ticks(url: str) -> bool:
+def holds_ticks(url: str, table: str = "tick_data") -> bool:
+    """Whether ``table`` exists at ``url`` and holds a row: "is there data already?"."""
     with connect(url, autocommit=True) as conn:
-        return schema.has_rows(conn, "tick_data")
+        return schema.has_rows(conn, table)
 
 
 def ensure_source(
@@ -161,7 +162,7 @@ def ensure_source(
     plan(symbols, start=start, days=days, interval_ms=interval_ms, seed=seed)  # check first
     if not table_exists(url):
         schema.create_source(url)
-    if _holds_ticks(url):
+    if holds_ticks(url):
         return 0
     return load(url, symbols=symbols, start=start, days=days, interval_ms=interval_ms,
                 seed=seed, progress=False)
@@ -179,9 +180,9 @@ def _copy_part(conn: Any, stmt: Any, part: Part | Encoded) -> int:
 
 
 def table_exists(url: str, table: str = "tick_data") -> bool:
-    """Whether ``table`` is visible at ``url`` (see :func:`tsj_lab.schema.relation_kind`)."""
+    """Whether ``table`` is visible at ``url`` (see :func:`tsj_lab.schema.has_table`)."""
     with connect(url, autocommit=True) as conn:
-        return schema.relation_kind(conn, table) is not None
+        return schema.has_table(conn, table)
 
 
 def _require_table(url: str, table: str) -> None:

@@ -314,7 +314,7 @@ def _key(*parts: object) -> str:
 
 
 def _require(conn: psycopg.Connection[Any], table: str, side: str, fix: str) -> None:
-    if schema.relation_kind(conn, table) is None:
+    if not schema.has_table(conn, table):
         raise SchemaError(f"table '{table}' not found on the {side}; {fix}")
 
 
@@ -477,10 +477,6 @@ def _done(conn: psycopg.Connection[Any], p: Plan) -> set[int]:
     keys = [b.key for b in p.batches]
     have = {r[0] for r in conn.execute(queries.text("migrate.done"), {"keys": keys})}
     return {b.batch_id for b in p.batches if b.key in have}
-
-
-def _has_table(conn: psycopg.Connection[Any], name: str) -> bool:
-    return schema.relation_kind(conn, name) is not None
 
 
 # -- a run ----------------------------------------------------------------------------------
@@ -673,7 +669,7 @@ _DIGEST = ["symbol", "day", "rows", "first_time", "last_time", "volume", "checks
 def digest(url: str, *, table: str = "tick_data", window: Window = Window()) -> pd.DataFrame:
     """``digest.day`` of ``table``: rows, first/last time, volume, checksum per symbol-day."""
     with connect(url, autocommit=True) as conn:
-        if not _has_table(conn, table):
+        if not schema.has_table(conn, table):
             return pd.DataFrame(columns=_DIGEST)
         rows = conn.execute(queries.compose("digest.day", table=table), window.params()).fetchall()
     return pd.DataFrame(rows, columns=_DIGEST)
@@ -767,10 +763,10 @@ def dry_run(
     rate, rate_from = 0.0, "default"
     with connect(target_url, autocommit=True) as conn:
         # counting works before provisioning too; only the estimate is then a guess
-        provisioned = _has_table(conn, "tick_data")
+        provisioned = schema.has_table(conn, "tick_data")
         if provisioned:
             _require_hypertable(conn)
-        if _has_table(conn, "tsj_migration_batches"):
+        if schema.has_table(conn, "tsj_migration_batches"):
             try:
                 done = _done(conn, p)
             except psycopg.errors.UndefinedColumn:  # checkpoints older than batch keys
@@ -808,7 +804,7 @@ def quarantined(target_url: str, *, limit: int = 100) -> pd.DataFrame:
     cols = ["time", "symbol", "bid_price", "ask_price", "last_price", "volume", "source",
             "trade_id", "account_id", "reason", "plan_key", "batch_id", "quarantined_at"]
     with connect(target_url, autocommit=True) as conn:
-        if not _has_table(conn, QUARANTINE):
+        if not schema.has_table(conn, QUARANTINE):
             return pd.DataFrame(columns=cols)
         rows = conn.execute(queries.text("migrate.quarantine_rows"), {"limit": limit}).fetchall()
     return pd.DataFrame(rows, columns=cols).astype({"volume": "Int64", "batch_id": "Int64"})

@@ -770,17 +770,17 @@ def failed(rows: list[ValidationRow]) -> list[ValidationRow]:
 # -- relations ----------------------------------------------------------------------------
 
 
-def relation_kind(conn: psycopg.Connection[Any], name: str) -> str | None:
-    """What relation ``name`` is ('r' table, 'p' partitioned, 'v' view or continuous
-    aggregate, 'm' materialized view); None when none of that name is visible (the first
-    on the search path, or schema-qualified). Every "does table X exist" asks this."""
-    row = conn.execute(queries.text("schema_catalog.relation_kind"), {"name": name}).fetchone()
-    return row[0] if row else None
+def has_table(conn: psycopg.Connection[Any], name: str) -> bool:
+    """Whether relation ``name`` (a table, view, continuous aggregate or materialized view)
+    is visible: the first on the search path, or schema-qualified. Every "does table X
+    exist" in the package asks this."""
+    return conn.execute(queries.text("schema_catalog.relation_kind"), {"name": name}).fetchone() \
+        is not None
 
 
 def has_rows(conn: psycopg.Connection[Any], table: str) -> bool:
     """Whether ``table`` exists and holds at least one row (stops at the first)."""
-    if relation_kind(conn, table) is None:
+    if not has_table(conn, table):
         return False
     row = conn.execute(queries.compose("schema_catalog.has_rows", table=table)).fetchone()
     return bool(row and row[0])
