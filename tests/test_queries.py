@@ -78,7 +78,7 @@ def test_duplicate_and_empty_names_name_the_file_and_line(tmp_path: Path) -> Non
 
 
 def test_compose_quotes_identifiers() -> None:
-    stmt = queries.compose("generate.count", table='odd"name')
+    stmt = queries.compose("ingest.count", table='odd"name')
     assert 'FROM "odd""name"' in stmt.as_string(None)
 
 

@@ -18,7 +18,7 @@ from IPython.display import display
 
 from . import generate, plots, queries, schema
 from .connections import resolve_url
-from .db import connection, read_frame
+from .db import connection, one, read_frame
 from .domain import CANDLES, DEFAULT_SEED, TickSpec
 from .errors import SchemaError
 
@@ -97,9 +97,9 @@ def _check_aligned(start: datetime, end: datetime, step: timedelta, timeframe: s
 def tick_totals(url: str, *, symbol: str, start: datetime, end: datetime) -> dict[str, int]:
     """Tick count and volume of ``symbol`` in [start, end), from the raw ticks."""
     with connection(url) as conn:
-        row = conn.execute(queries.text("candles.tick_totals"),
-                           {"symbol": symbol, "start": start, "end": end}).fetchone()
-    return {"ticks": int(row[0]), "volume": int(row[1])}  # type: ignore[index]
+        ticks, volume = one(conn, queries.text("candles.tick_totals"),
+                            {"symbol": symbol, "start": start, "end": end})
+    return {"ticks": int(ticks), "volume": int(volume)}
 
 
 def symbols(url: str) -> pd.DataFrame:

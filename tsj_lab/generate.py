@@ -18,7 +18,7 @@ from typing import Any
 
 from . import queries, schema
 from .copybin import COPY_SIGNATURE, COPY_TRAILER, Encoded, encode
-from .db import connect
+from .db import connect, scalar
 from .domain import TickSpec
 from .errors import SchemaError
 from .parallel import check_workers, rows_bar, run_parallel
@@ -71,7 +71,7 @@ def pending_parts(url: str, parts: Sequence[Part], *, table: str = "tick_data",
         for part in parts:
             lo, hi = part.bounds()
             args = {"symbol": part.symbol, "lo": lo, "hi": hi}
-            have = conn.execute(count, args).fetchone()[0]  # type: ignore[index]
+            have = scalar(conn, count, args)
             if have == part.expected_rows():
                 continue
             if have and not replace:

@@ -188,16 +188,16 @@ def _write_csv(parts: Sequence[Part], path: str) -> int:
 def _timed(load: Any, url: str) -> tuple[float, int]:
     """Seconds one load takes into the emptied scratch table, and the rows it left there."""
     with connect(url, autocommit=True) as conn:
-        conn.execute(queries.compose("generate.truncate", table=BENCH_TABLE))
+        conn.execute(queries.compose("ingest.truncate", table=BENCH_TABLE))
         try:  # each load starts without the previous one's dirty pages
-            conn.execute(queries.text("generate.checkpoint"))
+            conn.execute(queries.text("ingest.checkpoint"))
         except psycopg.errors.InsufficientPrivilege:
             log.info("no CHECKPOINT privilege on the target; loads may overlap flushes")
     t0 = _time.perf_counter()
     load()
     seconds = _time.perf_counter() - t0
     with connect(url, autocommit=True) as conn:
-        row = conn.execute(queries.compose("generate.count", table=BENCH_TABLE)).fetchone()
+        row = conn.execute(queries.compose("ingest.count", table=BENCH_TABLE)).fetchone()
     return seconds, int(row[0]) if row else 0
 
 
@@ -205,11 +205,11 @@ def _bench_table(url: str, *, create: bool) -> None:
     with connect(url, autocommit=True) as conn:
         if create:
             conn.execute(queries.compose("schema.create_tick_table", table=BENCH_TABLE))
-            conn.execute(queries.text("generate.bench_hypertable"), {"name": BENCH_TABLE})
-            conn.execute(queries.compose("generate.bench_index", table=BENCH_TABLE,
+            conn.execute(queries.text("ingest.hypertable"), {"name": BENCH_TABLE})
+            conn.execute(queries.compose("ingest.index", table=BENCH_TABLE,
                                          index=BENCH_TABLE + "_idx"))
         else:
-            conn.execute(queries.compose("generate.drop_table", table=BENCH_TABLE))
+            conn.execute(queries.compose("ingest.drop_table", table=BENCH_TABLE))
 
 
 def _psql_binary(settings: Settings) -> str:
@@ -224,7 +224,7 @@ def _psql_binary(settings: Settings) -> str:
 
 def _psql_copy(url: str, psql: str, csv: str) -> None:
     # psql takes one backslash command per -c: the statement without its doc comments
-    code = [ln for ln in queries.text("generate.psql_copy").splitlines() if not ln.startswith("--")]
+    code = [ln for ln in queries.text("ingest.psql_copy").splitlines() if not ln.startswith("--")]
     with connect(url) as conn:
         meta = sql.SQL("\n".join(code)).format(table=sql.Identifier(BENCH_TABLE)).as_string(conn)
     with open(csv, "rb") as fh:
