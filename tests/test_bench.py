@@ -15,6 +15,7 @@ import psycopg
 import pytest
 
 from tsj_lab import bench, db, queries, stats
+from tsj_lab.domain import TickSpec
 
 START = dt.date(2026, 1, 18)
 LO = dt.datetime(2026, 1, 18, tzinfo=dt.UTC)
@@ -71,8 +72,8 @@ def test_window_params_stay_inside_the_data_set() -> None:
 @pytest.fixture
 def pair(make_db) -> tuple[list[bench.Database], bench.Dataset]:
     """A provisioned target and a plain source holding the same tiny data set."""
-    return bench.prepare(make_db(timescale=True), make_db(timescale=False), symbols=["ES", "NQ"],
-                         start=START, days=1, interval_ms=60_000, seed=3)
+    return bench.prepare(make_db(timescale=True), make_db(timescale=False),
+                         TickSpec(["ES", "NQ"], START, days=1, interval_ms=60_000, seed=3))
 
 
 def test_prepare_loads_both_and_is_idempotent(pair, make_db) -> None:
@@ -80,8 +81,8 @@ def test_prepare_loads_both_and_is_idempotent(pair, make_db) -> None:
     assert ds.ticks_per_symbol == 1440 and ds.symbols == ("ES", "NQ")
     for d in dbs:
         assert bench.symbol_counts(d.url, start=ds.start, end=ds.end) == {"ES": 1440, "NQ": 1440}
-    _, ds2 = bench.prepare(dbs[1].url, dbs[0].url, symbols=["ES", "NQ"], start=START,
-                               days=1, interval_ms=60_000, seed=3)
+    _, ds2 = bench.prepare(dbs[1].url, dbs[0].url,
+                           TickSpec(["ES", "NQ"], START, days=1, interval_ms=60_000, seed=3))
     assert ds2 == ds
     assert bench.symbol_counts(dbs[0].url, start=ds.start, end=ds.end)["ES"] == 1440
 
@@ -92,8 +93,8 @@ def test_prepare_refuses_unequal_data(pair) -> None:
         conn.execute("DELETE FROM tick_data WHERE symbol = 'NQ' AND time < %s",
                      (ds.start + dt.timedelta(hours=1),))
     with pytest.raises(Exception, match="postgresql tick_data has 1,380 ticks for NQ on 2026-01-18"):
-        bench.prepare(dbs[1].url, dbs[0].url, symbols=["ES", "NQ"], start=START, days=1,
-                      interval_ms=60_000, seed=3)
+        bench.prepare(dbs[1].url, dbs[0].url,
+                      TickSpec(["ES", "NQ"], START, days=1, interval_ms=60_000, seed=3))
 
 
 def test_read_frame_matches_plain_psycopg(pair) -> None:
@@ -155,8 +156,7 @@ def test_cli_parameters_are_the_notebooks() -> None:
 def test_prepare_refuses_a_day_of_other_spacing(pair) -> None:
     dbs, _ = pair
     with pytest.raises(Exception, match=r"1,440 ticks for ES on 2026-01-18, not the 720.*--replace"):
-        bench.prepare(dbs[1].url, dbs[0].url, symbols=["ES"], start=START, days=1,
-                      interval_ms=120_000, seed=3)
+        bench.prepare(dbs[1].url, dbs[0].url, TickSpec(["ES"], START, days=1, interval_ms=120_000, seed=3))
 
 
 def test_time_interleaved_takes_turns() -> None:
@@ -172,8 +172,8 @@ def test_time_interleaved_takes_turns() -> None:
 
 def test_replace_regenerates_a_day_of_other_spacing(pair) -> None:
     dbs, ds = pair
-    _, ds2 = bench.prepare(dbs[1].url, dbs[0].url, symbols=["ES"], start=START, days=1,
-                               interval_ms=120_000, seed=3, replace=True)
+    _, ds2 = bench.prepare(dbs[1].url, dbs[0].url,
+                           TickSpec(["ES"], START, days=1, interval_ms=120_000, seed=3), replace=True)
     assert ds2.ticks_per_symbol == 720
     for d in dbs:  # ES regenerated at the new spacing; NQ untouched
         assert bench.symbol_counts(d.url, start=ds.start, end=ds.end) == {"ES": 720, "NQ": 1440}

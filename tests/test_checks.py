@@ -21,6 +21,7 @@ from tsj_lab import checks, generate, queries, schema
 from tsj_lab.checks import CheckResult
 from tsj_lab.cli import main
 from tsj_lab.config import with_database
+from tsj_lab.domain import TickSpec
 from tsj_lab.embedded import TARGET_DB, Embedded
 
 SYMBOLS = ["ES", "BTCUSD"]  # CME hours (daily halt, weekend) and 24x7
@@ -32,8 +33,8 @@ DAY2 = dt.datetime.combine(START + dt.timedelta(days=1), dt.time(), dt.UTC)
 
 
 def _load(url: str) -> int:
-    return generate.load(url, symbols=SYMBOLS, start=START, days=DAYS, interval_ms=INTERVAL_MS,
-                         sessions=True, progress=False, workers=1)
+    return generate.load(url, TickSpec(SYMBOLS, START, DAYS, INTERVAL_MS, sessions=True),
+                         progress=False, workers=1)
 
 
 @pytest.fixture(scope="module")
@@ -527,8 +528,7 @@ def test_compression_rules_on_a_timescale_license(make_db: Callable[..., str]) -
     assert compression().status == "ok"
     # an old chunk the policy has not compressed yet: a finding, until the job runs
     old = (dt.datetime.now(dt.UTC) - dt.timedelta(days=40)).date()
-    generate.load(url, symbols=["ES"], start=old, days=1, interval_ms=60_000, progress=False,
-                  workers=1)
+    generate.load(url, TickSpec(["ES"], old, days=1, interval_ms=60_000), progress=False, workers=1)
     late = compression()
     assert late.status == "warn" and late.rows_affected == 1 and "not run" in late.detail
     with psycopg.connect(url, autocommit=True) as conn:

@@ -78,7 +78,7 @@ def test_bench_hands_its_urls_to_the_report_not_to_the_environment(
     target, source = "postgresql://u:t0psecret@db.example:5432/t", "host=src.example user=u dbname=s"
     seen: dict[str, Any] = {}
 
-    def prepare(target_url: str, source_url: str, **kw: Any) -> tuple[list, SimpleNamespace]:
+    def prepare(target_url: str, source_url: str, spec: Any, **kw: Any) -> tuple[list, SimpleNamespace]:
         seen["prepare"] = (target_url, source_url)
         return [], SimpleNamespace(ticks_per_symbol=1, symbols=["ES"])
 

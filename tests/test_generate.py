@@ -11,6 +11,7 @@ import pytest
 
 from tsj_lab import copybin, generate, migrate, prices, schema
 from tsj_lab.cli import main
+from tsj_lab.domain import TickSpec
 from tsj_lab.errors import SchemaError
 
 DAY = "2024-01-02"  # a Tuesday
@@ -28,7 +29,7 @@ def test_loader_streams_part_by_part(make_db, monkeypatch: pytest.MonkeyPatch) -
         return real(cols, **kw)
 
     monkeypatch.setattr(copybin, "copy_buffer", spy)
-    n = generate.load(url, symbols=["ES", "EURUSD"], start=DAY, interval_ms=10_000, workers=2)
+    n = generate.load(url, TickSpec(["ES", "EURUSD"], DAY, interval_ms=10_000), workers=2)
     assert n == 2 * 8640 and sum(sizes) == n and max(sizes) <= 1000 and len(sizes) == 18
     with psycopg.connect(url) as conn:
         assert conn.execute("SELECT count(*) FROM tick_data").fetchone()[0] == n
@@ -37,13 +38,13 @@ def test_loader_streams_part_by_part(make_db, monkeypatch: pytest.MonkeyPatch) -
 def test_binary_copy_stores_exact_values(make_db) -> None:
     url = make_db(timescale=False)
     schema.create_source(url)
-    generate.load(url, symbols=["EURUSD", "NQ"], start=DAY, interval_ms=30_000, seed=9)
+    generate.load(url, TickSpec(["EURUSD", "NQ"], DAY, interval_ms=30_000, seed=9))
     with psycopg.connect(url) as conn:
         rows = conn.execute(
             "SELECT symbol, bid_price, ask_price, last_price, volume, trade_id, account_id,"
             " time FROM tick_data ORDER BY symbol, time").fetchall()
     for symbol in ("EURUSD", "NQ"):
-        [part] = prices.plan([symbol], start=DAY, interval_ms=30_000, seed=9)
+        [part] = prices.plan(TickSpec([symbol], DAY, interval_ms=30_000, seed=9))
         c = prices.columns(part)
         db = [r for r in rows if r[0] == symbol]
         assert len(db) == len(c)
@@ -64,14 +65,13 @@ def test_worker_count_does_not_change_the_rows(make_db) -> None:
     one, two = make_db(timescale=False), make_db(timescale=False)
     for url, workers in ((one, 1), (two, 2)):
         schema.create_source(url)
-        generate.load(url, symbols=["ES", "BTCUSD"], start=DAY, days=2, interval_ms=20_000,
-                      workers=workers)
+        generate.load(url, TickSpec(["ES", "BTCUSD"], DAY, days=2, interval_ms=20_000), workers=workers)
     pd.testing.assert_frame_equal(migrate.digest(one), migrate.digest(two))
 
 
 def test_load_into_missing_table_names_the_fix(make_db) -> None:
     with pytest.raises(SchemaError, match=r"tick_data.*tsj provision"):
-        generate.load(make_db(timescale=False), symbols=["ES"], start=DAY, interval_ms=60_000)
+        generate.load(make_db(timescale=False), TickSpec(["ES"], DAY, interval_ms=60_000))
 
 
 def test_cli_generate_into_the_source(make_db, capsys: pytest.CaptureFixture[str]) -> None:
@@ -85,7 +85,7 @@ def test_cli_generate_into_the_source(make_db, capsys: pytest.CaptureFixture[str
 
 def test_pre_encoded_parts_load_the_same_rows(make_db) -> None:
     one, two = make_db(timescale=False), make_db(timescale=False)
-    parts = prices.plan(["ES", "NQ"], start=DAY, interval_ms=30_000)
+    parts = prices.plan(TickSpec(["ES", "NQ"], DAY, interval_ms=30_000))
     for url, items in ((one, parts), (two, [copybin.encode(p) for p in parts])):
         schema.create_source(url)
         assert generate.write_parts(url, items, workers=2, progress=False) == 2 * 2880

@@ -9,12 +9,13 @@ import psycopg
 import pytest
 
 from tsj_lab import bench, history, story
+from tsj_lab.domain import TickSpec
 
 
 @pytest.fixture
 def pair(make_db) -> tuple[list[bench.Database], bench.Dataset]:
-    return bench.prepare(make_db(timescale=True), make_db(timescale=False), symbols=["ES"],
-                         start=dt.date(2026, 1, 18), days=1, interval_ms=60_000, seed=3)
+    return bench.prepare(make_db(timescale=True), make_db(timescale=False),
+                         TickSpec(["ES"], dt.date(2026, 1, 18), days=1, interval_ms=60_000, seed=3))
 
 
 def _scratch_schemas(url: str) -> int:
@@ -71,8 +72,8 @@ def test_copies_hold_the_same_ticks_compressed_and_not(pair) -> None:
 
 def test_pages_cover_every_tick_once_on_compressed_chunks(make_db) -> None:
     url = make_db(timescale=True)
-    _, ds = bench.prepare(url, make_db(timescale=False), symbols=["ES"],
-                            start=dt.date(2026, 1, 18), days=1, interval_ms=60_000, seed=3)
+    _, ds = bench.prepare(url, make_db(timescale=False),
+                          TickSpec(["ES"], dt.date(2026, 1, 18), days=1, interval_ms=60_000, seed=3))
     with psycopg.connect(url, autocommit=True) as conn:
         # ticks sharing an instant, across page boundaries, then the chunk compressed
         conn.execute("INSERT INTO tick_data (time, symbol, last_price, volume) "

@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 from tsj_lab import checks, generate, layout, schema
-from tsj_lab.domain import Finding
+from tsj_lab.domain import Finding, TickSpec
 
 STORY = layout.Layout("tick_data", "timescale", True, chunks=3, time_column="time",
                       chunk_interval=layout.CHUNK_INTERVAL, settings=("symbol", '"time" DESC'),
@@ -53,8 +53,8 @@ def test_validation_and_checks_judge_a_broken_layout_alike(
     replacing the one judge changes both."""
     url = make_db(timescale=True)
     schema.provision(url)
-    generate.load(url, symbols=["ES"], start=datetime.now(UTC).date() - timedelta(days=2),
-                  days=1, interval_ms=60_000, progress=False, workers=1)
+    day = datetime.now(UTC).date() - timedelta(days=2)
+    generate.load(url, TickSpec(["ES"], day, interval_ms=60_000), progress=False, workers=1)
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("ALTER TABLE tick_data SET (timescaledb.compress_orderby = 'time')")
         conn.execute("SELECT set_chunk_time_interval('tick_data', INTERVAL '2 days')")

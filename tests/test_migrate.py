@@ -15,6 +15,7 @@ import pytest
 
 from tsj_lab import checks, generate, migrate, migrate_paths, plots, schema
 from tsj_lab.cli import main
+from tsj_lab.domain import TickSpec
 from tsj_lab.errors import MigrationError, SchemaError
 
 DAY = "2024-01-02"
@@ -25,7 +26,7 @@ def _pair(make_db: Callable[..., str], *, symbols: tuple[str, ...] = ("ES", "BTC
     src, tgt = make_db(timescale=False), make_db(timescale=True)
     schema.create_source(src)
     schema.provision(tgt)
-    generate.load(src, symbols=symbols, start=DAY, days=days, interval_ms=interval_ms, workers=1)
+    generate.load(src, TickSpec(symbols, DAY, days=days, interval_ms=interval_ms), workers=1)
     return src, tgt
 
 
@@ -267,7 +268,7 @@ def test_a_source_failure_is_one_line_naming_the_batch(make_db) -> None:
 
 def test_target_only_days_are_listed_not_failed(make_db) -> None:
     src, tgt = _pair(make_db, symbols=("ES",), interval_ms=60_000)
-    generate.load(tgt, symbols=["NQ"], start="2024-03-01", interval_ms=60_000)  # not in source
+    generate.load(tgt, TickSpec(["NQ"], "2024-03-01", interval_ms=60_000))  # not in source
     res = migrate.run(src, tgt, include_expired=True)
     assert res.ok and res.summary()["target_only_days"] == 1 and res.summary()["mismatched_days"] == 0
     v = res.verification.set_index("symbol")
@@ -297,8 +298,8 @@ def test_days_past_the_targets_retention_are_skipped_and_reported(make_db) -> No
     src, tgt = make_db(timescale=False), make_db(timescale=True)
     schema.create_source(src)
     schema.provision(tgt)  # retention policy: 90 days
-    generate.load(src, symbols=["ES"], start=_ago(95), days=3, interval_ms=600_000, workers=1)
-    generate.load(src, symbols=["ES"], start=_ago(3), days=2, interval_ms=600_000, workers=1)
+    generate.load(src, TickSpec(["ES"], _ago(95), days=3, interval_ms=600_000), workers=1)
+    generate.load(src, TickSpec(["ES"], _ago(3), days=2, interval_ms=600_000), workers=1)
     d = migrate.dry_run(src, tgt)
     assert d.expired is not None and (d.expired.days, d.expired.rows) == (3, 3 * 144)
     assert d.rows == 2 * 144
@@ -330,7 +331,7 @@ def test_cli_reports_skipped_days(make_db, capsys: pytest.CaptureFixture[str]) -
     src, tgt = make_db(timescale=False), make_db(timescale=True)
     schema.create_source(src)
     schema.provision(tgt)
-    generate.load(src, symbols=["ES"], start=_ago(100), days=2, interval_ms=600_000, workers=1)
+    generate.load(src, TickSpec(["ES"], _ago(100), days=2, interval_ms=600_000), workers=1)
     assert main(["migrate", "--source", src, "--target", tgt]) == 0
     out = capsys.readouterr().out
     assert f"skipped 2 day(s), 288 ticks ({_ago(100)}..{_ago(99)})" in out
@@ -366,7 +367,7 @@ def test_100_days_survive_sigkill_and_compression_and_verify(make_db) -> None:
     src, tgt = make_db(timescale=False), make_db(timescale=True)
     schema.create_source(src)
     schema.provision(tgt)
-    generate.load(src, symbols=["ES"], start=_ago(100), days=100, interval_ms=600_000, workers=1)
+    generate.load(src, TickSpec(["ES"], _ago(100), days=100, interval_ms=600_000), workers=1)
     args = ["migrate", "--source", src, "--target", tgt, "--batch-size", "100",
             "--direct-compress"]
     _kill_after(args, tgt, checkpoints=60, timeout=60)

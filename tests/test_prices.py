@@ -9,14 +9,14 @@ import pandas as pd
 import pytest
 
 from tsj_lab import prices
+from tsj_lab.domain import TickSpec
 
 DAY = "2024-01-02"  # a Tuesday
 
 
 def _cols(symbol: str = "ES", *, seed: int = 7, interval_ms: int = 1000, day: str = DAY,
           sessions: bool = False) -> prices.Columns:
-    parts = prices.plan([symbol], start=day, days=1, interval_ms=interval_ms, seed=seed,
-                          sessions=sessions)
+    parts = prices.plan(TickSpec([symbol], day, 1, interval_ms, seed, sessions))
     cols = [prices.columns(p) for p in parts]
     fields = ("time_us", "bid", "ask", "last", "volume", "trade_id", "account_id", "has_trade")
     joined = {f: np.concatenate([getattr(c, f) for c in cols]) for f in fields}
@@ -24,8 +24,8 @@ def _cols(symbol: str = "ES", *, seed: int = 7, interval_ms: int = 1000, day: st
 
 
 def test_same_arguments_give_identical_rows() -> None:
-    a = prices.ticks(["ES", "EURUSD"], start=DAY, days=2, interval_ms=5000, seed=3)
-    b = prices.ticks(["ES", "EURUSD"], start=DAY, days=2, interval_ms=5000, seed=3)
+    a = prices.ticks(TickSpec(["ES", "EURUSD"], DAY, days=2, interval_ms=5000, seed=3))
+    b = prices.ticks(TickSpec(["ES", "EURUSD"], DAY, days=2, interval_ms=5000, seed=3))
     pd.testing.assert_frame_equal(a, b)
     assert len(a) == 2 * 2 * 86_400 // 5
 
@@ -38,8 +38,8 @@ def test_a_different_seed_gives_different_rows() -> None:
 
 def test_a_day_does_not_depend_on_the_run_around_it() -> None:
     """Day 2 of a 3-day run is the same as a 1-day run of that day, and symbols are independent."""
-    long = prices.ticks(["ES", "NQ"], start=DAY, days=3, interval_ms=10_000, seed=5)
-    one = prices.ticks(["NQ"], start="2024-01-03", days=1, interval_ms=10_000, seed=5)
+    long = prices.ticks(TickSpec(["ES", "NQ"], DAY, days=3, interval_ms=10_000, seed=5))
+    one = prices.ticks(TickSpec(["NQ"], "2024-01-03", days=1, interval_ms=10_000, seed=5))
     day2 = long[(long["symbol"] == "NQ") & (long["time"].dt.date == dt.date(2024, 1, 3))]
     pd.testing.assert_frame_equal(day2.reset_index(drop=True), one)
 
@@ -95,13 +95,13 @@ def test_sessions_leave_out_halts_and_weekends() -> None:
 def test_bad_arguments_fail_up_front(kwargs: dict, word: str) -> None:
     args = {"symbols": ["ES"], "start": DAY} | kwargs
     with pytest.raises(ValueError, match=word):
-        prices.plan(**args)
+        prices.plan(TickSpec(**args))
 
 
 def test_days_split_into_bounded_parts(monkeypatch: pytest.MonkeyPatch) -> None:
     """Memory is bounded by construction: no part, hence no buffer, exceeds PART_ROWS."""
     monkeypatch.setattr(prices, "PART_ROWS", 1000)
-    parts = prices.plan(["ES"], start=DAY, days=2, interval_ms=10_000)
+    parts = prices.plan(TickSpec(["ES"], DAY, days=2, interval_ms=10_000))
     assert len(parts) == 2 * 9 and max(p.nominal_rows for p in parts) <= 1000
     assert sum(p.nominal_rows for p in parts) == 2 * 8640
     # parts tile each day exactly, and the price path is continuous across parts

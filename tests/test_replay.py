@@ -7,6 +7,7 @@ import datetime as dt
 import pytest
 
 from tsj_lab import bench, replay, verdicts
+from tsj_lab.domain import TickSpec
 
 
 @pytest.mark.parametrize("lat,speed", [([0.0], 1), ([5.0, 20.0], 100), ([300.0], 1000),
@@ -68,8 +69,8 @@ def test_bad_replay_values_fail_up_front() -> None:
 
 
 def test_measured_fetches_feed_the_playback_table(make_db) -> None:
-    dbs, ds = bench.prepare(make_db(timescale=True), make_db(timescale=False), symbols=["ES"],
-                            start=dt.date(2026, 1, 18), days=1, interval_ms=60_000, seed=3)
+    dbs, ds = bench.prepare(make_db(timescale=True), make_db(timescale=False),
+                            TickSpec(["ES"], dt.date(2026, 1, 18), days=1, interval_ms=60_000, seed=3))
     lat = replay.fetch_latencies(dbs, ds, rtts=[None, 20], batch_sizes=[50], samples=3, warmup=1)
     assert len(lat) == 4 and set(lat["via"]) == {"direct", "proxy"}
     proxied = lat[lat["via"] == "proxy"]
@@ -101,7 +102,7 @@ def test_ac7_verdict_names_what_the_client_needs() -> None:
 
 def test_every_proxied_fetch_is_one_round_trip(make_db) -> None:
     # psycopg's automatic prepare (5th run) would cost a second round trip; not here.
-    dbs, ds = bench.prepare(make_db(timescale=True), make_db(timescale=False), symbols=["ES"],
-                            start=dt.date(2026, 1, 18), days=1, interval_ms=60_000, seed=3)
+    dbs, ds = bench.prepare(make_db(timescale=True), make_db(timescale=False),
+                            TickSpec(["ES"], dt.date(2026, 1, 18), days=1, interval_ms=60_000, seed=3))
     lat = replay.fetch_latencies(dbs[1:], ds, rtts=[60], batch_sizes=[10], samples=8, warmup=0)
     assert max(lat["samples_ms"].iloc[0]) < 60 * 1.5

@@ -20,6 +20,7 @@ from psycopg import sql
 from tsj_lab import generate, queries, schema
 from tsj_lab.cli import main
 from tsj_lab.config import with_params
+from tsj_lab.domain import TickSpec
 from tsj_lab.errors import SchemaError
 
 
@@ -43,8 +44,9 @@ def snapshot(url: str) -> list[tuple[str, str, bool]]:
 
 def load_ticks(url: str, *, days: int = 1, start: str = "2026-01-05") -> int:
     # 2 symbols x 1 day at 20 s: 8,640 ticks, 3 per minute, so first/last matter.
-    return generate.load(url, symbols=["ES", "BTCUSD"], start=start, days=days,
-                         interval_ms=20_000, seed=7, workers=1, progress=False)
+    return generate.load(url,
+                         TickSpec(["ES", "BTCUSD"], start, days=days, interval_ms=20_000, seed=7), workers=1,
+                                  progress=False)
 
 
 def count(url: str, query: str) -> int:

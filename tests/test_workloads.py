@@ -10,13 +10,14 @@ import psycopg
 import pytest
 
 from tsj_lab import bench, verdicts, workloads
+from tsj_lab.domain import TickSpec
 
 
 @pytest.fixture
 def pair(make_db) -> tuple[list[bench.Database], bench.Dataset]:
     """A provisioned target and a plain source holding the same tiny data set (1 tick/min)."""
-    return bench.prepare(make_db(timescale=True), make_db(timescale=False), symbols=["ES", "NQ"],
-                         start=dt.date(2026, 1, 18), days=1, interval_ms=60_000, seed=3)
+    return bench.prepare(make_db(timescale=True), make_db(timescale=False),
+                         TickSpec(["ES", "NQ"], dt.date(2026, 1, 18), days=1, interval_ms=60_000, seed=3))
 
 
 def test_keyset_pages_cover_every_row_once(pair) -> None:

@@ -31,7 +31,7 @@ from . import generate as gen
 from . import queries, recording, schema
 from .connections import pooler_url, resolve_url
 from .db import connection, scalar
-from .domain import CANDLES
+from .domain import CANDLES, TickSpec
 from .errors import SchemaError
 from .stats import percentile, summarize
 
@@ -273,9 +273,8 @@ def through_pooler(dbs: Sequence[Database], pooler: str | None) -> list[Database
 # -- the data set ----------------------------------------------------------------------
 
 
-def prepare(target_url: str, source_url: str, *, symbols: Sequence[str], start: dt.date,
-            days: int = 1, interval_ms: int = 250, seed: int = 16,
-            generate: bool = True, replace: bool = False) -> tuple[list[Database], Dataset]:
+def prepare(target_url: str, source_url: str, spec: TickSpec, *, generate: bool = True,
+            replace: bool = False) -> tuple[list[Database], Dataset]:
     """Both databases provisioned and holding the same ticks; generated where absent.
 
     A (symbol, UTC day) already present with the expected count is used as it is (data
@@ -283,8 +282,7 @@ def prepare(target_url: str, source_url: str, *, symbols: Sequence[str], start: 
     it. A day with another count is an error rather than a silently unfair comparison,
     unless ``replace``: then that symbol's day is deleted and generated again.
     """
-    if not symbols:
-        raise ValueError("bench needs at least one symbol, e.g. ES")
+    symbols, start, days, interval_ms = spec.symbols, spec.start, spec.days, spec.interval_ms
     _check_counts(days=days, interval_ms=interval_ms)
     lo = dt.datetime.combine(start, dt.time(), tzinfo=dt.UTC)
     hi = lo + dt.timedelta(days=days)
@@ -312,8 +310,7 @@ def prepare(target_url: str, source_url: str, *, symbols: Sequence[str], start: 
         for symbol, day in missing:
             # The generator is deterministic per (seed, symbol, day): loading day by day
             # gives the same rows as one load, and lets a larger run extend a smaller one.
-            gen.load(db.url, symbols=[symbol], start=day, days=1, interval_ms=interval_ms,
-                     seed=seed)
+            gen.load(db.url, TickSpec((symbol,), day, 1, interval_ms, spec.seed, spec.sessions))
         if missing:
             log.info("generated %d symbol-days into %s", len(missing), db.label)
             with connection(db.url, autocommit=True) as conn:

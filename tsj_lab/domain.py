@@ -77,28 +77,68 @@ class Finding:
         return asdict(self)
 
 
-#: the synthetic data's symbols and seed when none are named (tsj generate, the explorer)
+#: the synthetic data's symbols, seed and spacing when none are named
 DEFAULT_SYMBOLS = ("ES", "NQ", "EURUSD", "BTCUSD")
 DEFAULT_SEED = 16
+DEFAULT_INTERVAL_MS = 250  # 345,600 ticks per symbol and day
+DAY_MS = 86_400_000
 
 
 @dataclass(frozen=True)
 class TickSpec:
-    """A synthetic data set: which symbols, which UTC days, how dense, from which seed."""
+    """A synthetic data set: which symbols, which UTC days, how dense, from which seed.
+
+    The one description every generating call takes (loader, bench, checks, explorer,
+    ingest benchmark); made from text too (``"ES,NQ"``, ``"2024-01-02"``), and checked
+    once, here."""
 
     symbols: tuple[str, ...]
     start: date
     days: int = 1
-    interval_ms: int = 250
+    interval_ms: int = DEFAULT_INTERVAL_MS
     seed: int = DEFAULT_SEED
     sessions: bool = False  # session breaks (the checks' gap rules need them)
 
+    def __post_init__(self) -> None:
+        raw: Any = self.symbols
+        symbols = tuple(s.strip() for s in (raw.split(",") if isinstance(raw, str) else raw))
+        if not symbols or any(not s or len(s) > 32 for s in symbols):
+            raise ValueError(f"symbols {list(symbols)!r} must be 1-32 characters each, e.g. ES,NQ")
+        if len(set(symbols)) != len(symbols):
+            raise ValueError(f"symbols {list(symbols)!r} repeat; name each symbol once")
+        start: Any = self.start
+        if isinstance(start, str):
+            try:
+                start = date.fromisoformat(start)
+            except ValueError:
+                raise ValueError(f"start {start!r} is not a date; use YYYY-MM-DD") from None
+        if isinstance(start, datetime):
+            start = start.date()
+        if not 1 <= self.days <= 3660:
+            raise ValueError(f"days={self.days} is out of range; use 1-3660")
+        if start > date(9998, 1, 1) - timedelta(days=self.days):
+            raise ValueError(f"start {start} plus {self.days} days passes the year 9997; "
+                             "use an earlier start")
+        if not 1 <= self.interval_ms <= DAY_MS:
+            raise ValueError(f"interval_ms={self.interval_ms} is out of range; use 1-{DAY_MS}")
+        if not 0 <= self.seed < 2**63:
+            raise ValueError(f"seed={self.seed} must be a non-negative integer below 2**63")
+        object.__setattr__(self, "symbols", symbols)
+        object.__setattr__(self, "start", start)
+
     @classmethod
-    def ending_yesterday(cls, symbols: Sequence[str], *, days: int = 1,
-                         **kwargs: int | bool) -> TickSpec:
+    def ending_yesterday(cls, symbols: Sequence[str] | str, *, days: int = 1,
+                         interval_ms: int = DEFAULT_INTERVAL_MS, seed: int = DEFAULT_SEED,
+                         sessions: bool = False) -> TickSpec:
         """``days`` ending yesterday (UTC): nothing past a retention policy, nothing ahead."""
         start = datetime.now(UTC).date() - timedelta(days=days)
-        return cls(tuple(symbols), start, days, **kwargs)  # type: ignore[arg-type]
+        names = symbols.split(",") if isinstance(symbols, str) else symbols
+        return cls(tuple(names), start, days, interval_ms, seed, sessions)
+
+    @property
+    def ticks_per_day(self) -> int:
+        """Ticks of one symbol in one UTC day (without session breaks)."""
+        return -(-DAY_MS // self.interval_ms)
 
 
 #: tick_data's columns, in the story's DDL order (the COPY and the quarantine use them)

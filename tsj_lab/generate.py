@@ -9,7 +9,6 @@ demo data.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import os
 import time as _time
@@ -22,7 +21,6 @@ from .db import connect, scalar
 from .domain import TickSpec
 from .errors import SchemaError
 from .parallel import check_workers, rows_bar, run_parallel
-from .domain import DEFAULT_SEED, DEFAULT_SYMBOLS
 from .prices import Part, plan
 
 log = logging.getLogger("tsj_lab")
@@ -33,27 +31,14 @@ def default_workers() -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
 
-def load(
-    url: str,
-    *,
-    symbols: Sequence[str] = DEFAULT_SYMBOLS,
-    start: dt.date | str,
-    days: int = 1,
-    interval_ms: int = 250,
-    seed: int = DEFAULT_SEED,
-    sessions: bool = False,
-    table: str = "tick_data",
-    workers: int | None = None,
-    progress: bool | None = None,
-) -> int:
-    """Generate and bulk-load ticks into ``table``; returns the rows loaded.
+def load(url: str, spec: TickSpec, *, table: str = "tick_data", workers: int | None = None,
+         progress: bool | None = None) -> int:
+    """Generate ``spec``'s ticks and bulk-load them into ``table``; returns the rows loaded.
 
     Parts are generated lazily, one per worker at a time, so memory stays bounded by
-    ``workers * PART_ROWS`` rows whatever ``days`` is.
+    ``workers * PART_ROWS`` rows whatever ``spec.days`` is.
     """
-    parts = plan(symbols, start=start, days=days, interval_ms=interval_ms, seed=seed,
-                 sessions=sessions)
-    return write_parts(url, parts, table=table, workers=workers, progress=progress)
+    return write_parts(url, plan(spec), table=table, workers=workers, progress=progress)
 
 
 def pending_parts(url: str, parts: Sequence[Part], *, table: str = "tick_data",
@@ -124,20 +109,13 @@ def ensure_data(target_url: str, spec: TickSpec, *, source_url: str | None = Non
     if holds_ticks(target_url) or (source_url is not None and holds_ticks(source_url)):
         return 0, 0
     schema.provision(target_url)
-    target_rows = load_spec(target_url, spec)
+    target_rows = load(target_url, spec, progress=False)
     schema.refresh_candles(target_url)
     source_rows = 0
     if source_url is not None:
         schema.create_source(source_url)
-        source_rows = load_spec(source_url, spec)
+        source_rows = load(source_url, spec, progress=False)
     return target_rows, source_rows
-
-
-def load_spec(url: str, spec: TickSpec, *, progress: bool | None = False) -> int:
-    """:func:`load` of a :class:`~tsj_lab.domain.TickSpec`."""
-    return load(url, symbols=spec.symbols, start=spec.start, days=spec.days,
-                interval_ms=spec.interval_ms, seed=spec.seed, sessions=spec.sessions,
-                progress=progress)
 
 
 def holds_ticks(url: str, table: str = "tick_data") -> bool:
@@ -146,26 +124,15 @@ def holds_ticks(url: str, table: str = "tick_data") -> bool:
         return schema.has_rows(conn, table)
 
 
-def ensure_source(
-    url: str,
-    *,
-    symbols: Sequence[str] = DEFAULT_SYMBOLS,
-    start: dt.date | str,
-    days: int = 1,
-    interval_ms: int = 250,
-    seed: int = DEFAULT_SEED,
-) -> int:
-    """A plain (source) tick_data holding ticks: created and loaded only when it is empty.
-
-    Returns the rows loaded, 0 when the table already had some (they are left alone).
-    """
-    plan(symbols, start=start, days=days, interval_ms=interval_ms, seed=seed)  # check first
+def ensure_source(url: str, spec: TickSpec) -> int:
+    """A plain (source) tick_data holding ``spec``'s ticks: created and loaded only when it
+    is empty. Returns the rows loaded, 0 when the table already had some (left alone)."""
+    parts = plan(spec)  # checked before anything is created
     if not table_exists(url):
         schema.create_source(url)
     if holds_ticks(url):
         return 0
-    return load(url, symbols=symbols, start=start, days=days, interval_ms=interval_ms,
-                seed=seed, progress=False)
+    return write_parts(url, parts, progress=False)
 
 
 def _copy_part(conn: Any, stmt: Any, part: Part | Encoded) -> int:

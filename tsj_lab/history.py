@@ -41,7 +41,7 @@ from . import migrate, queries, schema
 from .bench import (CANDLE_WIDTHS, TIMESCALE, Database, Dataset, explainer, point,
                     prepare, table_bytes, time_calls, time_interleaved, window_params)
 from .db import close_frames, connection, one, probe_url, read_frame, scalar
-from .domain import CANDLE_BY_NAME, CANDLES
+from .domain import CANDLES, CANDLE_BY_NAME, TickSpec
 from .replay import maybe_proxy
 from .stats import percentile
 from .workloads import window_fetch
@@ -544,8 +544,8 @@ def latency_by_size(target_url: str, source_url: str, *, steps: Sequence[int],
     out, done = [], 0
     try:
         for step in steps:
-            dbs, ds = prepare(target_url, source_url, symbols=symbols, start=start, days=step,
-                              interval_ms=interval_ms, seed=seed)
+            dbs, ds = prepare(target_url, source_url,
+                              TickSpec(tuple(symbols), start, days=step, interval_ms=interval_ms, seed=seed))
             if not done:  # chunks a killed run left compressed: every step starts uncompressed
                 _decompress(target_url, lo, lo + dt.timedelta(days=steps[-1]))
             rss = peak_rss_mb()

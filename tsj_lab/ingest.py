@@ -25,10 +25,10 @@ from . import queries
 from .config import Settings, redact
 from .copybin import Encoded, encode
 from .db import connect
+from .domain import DEFAULT_SYMBOLS, TickSpec
 from .embedded import from_settings
 from .errors import ConfigError, TsjError
 from .generate import default_workers, write_parts
-from .domain import DEFAULT_SEED, DEFAULT_SYMBOLS
 from .prices import Part, columns, frame, plan
 
 log = logging.getLogger("tsj_lab")
@@ -108,14 +108,14 @@ class IngestResult:
                 "streamed_speedup_vs_psql": round(self.ratio("streamed"), 2)}
 
 
+#: what the ingest benchmark loads unless told otherwise: a day of the four default symbols
+DEFAULT_SPEC = TickSpec(DEFAULT_SYMBOLS, dt.date(2024, 1, 2))
+
+
 def ingest_benchmark(
     url: str,
+    spec: TickSpec = DEFAULT_SPEC,
     *,
-    symbols: Sequence[str] = DEFAULT_SYMBOLS,
-    start: dt.date | str = "2024-01-02",
-    days: int = 1,
-    interval_ms: int = 250,
-    seed: int = DEFAULT_SEED,
     workers: int | None = None,
     psql: str | None = None,
     settings: Settings | None = None,
@@ -130,7 +130,7 @@ def ingest_benchmark(
     """
     if repeats < 1:
         raise ValueError(f"repeats={repeats} is out of range; use 1 or more")
-    parts = plan(symbols, start=start, days=days, interval_ms=interval_ms, seed=seed)
+    parts = plan(spec)
     workers = default_workers() if workers is None else workers
     psql = psql or _psql_binary(settings or Settings.load())
     with tempfile.TemporaryDirectory(prefix="tsj-ingest-") as tmp:

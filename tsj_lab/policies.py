@@ -34,8 +34,7 @@ from psycopg import sql
 
 from . import generate, queries, schema
 from .db import connection, one, probe_url, scalar
-from .domain import FAIL, OK, UNSUPPORTED
-
+from .domain import FAIL, OK, UNSUPPORTED, TickSpec
 
 log = logging.getLogger("tsj_lab")
 
@@ -87,8 +86,9 @@ def _prove_in(url: str, *, days: int, symbols: tuple[str, ...], interval_ms: int
     # history ends a day ago; the back-fill materializes it and stops 2 hours ago, so
     # each refresh job finds the recent ticks (the last 50 minutes) in its own window
     today = datetime.now(UTC).date()
-    generate.load(url, symbols=list(symbols), start=today - timedelta(days=days + 1),
-                  days=days, interval_ms=interval_ms, seed=seed, workers=1, progress=False)
+    generate.load(url,
+                  TickSpec(tuple(symbols), today - timedelta(days=days + 1), days=days,
+                           interval_ms=interval_ms, seed=seed), workers=1, progress=False)
     hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     schema.refresh_candles(url, end=hour - timedelta(hours=2))
     with connection(url, autocommit=True) as conn:

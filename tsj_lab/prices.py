@@ -17,7 +17,6 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 import zlib
-from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import lru_cache
@@ -25,9 +24,8 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
-from .domain import DEFAULT_SEED, DEFAULT_SYMBOLS, TICK_COLUMNS
+from .domain import DAY_MS, TICK_COLUMNS, TickSpec
 
-DAY_MS = 86_400_000
 #: most rows one part (one COPY, one transaction, one worker's memory) holds
 PART_ROWS = 200_000
 #: the first day of the price skeleton: dates before it are refused
@@ -99,54 +97,18 @@ class Part:
         return int(_in_session(time_us, spec_for(self.symbol).session).sum())
 
 
-def plan(
-    symbols: Sequence[str] = DEFAULT_SYMBOLS,
-    *,
-    start: dt.date | str,
-    days: int = 1,
-    interval_ms: int = 250,
-    seed: int = DEFAULT_SEED,
-    sessions: bool = False,
-) -> list[Part]:
-    """The parts that make up a run, in (day, symbol, part) order; checks every argument."""
-    symbols, start = _check(symbols, start, days, interval_ms, seed)
-    per_day = -(-DAY_MS // interval_ms)
+def plan(spec: TickSpec) -> list[Part]:
+    """The parts that make up ``spec``, in (day, symbol, part) order."""
+    if spec.start < EPOCH:
+        raise ValueError(f"start {spec.start} is before {EPOCH}; use a later date")
+    per_day = spec.ticks_per_day
     parts = -(-per_day // PART_ROWS)
     size = -(-per_day // parts)
     return [
-        Part(sym, start + dt.timedelta(days=d), p, parts, p * size, min(per_day, (p + 1) * size),
-             interval_ms, seed, sessions)
-        for d in range(days) for sym in symbols for p in range(parts)
+        Part(sym, spec.start + dt.timedelta(days=d), p, parts, p * size,
+             min(per_day, (p + 1) * size), spec.interval_ms, spec.seed, spec.sessions)
+        for d in range(spec.days) for sym in spec.symbols for p in range(parts)
     ]
-
-
-def _check(symbols: Sequence[str], start: dt.date | str, days: int, interval_ms: int,
-           seed: int) -> tuple[list[str], dt.date]:
-    if isinstance(symbols, str):
-        symbols = symbols.split(",")
-    symbols = [s.strip() for s in symbols]
-    if not symbols or any(not s or len(s) > 32 for s in symbols):
-        raise ValueError(f"symbols {symbols!r} must be 1-32 characters each, e.g. ES,NQ")
-    if len(set(symbols)) != len(symbols):
-        raise ValueError(f"symbols {symbols!r} repeat; name each symbol once")
-    if isinstance(start, str):
-        try:
-            start = dt.date.fromisoformat(start)
-        except ValueError:
-            raise ValueError(f"start {start!r} is not a date; use YYYY-MM-DD") from None
-    if isinstance(start, dt.datetime):
-        start = start.date()
-    if start < EPOCH:
-        raise ValueError(f"start {start} is before {EPOCH}; use a later date")
-    if not 1 <= days <= 3660:
-        raise ValueError(f"days={days} is out of range; use 1-3660")
-    if start > dt.date(9998, 1, 1) - dt.timedelta(days=days):
-        raise ValueError(f"start {start} plus {days} days passes the year 9997; use an earlier start")
-    if not 1 <= interval_ms <= DAY_MS:
-        raise ValueError(f"interval_ms={interval_ms} is out of range; use 1-{DAY_MS}")
-    if not 0 <= seed < 2**63:
-        raise ValueError(f"seed={seed} must be a non-negative integer below 2**63")
-    return list(symbols), start
 
 
 # -- the price model ------------------------------------------------------------------------
@@ -316,17 +278,7 @@ def _uuid_text(raw: np.ndarray) -> str:
     return str(uuid.UUID(bytes=raw.tobytes()))
 
 
-def ticks(
-    symbols: Sequence[str] = DEFAULT_SYMBOLS,
-    *,
-    start: dt.date | str,
-    days: int = 1,
-    interval_ms: int = 250,
-    seed: int = DEFAULT_SEED,
-    sessions: bool = False,
-) -> pd.DataFrame:
-    """All ticks of a (small) run as one DataFrame; use :func:`load` for big ones."""
-    parts = plan(symbols, start=start, days=days, interval_ms=interval_ms, seed=seed,
-                 sessions=sessions)
-    frames = [frame(columns(p)) for p in parts]
+def ticks(spec: TickSpec) -> pd.DataFrame:
+    """All ticks of a (small) ``spec`` as one DataFrame; use :func:`generate.load` for big ones."""
+    frames = [frame(columns(p)) for p in plan(spec)]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(TICK_COLUMNS))

@@ -27,6 +27,7 @@ from .bench import (BATCH_SIZES, CANDLE_WIDTHS, PLAIN, WINDOW_TARGETS_MS, WINDOW
                     Dataset, _check_counts, explainer, point, prepare, table_bytes, time_interleaved,
                     window_params)
 from .db import connection, engine, read_frame
+from .domain import TickSpec
 
 log = logging.getLogger("tsj_lab")
 
@@ -238,8 +239,8 @@ def latency_by_size(target_url: str, source_url: str, *, steps: Sequence[int],
         raise ValueError(f"size steps {list(steps)} must be growing day counts >= 1")
     out = []
     for step in steps:
-        dbs, ds = prepare(target_url, source_url, symbols=symbols, start=start, days=step,
-                          interval_ms=interval_ms, seed=seed)
+        dbs, ds = prepare(target_url, source_url,
+                          TickSpec(tuple(symbols), start, days=step, interval_ms=interval_ms, seed=seed))
         got = window_fetch(dbs, ds, windows=windows, samples=samples, warmup=warmup, seed=seed)
         sizes = {db.label: table_bytes(db) for db in dbs}
         out.append(got.assign(workload="window_by_size", days=step,

@@ -6,6 +6,7 @@ import argparse
 import datetime as dt
 
 from ..config import progress_enabled
+from ..domain import TickSpec
 from . import add_target, command, print_table, settings, source_url, target_url
 
 
@@ -38,10 +39,10 @@ def _bench(args: argparse.Namespace) -> int:
     # Generate up front, with progress bars in the terminal, rather than inside the report;
     # with size steps only the first, so that the notebook measures the table as it grows.
     days = min(params["size_steps"]) if params["size_steps"] else params["days"]
-    _, ds = bench.prepare(target, source, symbols=params["symbols"],
-                          start=dt.date.fromisoformat(params["start"]), days=days,
-                          interval_ms=params["interval_ms"], seed=params["seed"],
-                          generate=not args.no_generate, replace=args.replace)
+    spec = TickSpec(tuple(params["symbols"]), dt.date.fromisoformat(params["start"]), days,
+                    params["interval_ms"], params["seed"])
+    _, ds = bench.prepare(target, source, spec, generate=not args.no_generate,
+                          replace=args.replace)
     print(f"data set: {ds.ticks_per_symbol:,} ticks x {len(ds.symbols)} symbols "
           f"({', '.join(ds.symbols)}) in each database")
     # URLs reach the kernel in its environment (reports.run), never as parameters

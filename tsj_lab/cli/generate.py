@@ -7,7 +7,7 @@ import datetime as dt
 import time
 
 from ..config import progress_enabled
-from ..domain import DEFAULT_SEED, DEFAULT_SYMBOLS
+from ..domain import DEFAULT_SEED, DEFAULT_SYMBOLS, TickSpec
 from . import add_target, command, settings, source_url, target_url
 
 
@@ -48,8 +48,8 @@ def _generate(args: argparse.Namespace) -> int:
     from .. import generate, prices, schema  # (see cli/__init__.py)
 
     start = args.start or (dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1))
-    parts = prices.plan(args.symbols.split(","), start=start, days=args.days,
-                        interval_ms=args.interval_ms, seed=args.seed, sessions=args.sessions)
+    parts = prices.plan(TickSpec(args.symbols, start, args.days, args.interval_ms, args.seed,
+                                 args.sessions))
     into = _into(args)
     if into == "source":
         url = source_url(args)
