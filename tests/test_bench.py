@@ -200,3 +200,12 @@ def test_cli_refuses_an_unknown_parameter_before_connecting(capsys) -> None:
     err = capsys.readouterr().err.strip()
     assert code == 1 and "has no parameter 'sampels'" in err
     assert "secret" not in err and len(err.splitlines()) == 1
+
+
+def test_prepare_takes_a_spacing_that_does_not_divide_the_day(make_db) -> None:
+    """86,400,000 ms / 70,000 ms: the generator writes 1,235 ticks (the last one 20 s before
+    midnight); the bench once expected 1,234 and refused its own data."""
+    spec = TickSpec(["ES"], START, interval_ms=70_000, seed=3)
+    dbs, ds = bench.prepare(make_db(timescale=True), make_db(timescale=False), spec)
+    assert ds.ticks_per_symbol == spec.ticks_per_day == 1235
+    assert bench.symbol_counts(dbs[1].url, start=ds.start, end=ds.end) == {"ES": 1235}

@@ -41,7 +41,7 @@ from . import migrate, queries, schema
 from .bench import (CANDLE_WIDTHS, TIMESCALE, Database, Dataset, explainer, point,
                     prepare, table_bytes, time_calls, time_interleaved, window_params)
 from .db import close_frames, connection, one, probe_url, read_frame, scalar
-from .domain import CANDLES, CANDLE_BY_NAME, TickSpec
+from .domain import CANDLE_BY_NAME, CANDLES, DAY_MS, TickSpec
 from .replay import maybe_proxy
 from .stats import percentile
 from .workloads import window_fetch
@@ -102,7 +102,7 @@ def first_day(dataset: Dataset, *, max_symbols: int = 2) -> Dataset:
         raise ValueError(f"max_symbols={max_symbols} must be at least 1")
     end = min(dataset.end, dataset.start + dt.timedelta(days=1))
     return Dataset(dataset.symbols[:max_symbols], dataset.start, end, dataset.ticks_per_symbol
-                   if dataset.days <= 1 else round(86_400_000 / dataset.interval_ms),
+                   if dataset.days <= 1 else round(DAY_MS / dataset.interval_ms),
                    dataset.interval_ms)
 
 
@@ -278,7 +278,7 @@ def disk_plan(copies: Copies, *, interval_ms: int = STORY_INTERVAL_MS,
     """
     comp = compression_table(copies).set_index("copy")
     hot, cold = comp.at["hot", "bytes_per_tick_before"], comp.at["cold", "bytes_per_tick_after"]
-    per_day = 86_400_000 / interval_ms
+    per_day = DAY_MS / interval_ms
     gb = 1e9
     rows = [
         {"what": "bytes per tick, uncompressed (story DDL, indexes included)", "value": hot},
