@@ -33,16 +33,19 @@ browser:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "make: chromium missing; run 'sudo apt-get install chromium'" >&2; exit 1; fi; }
 
-## test: lint and types, then the whole suite (unit, integration on the embedded server,
-## nbval over notebooks/)
-TEST_WORKERS ?= 2
-test: setup browser lint
-	TSJ_NO_PROGRESS=1 $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile tests notebooks
+## test: lint and types beside the whole suite (unit, integration on the embedded server,
+## nbval over notebooks/), on TEST_WORKERS pytest workers with a server instance each; the
+## suite waits on servers, kernels and proxies as much as it computes, so 4 on 2 cores
+TEST_WORKERS ?= 4
+test: setup browser
+	@($(LINT)) > .lint.log 2>&1 & lint=$$!; \
+	TSJ_NO_PROGRESS=1 $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile tests notebooks; \
+	rc=$$?; wait $$lint || rc=1; cat .lint.log; rm -f .lint.log; exit $$rc
 
 ## lint: ruff and mypy, configured in pyproject.toml (part of make test, so of CI)
+LINT = $(BIN)/ruff check tsj_lab tests conftest.py && $(BIN)/mypy
 lint: $(STAMP)
-	$(BIN)/ruff check tsj_lab tests conftest.py
-	$(BIN)/mypy
+	$(LINT)
 
 ## bench: the main job: server, default data, provisioning, benchmark report in reports/
 ## (BENCH_ARGS="--quick", "--replace", "-p samples 50"... are passed to tsj bench)
