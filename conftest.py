@@ -32,7 +32,7 @@ _SERVER: Embedded | None = None
 _APACHE: Embedded | None = None
 _POOLER: PgBouncer | None = None
 # TSJ_TEST_INSTANCE lets two test runs on one machine use separate servers; under
-# pytest-xdist (make test runs two workers) each worker has its own ('test-gw0', ...).
+# pytest-xdist (make test runs four workers) each worker has its own ('test-gw0', ...).
 _WORKER = os.environ.get("PYTEST_XDIST_WORKER")
 _INSTANCE = os.environ.get("TSJ_TEST_INSTANCE", "test").lower() + (f"-{_WORKER}" if _WORKER else "")
 # the build's source archive and the apt mirror as a user configured them (not the
