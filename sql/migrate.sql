@@ -234,19 +234,10 @@ LIMIT %(limit)s;
 SELECT pg_postmaster_start_time()::text, current_database()::text,
        to_regclass('tick_data')::oid::bigint;
 
--- name: target_policies
--- What the target's own policies say about history (no row without timescaledb's jobs, e.g.
--- plain PostgreSQL or the apache edition): the retention policy's drop_after (days whose
--- chunk ends by now() - drop_after are what its job drops) and the compression policy's
--- compress_after, each NULL when that policy is absent.
-SELECT max((j.config ->> 'drop_after')::interval)
-         FILTER (WHERE j.proc_name = 'policy_retention') AS drop_after,
-       max((j.config ->> 'compress_after')::interval)
-         FILTER (WHERE j.proc_name = 'policy_compression') AS compress_after,
-       now() AS now
-FROM timescaledb_information.jobs j
-WHERE j.hypertable_schema = current_schema() AND j.hypertable_name = 'tick_data'
-  AND j.proc_name IN ('policy_retention', 'policy_compression');
+-- name: server_now
+-- The target's clock: days whose chunk ends by now() - drop_after are what its retention
+-- job drops (the policies themselves are read by tsj_lab.layout, as provisioning does).
+SELECT now();
 
 -- name: target_settings
 -- Which of the settings a batch may tune this server knows (older TimescaleDB lacks

@@ -138,7 +138,8 @@ def test_story_physics_flags_what_a_round_trip_forbids() -> None:
 
 def test_story_table_measured_direct_and_through_the_proxy(pair) -> None:
     dbs, ds = pair
-    points = story.measure(dbs[1], ds, rtt_ms=30, samples=2, warmup=0)
+    points = story.measure(dbs[1], ds, rtt_ms=30, samples=5, warmup=1)  # medians of 5: a busy
+    # machine (four test workers on 2 cores) once put one direct median past a proxied one
     tab = story.table(points, rtt_ms=30)
     assert tab["row"].tolist() == [s.row for s in story.STORY_RESULTS]
     ms = tab[tab["unit"] == "ms"]

@@ -38,7 +38,7 @@ from typing import Any
 import pandas as pd
 import psycopg
 
-from . import queries, schema
+from . import layout, queries, schema
 from .db import connect, one, pooling, probe, scalar
 from .errors import MigrationError, SchemaError
 from .parallel import rows_bar, run_parallel
@@ -247,9 +247,9 @@ def facts_of(conn: psycopg.Connection[Any]) -> TargetFacts:
     if caps.timescaledb_version is None:
         return TargetFacts()
     names = {r[0] for r in conn.execute(queries.text("migrate.target_settings"))}
-    row = conn.execute(queries.text("migrate.target_policies")).fetchone()
-    drop_after, compress_after, now = row if row else (None, None, None)
-    return TargetFacts(now, drop_after, compress_after,
+    lay = layout.read(conn, license=caps.license)  # the policies, as provisioning reads them
+    now = scalar(conn, queries.text("migrate.server_now"))
+    return TargetFacts(now, lay.drop_after, lay.compress_after,
                        direct_compress=(caps.license == "timescale" and
                                         "timescaledb.enable_direct_compress_copy" in names),
                        decompress_limit=("timescaledb.max_tuples_decompressed_per_dml_transaction"
