@@ -71,12 +71,12 @@ FROM pg_proc p
 JOIN pg_extension e ON e.extname = 'timescaledb' AND p.pronamespace = e.extnamespace
 WHERE p.proname IN ('add_columnstore_policy', 'add_compression_policy');
 
--- name: relation_kind
--- Whether relation %(name)s is visible (a name as to_regclass reads it: the first on
--- search_path, or schema-qualified; NULL rather than an error when there is none) and what
--- it is: r table, p partitioned table, v view (a continuous aggregate shows as one),
--- m materialized view. The one "does this table exist" of the package (schema.relation_kind).
-SELECT c.relkind::text FROM pg_class c WHERE c.oid = to_regclass(%(name)s);
+-- name: has_table
+-- Whether relation %(name)s (table, view, continuous aggregate, materialized view) is
+-- visible, as to_regclass reads a name: the first on search_path, or schema-qualified;
+-- false rather than an error when there is none. The package's one "does this table
+-- exist" (schema.has_table).
+SELECT to_regclass(%(name)s) IS NOT NULL;
 
 -- name: has_rows
 -- Whether {table} holds any row (stops at the first, cheap on any size).

@@ -774,16 +774,14 @@ def has_table(conn: psycopg.Connection[Any], name: str) -> bool:
     """Whether relation ``name`` (a table, view, continuous aggregate or materialized view)
     is visible: the first on the search path, or schema-qualified. Every "does table X
     exist" in the package asks this."""
-    return conn.execute(queries.text("schema_catalog.relation_kind"), {"name": name}).fetchone() \
-        is not None
+    return bool(scalar(conn, queries.text("schema_catalog.has_table"), {"name": name}))
 
 
 def has_rows(conn: psycopg.Connection[Any], table: str) -> bool:
     """Whether ``table`` exists and holds at least one row (stops at the first)."""
     if not has_table(conn, table):
         return False
-    row = conn.execute(queries.compose("schema_catalog.has_rows", table=table)).fetchone()
-    return bool(row and row[0])
+    return bool(scalar(conn, queries.compose("schema_catalog.has_rows", table=table)))
 
 
 # -- layout -----------------------------------------------------------------------------
