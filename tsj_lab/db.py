@@ -10,11 +10,11 @@ import atexit
 import logging
 import threading
 import uuid
-from urllib.parse import urlsplit
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
@@ -29,7 +29,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("tsj_lab")
 
-Query = str | psycopg.sql.SQL | psycopg.sql.Composed
+#: a statement db.one/scalar run: SQL text or a composed block (queries.compose)
+Statement = str | psycopg.sql.SQL | psycopg.sql.Composed
 Params = Mapping[str, Any] | Sequence[Any] | None
 
 
@@ -216,7 +217,7 @@ def url_of(conn: psycopg.Connection[Any]) -> str:
     return f"postgresql://{info.user}@{host}:{info.port}/{info.dbname}"
 
 
-def one(conn: psycopg.Connection[Any], query: Query, params: Params = None,
+def one(conn: psycopg.Connection[Any], query: Statement, params: Params = None,
         **kwargs: Any) -> tuple[Any, ...]:
     """The row a single-row ``query`` returns (an aggregate, a catalog lookup)."""
     row = conn.execute(query, params, **kwargs).fetchone()
@@ -225,13 +226,13 @@ def one(conn: psycopg.Connection[Any], query: Query, params: Params = None,
     return tuple(row)
 
 
-def scalar(conn: psycopg.Connection[Any], query: Query, params: Params = None,
+def scalar(conn: psycopg.Connection[Any], query: Statement, params: Params = None,
            **kwargs: Any) -> Any:
     """The first value of the row a single-row ``query`` returns."""
     return one(conn, query, params, **kwargs)[0]
 
 
-def _first_line(query: Query) -> str:
+def _first_line(query: Statement) -> str:
     text = query if isinstance(query, str) else query.as_string(None)
     code = [s for s in text.splitlines() if s.strip() and not s.lstrip().startswith("--")]
     return code[0].strip()[:80] if code else "(empty)"
