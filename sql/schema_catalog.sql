@@ -78,6 +78,14 @@ WHERE p.proname IN ('add_columnstore_policy', 'add_compression_policy');
 -- exist" (schema.has_table).
 SELECT to_regclass(%(name)s) IS NOT NULL;
 
+-- name: row_security
+-- Whether row-level security filters relation %(name)s for this session's role (RLS on,
+-- and the role neither a superuser, BYPASSRLS, nor the owner of a table without FORCE),
+-- and the role's name. A read through a filter returns some rows without an error, so a
+-- copy or a digest that trusts it is silently partial: pg_dump's row_security = off
+-- exists for this. NULL for a relation that does not exist.
+SELECT row_security_active(to_regclass(%(name)s)), current_user::text;
+
 -- name: has_rows
 -- Whether {table} holds any row (stops at the first, cheap on any size).
 SELECT EXISTS (SELECT 1 FROM {table});

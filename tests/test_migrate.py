@@ -13,6 +13,8 @@ from collections.abc import Callable
 import psycopg
 import pytest
 
+from roles import drop_role, role_url
+
 from tsj_lab import checks, generate, migrate, migrate_paths, plots, schema
 from tsj_lab.cli import main
 from tsj_lab.domain import TickSpec
@@ -415,3 +417,54 @@ def test_100_days_survive_sigkill_and_compression_and_verify(make_db) -> None:
     assert not failed, failed
     rec = [r for r in results if r.check == "reconcile"]
     assert rec[0].status == "ok" and "skipped 10 source symbol-day(s)" in rec[0].detail
+
+
+def test_a_role_that_row_level_security_filters_is_refused_before_copying(
+        make_db, server, capsys) -> None:
+    """Supabase's RLS: a role that sees one symbol of two would copy a part and verify it
+    against the same filtered view; tsj refuses before copying anything, in one line."""
+    src, tgt = _pair(make_db)
+    role, password, as_role = role_url(src, server)
+    _exec(src, f'GRANT SELECT ON tick_data TO "{role}"',
+          "ALTER TABLE tick_data ENABLE ROW LEVEL SECURITY",
+          f"""CREATE POLICY only_es ON tick_data FOR SELECT TO "{role}" USING (symbol = 'ES')""")
+    try:
+        # the filter is real: this role sees half of the rows, without an error
+        assert _one(as_role, "SELECT count(DISTINCT symbol) FROM tick_data") == 1
+        with pytest.raises(SchemaError, match=r"row-level security filters table 'tick_data' "
+                                              rf"on the source for role '{role}'.*BYPASSRLS"):
+            migrate.run(as_role, tgt, include_expired=True)
+        assert _one(tgt, "SELECT count(*) FROM tick_data") == 0  # nothing copied
+        assert main(["migrate", "--source", as_role, "--target", tgt, "--include-expired"]) == 1
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("tsj: error:") and "\n" not in err and "row-level security" in err
+        assert password not in err and "Traceback" not in err
+        with pytest.raises(SchemaError, match="row-level security filters table 'tick_data' "
+                                              "on the source"):
+            checks.run(tgt, source_url=as_role)
+        # the fix the message names works: BYPASSRLS reads (and copies) every row
+        _exec(server.url("postgres"), f'ALTER ROLE "{role}" BYPASSRLS')
+        res = migrate.run(as_role, tgt, include_expired=True)
+        assert res.ok and res.copied_rows == _one(src, "SELECT count(*) FROM tick_data")
+    finally:
+        drop_role(server, role, src)
+
+
+def test_a_filtered_plain_target_is_refused_too(make_db, server) -> None:
+    """TimescaleDB refuses RLS on a hypertable with columnstore, but a plain tick_data (the
+    copy back of a rollback) can be filtered: the same guard reads it."""
+    tgt = make_db(timescale=False)
+    schema.create_source(tgt)
+    role, _password, as_role = role_url(tgt, server)
+    _exec(tgt, f'GRANT ALL ON tick_data TO "{role}"',
+          "ALTER TABLE tick_data ENABLE ROW LEVEL SECURITY",
+          f"""CREATE POLICY only_es ON tick_data TO "{role}" USING (symbol = 'ES')""")
+    try:
+        with psycopg.connect(as_role, autocommit=True) as conn:
+            with pytest.raises(SchemaError, match="row-level security filters table 'tick_data' "
+                                                  "on the target"):
+                schema.require_unfiltered(conn, "tick_data", side="target")
+        with psycopg.connect(tgt, autocommit=True) as conn:  # the owner reads every row
+            schema.require_unfiltered(conn, "tick_data", side="target")
+    finally:
+        drop_role(server, role, tgt)

@@ -17,6 +17,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from roles import drop_role, role_url
+
 from tsj_lab import generate, queries, schema
 from tsj_lab.cli import main
 from tsj_lab.config import with_params
@@ -221,24 +223,6 @@ def test_provision_creates_the_extension_the_server_offers(make_db: Callable[...
     assert result.steps[0].query == "schema.create_extension" and len(result.steps) == 15
     assert result.edition == "timescaledb-timescale"
     assert [r.status for r in schema.validate(url, pool_size=2)] == ["ok"] * 6
-
-
-def role_url(url: str, server, *, options: str = "") -> tuple[str, str, str]:
-    """A new login role on ``server`` and its URL to ``url``'s database."""
-    role, password = f"r_{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
-    with psycopg.connect(server.url("postgres"), autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {} " + options).format(
-            sql.Identifier(role), sql.Literal(password)))
-    parts = urlsplit(url)
-    return role, password, f"postgresql://{role}:{password}@127.0.0.1:{parts.port}{parts.path}"
-
-
-def drop_role(server, role: str, *urls: str) -> None:
-    for url in urls:
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
-    with psycopg.connect(server.url("postgres"), autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
 
 
 def test_a_role_that_may_not_create_the_extension_is_told_how(make_db: Callable[..., str],

@@ -201,6 +201,7 @@ def run(
             raise schema.missing_extension_error(target_url, caps)
         if not schema.has_table(conn, opts.table):
             raise SchemaError(f"table '{opts.table}' not found on the target; run 'tsj provision'")
+        schema.require_unfiltered(conn, opts.table, side="target")
         conn.execute(queries.text("checks.session"))
         ctx = _Run(conn, opts, caps.license, source_url)
         _run_steps(ctx, progress=progress, timings=timings)
@@ -552,6 +553,7 @@ def check_reconcile(ctx: _Run) -> None:
                     detail=f"table '{ctx.opts.table}' not found on the source; migrate first "
                            "or pass the right --source")
             return
+        schema.require_unfiltered(src, ctx.opts.table, side="source")
         # The two digests are independent full scans on two servers (or two databases):
         # run them at the same time.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tsj-digest") as ex:

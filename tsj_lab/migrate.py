@@ -314,8 +314,10 @@ def _key(*parts: object) -> str:
 
 
 def _require(conn: psycopg.Connection[Any], table: str, side: str, fix: str) -> None:
+    """``table`` exists on ``side`` and this role reads all of its rows."""
     if not schema.has_table(conn, table):
         raise SchemaError(f"table '{table}' not found on the {side}; {fix}")
+    schema.require_unfiltered(conn, table, side=side)
 
 
 # -- copying --------------------------------------------------------------------------------
@@ -671,6 +673,7 @@ def digest(url: str, *, table: str = "tick_data", window: Window = Window()) -> 
     with connect(url, autocommit=True) as conn:
         if not schema.has_table(conn, table):
             return pd.DataFrame(columns=_DIGEST)
+        schema.require_unfiltered(conn, table, side=f"database '{conn.info.dbname}'")
         rows = conn.execute(queries.compose("digest.day", table=table), window.params()).fetchall()
     return pd.DataFrame(rows, columns=_DIGEST)
 

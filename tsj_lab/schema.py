@@ -777,6 +777,22 @@ def has_table(conn: psycopg.Connection[Any], name: str) -> bool:
     return bool(scalar(conn, queries.text("schema_catalog.has_table"), {"name": name}))
 
 
+def require_unfiltered(conn: psycopg.Connection[Any], table: str, *, side: str) -> None:
+    """SchemaError when row-level security filters ``table`` for this connection's role.
+
+    Supabase enables RLS on its tables; a role it filters reads a subset of the rows
+    without an error, so a copy and the verification reading through the same filter
+    would agree on a partial result. Every phase that reads ``tick_data`` whole (the
+    migration on both sides, reconciliation) asks this before its first read.
+    """
+    active, role = one(conn, queries.text("schema_catalog.row_security"), {"name": table})
+    if active:
+        raise SchemaError(
+            f"row-level security filters table '{table}' on the {side} for role '{role}', so "
+            "a read would silently miss rows; connect as a role with BYPASSRLS, as the "
+            "table's owner, or as Supabase's 'postgres' role")
+
+
 def has_rows(conn: psycopg.Connection[Any], table: str) -> bool:
     """Whether ``table`` exists and holds at least one row (stops at the first)."""
     if not has_table(conn, table):

@@ -1,0 +1,27 @@
+"""Login roles for tests of what a restricted role (a Supabase migration role) meets."""
+
+from __future__ import annotations
+
+import uuid
+from urllib.parse import urlsplit
+
+import psycopg
+from psycopg import sql
+
+
+def role_url(url: str, server, *, options: str = "") -> tuple[str, str, str]:
+    """A new login role on ``server`` and its URL to ``url``'s database."""
+    role, password = f"r_{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    with psycopg.connect(server.url("postgres"), autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {} " + options).format(
+            sql.Identifier(role), sql.Literal(password)))
+    parts = urlsplit(url)
+    return role, password, f"postgresql://{role}:{password}@127.0.0.1:{parts.port}{parts.path}"
+
+
+def drop_role(server, role: str, *urls: str) -> None:
+    for url in urls:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+    with psycopg.connect(server.url("postgres"), autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
