@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]'
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
-	$(BIN)/python -m tsj_lab.ipython install >/dev/null
+	$(BIN)/python -m tsj_lab.lab.ipython install >/dev/null
 	@# notebooks run in place (make lab) keep their outputs out of commits: git's clean
 	@# filter (cell ids kept, so a commit changes only what was edited)
 	@! git rev-parse --git-dir >/dev/null 2>&1 || { $(BIN)/nbstripout --install && \

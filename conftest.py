@@ -25,8 +25,8 @@ import pytest
 from psycopg import sql
 
 from tsj_lab.config import PROJECT_DIR, Settings, with_database
-from tsj_lab.embedded import SOURCE_DB, TARGET_DB, Embedded, default_home
-from tsj_lab.pooler import PgBouncer
+from tsj_lab.server.embedded import SOURCE_DB, TARGET_DB, Embedded, default_home
+from tsj_lab.server.pooler import PgBouncer
 
 _SERVER: Embedded | None = None
 _APACHE: Embedded | None = None

@@ -7,8 +7,8 @@ import psycopg
 import pytest
 from sqlalchemy import text
 
-from tsj_lab import adhoc
-from tsj_lab.embedded import Embedded
+from tsj_lab.lab import adhoc
+from tsj_lab.server.embedded import Embedded
 from tsj_lab.errors import QueryError
 
 

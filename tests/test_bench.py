@@ -14,7 +14,8 @@ import pandas as pd
 import psycopg
 import pytest
 
-from tsj_lab import bench, db, queries, stats
+from tsj_lab import bench, db, stats
+from tsj_lab import queries
 from tsj_lab.domain import TickSpec
 
 START = dt.date(2026, 1, 18)
@@ -128,7 +129,7 @@ def test_server_times_are_positive(pair) -> None:
 
 
 def test_record_hands_every_row_to_reports(monkeypatch) -> None:
-    from tsj_lab import recording
+    from tsj_lab.lab import recording
 
     got: list[tuple] = []
     monkeypatch.setattr(recording, "record_result", lambda w, p, **kw: got.append((w, p, kw)))
@@ -144,7 +145,7 @@ def test_record_hands_every_row_to_reports(monkeypatch) -> None:
 
 
 def test_cli_parameters_are_the_notebooks() -> None:
-    from tsj_lab import reports
+    from tsj_lab.lab import reports
 
     declared = reports.notebook_parameters(reports.notebook_path("04_benchmark"))
     for large in (False, True):

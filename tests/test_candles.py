@@ -17,9 +17,11 @@ import psycopg
 import pytest
 from browser import rendered_dom
 
-from tsj_lab import candles, generate, reports, schema
+from tsj_lab.lab import candles, reports
+from tsj_lab.data import generate
+from tsj_lab.provision import schema
 from tsj_lab.config import with_database
-from tsj_lab.embedded import TARGET_DB, Embedded
+from tsj_lab.server.embedded import TARGET_DB, Embedded
 from tsj_lab.errors import SchemaError
 
 DAY = datetime(2024, 1, 2, tzinfo=UTC)

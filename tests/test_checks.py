@@ -17,12 +17,15 @@ from typing import Any
 import psycopg
 import pytest
 
-from tsj_lab import checks, generate, queries, schema
+from tsj_lab import checks
+from tsj_lab.data import generate
+from tsj_lab import queries
+from tsj_lab.provision import schema
 from tsj_lab.checks import CheckResult
 from tsj_lab.cli import main
 from tsj_lab.config import with_database
 from tsj_lab.domain import TickSpec
-from tsj_lab.embedded import TARGET_DB, Embedded
+from tsj_lab.server.embedded import TARGET_DB, Embedded
 
 SYMBOLS = ["ES", "BTCUSD"]  # CME hours (daily halt, weekend) and 24x7
 DAYS = 3
@@ -607,7 +610,7 @@ def test_candle_check_reads_the_real_time_tail_and_the_materialized_part(
 def test_a_job_whose_last_run_failed_fails_the_layout(copy: Callable[[int], str],
                                                       capsys: pytest.CaptureFixture[str]
                                                       ) -> None:
-    from tsj_lab import policies
+    from tsj_lab.checks import policies
 
     url = copy(0)
     _sql(url, "CREATE TABLE tsj_fail_switch (fail boolean)",
@@ -638,7 +641,7 @@ def test_a_failed_scheduler_run_is_read_from_job_stats_and_job_errors(
     """What TimescaleDB's scheduler records of a failed run (the embedded server runs no
     scheduler, so the test writes its two rows): the check fails with the job's error;
     a newer successful run (tsj's CALL run_job) clears it."""
-    from tsj_lab import policies
+    from tsj_lab.checks import policies
 
     url = copy(0)
     ((job,),) = _rows(url, "SELECT job_id FROM timescaledb_information.jobs "

@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 
-from tsj_lab import bench, reports
+from tsj_lab import bench
+from tsj_lab.lab import reports
 from tsj_lab.cli import main
-from tsj_lab.embedded import Embedded
+from tsj_lab.server.embedded import Embedded
 
 TSJ = [sys.executable, "-m", "tsj_lab.cli"]
 
@@ -102,7 +103,7 @@ def test_the_parser_imports_no_phase_module() -> None:
     """Every `tsj` run builds the parser: it must not import pandas & co (cli/__init__.py)."""
     code = ("import sys; from tsj_lab.cli import build_parser; build_parser(); "
             "print(sorted(m for m in ('pandas', 'numpy', 'pyarrow', 'plotly', 'tsj_lab.migrate', "
-            "'tsj_lab.generate', 'tsj_lab.schema') if m in sys.modules))")
+            "'tsj_lab.data.generate', 'tsj_lab.provision.schema') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 

@@ -67,7 +67,7 @@ def test_key_value_urls_connect(server: object, target_url: str) -> None:
     """The converted URL reaches the same server as psycopg's own reading of the conninfo."""
     from psycopg.conninfo import conninfo_to_dict
 
-    from tsj_lab.connections import resolve_url
+    from tsj_lab.db.connections import resolve_url
     from tsj_lab.db import probe_url
 
     kv = " ".join(f"{k}={v}" for k, v in conninfo_to_dict(target_url).items())

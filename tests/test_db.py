@@ -8,9 +8,10 @@ from concurrent.futures import ThreadPoolExecutor
 import pandas as pd
 import pytest
 
-from tsj_lab import connections, db
+from tsj_lab.db import connections
+from tsj_lab import db
 from tsj_lab.config import Settings, with_database
-from tsj_lab.embedded import Embedded
+from tsj_lab.server.embedded import Embedded
 from tsj_lab.errors import ConnectError
 
 

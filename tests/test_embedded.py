@@ -12,8 +12,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tsj_lab import embedded
-from tsj_lab.embedded import Embedded, kill_hard
+from tsj_lab.server import embedded
+from tsj_lab.server.embedded import Embedded, kill_hard
 from tsj_lab.errors import EmbeddedError
 
 

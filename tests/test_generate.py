@@ -9,7 +9,9 @@ import pandas as pd
 import psycopg
 import pytest
 
-from tsj_lab import copybin, generate, migrate, prices, schema
+from tsj_lab.data import copybin, generate, prices
+from tsj_lab import migrate
+from tsj_lab.provision import schema
 from tsj_lab.cli import main
 from tsj_lab.domain import TickSpec
 from tsj_lab.errors import SchemaError

@@ -8,7 +8,8 @@ import datetime as dt
 import psycopg
 import pytest
 
-from tsj_lab import bench, history, story
+from tsj_lab import bench
+from tsj_lab.bench import history, story
 from tsj_lab.domain import TickSpec
 
 

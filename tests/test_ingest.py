@@ -8,9 +8,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tsj_lab import ingest, plots
+from tsj_lab.bench import ingest
+from tsj_lab.lab import plots
 from tsj_lab.config import Settings
-from tsj_lab.embedded import default_home, from_settings
+from tsj_lab.server.embedded import default_home, from_settings
 from tsj_lab.domain import TickSpec
 from tsj_lab.errors import ConfigError
 

@@ -1,7 +1,7 @@
 """The kernel extension: %%sql on 'target'/'source' in every kernel, names only, capped.
 
 In-process tests use an IPython shell with the extension; the kernel tests start real
-kernels of this environment (nbclient, papermill through tsj_lab.reports) with nothing
+kernels of this environment (nbclient, papermill through tsj_lab.lab.reports) with nothing
 loaded by hand, which is what JupyterLab, papermill and nbval do.
 """
 
@@ -18,9 +18,9 @@ import pytest
 from nbclient import NotebookClient
 from sql.connection import ConnectionManager
 
-from tsj_lab import ipython, reports
+from tsj_lab.lab import ipython, reports
 from tsj_lab.config import PROJECT_DIR
-from tsj_lab.embedded import Embedded
+from tsj_lab.server.embedded import Embedded
 from tsj_lab.errors import ReportError
 
 
@@ -57,7 +57,7 @@ def test_big_results_stop_at_the_cap_and_say_so(magic, capsys) -> None:  # type:
     assert len(df) == 1_000 and df["g"].iloc[-1] == 1_000
     err = capsys.readouterr().err
     assert "the result has more than 1,000 rows; %%sql kept the first 1,000" in err
-    assert "tsj_lab.adhoc.read(" in err
+    assert "tsj_lab.lab.adhoc.read(" in err
     exact = ipython.run_cell("SELECT g FROM generate_series(1, 1000) g")
     assert len(exact) == 1_000 and "more than" not in capsys.readouterr().err
     # statements that return no rows still run (and commit)
@@ -103,7 +103,7 @@ def _text(cell: nbformat.NotebookNode) -> str:
 
 
 def test_every_kernel_has_target_and_source_and_one_line_errors(server: Embedded) -> None:
-    assert ipython.config_path().is_file(), "run 'make setup' (python -m tsj_lab.ipython install)"
+    assert ipython.config_path().is_file(), "run 'make setup' (python -m tsj_lab.lab.ipython install)"
     nb = _kernel_run("%%sql target\nSELECT current_database() AS db",
                      "assert _['db'][0] == 'tsj', _\nprint(sorted(engines))",
                      "%%sql source\nSELECT current_database() AS db",
@@ -146,7 +146,7 @@ def test_install_is_idempotent_and_keeps_other_settings(tmp_path: Path) -> None:
                                 "IPKernelApp": {"x": 1}}))
     assert ipython.install(tmp_path) == ipython.install(tmp_path) == path
     config = json.loads(path.read_text())
-    assert config["InteractiveShellApp"]["extra_extensions"] == ["other", "tsj_lab.ipython"]
+    assert config["InteractiveShellApp"]["extra_extensions"] == ["other", "tsj_lab.lab.ipython"]
     assert config["IPKernelApp"] == {"x": 1}
 
 

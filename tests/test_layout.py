@@ -1,5 +1,5 @@
 """The story's layout (AC2, AC3, AC5), judged once: provisioning's validation rows and the
-integrity checks' findings come from the same judges in tsj_lab.layout."""
+integrity checks' findings come from the same judges in tsj_lab.provision.layout."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
-from tsj_lab import checks, generate, layout, schema
+from tsj_lab import checks
+from tsj_lab.data import generate
+from tsj_lab.provision import layout, schema
 from tsj_lab.domain import Finding, TickSpec
 
 STORY = layout.Layout("tick_data", "timescale", True, chunks=3, time_column="time",

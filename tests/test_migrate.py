@@ -15,7 +15,11 @@ import pytest
 
 from roles import drop_role, role_url
 
-from tsj_lab import checks, generate, migrate, migrate_paths, plots, schema
+from tsj_lab import checks, migrate
+from tsj_lab.data import generate
+from tsj_lab.migrate import paths as migrate_paths
+from tsj_lab.lab import plots
+from tsj_lab.provision import schema
 from tsj_lab.cli import main
 from tsj_lab.domain import TickSpec
 from tsj_lab.errors import MigrationError, SchemaError

@@ -18,7 +18,8 @@ import nbformat
 import papermill
 import pytest
 
-from tsj_lab import bench, reports
+from tsj_lab import bench
+from tsj_lab.lab import reports
 from tsj_lab.config import CONNECTION_NAMES, PROJECT_DIR
 
 NOTEBOOKS = sorted((PROJECT_DIR / "notebooks").glob("*.ipynb"))

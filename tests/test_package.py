@@ -71,8 +71,8 @@ def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
 def test_the_import_graph_sees_the_package() -> None:
     graph = _graph()
-    assert len(graph) > 30 and "tsj_lab.connections" in graph["tsj_lab.cli"]
-    assert {"tsj_lab.embedded", "tsj_lab.pooler"} <= graph["tsj_lab.connections"]
+    assert len(graph) > 30 and "tsj_lab.db.connections" in graph["tsj_lab.cli"]
+    assert {"tsj_lab.server.embedded", "tsj_lab.server.pooler"} <= graph["tsj_lab.db.connections"]
 
 
 def test_no_import_cycle_between_modules() -> None:
@@ -81,10 +81,11 @@ def test_no_import_cycle_between_modules() -> None:
 
 def test_a_cycle_is_found_when_there_is_one() -> None:
     graph = _graph()
-    graph["tsj_lab.db"] = graph["tsj_lab.db"] | {"tsj_lab.embedded"}  # the one issue 13 broke
+    # the server asking the connections layer, which starts the server (issue 13 broke it)
+    graph["tsj_lab.server.embedded"] = graph["tsj_lab.server.embedded"] | {"tsj_lab.db.connections"}
     found = _cycle(graph)
     assert found and found[0] == found[-1]
-    assert set(found) == {"tsj_lab.db", "tsj_lab.embedded"}
+    assert set(found) == {"tsj_lab.db.connections", "tsj_lab.server.embedded"}
 
 
 def test_config_is_the_only_reader_of_the_environment() -> None:
@@ -95,3 +96,37 @@ def test_config_is_the_only_reader_of_the_environment() -> None:
                     and isinstance(node.value, ast.Name) and node.value.id == "os"):
                 readers.append(f"{path.relative_to(PACKAGE)}:{node.lineno}")
     assert readers and all(r.startswith("config.py:") for r in readers), readers
+
+
+#: the layers, lowest first (docs/architecture.md): a module imports its own layer's
+#: modules and lower layers' only. The top-level modules are the vocabulary.
+LAYERS = ("", "server", "db", "provision", "data", "checks", "migrate", "lab", "bench", "cli")
+
+
+def _layer(module: str) -> int:
+    parts = module.split(".")[1:]
+    name = parts[0] if parts and (PACKAGE / parts[0]).is_dir() else ""
+    return LAYERS.index(name)
+
+
+def _upward(graph: dict[str, set[str]]) -> list[str]:
+    return sorted(f"{m} -> {d}" for m, deps in graph.items() for d in deps
+                  if _layer(d) > _layer(m))
+
+
+def test_every_module_lives_in_a_layer_folder() -> None:
+    graph = _graph()
+    assert {m.split(".")[1] for m in graph if m.count(".") >= 2} == set(LAYERS) - {""}
+    flat = sorted(m for m in graph if m.count(".") == 1 and not (PACKAGE / m.split(".")[1]).is_dir())
+    assert flat == ["tsj_lab.config", "tsj_lab.domain", "tsj_lab.errors", "tsj_lab.parallel",
+                    "tsj_lab.queries", "tsj_lab.stats"], flat
+
+
+def test_layers_import_only_downward() -> None:
+    assert _upward(_graph()) == []
+
+
+def test_an_upward_import_is_found() -> None:
+    graph = _graph()
+    graph["tsj_lab.db"] = graph["tsj_lab.db"] | {"tsj_lab.lab.plots"}
+    assert _upward(graph) == ["tsj_lab.db -> tsj_lab.lab.plots"]

@@ -6,7 +6,7 @@ from datetime import date
 
 import pandas as pd
 
-from tsj_lab import candles, plots
+from tsj_lab.lab import candles, plots
 
 
 def _candles() -> pd.DataFrame:

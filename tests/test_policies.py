@@ -8,7 +8,8 @@ from collections.abc import Callable
 import psycopg
 import pytest
 
-from tsj_lab import policies, schema
+from tsj_lab.checks import policies
+from tsj_lab.provision import schema
 
 
 def test_every_policy_job_runs_and_does_what_the_story_asks(make_db: Callable[..., str]) -> None:

@@ -18,10 +18,14 @@ from urllib.parse import urlsplit
 import psycopg
 import pytest
 
-from tsj_lab import clients, db, embedded, reports, schema
-from tsj_lab.embedded import Embedded
+from tsj_lab.db import clients
+from tsj_lab import db
+from tsj_lab.server import embedded
+from tsj_lab.lab import reports
+from tsj_lab.provision import schema
+from tsj_lab.server.embedded import Embedded
 from tsj_lab.errors import EmbeddedError
-from tsj_lab.pooler import PgBouncer
+from tsj_lab.server.pooler import PgBouncer
 
 TSJ = [sys.executable, "-m", "tsj_lab.cli"]
 

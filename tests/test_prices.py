@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tsj_lab import prices
+from tsj_lab.data import prices
 from tsj_lab.domain import TickSpec
 
 DAY = "2024-01-02"  # a Tuesday

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from tsj_lab.proxy import LatencyProxy
+from tsj_lab.server.proxy import LatencyProxy
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import math
 import nbformat
 import pytest
 
-from tsj_lab import recording
+from tsj_lab.lab import recording
 
 
 def test_records_are_checked_and_kept_outside_a_kernel() -> None:

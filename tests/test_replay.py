@@ -6,7 +6,8 @@ import datetime as dt
 
 import pytest
 
-from tsj_lab import bench, replay, verdicts
+from tsj_lab import bench
+from tsj_lab.bench import replay, verdicts
 from tsj_lab.domain import TickSpec
 
 

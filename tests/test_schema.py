@@ -19,7 +19,9 @@ from psycopg import sql
 
 from roles import drop_role, role_url
 
-from tsj_lab import generate, queries, schema
+from tsj_lab.data import generate
+from tsj_lab import queries
+from tsj_lab.provision import schema
 from tsj_lab.cli import main
 from tsj_lab.config import with_params
 from tsj_lab.domain import TickSpec

@@ -9,7 +9,8 @@ import pandas as pd
 import psycopg
 import pytest
 
-from tsj_lab import bench, verdicts, workloads
+from tsj_lab import bench
+from tsj_lab.bench import verdicts, workloads
 from tsj_lab.domain import TickSpec
 
 

@@ -59,7 +59,7 @@ class Finding:
     observed against what was expected, the rows affected and a few sample rows.
 
     The integrity checks report a list of these (``tsj check``); provisioning's AC2, AC3
-    and AC5 rows are built from the same findings (:mod:`tsj_lab.layout` judges them once).
+    and AC5 rows are built from the same findings (:mod:`tsj_lab.provision.layout` judges them once).
     """
 
     check: str  # 'chunk_interval', 'compression', 'gaps', ...
@@ -144,3 +144,6 @@ class TickSpec:
 #: tick_data's columns, in the story's DDL order (the COPY and the quarantine use them)
 TICK_COLUMNS = ("time", "symbol", "bid_price", "ask_price", "last_price", "volume", "source",
                 "trade_id", "account_id")
+
+#: the target table where the migration sets aside the rows the target refuses (reason kept)
+QUARANTINE = "tsj_migration_quarantine"

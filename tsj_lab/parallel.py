@@ -1,6 +1,6 @@
 """Work items over a few threads, each with its own session (a connection, or a pair).
 
-The loader (:func:`tsj_lab.generate.write_parts`) and the migration
+The loader (:func:`tsj_lab.data.generate.write_parts`) and the migration
 (:func:`tsj_lab.migrate.migrate`) share it: a worker opens its session once, takes items
 one at a time from a common queue, and stops at an item edge as soon as another worker
 has failed, so the first failure is what the caller sees.

@@ -1,7 +1,7 @@
 """Latency statistics: percentiles as numpy computes them, and a distribution's summary.
 
 Pure functions over lists of milliseconds, shared by the benchmark harness
-(:mod:`tsj_lab.bench`) and the concurrency measurement (:mod:`tsj_lab.clients`).
+(:mod:`tsj_lab.bench`) and the concurrency measurement (:mod:`tsj_lab.db.clients`).
 """
 
 from __future__ import annotations

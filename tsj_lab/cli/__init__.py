@@ -62,13 +62,13 @@ def settings(args: argparse.Namespace) -> Settings:
 
 
 def target_url(args: argparse.Namespace) -> str:
-    from ..connections import resolve_url
+    from ..db.connections import resolve_url
 
     return resolve_url("target", settings=settings(args))
 
 
 def source_url(args: argparse.Namespace) -> str:
-    from ..connections import resolve_url
+    from ..db.connections import resolve_url
 
     return resolve_url("source", settings=settings(args))
 
@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="tsj: %(message)s")
     # setting up the embedded server takes minutes once (the build): always say so
-    logging.getLogger("tsj_lab.embedded").setLevel(logging.INFO)
+    logging.getLogger("tsj_lab.server.embedded").setLevel(logging.INFO)
     try:
         return int(args.handler(args) or 0)
     except (TsjError, ValueError) as exc:

@@ -27,7 +27,8 @@ def _setup(p: argparse.ArgumentParser) -> None:
 @command("bench", "benchmark plain PostgreSQL against TimescaleDB into a dated report", _setup)
 def _bench(args: argparse.Namespace) -> int:
     # deferred: papermill and nbconvert take a second to import, and `tsj --help` loads every command
-    from .. import bench, reports
+    from .. import bench
+    from ..lab import reports
 
     # Parameters first: a misspelt -p fails before any server starts or data is generated.
     params = bench.parameters(large=args.large, quick=args.quick)

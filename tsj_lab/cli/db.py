@@ -9,7 +9,7 @@ from . import add_json, add_target, command, print_json, print_table, settings, 
 
 
 def _embedded(args: argparse.Namespace):
-    from ..embedded import from_settings
+    from ..server.embedded import from_settings
 
     return from_settings(settings(args))
 
@@ -25,7 +25,7 @@ def _db_start(args: argparse.Namespace) -> int:
 
 @command("db stop", "stop the embedded server")
 def _db_stop(args: argparse.Namespace) -> int:
-    from ..pooler import MODES, PgBouncer
+    from ..server.pooler import MODES, PgBouncer
 
     server = _embedded(args)
     for mode in MODES:  # a pooler in front of a stopped server serves nobody
@@ -53,7 +53,7 @@ def _db_status(args: argparse.Namespace) -> int:
          lambda p: p.add_argument("--source", dest="source_db", action="store_true",
                                   help="the plain source database"))
 def _db_url(args: argparse.Namespace) -> int:
-    from ..embedded import SOURCE_DB, TARGET_DB
+    from ..server.embedded import SOURCE_DB, TARGET_DB
 
     print(_embedded(args).url(SOURCE_DB if args.source_db else TARGET_DB))
     return 0
@@ -62,7 +62,7 @@ def _db_url(args: argparse.Namespace) -> int:
 @command("db setup", "download and relocate the server and PgBouncer binaries and, for the "
          "timescale edition, build TimescaleDB from source (nothing started)")
 def _db_setup(args: argparse.Namespace) -> int:
-    from ..pooler import PgBouncer
+    from ..server.pooler import PgBouncer
 
     server = _embedded(args)
     fetched = server.ensure_binaries()
@@ -72,7 +72,7 @@ def _db_setup(args: argparse.Namespace) -> int:
 
 
 def _pooler_args(p: argparse.ArgumentParser) -> None:
-    from ..pooler import MODES
+    from ..server.pooler import MODES
 
     p.add_argument("--mode", choices=MODES, default="transaction",
                    help="PgBouncer's pool_mode (default: %(default)s, as cloud poolers hand out)")
@@ -84,8 +84,8 @@ def _pooler_args(p: argparse.ArgumentParser) -> None:
 @command("db pooler", "PgBouncer in front of the embedded server: start it, print its URL",
          _pooler_args)
 def _db_pooler(args: argparse.Namespace) -> int:
-    from ..embedded import SOURCE_DB, TARGET_DB
-    from ..pooler import PgBouncer
+    from ..server.embedded import SOURCE_DB, TARGET_DB
+    from ..server.pooler import PgBouncer
 
     bouncer = PgBouncer(_embedded(args), mode=args.mode)
     if args.stop:

@@ -45,7 +45,8 @@ def _into(args: argparse.Namespace) -> str:
 
 @command("generate", "generate ticks and bulk-load them (binary COPY, parallel)", _setup)
 def _generate(args: argparse.Namespace) -> int:
-    from .. import generate, prices, schema  # (see cli/__init__.py)
+    from ..data import generate, prices  # see cli/__init__.py
+    from ..provision import schema
 
     start = args.start or (dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1))
     parts = prices.plan(TickSpec(args.symbols, start, args.days, args.interval_ms, args.seed,

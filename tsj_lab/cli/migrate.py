@@ -95,7 +95,7 @@ def _dry_run(d: DryRun, *, as_json: bool) -> int:
 
 
 def _measure_paths(url: str, *, as_json: bool) -> int:
-    from ..migrate_paths import measure
+    from ..migrate.paths import measure
 
     df = measure(url)
     rows = df.astype(object).where(df.notna(), "").to_dict("records")

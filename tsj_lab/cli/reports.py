@@ -26,7 +26,7 @@ def _setup_report(p: argparse.ArgumentParser) -> None:
          _setup_report)
 def _report(args: argparse.Namespace) -> int:
     # deferred: papermill and nbconvert take a second to import, and `tsj --help` loads every command
-    from .. import reports
+    from ..lab import reports
 
     config = settings(args)  # a bad --target or --source fails here, before a kernel starts
     notebooks_dir: Path = args.notebooks_dir or reports.NOTEBOOKS_DIR
@@ -54,7 +54,7 @@ def _reports_dir(p: argparse.ArgumentParser) -> None:
          _reports_dir, add_json)
 def _reports_list(args: argparse.Namespace) -> int:
     # deferred: papermill and nbconvert take a second to import, and `tsj --help` loads every command
-    from .. import reports
+    from ..lab import reports
 
     where = args.reports_dir or reports.REPORTS_DIR
     rows = [{"started": r.get("started_at", "")[:19], "name": r.get("name"),
@@ -72,7 +72,7 @@ def _reports_list(args: argparse.Namespace) -> int:
          _reports_dir)
 def _reports_index(args: argparse.Namespace) -> int:
     # deferred: papermill and nbconvert take a second to import, and `tsj --help` loads every command
-    from .. import reports
+    from ..lab import reports
 
     print(reports.write_index(args.reports_dir or reports.REPORTS_DIR))
     return 0

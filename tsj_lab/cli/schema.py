@@ -1,4 +1,4 @@
-"""tsj provision, validate, refresh, retention: the provisioning phase (tsj_lab.schema)."""
+"""tsj provision, validate, refresh, retention: the provisioning phase (tsj_lab.provision.schema)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from . import add_target, command, print_json, print_table, target_url
 
 if TYPE_CHECKING:
-    from ..schema import ProvisionResult
+    from ..provision.schema import ProvisionResult
 
 
 def _provision_args(p: argparse.ArgumentParser) -> None:
@@ -29,7 +29,7 @@ def _provision_args(p: argparse.ArgumentParser) -> None:
 @command("provision", "create the hypertable, indexes, policies and candle views the "
          "target's edition supports (idempotent), then validate AC1-AC6", _provision_args)
 def _provision(args: argparse.Namespace) -> int:
-    from .. import schema
+    from ..provision import schema
 
     if args.license and not args.dry_run:
         raise ValueError(f"--license {args.license} plans for another license and changes "
@@ -68,7 +68,7 @@ def _validate_args(p: argparse.ArgumentParser) -> None:
 @command("validate", "the story's validation table AC1-AC6 (exit 1 on any failed row)",
          _validate_args)
 def _validate(args: argparse.Namespace) -> int:
-    from .. import schema
+    from ..provision import schema
 
     rows = schema.validate(target_url(args))
     if args.json:
@@ -90,7 +90,7 @@ def _policies_args(p: argparse.ArgumentParser) -> None:
          "spanning more than 90 days in a scratch schema, and check what it did",
          _policies_args)
 def _policies(args: argparse.Namespace) -> int:
-    from .. import policies
+    from ..checks import policies
 
     proofs = policies.prove(target_url(args), days=args.days, keep=args.keep)
     if args.json:
@@ -111,7 +111,7 @@ def _refresh_args(p: argparse.ArgumentParser) -> None:
 
 @command("refresh", "bring candle_1m/5m/15m/1h up to date with the ticks", _refresh_args)
 def _refresh(args: argparse.Namespace) -> int:
-    from .. import schema
+    from ..provision import schema
 
     done = schema.refresh_candles(target_url(args), start=args.start, end=args.end)
     print_table([{"view": r.view, "how": r.how, "seconds": f"{r.seconds:.3f}"} for r in done])
@@ -128,7 +128,7 @@ def _retention_args(p: argparse.ArgumentParser) -> None:
 @command("retention", "drop tick chunks older than the retention window (drop_chunks)",
          _retention_args)
 def _retention(args: argparse.Namespace) -> int:
-    from .. import schema
+    from ..provision import schema
 
     chunks = schema.apply_retention(target_url(args), older_than=args.older_than,
                                     dry_run=args.dry_run)

@@ -1,0 +1,356 @@
+"""The timing harness, the data set both databases hold, and the `tsj bench` presets.
+
+A measured point is one row: ``workload``, ``db`` ('postgresql' for the plain source
+table, 'timescaledb' for the hypertable), its own parameter columns, and the latency
+distribution of its timed samples (warm-up runs excluded, :func:`point`). What is
+compared within a point's family (both databases, client and server time) is timed in
+turns, sample by sample (:func:`time_interleaved`), so a busy machine weighs on all
+alike. Server time is ``EXPLAIN (ANALYZE, TIMING OFF)`` of the same query with the same
+parameters, run separately from the client's fetch. :func:`record` hands rows to
+:mod:`tsj_lab.lab.reports`.
+
+The workloads are in :mod:`tsj_lab.bench.workloads`, the replay player in :mod:`tsj_lab.bench.replay`,
+the latency proxy in :mod:`tsj_lab.server.proxy`, the AC6-AC8 verdicts in :mod:`tsj_lab.bench.verdicts`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import math
+import random
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from ..data import generate as gen
+from .. import queries
+from ..lab import recording
+from ..provision import schema
+from ..db.connections import pooler_url, resolve_url
+from ..db import connection, scalar
+from ..domain import CANDLES, TickSpec
+from ..errors import SchemaError
+from ..stats import percentile, summarize
+
+log = logging.getLogger("tsj_lab")
+
+#: the meaning of the benchmark's figures; bumped when a workload or a figure changes
+FORMAT_VERSION = 1
+#: window name -> seconds
+WINDOWS = {"1m": 60, "5m": 300, "15m": 900, "1h": 3600, "1d": 86400}
+#: the story's latency targets per window (AC8 asks < 100 ms for every standard window)
+WINDOW_TARGETS_MS = {"1m": 50.0, "5m": 60.0, "15m": 80.0, "1h": 100.0}
+#: candle width name -> PostgreSQL interval and view
+CANDLE_WIDTHS = {c.name: (c.interval, c.view) for c in CANDLES}
+BATCH_SIZES = (100, 500, 1000, 2000)
+#: database labels, in plotting order
+PLAIN, TIMESCALE = "postgresql", "timescaledb"
+
+
+@dataclass(frozen=True)
+class Database:
+    """One database holding the data set: ``label`` is 'postgresql' or 'timescaledb'."""
+
+    label: str
+    url: str
+    via: str = "direct"  # 'direct' (the URL as configured) or 'pgbouncer' (through a pooler)
+
+    def __repr__(self) -> str:  # URLs may name a password file; never print them
+        return f"Database({self.label!r}, via={self.via!r})"
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """The ticks both databases hold: the same symbols over the same UTC range."""
+
+    symbols: tuple[str, ...]
+    start: dt.datetime
+    end: dt.datetime
+    ticks_per_symbol: int
+    interval_ms: float
+
+    @property
+    def days(self) -> float:
+        return (self.end - self.start).total_seconds() / 86400
+
+
+# -- the parameters `tsj bench` passes to notebooks/04_benchmark.ipynb -----------------
+
+#: the story's data set: 345,600 ticks per symbol (one day at 250 ms), a few symbols
+FULL = {
+    "symbols": ["ES", "NQ"], "start": "2026-01-18", "days": 1, "interval_ms": 250, "seed": 16,
+    "samples": 30, "warmup": 3, "windows": list(WINDOWS), "batch_sizes": list(BATCH_SIZES),
+    "candle_widths": list(CANDLE_WIDTHS), "candle_samples": 10, "fetch_path_samples": 20,
+    "rtts": [None, 0, 50, 150, 300], "speeds": [1, 10, 100, 1000],
+    "replay_batches": [100, 500, 2000], "replay_samples": 10, "replay_duration_s": 30.0,
+    "levels": [1, 2, 5, 10, 20, 50, 200], "queries_per_client": 10, "pooler": "pooler",
+    "ingest_interval_ms": 250, "size_steps": [],
+    "history_samples": 10, "history_rtt_ms": 300.0, "history_tail_hours": 6.0,
+}
+#: fewer samples and points, same data set: a minute or two
+QUICK = {"samples": 10, "warmup": 2, "candle_samples": 5, "fetch_path_samples": 10,
+         "rtts": [None, 0, 300], "replay_batches": [500, 2000], "replay_samples": 5,
+         "replay_duration_s": 10.0, "levels": [1, 10, 50, 200], "queries_per_client": 5,
+         "ingest_interval_ms": 0, "history_samples": 5}
+#: 30 days x 4 symbols, latency measured again as the table grows
+LARGE = {"symbols": ["ES", "NQ", "EURUSD", "BTCUSD"], "days": 30, "samples": 20,
+         "size_steps": [1, 7, 30]}
+
+
+def parameters(*, large: bool = False, quick: bool = False) -> dict[str, Any]:
+    """The notebook parameters of a full, quick and/or large run (connection names aside)."""
+    out = dict(FULL)
+    if quick:
+        out.update(QUICK)
+    if large:
+        out.update(LARGE)
+    return out
+
+
+# -- harness ---------------------------------------------------------------------------
+
+
+def time_calls(calls: Sequence[Callable[[], Any]], *, warmup: int = 2) -> tuple[list[float], list[Any]]:
+    """Run ``warmup`` untimed calls (the first ones, cycled), then time every call.
+
+    Returns the latencies in ms and the calls' results (for row counts).
+    """
+    if not calls:
+        raise ValueError("time_calls needs at least one call")
+    if warmup < 0:
+        raise ValueError(f"warmup={warmup} is negative; use 0 or more")
+    for i in range(warmup):
+        calls[i % len(calls)]()
+    latencies, results = [], []
+    for call in calls:
+        t0 = time.perf_counter()
+        results.append(call())
+        latencies.append((time.perf_counter() - t0) * 1000.0)
+    return latencies, results
+
+
+def time_interleaved(fns: Mapping[Any, Callable[[Any], Any]], params: Sequence[Any], *,
+                     warmup: int = 2) -> dict[Any, tuple[list[float], list[Any]]]:
+    """Time every function on every parameter set, the functions taking turns.
+
+    Sample i runs each function once on ``params[i]``, starting with a different one each
+    time, so that what is compared (two databases, client and server, three fetch paths)
+    shares the same moments of a busy machine. ``warmup`` untimed rounds come first.
+    """
+    if not params or not fns:
+        raise ValueError("time_interleaved needs at least one function and one parameter set")
+    if warmup < 0:
+        raise ValueError(f"warmup={warmup} is negative; use 0 or more")
+    keys = list(fns)
+    for i in range(warmup):
+        for key in keys:
+            fns[key](params[i % len(params)])
+    out: dict[Any, tuple[list[float], list[Any]]] = {k: ([], []) for k in keys}
+    for i, p in enumerate(params):
+        for key in keys[i % len(keys):] + keys[: i % len(keys)]:
+            t0 = time.perf_counter()
+            result = fns[key](p)
+            out[key][0].append((time.perf_counter() - t0) * 1000.0)
+            out[key][1].append(result)
+    return out
+
+
+@contextmanager
+def explainer(url: str, query_name: str, *, identifiers: Mapping[str, str] | None = None
+              ) -> Iterator[Callable[[Mapping[str, Any]], float]]:
+    """A function giving the server's execution time (ms) of the named query, on one connection."""
+    inner = queries.compose(query_name, **(identifiers or {}))
+    stmt = queries.compose("bench.explain", query=inner)
+    with connection(url, autocommit=True) as conn:
+        def explain(params: Mapping[str, Any]) -> float:
+            plan = scalar(conn, stmt, params)
+            return float(plan[0]["Execution Time"])
+
+        yield explain
+
+
+def server_times(url: str, query_name: str, params_list: Sequence[Mapping[str, Any]], *,
+                 identifiers: Mapping[str, str] | None = None) -> list[float]:
+    """The server's execution time (ms) of the named query, once per parameter set."""
+    with explainer(url, query_name, identifiers=identifiers) as explain:
+        return [explain(p) for p in params_list]
+
+
+def point(workload: str, db: str, latencies: Sequence[float], *, rows: Sequence[int] | None = None,
+          server: Sequence[float] | None = None, **params: Any) -> dict[str, Any]:
+    """One result row: parameters, latency percentiles, server time and rows per second."""
+    st = summarize(latencies)
+    total_rows = sum(rows) if rows else None
+    return {
+        "workload": workload, "db": db, **params,
+        "n": st.n, "p50_ms": st.p50_ms, "p95_ms": st.p95_ms, "p99_ms": st.p99_ms,
+        "max_ms": st.max_ms, "mean_ms": st.mean_ms,
+        "server_p50_ms": percentile(server, 50) if server else None,
+        "server_n": len(server) if server else 0,
+        "rows": sum(rows) / len(rows) if rows else None,
+        "rows_per_s": total_rows / (sum(latencies) / 1000.0) if total_rows else None,
+        "samples_ms": list(latencies),
+    }
+
+
+#: result columns recorded as extra figures of a point, and those not recorded at all
+EXTRAS = ("mean_ms", "rows", "server_n", "qps", "errors", "peak_connections", "ratio",
+          "connect_ms", "server_connections")
+_NOT_PARAMS = ("workload", "n", "p50_ms", "p95_ms", "p99_ms", "max_ms", "server_p50_ms",
+               "rows_per_s", "samples_ms", "cause", *EXTRAS)
+
+
+def record(df: pd.DataFrame) -> int:
+    """Record every row of a workload table as a report result; returns how many."""
+    for row in df.to_dict("records"):
+        params = {k: _plain(v) for k, v in row.items() if k not in _NOT_PARAMS and _present(v)}
+        extra = {k: float(row[k]) for k in EXTRAS if _present(row.get(k))}
+        if not extra.get("server_n"):  # no server time measured for this point
+            extra.pop("server_n", None)
+        recording.record_result(
+            row["workload"], params, n=int(row["n"]), p50_ms=row["p50_ms"],
+            p95_ms=row["p95_ms"], p99_ms=row["p99_ms"], max_ms=row.get("max_ms"),
+            server_p50_ms=_maybe(row.get("server_p50_ms")),
+            rows_per_s=_maybe(row.get("rows_per_s")), **extra)
+    return len(df)
+
+
+def _present(v: Any) -> bool:
+    return v is not None and not (isinstance(v, float) and math.isnan(v)) and not isinstance(v, list)
+
+
+def _maybe(v: Any) -> float | None:
+    return float(v) if _present(v) else None
+
+
+def _plain(v: Any) -> Any:
+    return v.item() if hasattr(v, "item") else v
+
+
+# -- parameters ------------------------------------------------------------------------
+
+
+def window_params(dataset: Dataset, seconds: float, *, samples: int,
+                  rng: random.Random) -> list[dict[str, Any]]:
+    """``samples`` random windows of ``seconds`` inside the data set, on random symbols."""
+    span = (dataset.end - dataset.start).total_seconds() - seconds
+    if span < 0:
+        raise ValueError(f"window of {seconds:g} s is longer than the data set "
+                         f"({dataset.days:g} days); generate more days or use a shorter window")
+    out = []
+    for _ in range(samples):
+        start = dataset.start + dt.timedelta(seconds=math.floor(rng.uniform(0, span)))
+        out.append({"symbol": rng.choice(dataset.symbols), "start": start,
+                    "end": start + dt.timedelta(seconds=seconds)})
+    return out
+
+
+def _check_counts(**counts: int) -> None:
+    for name, value in counts.items():
+        if value < 1:
+            raise ValueError(f"{name}={value} must be at least 1")
+
+
+def through_pooler(dbs: Sequence[Database], pooler: str | None) -> list[Database]:
+    """The target of ``dbs`` through the pooler named ``pooler`` (a connection name or URL).
+
+    'pooler' is TSJ_POOLER_URL, else tsj's own PgBouncer (transaction mode) in front of the
+    embedded server; with a configured target and no pooler URL there is none, and the
+    concurrency workload runs direct only. None: no pooler wanted.
+    """
+    if not pooler:
+        return []
+    url = pooler_url() if pooler == "pooler" else resolve_url(pooler)
+    if url is None:
+        log.warning("no pooler for the target: set TSJ_POOLER_URL to compare pooled clients")
+        return []
+    return [Database(db.label, url, via="pgbouncer") for db in dbs if db.label == TIMESCALE]
+
+
+# -- the data set ----------------------------------------------------------------------
+
+
+def prepare(target_url: str, source_url: str, spec: TickSpec, *, generate: bool = True,
+            replace: bool = False) -> tuple[list[Database], Dataset]:
+    """Both databases provisioned and holding the same ticks; generated where absent.
+
+    A (symbol, UTC day) already present with the expected count is used as it is (data
+    left by the migration notebook, say); one missing from a database is generated into
+    it. A day with another count is an error rather than a silently unfair comparison,
+    unless ``replace``: then that symbol's day is deleted and generated again.
+    """
+    symbols, start, days, interval_ms = spec.symbols, spec.start, spec.days, spec.interval_ms
+    lo = dt.datetime.combine(start, dt.time(), tzinfo=dt.UTC)
+    hi = lo + dt.timedelta(days=days)
+    schema.create_source(source_url)
+    schema.provision(target_url)
+    dbs = [Database(PLAIN, source_url), Database(TIMESCALE, target_url)]
+    counts = {}
+    per_day = spec.ticks_per_day  # what the generator writes: ceil, when the day does not divide
+    for db in dbs:
+        have = _day_counts(db.url, start=lo, end=hi)
+        odd = {k: n for k, n in have.items() if k[0] in symbols and n != per_day}
+        if odd and not replace:
+            (symbol, day), n = min(odd.items())
+            raise SchemaError(
+                f"{db.label} tick_data has {n:,} ticks for {symbol} on {day}, not the "
+                f"{per_day:,} of one every {interval_ms} ms; bench another day "
+                f"(-p start YYYY-MM-DD) or regenerate it with 'tsj bench --replace'")
+        for symbol, day in sorted(odd):
+            _delete_day(db.url, symbol=symbol, day=day)
+            del have[symbol, day]
+        missing = [(s, day) for s in symbols for day in _days(start, days) if (s, day) not in have]
+        if missing and not generate:
+            raise SchemaError(f"{db.label} tick_data lacks {len(missing)} symbol-days of "
+                              f"{list(symbols)} from {start}; run 'tsj bench' to generate them")
+        for symbol, day in missing:
+            # The generator is deterministic per (seed, symbol, day): loading day by day
+            # gives the same rows as one load, and lets a larger run extend a smaller one.
+            gen.load(db.url, TickSpec((symbol,), day, 1, interval_ms, spec.seed, spec.sessions))
+        if missing:
+            log.info("generated %d symbol-days into %s", len(missing), db.label)
+            with connection(db.url, autocommit=True) as conn:
+                conn.execute(queries.text("bench.analyze"))
+        got = symbol_counts(db.url, start=lo, end=hi)
+        counts[db.label] = [got.get(s, 0) for s in symbols]
+    if counts[PLAIN] != counts[TIMESCALE]:
+        raise SchemaError(
+            f"tick counts differ between source {counts[PLAIN]} and target {counts[TIMESCALE]} "
+            f"for {list(symbols)} from {start}; run 'tsj migrate' or use other symbols")
+    schema.refresh_candles(target_url, start=lo, end=hi)
+    return dbs, Dataset(tuple(symbols), lo, hi, per_day * days, float(interval_ms))
+
+
+def _delete_day(url: str, *, symbol: str, day: dt.date) -> None:
+    lo = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
+    log.warning("deleting %s ticks of %s to generate them again", symbol, day)
+    with connection(url, autocommit=True) as conn:
+        conn.execute(queries.text("bench.delete_day"),
+                     {"symbol": symbol, "start": lo, "end": lo + dt.timedelta(days=1)})
+
+
+def _days(start: dt.date, days: int) -> list[dt.date]:
+    return [start + dt.timedelta(days=i) for i in range(days)]
+
+
+def _day_counts(url: str, *, start: dt.datetime, end: dt.datetime) -> dict[tuple[str, dt.date], int]:
+    with connection(url, autocommit=True) as conn:
+        got = conn.execute(queries.text("bench.day_counts"), {"start": start, "end": end})
+        return {(row[0], row[1]): int(row[2]) for row in got.fetchall()}
+
+
+def symbol_counts(url: str, *, start: dt.datetime, end: dt.datetime) -> dict[str, int]:
+    with connection(url, autocommit=True) as conn:
+        got = conn.execute(queries.text("bench.symbol_span"), {"start": start, "end": end})
+        return {row[0]: int(row[3]) for row in got.fetchall()}
+
+
+def table_bytes(db: Database) -> int:
+    name = "bench.table_size_plain" if db.label == PLAIN else "bench.table_size_hypertable"
+    with connection(db.url, autocommit=True) as conn:
+        return int(scalar(conn, queries.text(name)))

@@ -1,0 +1,134 @@
+"""AC6-AC8 and the performance goals, judged from the workload tables: one row each.
+
+Status: ``ok``; ``warn`` when a goal (a figure, not an acceptance criterion) is missed,
+when only p50 meets an AC8 target, or when AC6 was not measured at 50 clients; ``fail``
+when an acceptance criterion is missed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from ..lab import recording
+from . import TIMESCALE
+
+GOAL_FETCH_RATIO = 2.0  # 1 h window to DataFrame, client p50 / server p50
+GOAL_DAY_TICKS_PER_S = 1_000_000.0
+GOAL_CANDLE_SPEEDUP = 20.0  # a day of 1m candles, view vs raw aggregation
+#: fetch paths an analyst takes without tsj's fast path, shown beside the goal's figure
+ANALYST_PATHS = {"pandas_sqlalchemy": "pandas.read_sql", "jupysql": "%%sql"}
+
+
+def judge(*, windows: pd.DataFrame | None = None, paths: pd.DataFrame | None = None,
+          candle: pd.DataFrame | None = None, play: pd.DataFrame | None = None,
+          clients: pd.DataFrame | None = None, db: str = TIMESCALE) -> pd.DataFrame:
+    """AC6-AC8 and the performance goals, judged on ``db``'s figures: one row each."""
+    rows: list[dict[str, Any]] = []
+    if windows is not None:
+        for rec in windows[(windows["db"] == db) & windows["target_ms"].notna()].to_dict("records"):
+            # p95 must meet the target; p50 meeting it alone is a warning.
+            status = ("ok" if rec["p95_ms"] < rec["target_ms"]
+                      else "warn" if rec["p50_ms"] < rec["target_ms"] else "fail")
+            rows.append(_verdict(f"AC8 window {rec['window']}", f"< {rec['target_ms']:g} ms",
+                                 rec["p95_ms"], status, f"p50 {rec['p50_ms']:.1f} ms, "
+                                 f"p95 {rec['p95_ms']:.1f} ms, n={rec['n']}"))
+        day = windows[(windows["db"] == db) & (windows["window"] == "1d")].to_dict("records")
+        for rec in day:
+            # A typical read: ticks over the median latency (rows_per_s averages the samples).
+            rate = rec["rows"] / (rec["p50_ms"] / 1000.0)
+            rows.append(_verdict("goal: day read", f">= {GOAL_DAY_TICKS_PER_S:,.0f} ticks/s", rate,
+                                 _ok(rate >= GOAL_DAY_TICKS_PER_S),
+                                 f"{rec['rows']:,.0f} ticks, p50 {rec['p50_ms']:.0f} ms "
+                                 f"({rate:,.0f}/s), p95 {rec['p95_ms']:.0f} ms"))
+    if clients is not None:
+        rows.extend(_clients_verdicts(clients[clients["db"] == db]))
+    if play is not None:
+        rows.extend(_replay_verdicts(play[play["db"] == db]))
+    if paths is not None:
+        mine = paths[paths["db"] == db].set_index("path")
+        arrow = paths[(paths["db"] == db) & (paths["path"] == "adbc_arrow")].to_dict("records")
+        # the paths an analyst would otherwise take, for comparison (not judged)
+        others = ", ".join(f"{label} {mine.loc[path, 'ratio']:.2f}x"
+                           for path, label in ANALYST_PATHS.items() if path in mine.index)
+        for rec in arrow:
+            rows.append(_verdict("goal: 1h window to DataFrame", f"<= {GOAL_FETCH_RATIO:g}x server",
+                                 rec["ratio"], _ok(rec["ratio"] <= GOAL_FETCH_RATIO),
+                                 f"{rec['ratio']:.2f}x: client p50 {rec['p50_ms']:.1f} ms, "
+                                 f"server p50 {rec['server_p50_ms']:.1f} ms"
+                                 + (f"; analyst paths: {others}" if others else "")))
+    if candle is not None:
+        one = candle[(candle["db"] == db) & (candle["width"] == "1m")].set_index("source")
+        if {"view", "raw"} <= set(one.index):
+            speedup = one.loc["raw", "p50_ms"] / one.loc["view", "p50_ms"]
+            rows.append(_verdict("goal: 1m candle view vs raw", f">= {GOAL_CANDLE_SPEEDUP:g}x",
+                                 speedup, _ok(speedup >= GOAL_CANDLE_SPEEDUP),
+                                 f"{speedup:.1f}x: view p50 {one.loc['view', 'p50_ms']:.1f} "
+                                 f"ms, raw p50 "
+                                 f"{one.loc['raw', 'p50_ms']:.1f} ms"))
+    return pd.DataFrame(rows, columns=["check", "target", "measured", "status", "detail"])
+
+
+def _clients_verdicts(clients: pd.DataFrame) -> list[dict[str, Any]]:
+    """AC6 at 50 clients (else the most measured), direct and through each pooler."""
+    rows = []
+    via_col = clients["via"] if "via" in clients else pd.Series("direct", index=clients.index)
+    for via, grp in clients.groupby(via_col, sort=False):
+        at = grp[grp["clients"] == 50] if (grp["clients"] == 50).any() else grp
+        rec = at.sort_values("clients").tail(1).to_dict("records")[0]
+        ok = rec["errors"] == 0 and rec["peak_connections"] >= 50
+        # Fewer than 50 clients measured (a quick run) is no verdict either way.
+        status = "ok" if ok else "fail" if rec["clients"] >= 50 else "warn"
+        servers = rec.get("server_connections")
+        detail = (f"{rec['clients']} clients, {rec['peak_connections']} connected at once, "
+                  + (f"{servers:.0f} server connections, " if pd.notna(servers) else "")
+                  + f"{rec['errors']} errors, {rec['qps']:.0f} q/s, p95 {rec['p95_ms']:.1f} ms")
+        cause = rec.get("cause")
+        if isinstance(cause, str) and cause:
+            detail += f"; first failure: {cause}"
+        name = "AC6 50 concurrent connections" + ("" if via == "direct" else f" via {via}")
+        rows.append(_verdict(name, "50 clients, 0 errors", rec["peak_connections"], status,
+                             detail))
+    return rows
+
+
+def _replay_verdicts(play: pd.DataFrame) -> list[dict[str, Any]]:
+    """AC7 at the largest measured RTT (the story's 300 ms when measured)."""
+    if not len(play):
+        return []
+    proxied = play[play["via"] == "proxy"]
+    rtt = float(proxied["rtt_ms"].max()) if len(proxied) else None
+    at = proxied[proxied["rtt_ms"] == rtt] if rtt is not None else play
+    rows = []
+    for speed, grp in at.groupby("speed"):
+        fits = grp[grp["prefetch_needed_ticks"].notna() & grp["sustainable"]]
+        where = f"RTT {rtt:g} ms" if rtt is not None else "direct"
+        if not len(fits):
+            rows.append(_verdict(f"AC7 60 fps at {speed:g}x", "0 dropped frames",
+                                 grp["fps"].max(), "fail",
+                                 f"{where}: no measured page size keeps up"))
+            continue
+        best = fits.sort_values(["prefetch_needed_s", "batch"]).iloc[0]
+        need = ("on demand suffices" if best["prefetch_needed_ticks"] == 0 else
+                f"prefetch {best['prefetch_needed_ticks']:.0f} ticks "
+                f"({best['prefetch_needed_s']:.2f} s of play)")
+        rows.append(_verdict(f"AC7 60 fps at {speed:g}x", "0 dropped frames", 60.0, "ok",
+                             f"{where}, pages of {best['batch']}: {need}; without prefetch "
+                             f"{best['fps']:.2f} fps, {best['dropped']} dropped"))
+    return rows
+
+
+def _verdict(check: str, target: str, measured: float, status: str, detail: str) -> dict[str, Any]:
+    return {"check": check, "target": target, "measured": float(measured), "status": status,
+            "detail": detail}
+
+
+def _ok(good: bool) -> str:
+    return "ok" if good else "warn"
+
+
+def record(table: pd.DataFrame) -> None:
+    """Each verdict as a report check (ok / warn / fail)."""
+    for rec in table.to_dict("records"):
+        recording.record_check(rec["check"], rec["status"], detail=f"{rec['target']}: {rec['detail']}")

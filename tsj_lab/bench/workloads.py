@@ -1,0 +1,250 @@
+"""The fetch workloads, each on the plain table and the hypertable in the same run.
+
+Window fetch, the three fetch paths, keyset batches, candles and concurrent clients.
+Every function takes the :class:`~tsj_lab.bench.Database` pair and the
+:class:`~tsj_lab.bench.Dataset` from :func:`tsj_lab.bench.prepare` and returns one row
+per measured point (:func:`tsj_lab.bench.point`); the same seed gives the same random
+windows on both databases.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import math
+import random
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import ExitStack
+from functools import partial
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import text
+
+from .. import queries
+from ..db import clients
+from ..lab import ipython
+from ..lab.adhoc import from_psycopg
+from . import (BATCH_SIZES, CANDLE_WIDTHS, PLAIN, WINDOW_TARGETS_MS, WINDOWS, Database,
+                    Dataset, _check_counts, explainer, point, prepare, table_bytes, time_interleaved,
+                    window_params)
+from ..db import connection, engine, read_frame
+from ..domain import TickSpec
+
+log = logging.getLogger("tsj_lab")
+
+def window_fetch(dbs: Sequence[Database], dataset: Dataset, *,
+                 windows: Sequence[str] = tuple(WINDOWS), samples: int = 30, warmup: int = 3,
+                 seed: int = 0) -> pd.DataFrame:
+    """Window fetch through :func:`read_frame` at random starts: client and server time.
+
+    Per sample, each database is fetched from and EXPLAIN ANALYZEd on the same window,
+    taking turns (:func:`time_interleaved`).
+    """
+    _check_counts(samples=samples)
+    rows = []
+    for name in windows:
+        if name not in WINDOWS:
+            raise ValueError(f"window {name!r} is unknown; use one of {list(WINDOWS)}")
+        params = window_params(dataset, WINDOWS[name], samples=samples,
+                               rng=random.Random(f"{seed}-window-{name}"))
+        with ExitStack() as stack:
+            fns: dict[Any, Callable[[Any], Any]] = {}
+            for db in dbs:
+                fns[db.label, "client"] = partial(_window_rows, db.url)
+                fns[db.label, "server"] = stack.enter_context(explainer(db.url, "bench.window"))
+            got = time_interleaved(fns, params, warmup=warmup)
+        for db in dbs:
+            latencies, counts = got[db.label, "client"]
+            rows.append(point("window", db.label, latencies, rows=counts,
+                              server=got[db.label, "server"][1], window=name,
+                              target_ms=WINDOW_TARGETS_MS.get(name)))
+            log.info("window %s on %s: p50 %.1f ms", name, db.label, rows[-1]["p50_ms"])
+    return pd.DataFrame(rows)
+
+
+def _window_rows(url: str, params: Mapping[str, Any]) -> int:
+    """The window fetched into a DataFrame (what is timed), then only its row count kept:
+    20 one-day frames per database held to the end of a workload took the bench-large
+    kernel past 1 GB."""
+    return len(read_frame(url, "bench.window", params))
+
+
+def fetch_paths(db: Database, dataset: Dataset, *, window: str = "1h", samples: int = 20,
+                warmup: int = 3, seed: int = 0) -> pd.DataFrame:
+    """Ticks -> DataFrame by five paths on the same windows, against the server's time.
+
+    ``psycopg_decimal`` is the naive path (NUMERIC into Python Decimal, then a frame),
+    ``psycopg_float`` casts in SQL but still builds Python rows, ``adbc_arrow`` is
+    :func:`read_frame`. The analyst's own paths, with the same query written with
+    ``:name`` binds: ``pandas_sqlalchemy`` is ``pandas.read_sql`` over a SQLAlchemy engine
+    (psycopg 3, pooled), ``jupysql`` is a ``%%sql`` cell (JupySQL on that engine, as
+    :mod:`tsj_lab.lab.ipython` sets it up). ``ratio`` is client p50 / server p50 (the goal:
+    <= 2 for 1 h, judged on ``adbc_arrow``).
+    """
+    params = window_params(dataset, WINDOWS[window], samples=samples,
+                           rng=random.Random(f"{seed}-paths"))
+    cols = ["time", "bid_price", "ask_price", "last_price", "volume"]
+    analyst_sql = from_psycopg(queries.text("bench.window"))
+    sa_engine = engine(db.url)
+    with (ExitStack() as stack, connection(db.url, autocommit=True) as conn,
+          explainer(db.url, "bench.window") as explain,
+          ipython.connection(sa_engine, f"bench-{db.label}") as alias):
+        stack.callback(sa_engine.dispose)
+
+        def rows_frame(query_name: str, p: Mapping[str, Any]) -> pd.DataFrame:
+            return pd.DataFrame(conn.execute(queries.text(query_name), p).fetchall(), columns=cols)
+
+        got = time_interleaved({
+            "psycopg_decimal": lambda p: rows_frame("bench.window_numeric", p),
+            "psycopg_float": lambda p: rows_frame("bench.window", p),
+            "adbc_arrow": lambda p: read_frame(db.url, "bench.window", p),
+            "pandas_sqlalchemy": lambda p: pd.read_sql(text(analyst_sql), sa_engine, params=p),
+            "jupysql": lambda p: ipython.run_cell(analyst_sql, p, connection=alias, quiet=True),
+            "server": explain,
+        }, params, warmup=warmup)
+    server = got.pop("server")[1]
+    out = pd.DataFrame([point("fetch_path", db.label, latencies, rows=[len(f) for f in frames],
+                              server=server, window=window, path=path)
+                        for path, (latencies, frames) in got.items()])
+    out["ratio"] = out["p50_ms"] / out["server_p50_ms"]
+    return out
+
+
+def pages(url: str, *, symbol: str, start: dt.datetime, end: dt.datetime,
+          size: int) -> Iterator[pd.DataFrame]:
+    """Keyset pagination over one symbol's ticks in [start, end): pages of ``size`` ticks.
+
+    A page ends at an instant boundary (it grows past ``size`` when ticks share its last
+    instant), so the next one starts after that time: a key compressed chunks serve.
+    """
+    _check_counts(size=size)
+    base = {"symbol": symbol, "start": start, "end": end, "limit": size}
+    page = read_frame(url, "bench.page_first", base)
+    while len(page):
+        yield page
+        if len(page) < size:
+            return
+        page = read_frame(url, "bench.page_after",
+                          base | {"after_time": page["time"].iloc[-1].to_pydatetime()})
+
+
+def _next_page(pages: Iterator[pd.DataFrame], _: object) -> pd.DataFrame:
+    return next(pages, pd.DataFrame())
+
+
+def batch_fetch(dbs: Sequence[Database], dataset: Dataset, *,
+                sizes: Sequence[int] = BATCH_SIZES, samples: int = 30, warmup: int = 3,
+                seed: int = 0) -> pd.DataFrame:
+    """Consecutive keyset pages of each size from a random start: latency and ticks/s."""
+    _check_counts(samples=samples)
+    rows = []
+    for size in sizes:
+        # Enough market time for warm-up plus samples pages of this size.
+        seconds = (samples + warmup + 1) * size * dataset.interval_ms / 1000.0
+        (p,) = window_params(dataset, min(seconds, dataset.days * 86400), samples=1,
+                             rng=random.Random(f"{seed}-batch-{size}"))
+        walks = {db.label: pages(db.url, symbol=p["symbol"], start=p["start"], end=dataset.end,
+                                 size=size) for db in dbs}
+        got = time_interleaved({label: partial(_next_page, it) for label, it in walks.items()},
+                               [None] * samples, warmup=warmup)
+        for label, (latencies, frames) in got.items():
+            rows.append(point("batch", label, latencies, rows=[len(f) for f in frames], batch=size))
+    return pd.DataFrame(rows)
+
+
+def candles(dbs: Sequence[Database], dataset: Dataset, *,
+            widths: Sequence[str] = tuple(CANDLE_WIDTHS), samples: int = 10, warmup: int = 2,
+            seed: int = 0) -> pd.DataFrame:
+    """A day of candles per width: the views, and the same aggregation over raw ticks."""
+    _check_counts(samples=samples)
+    day = dataset.start.replace(hour=0, minute=0, second=0, microsecond=0)
+    rng = random.Random(f"{seed}-candles")
+    rows = []
+    for width in widths:
+        interval, view = CANDLE_WIDTHS[width]
+        params = [{"symbol": rng.choice(dataset.symbols), "start": day,
+                   "end": day + dt.timedelta(days=1), "width": interval} for _ in range(samples)]
+        with ExitStack() as stack:
+            fns: dict[Any, Callable[[Any], Any]] = {}
+            for db in dbs:
+                for how, query_name, ident in _candle_sources(db, view):
+                    fns[db.label, how, "client"] = partial(read_frame, db.url, query_name,
+                                                           identifiers=ident)
+                    fns[db.label, how, "server"] = stack.enter_context(
+                        explainer(db.url, query_name, identifiers=ident))
+            got = time_interleaved(fns, params, warmup=warmup)
+        for (label, how, kind), (latencies, frames) in got.items():
+            if kind == "client":
+                rows.append(point("candles", label, latencies, rows=[len(f) for f in frames],
+                                  server=got[label, how, "server"][1], width=width, source=how))
+    return pd.DataFrame(rows)
+
+
+def _candle_sources(db: Database, view: str) -> list[tuple[str, str, dict[str, str]]]:
+    """(how, query, identifiers): plain PostgreSQL has raw aggregation only."""
+    if db.label == PLAIN:
+        return [("raw", "bench.candles_raw_plain", {})]
+    return [("view", "candles.view_range", {"view": view}),
+            ("raw", "candles.raw_range", {})]
+
+
+def _nth_window(stmt: str, params: Sequence[dict[str, Any]], i: int) -> tuple[str, dict[str, Any]]:
+    return stmt, params[i]
+
+
+def concurrency(dbs: Sequence[Database], dataset: Dataset, *,
+                levels: Sequence[int] = (1, 2, 5, 10, 20, 50), queries_per_client: int = 10,
+                window: str = "1m", seed: int = 0) -> pd.DataFrame:
+    """``level`` clients at once, each holding a pooled connection and fetching windows.
+
+    Each level opens a psycopg_pool pool of ``level`` connections to the database's URL
+    (direct, or through a pooler when ``db.via`` says so) and runs
+    :func:`tsj_lab.db.clients.run`: every client holds its connection while all do
+    (``peak_connections``, AC6 asks 50), then runs ``queries_per_client`` window fetches,
+    each its own transaction; ``server_connections`` is how many server backends served
+    them: one per client direct, at most the pooler's pool size through one.
+    """
+    _check_counts(queries_per_client=queries_per_client)
+    if not levels or min(levels) < 1:
+        raise ValueError(f"concurrency levels {list(levels)} must be one or more counts >= 1")
+    stmt = queries.text("bench.window")
+    rows = []
+    for db in dbs:
+        for level in levels:
+            params = window_params(dataset, WINDOWS[window], samples=level * queries_per_client,
+                                   rng=random.Random(f"{seed}-conc-{level}"))
+            got = clients.run(db.url, clients=level, queries_per_client=queries_per_client,
+                              work=partial(_nth_window, stmt, params))
+            if got.cause:
+                log.warning("concurrency %d on %s (%s): %s", level, db.label, db.via, got.cause)
+            rows.append(point("concurrency", db.label, got.latencies_ms or [math.nan],
+                              rows=got.rows, clients=level, window=window, via=db.via)
+                        | {"qps": got.qps if got.queries else 0.0, "errors": got.errors,
+                           "peak_connections": got.connected,
+                           "server_connections": got.server_connections, "cause": got.cause})
+            log.info("concurrency %d on %s (%s): %.0f q/s", level, db.label, db.via,
+                     rows[-1]["qps"])
+    return pd.DataFrame(rows)
+
+
+def latency_by_size(target_url: str, source_url: str, *, steps: Sequence[int],
+                    symbols: Sequence[str], start: dt.date, interval_ms: int, seed: int,
+                    windows: Sequence[str] = tuple(WINDOWS), samples: int = 20,
+                    warmup: int = 3) -> pd.DataFrame:
+    """Window fetch again as both tables grow to each step's day count (bench-large).
+
+    Each step extends the data set day by day (:func:`tsj_lab.bench.prepare`) and adds
+    ``days`` and ``table_bytes`` to its rows; their workload is ``window_by_size``.
+    """
+    if sorted(steps) != list(steps) or (steps and steps[0] < 1):
+        raise ValueError(f"size steps {list(steps)} must be growing day counts >= 1")
+    out = []
+    for step in steps:
+        dbs, ds = prepare(target_url, source_url,
+                          TickSpec(tuple(symbols), start, days=step, interval_ms=interval_ms, seed=seed))
+        got = window_fetch(dbs, ds, windows=windows, samples=samples, warmup=warmup, seed=seed)
+        sizes = {db.label: table_bytes(db) for db in dbs}
+        out.append(got.assign(workload="window_by_size", days=step,
+                              table_bytes=got["db"].map(sizes)))
+    return pd.concat(out, ignore_index=True) if out else pd.DataFrame()

@@ -1,0 +1,1 @@
+"""Synthetic ticks: the price model, the binary COPY encoder and the loader."""

@@ -1,0 +1,159 @@
+"""The loader: synthetic ticks (:mod:`tsj_lab.data.prices`) bulk-loaded by binary COPY.
+
+Loading never holds more than one part (at most ``PART_ROWS`` rows) per worker: the
+binary COPY buffer of a part is built with numpy (:mod:`tsj_lab.data.copybin`) and streamed on
+the worker's own connection, one transaction per part. A re-run skips the parts already
+loaded; "generate if empty" (:func:`ensure_data`) is the one way notebooks and checks get
+demo data.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time as _time
+from collections.abc import Sequence
+from typing import Any
+
+from .. import queries
+from ..provision import schema
+from .copybin import COPY_SIGNATURE, COPY_TRAILER, Encoded, encode
+from ..db import connect, scalar
+from ..domain import TickSpec
+from ..errors import SchemaError
+from ..parallel import check_workers, rows_bar, run_parallel
+from .prices import Part, plan
+
+log = logging.getLogger("tsj_lab")
+
+
+def default_workers() -> int:
+    """One connection per core of this machine (the embedded server shares them), 1-4."""
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+def load(url: str, spec: TickSpec, *, table: str = "tick_data", workers: int | None = None,
+         progress: bool | None = None) -> int:
+    """Generate ``spec``'s ticks and bulk-load them into ``table``; returns the rows loaded.
+
+    Parts are generated lazily, one per worker at a time, so memory stays bounded by
+    ``workers * PART_ROWS`` rows whatever ``spec.days`` is.
+    """
+    return write_parts(url, plan(spec), table=table, workers=workers, progress=progress)
+
+
+def pending_parts(url: str, parts: Sequence[Part], *, table: str = "tick_data",
+                  replace: bool = False) -> list[Part]:
+    """The parts not loaded yet: a part already holding its ticks is skipped.
+
+    A part's range holding some other number of ticks (an interrupted load, other data)
+    is an error unless ``replace``, which deletes that range first: a re-run never
+    doubles rows, and never mixes generated ticks into data it did not write.
+    """
+    count = queries.compose("generate.part_count", table=table)
+    delete = queries.compose("generate.delete_part", table=table)
+    todo: list[Part] = []
+    with connect(url, autocommit=True) as conn:
+        for part in parts:
+            lo, hi = part.bounds()
+            args = {"symbol": part.symbol, "lo": lo, "hi": hi}
+            have = scalar(conn, count, args)
+            if have == part.expected_rows():
+                continue
+            if have and not replace:
+                raise SchemaError(
+                    f"{table} already holds {have:,} ticks of {part.symbol} in [{lo:%Y-%m-%d %H:%M}, "
+                    f"{hi:%Y-%m-%d %H:%M}) UTC, not the {part.expected_rows():,} generated there; "
+                    "pass --replace to regenerate that range"
+                )
+            if have:
+                conn.execute(delete, args)
+            todo.append(part)
+    return todo
+
+
+def write_parts(
+    url: str,
+    parts: Sequence[Part | Encoded],
+    *,
+    table: str = "tick_data",
+    workers: int | None = None,
+    progress: bool | None = None,
+) -> int:
+    """Binary-COPY ``parts`` into ``table`` over ``workers`` connections, a commit per part.
+
+    A :class:`Part` is generated and encoded by the worker that loads it; an
+    :class:`Encoded` one (from :func:`encode`) is sent as it is.
+    """
+    workers = default_workers() if workers is None else workers
+    check_workers(workers)
+    _require_table(url, table)
+    stmt = queries.compose("generate.copy_ticks_in", table=table)
+    t0 = _time.perf_counter()
+    with rows_bar(sum(p.nominal_rows for p in parts), desc=f"load {table}", progress=progress) as bar:
+        done = run_parallel(parts, lambda conn, part: _copy_part(conn, stmt, part),
+                            session=lambda: connect(url), workers=workers, name="tsj-load",
+                            on_done=lambda part, _rows: bar.update(part.nominal_rows))
+    total = sum(done)
+    log.info("loaded %d rows into %s in %.1f s", total, table, _time.perf_counter() - t0)
+    return total
+
+
+def ensure_data(target_url: str, spec: TickSpec, *, source_url: str | None = None) -> tuple[int, int]:
+    """Generated ticks for a target (and source) that hold none; (target, source) rows loaded.
+
+    Only when neither side holds ticks: the target is provisioned and loaded with ``spec``
+    and its candle views brought up to date, and the source (if any) gets the same rows, so
+    a later migration or reconciliation finds both sides equal. Existing ticks on either
+    side are never touched (0, 0): a notebook or check then works on what is there.
+    """
+    if holds_ticks(target_url) or (source_url is not None and holds_ticks(source_url)):
+        return 0, 0
+    schema.provision(target_url)
+    target_rows = load(target_url, spec, progress=False)
+    schema.refresh_candles(target_url)
+    source_rows = 0
+    if source_url is not None:
+        schema.create_source(source_url)
+        source_rows = load(source_url, spec, progress=False)
+    return target_rows, source_rows
+
+
+def holds_ticks(url: str, table: str = "tick_data") -> bool:
+    """Whether ``table`` exists at ``url`` and holds a row: "is there data already?"."""
+    with connect(url, autocommit=True) as conn:
+        return schema.has_rows(conn, table)
+
+
+def ensure_source(url: str, spec: TickSpec) -> int:
+    """A plain (source) tick_data holding ``spec``'s ticks: created and loaded only when it
+    is empty. Returns the rows loaded, 0 when the table already had some (left alone)."""
+    parts = plan(spec)  # checked before anything is created
+    if not table_exists(url):
+        schema.create_source(url)
+    if holds_ticks(url):
+        return 0
+    return write_parts(url, parts, progress=False)
+
+
+def _copy_part(conn: Any, stmt: Any, part: Part | Encoded) -> int:
+    enc = part if isinstance(part, Encoded) else encode(part)
+    with conn.cursor() as cur:
+        with cur.copy(stmt) as copy:
+            copy.write(COPY_SIGNATURE)
+            copy.write(enc.data)
+            copy.write(COPY_TRAILER)
+    conn.commit()
+    return enc.rows
+
+
+def table_exists(url: str, table: str = "tick_data") -> bool:
+    """Whether ``table`` is visible at ``url`` (see :func:`tsj_lab.provision.schema.has_table`)."""
+    with connect(url, autocommit=True) as conn:
+        return schema.has_table(conn, table)
+
+
+def _require_table(url: str, table: str) -> None:
+    if not table_exists(url, table):
+        raise SchemaError(f"table '{table}' not found; run 'tsj provision' (target) "
+                          "or 'tsj generate --source' (source)")

@@ -1,0 +1,51 @@
+"""Which database a connection name means: 'target', 'source', 'pooler' or a URL.
+
+Above :mod:`tsj_lab.db` (connections, pools, reads) and :mod:`tsj_lab.server.embedded` (the
+server tsj runs itself), so neither imports the other to answer it: with no URL
+configured, the embedded server is started on demand and its databases are the answer.
+"""
+
+from __future__ import annotations
+
+from ..config import CONNECTION_NAMES, Settings, validate_url
+from ..server.embedded import SOURCE_DB, TARGET_DB, from_settings
+from ..errors import ConfigError
+from ..server.pooler import PgBouncer
+
+
+def resolve_url(name: str = "target", *, settings: Settings | None = None) -> str:
+    """The URL of connection ``name`` ('target', 'source' or 'pooler', or a URL).
+
+    With no URL configured, the embedded server is started on demand: its ``tsj`` database
+    (with TimescaleDB) is the target and its plain ``tsj_source`` database the source;
+    'pooler' is then tsj's own PgBouncer in transaction mode in front of the target.
+    """
+    if "://" in name or "=" in name:  # a URL or a libpq key=value string
+        return validate_url(name)
+    if name not in CONNECTION_NAMES:
+        raise ValueError(f"connection name {name!r} is unknown; use one of {CONNECTION_NAMES}")
+    settings = settings or Settings.load()
+    if name == "pooler":
+        url = pooler_url(settings=settings)
+        if url is None:
+            raise ConfigError("no pooler is configured for the target; set TSJ_POOLER_URL to "
+                              "its pooler URL (e.g. Supabase's port 6543)")
+        return url
+    url = settings.target_url if name == "target" else settings.source_url
+    if url:
+        return url
+    server = from_settings(settings)
+    server.start()
+    return server.url(TARGET_DB if name == "target" else SOURCE_DB)
+
+
+def pooler_url(*, settings: Settings | None = None) -> str | None:
+    """The target through a pooler: TSJ_POOLER_URL, else tsj's PgBouncer in front of the
+    embedded server (started on demand), else None (a configured target, no pooler named).
+    """
+    settings = settings or Settings.load()
+    if settings.pooler_url:
+        return settings.pooler_url
+    if settings.target_url:
+        return None
+    return PgBouncer(from_settings(settings)).start()

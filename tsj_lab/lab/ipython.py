@@ -1,0 +1,272 @@
+"""The IPython extension every notebook kernel loads: ``%%sql`` on 'target' and 'source'.
+
+``load_ipython_extension`` registers JupySQL's magics and the connection names
+'target' (made current) and 'source' as ``%sql`` connections, and puts ``engines``
+(the names' SQLAlchemy engines, :func:`tsj_lab.lab.adhoc.engine`) in the user namespace.
+``python -m tsj_lab.lab.ipython install`` (run by ``make setup``) writes an IPython config
+file into this environment's ``etc/ipython`` so that every kernel started from it
+(JupyterLab, papermill, nbval) loads the extension; ``%load_ext tsj_lab.lab.ipython`` does
+the same by hand.
+
+What changes from JupySQL's defaults, and why:
+
+- A connection is known by its name only: no URL is resolved, shown or stored (the
+  engine's URL is empty, see :mod:`tsj_lab.lab.adhoc`), and the name connects on first use,
+  so a kernel that never runs SQL connects to nothing and starts no server.
+- ``:name`` bind parameters are on (``named_parameters``); the SQL is sent as written,
+  not rewritten by sqlglot (which turns ``ORDER BY 1`` into ``ORDER BY 1 NULLS FIRST``).
+- Results are DataFrames (``autopandas``), read through a server-side cursor that stops
+  at ``autolimit`` rows (:data:`tsj_lab.lab.adhoc.MAX_ROWS`) with a message saying so: a
+  ``SELECT * FROM tick_data`` does not pull millions of rows into the kernel.
+- A failing statement is PostgreSQL's one-line message, without traceback or SQL echo.
+- JupySQL's config files (pyproject.toml, ~/.jupysql) and DSN default connection are not
+  read: the first prints a hint about a missing 'toml' package into every report.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import sys
+import types
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import sqlalchemy
+from IPython import get_ipython
+from IPython.core.interactiveshell import InteractiveShell
+from sql import exceptions
+from sql._current import _set_sql_magic
+from sql._patch import patch_ipython_usage_error
+from sql.connection import ConnectionManager, SQLAlchemyConnection
+from sql.magic import RenderMagic, SqlCmdMagic, SqlMagic, SqlPlotMagic
+from sqlalchemy.engine.result import IteratorResult, SimpleResultMetaData
+
+from . import adhoc
+from ..db import explain
+from ..errors import TsjError
+
+#: the JupySQL settings every kernel starts with
+SETTINGS: dict[str, Any] = {
+    "autopandas": True, "autolimit": adhoc.MAX_ROWS, "named_parameters": "enabled",
+    "short_errors": True, "displaycon": True, "feedback": 1,
+}
+EXTENSION = "tsj_lab.lab.ipython"
+_ROW_STATEMENTS = ("select", "with", "table", "values")
+
+
+class NamedConnection(SQLAlchemyConnection):
+    """A JupySQL connection known by name, connected on first use, capped, untranslated."""
+
+    def __init__(self, engine: sqlalchemy.engine.Engine, alias: str, config: Any) -> None:
+        # JupySQL connects in __init__; we only register, and connect in _open().
+        self.__dict__.update(_tsj_engine=engine, _tsj_config=config, _tsj_open=False,
+                             _url=alias, alias=alias)
+        ConnectionManager.connections[alias] = self
+        self._result_sets = _ResultSets()
+
+    def __getattr__(self, name: str) -> Any:
+        # Reached only for what JupySQL's __init__ would have set: connect, then look again.
+        if name.startswith("_tsj") or self.__dict__.get("_tsj_open"):
+            raise AttributeError(name)
+        self._open()
+        return getattr(self, name)
+
+    def _open(self) -> None:
+        self.__dict__["_tsj_open"] = True
+        current = ConnectionManager.current
+        try:
+            SQLAlchemyConnection.__init__(self, self._tsj_engine, alias=self.alias,
+                                          config=self._tsj_config)
+        except Exception as exc:
+            self.__dict__["_tsj_open"] = False
+            raise _usage_error(f"cannot connect to {self.alias!r}: {_cause(exc)}",
+                               "ConnectError") from None
+        finally:
+            ConnectionManager.current = current if current is not None else self
+        self._url = self.alias  # JupySQL's init stored repr(engine.url); keep only the name
+
+    def close(self) -> None:
+        if self.__dict__.get("_tsj_open"):
+            super().close()
+
+    def _transpile_query(self, query: str) -> str:
+        return query  # PostgreSQL as written; see the module docstring
+
+    def raw_execute(self, query: str, parameters: Any = None, with_: Any = None) -> Any:
+        try:
+            return super().raw_execute(query, parameters=parameters, with_=with_)
+        except (sqlalchemy.exc.DBAPIError, _psycopg_error()) as exc:
+            raise _usage_error(f"{adhoc.sql_error(exc)} (on {self.alias!r})", "SQLError") from None
+        except ValueError as exc:  # a :name without a value (adhoc.to_psycopg)
+            raise _usage_error(str(exc), "SQLError") from None
+
+    def _execute_with_parameters(self, query: str, parameters: Any) -> Any:
+        limit = getattr(self._tsj_config, "autolimit", 0) or 0
+        first = query.lstrip().split(None, 1)[0].lower() if query.strip() else ""
+        if limit <= 0 or first not in _ROW_STATEMENTS:
+            return super()._execute_with_parameters(query, parameters)
+        bound, values = adhoc.to_psycopg(query, parameters or {})
+        keys, rows = _fetch_capped(self._connection.connection.driver_connection, bound,
+                                   values, limit=limit)
+        if len(rows) > limit:
+            rows = rows[:limit]
+            print(f"tsj: the result has more than {limit:,} rows; %%sql kept the first "
+                  f"{limit:,}. Read it whole with tsj_lab.lab.adhoc.read(query, params, "
+                  f"connection={self.alias!r}) (Arrow), or narrow the query.",
+                  file=sys.stderr)
+        return IteratorResult(SimpleResultMetaData(keys), iter(rows))
+
+
+def _fetch_capped(conn: Any, query: str, params: Mapping[str, Any], *,
+                  limit: int) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """``limit + 1`` rows at most through a server-side cursor, in its own transaction."""
+    with conn.transaction(), conn.cursor(name="tsj_adhoc") as cur:
+        cur.execute(query, params)
+        rows = cur.fetchmany(limit + 1)
+        keys = [d.name for d in cur.description or []]
+    return keys, rows
+
+
+class _ResultSets(list[Any]):
+    """JupySQL's result-set bookkeeping, for a connection not opened yet."""
+
+    def append(self, result: Any) -> None:
+        if result in self:
+            self.remove(result)
+        super().append(result)
+
+    def is_last(self, result: Any) -> bool:
+        return not self or self[-1] is result
+
+    def close_all(self) -> None:
+        for r in self:
+            r.close()
+        self.clear()
+
+
+def _cause(exc: BaseException) -> str:
+    """Why a connection failed, and the fix, without the URL (which tsj's messages name)."""
+    root = exc.__cause__ or exc
+    root = getattr(root, "orig", None) or root  # SQLAlchemy wraps the driver's error
+    if not isinstance(root, TsjError):
+        root = explain(root, "")
+    # tsj's ConnectError reads 'cannot connect to URL: cause; fix'
+    return str(root).split(": ", 1)[-1]
+
+
+def _psycopg_error() -> type[BaseException]:
+    return psycopg.Error
+
+
+def _usage_error(message: str, kind: str) -> Exception:
+    # IPython shows a UsageError as its message alone, no traceback (JupySQL's own trick).
+    return exceptions.exception_factory(kind)(message)
+
+
+def _show_usage_error(shell: Any, exc: BaseException) -> None:
+    """A magic's error as an error output of one line (JupySQL prints it to stderr).
+
+    As an error output it is what papermill, nbval and the report name as the cell's
+    failure (``SQLError: relation "x" does not exist (on 'target')``); the traceback is
+    that one line.
+    """
+    kind = getattr(exc, "error_type", None) or type(exc).__name__
+    shell._showtraceback(type(kind, (Exception,), {}), str(exc), [f"{kind}: {exc}"])
+
+
+#: the analysts' connections ("pooler", the third of config.CONNECTION_NAMES, is the benchmark's)
+ANALYST_CONNECTIONS = ("target", "source")
+
+
+def register(shell: Any, names: tuple[str, ...] = ANALYST_CONNECTIONS) -> None:
+    """JupySQL's magics in ``shell``, configured, with ``names`` as connections ('target' current)."""
+    magic = SqlMagic(shell)
+    for key, value in SETTINGS.items():
+        setattr(magic, key, value)
+    _set_sql_magic(magic)
+    for m in (magic, RenderMagic, SqlPlotMagic, SqlCmdMagic):
+        shell.register_magics(m)
+    patch_ipython_usage_error(shell)
+    shell.show_usage_error = types.MethodType(_show_usage_error, shell)
+    # JupySQL closes its connections at exit saying so through IPython's display, which
+    # outside a kernel (pytest, scripts) is gone by then: close them without a word.
+    atexit.unregister(ConnectionManager.close_all)
+    atexit.register(ConnectionManager.close_all, verbose=False)
+    for name in sorted(names, key=lambda n: n == "target"):  # target last: the current one
+        NamedConnection(adhoc.engine(name), name, magic)
+    ConnectionManager.current = ConnectionManager.connections["target"]
+    shell.push({"engines": {name: adhoc.engine(name) for name in names}})
+
+
+def load_ipython_extension(shell: Any) -> None:
+    register(shell)
+
+
+def sql_magic() -> Any:
+    """The running kernel's JupySQL magic; outside a kernel, a shell with the extension."""
+    shell = get_ipython() or InteractiveShell.instance()
+    found = shell.magics_manager.registry.get("SqlMagic")
+    if found is None or "target" not in ConnectionManager.connections:
+        register(shell)
+        found = shell.magics_manager.registry["SqlMagic"]
+    return found
+
+
+def run_cell(query: str, params: Mapping[str, Any] | None = None, *,
+             connection: str = "target", quiet: bool = False) -> Any:
+    """What ``%%sql CONNECTION`` does with ``query``, its ``:name`` binds taken from ``params``.
+
+    The same code path as a cell (parsing, connection lookup, binding, fetch, DataFrame),
+    without putting the parameters into the user's namespace. ``quiet``: no
+    'Switching to connection' line (JupySQL's ``feedback = 0`` for this call).
+    """
+    magic = sql_magic()
+    feedback = magic.feedback
+    if quiet:
+        magic.feedback = 0
+    try:
+        return magic.execute(line=connection, cell=query, local_ns=dict(params or {}))
+    finally:
+        magic.feedback = feedback
+
+
+@contextmanager
+def connection(engine: sqlalchemy.engine.Engine, alias: str) -> Iterator[str]:
+    """``engine`` as a ``%sql`` connection called ``alias`` for a while; the current one stays."""
+    sql_magic()
+    current = ConnectionManager.current
+    conn = NamedConnection(engine, alias, sql_magic())
+    try:
+        yield alias
+    finally:
+        ConnectionManager.connections.pop(alias, None)
+        conn.close()
+        ConnectionManager.current = current
+
+
+def config_path(prefix: Path | None = None) -> Path:
+    """The IPython kernel config file of this environment (``sys.prefix/etc/ipython``)."""
+    return Path(prefix or sys.prefix) / "etc" / "ipython" / "ipython_kernel_config.json"
+
+
+def install(prefix: Path | None = None) -> Path:
+    """Make every kernel of this environment load the extension; returns the file written."""
+    path = config_path(prefix)
+    config = json.loads(path.read_text()) if path.is_file() else {}
+    app = config.setdefault("InteractiveShellApp", {})
+    extra = app.setdefault("extra_extensions", [])
+    if EXTENSION not in extra:
+        extra.append(EXTENSION)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(config, indent=2) + "\n")
+    return path
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["install"]:
+        sys.exit("usage: python -m tsj_lab.lab.ipython install")
+    print(f"kernels of {sys.prefix} load {EXTENSION}: {install()}")

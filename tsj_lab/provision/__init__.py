@@ -1,0 +1,1 @@
+"""The story's DDL (plan, apply, validate, maintain) and the layout judgement."""
