@@ -6,6 +6,7 @@ import socket
 from concurrent.futures import ThreadPoolExecutor
 
 import pandas as pd
+import psycopg
 import pytest
 
 from tsj_lab.db import connections
@@ -98,3 +99,35 @@ def test_resolve_url_uses_configured_target() -> None:
     assert connections.resolve_url("source", settings=s) == "postgresql://u@h/src"
     with pytest.raises(ValueError, match="connection name 'other'"):
         connections.resolve_url("other", settings=s)
+
+
+def test_a_command_probes_each_database_once(make_db, capsys) -> None:
+    """The CLI resolves one Endpoint per database and hands it down: provisioning (plan,
+    apply, the AC1-AC6 validation) and the integrity suite probe the target once, and open
+    no more connections than they need (the AC6 pool's 50 clients aside: that pool is
+    what AC6 measures)."""
+    from tsj_lab.cli import main
+    from tsj_lab.data import generate
+    from tsj_lab.domain import TickSpec
+
+    tgt, src = make_db(timescale=False), make_db(timescale=False)
+    generate.ensure_source(src, TickSpec(("ES",), "2024-01-02", days=1, interval_ms=60_000))
+    key = {}
+    for u in (tgt, src):
+        with psycopg.connect(u, autocommit=True) as conn:
+            key[u] = db.url_of(conn)
+
+    def counts(*argv: str) -> tuple[int, dict[tuple[str, str], int]]:
+        db.COUNTS.clear()
+        rc = main(list(argv))
+        capsys.readouterr()
+        return rc, {(k, "target" if u == key[tgt] else "source"): n
+                    for (k, u), n in db.COUNTS.items() if u in key.values()}
+
+    rc, seen = counts("provision", "--target", tgt)  # creates the extension: probed again
+    assert rc == 0 and seen[("probe", "target")] == 2 and seen[("connect", "target")] == 2, seen
+    rc, seen = counts("provision", "--target", tgt)  # nothing to do now
+    assert rc == 0 and seen == {("probe", "target"): 1, ("connect", "target"): 2}, seen
+    rc, seen = counts("check", "--target", tgt, "--source", src)
+    assert rc in (0, 1) and seen == {("probe", "target"): 1, ("connect", "target"): 1,
+                                     ("connect", "source"): 1}, seen

@@ -23,7 +23,7 @@ def _imports(path: Path) -> set[str]:
     if path.name != "__init__.py":
         here = here[:-1]
     found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in _runtime_nodes(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom) and node.level:
             base = here[:len(here) - node.level + 1] + (node.module.split(".") if node.module else [])
             for alias in node.names:
@@ -32,6 +32,22 @@ def _imports(path: Path) -> set[str]:
         elif isinstance(node, ast.Import):
             found |= {a.name for a in node.names if a.name.startswith("tsj_lab.")}
     return {m for m in found if _exists(m)}
+
+
+def _runtime_nodes(tree: ast.AST) -> list[ast.AST]:
+    """Every node but those under ``if TYPE_CHECKING:`` (imports for annotations only,
+    which never run and so close no cycle)."""
+    out: list[ast.AST] = []
+    todo = [tree]
+    while todo:
+        node = todo.pop()
+        if (isinstance(node, ast.If) and isinstance(node.test, ast.Name)
+                and node.test.id == "TYPE_CHECKING"):
+            todo.extend(node.orelse)
+            continue
+        out.append(node)
+        todo.extend(ast.iter_child_nodes(node))
+    return out
 
 
 def _exists(module: str) -> bool:

@@ -278,7 +278,7 @@ def test_control_without_detection_check_fails_as_reported(
 
     target, source = pooled_pair
     found = db.pooling(target)
-    monkeypatch.setitem(db._POOLING, target, db.Pooling(True, found.server_port, True))
+    monkeypatch.setitem(db.conn._POOLING, target, db.Pooling(True, found.server_port, True))
     leave_prepared_statements(target, clients=pooler.pool_size)
     with pytest.raises(SchemaError, match=r'check step .* prepared statement "_pg3_\d+" already exists'):
         checks.run(target, source_url=source, progress=False)

@@ -106,4 +106,7 @@ def test_every_proxied_fetch_is_one_round_trip(make_db) -> None:
     dbs, ds = bench.prepare(make_db(timescale=True), make_db(timescale=False),
                             TickSpec(["ES"], dt.date(2026, 1, 18), days=1, interval_ms=60_000, seed=3))
     lat = replay.fetch_latencies(dbs[1:], ds, rtts=[60], batch_sizes=[10], samples=8, warmup=0)
-    assert max(lat["samples_ms"].iloc[0]) < 60 * 1.5
+    # a second round trip would put every sample past 120 ms; the median is the test (one
+    # sample can wait for a busy core)
+    samples = sorted(lat["samples_ms"].iloc[0])
+    assert len(samples) == 8 and samples[len(samples) // 2] < 60 * 1.5, samples

@@ -32,7 +32,7 @@ from .. import queries
 from ..lab import recording
 from ..provision import schema
 from ..db.connections import pooler_url, resolve_url
-from ..db import connection, scalar
+from ..db import Endpoint, connection, scalar
 from ..domain import CANDLES, TickSpec
 from ..errors import SchemaError
 from ..stats import percentile, summarize
@@ -57,7 +57,7 @@ class Database:
     """One database holding the data set: ``label`` is 'postgresql' or 'timescaledb'."""
 
     label: str
-    url: str
+    url: Endpoint | str
     via: str = "direct"  # 'direct' (the URL as configured) or 'pgbouncer' (through a pooler)
 
     def __repr__(self) -> str:  # URLs may name a password file; never print them
@@ -161,7 +161,7 @@ def time_interleaved(fns: Mapping[Any, Callable[[Any], Any]], params: Sequence[A
 
 
 @contextmanager
-def explainer(url: str, query_name: str, *, identifiers: Mapping[str, str] | None = None
+def explainer(url: Endpoint | str, query_name: str, *, identifiers: Mapping[str, str] | None = None
               ) -> Iterator[Callable[[Mapping[str, Any]], float]]:
     """A function giving the server's execution time (ms) of the named query, on one connection."""
     inner = queries.compose(query_name, **(identifiers or {}))
@@ -174,7 +174,7 @@ def explainer(url: str, query_name: str, *, identifiers: Mapping[str, str] | Non
         yield explain
 
 
-def server_times(url: str, query_name: str, params_list: Sequence[Mapping[str, Any]], *,
+def server_times(url: Endpoint | str, query_name: str, params_list: Sequence[Mapping[str, Any]], *,
                  identifiers: Mapping[str, str] | None = None) -> list[float]:
     """The server's execution time (ms) of the named query, once per parameter set."""
     with explainer(url, query_name, identifiers=identifiers) as explain:
@@ -275,7 +275,7 @@ def through_pooler(dbs: Sequence[Database], pooler: str | None) -> list[Database
 # -- the data set ----------------------------------------------------------------------
 
 
-def prepare(target_url: str, source_url: str, spec: TickSpec, *, generate: bool = True,
+def prepare(target_url: Endpoint | str, source_url: Endpoint | str, spec: TickSpec, *, generate: bool = True,
             replace: bool = False) -> tuple[list[Database], Dataset]:
     """Both databases provisioned and holding the same ticks; generated where absent.
 
@@ -326,7 +326,7 @@ def prepare(target_url: str, source_url: str, spec: TickSpec, *, generate: bool 
     return dbs, Dataset(tuple(symbols), lo, hi, per_day * days, float(interval_ms))
 
 
-def _delete_day(url: str, *, symbol: str, day: dt.date) -> None:
+def _delete_day(url: Endpoint | str, *, symbol: str, day: dt.date) -> None:
     lo = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
     log.warning("deleting %s ticks of %s to generate them again", symbol, day)
     with connection(url, autocommit=True) as conn:
@@ -338,13 +338,14 @@ def _days(start: dt.date, days: int) -> list[dt.date]:
     return [start + dt.timedelta(days=i) for i in range(days)]
 
 
-def _day_counts(url: str, *, start: dt.datetime, end: dt.datetime) -> dict[tuple[str, dt.date], int]:
+def _day_counts(url: Endpoint | str, *, start: dt.datetime,
+                end: dt.datetime) -> dict[tuple[str, dt.date], int]:
     with connection(url, autocommit=True) as conn:
         got = conn.execute(queries.text("bench.day_counts"), {"start": start, "end": end})
         return {(row[0], row[1]): int(row[2]) for row in got.fetchall()}
 
 
-def symbol_counts(url: str, *, start: dt.datetime, end: dt.datetime) -> dict[str, int]:
+def symbol_counts(url: Endpoint | str, *, start: dt.datetime, end: dt.datetime) -> dict[str, int]:
     with connection(url, autocommit=True) as conn:
         got = conn.execute(queries.text("bench.symbol_span"), {"start": start, "end": end})
         return {row[0]: int(row[3]) for row in got.fetchall()}

@@ -42,7 +42,7 @@ from .. import queries
 from ..provision import schema
 from . import (CANDLE_WIDTHS, TIMESCALE, Database, Dataset, explainer, point,
                     prepare, table_bytes, time_calls, time_interleaved, window_params)
-from ..db import close_frames, connection, one, probe_url, read_frame, scalar
+from ..db import Endpoint, close_frames, connection, one, probe_url, read_frame, scalar
 from ..domain import CANDLE_BY_NAME, CANDLES, DAY_MS, TickSpec
 from .replay import maybe_proxy
 from ..stats import percentile
@@ -64,7 +64,7 @@ STORY_INTERVAL_MS = 250
 UNSUPPORTED = "unsupported"
 
 
-def unsupported(url: str) -> str | None:
+def unsupported(url: Endpoint | str) -> str | None:
     """Why history cannot be measured on ``url`` (None when it can)."""
     caps = probe_url(url)
     if caps.timescaledb_version is None:
@@ -79,7 +79,7 @@ def unsupported(url: str) -> str | None:
 class Copies:
     """The scratch copies of one data set: a URL per copy, scoped to its schema."""
 
-    urls: dict[str, str]
+    urls: dict[str, Endpoint]
     schemas: dict[str, str]
     dataset: Dataset
     #: per copy: ticks, chunks, bytes before and after its compression job, job seconds
@@ -109,7 +109,7 @@ def first_day(dataset: Dataset, *, max_symbols: int = 2) -> Dataset:
 
 
 @contextmanager
-def scratch(target_url: str, dataset: Dataset, *, keep: bool = False) -> Iterator[Copies]:
+def scratch(target_url: Endpoint | str, dataset: Dataset, *, keep: bool = False) -> Iterator[Copies]:
     """The copies built in scratch schemas of the target, dropped afterwards (unless ``keep``)."""
     prefix = f"tsj_hist_{uuid.uuid4().hex[:8]}"
     schemas = {copy: f"{prefix}_{copy}" for copy in COPIES}
@@ -421,7 +421,7 @@ def _refresh(conn: psycopg.Connection[Any], view: str, start: dt.datetime, end: 
             "seconds": time.perf_counter() - t0}
 
 
-def _time_candles(url: str, ds: Dataset, width: str, views_of: list[tuple[str, str]], *,
+def _time_candles(url: Endpoint | str, ds: Dataset, width: str, views_of: list[tuple[str, str]], *,
                   samples: int, warmup: int, seed: int) -> list[dict[str, Any]]:
     rng = random.Random(f"{seed}-history-candles-{width}")
     params = [{"symbol": rng.choice(ds.symbols), "start": ds.start, "end": ds.end,
@@ -444,7 +444,7 @@ def _time_candles(url: str, ds: Dataset, width: str, views_of: list[tuple[str, s
     return out
 
 
-def _differ(url: str, ds: Dataset, view: str, width: str) -> int:
+def _differ(url: Endpoint | str, ds: Dataset, view: str, width: str) -> int:
     """Candles of ``view`` that differ from raw time_bucket's (via a flat view of raw)."""
     raw = read_frame(url, "candles.raw_range", {"symbol": ds.symbols[0], "start": ds.start,
                                                "end": ds.end, "width": CANDLE_WIDTHS[width][0]})
@@ -494,7 +494,7 @@ def policy_costs(copies: Copies, refreshes: pd.DataFrame, dropped: pd.DataFrame)
 # -- the migration into this target, direct and through the latency proxy -------------
 
 
-def migration(source_url: str, target_url: str, dataset: Dataset, *,
+def migration(source_url: Endpoint | str, target_url: Endpoint | str, dataset: Dataset, *,
               rtts: Sequence[float | None] = (None, 300), symbol: str | None = None
               ) -> pd.DataFrame:
     """``migrate.run`` of one symbol's data set into a scratch schema of the target, per RTT.
@@ -527,7 +527,7 @@ def peak_rss_mb() -> dict[str, float]:
             "children": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / kib}
 
 
-def latency_by_size(target_url: str, source_url: str, *, steps: Sequence[int],
+def latency_by_size(target_url: Endpoint | str, source_url: Endpoint | str, *, steps: Sequence[int],
                     symbols: Sequence[str], start: dt.date, interval_ms: int, seed: int,
                     windows: Sequence[str], samples: int = 20, warmup: int = 3
                     ) -> pd.DataFrame:
@@ -581,7 +581,7 @@ def _median(values: Sequence[float]) -> float:
     return percentile(values, 50) if values else math.nan
 
 
-def _compress(url: str, start: dt.datetime, end: dt.datetime) -> list[float]:
+def _compress(url: Endpoint | str, start: dt.datetime, end: dt.datetime) -> list[float]:
     """Each uncompressed chunk in [start, end) compressed; seconds per chunk."""
     seconds = []
     with connection(url, autocommit=True) as conn:
@@ -595,7 +595,7 @@ def _compress(url: str, start: dt.datetime, end: dt.datetime) -> list[float]:
     return seconds
 
 
-def _decompress(url: str, start: dt.datetime, end: dt.datetime) -> int:
+def _decompress(url: Endpoint | str, start: dt.datetime, end: dt.datetime) -> int:
     with connection(url, autocommit=True) as conn:
         n = scalar(conn, queries.text("history.decompress_chunks"), {"start": start, "end": end})
         if n:

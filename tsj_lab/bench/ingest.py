@@ -24,7 +24,7 @@ from psycopg import sql
 from .. import queries
 from ..config import Settings, redact
 from ..data.copybin import Encoded, encode
-from ..db import connect
+from ..db import Endpoint, connect, url_text
 from ..domain import DEFAULT_SYMBOLS, TickSpec
 from ..server.embedded import from_settings
 from ..errors import ConfigError, TsjError
@@ -113,7 +113,7 @@ DEFAULT_SPEC = TickSpec(DEFAULT_SYMBOLS, dt.date(2024, 1, 2))
 
 
 def ingest_benchmark(
-    url: str,
+    url: Endpoint | str,
     spec: TickSpec = DEFAULT_SPEC,
     *,
     workers: int | None = None,
@@ -157,7 +157,7 @@ def _check_loaded(result: IngestResult) -> None:
                        f"is something else writing to {BENCH_TABLE}?")
 
 
-def _ingest_loads(url: str, parts: Sequence[Part], encoded: Sequence[Encoded], csv: str,
+def _ingest_loads(url: Endpoint | str, parts: Sequence[Part], encoded: Sequence[Encoded], csv: str,
                   psql: str, workers: int) -> dict[str, Any]:
     """Each method's load, a callable of no argument."""
     def tsj(items: Sequence[Part | Encoded], n: int) -> Any:
@@ -167,7 +167,7 @@ def _ingest_loads(url: str, parts: Sequence[Part], encoded: Sequence[Encoded], c
             "streamed": tsj(parts, workers), "streamed_1": tsj(parts, 1)}
 
 
-def _turns(url: str, loads: Mapping[str, Any], repeats: int) -> dict[str, list[tuple[float, int]]]:
+def _turns(url: Endpoint | str, loads: Mapping[str, Any], repeats: int) -> dict[str, list[tuple[float, int]]]:
     """``repeats`` turns of every load in :data:`INGEST_METHODS` order: (seconds, rows) each."""
     runs: dict[str, list[tuple[float, int]]] = {m: [] for m in INGEST_METHODS}
     for _ in range(repeats):
@@ -185,7 +185,7 @@ def _write_csv(parts: Sequence[Part], path: str) -> int:
     return rows
 
 
-def _timed(load: Any, url: str) -> tuple[float, int]:
+def _timed(load: Any, url: Endpoint | str) -> tuple[float, int]:
     """Seconds one load takes into the emptied scratch table, and the rows it left there."""
     with connect(url, autocommit=True) as conn:
         conn.execute(queries.compose("ingest.truncate", table=BENCH_TABLE))
@@ -201,7 +201,7 @@ def _timed(load: Any, url: str) -> tuple[float, int]:
     return seconds, int(row[0]) if row else 0
 
 
-def _bench_table(url: str, *, create: bool) -> None:
+def _bench_table(url: Endpoint | str, *, create: bool) -> None:
     with connect(url, autocommit=True) as conn:
         if create:
             conn.execute(queries.compose("schema.create_tick_table", table=BENCH_TABLE))
@@ -222,13 +222,13 @@ def _psql_binary(settings: Settings) -> str:
     return found
 
 
-def _psql_copy(url: str, psql: str, csv: str) -> None:
+def _psql_copy(url: Endpoint | str, psql: str, csv: str) -> None:
     # psql takes one backslash command per -c: the statement without its doc comments
     code = [ln for ln in queries.text("ingest.psql_copy").splitlines() if not ln.startswith("--")]
     with connect(url) as conn:
         meta = sql.SQL("\n".join(code)).format(table=sql.Identifier(BENCH_TABLE)).as_string(conn)
     with open(csv, "rb") as fh:
-        res = subprocess.run([psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", url, "-c", meta],
+        res = subprocess.run([psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", url_text(url), "-c", meta],
                              stdin=fh, capture_output=True, text=True)
     if res.returncode:
         raise TsjError(f"psql \\copy failed: {redact(res.stderr.strip())}; check {psql}")

@@ -35,7 +35,7 @@ import pandas as pd
 from .. import queries
 from ..lab import recording
 from . import Database, Dataset, point, time_calls, window_params
-from ..db import connection
+from ..db import Endpoint, as_endpoint, connection, url_text
 from ..server.proxy import LatencyProxy
 
 log = logging.getLogger("tsj_lab")
@@ -200,14 +200,14 @@ def fetch_latencies(dbs: Sequence[Database], dataset: Dataset, *,
 
 
 @contextmanager
-def maybe_proxy(url: str, rtt: float | None) -> Iterator[str]:
+def maybe_proxy(url: Endpoint | str, rtt: float | None) -> Iterator[Endpoint | str]:
     """``url`` itself (``rtt`` None), or the same server through a :class:`LatencyProxy`
     adding ``rtt`` ms to every round trip."""
     if rtt is None:
         yield url
         return
-    with LatencyProxy.for_url(url, rtt_ms=rtt) as proxy:
-        yield proxy.url(url)
+    with LatencyProxy.for_url(url_text(url), rtt_ms=rtt) as proxy:
+        yield as_endpoint(url).through(proxy.url(url_text(url)))
 
 
 def _time_pages(conn: Any, dataset: Dataset, *, size: int, samples: int, warmup: int,

@@ -22,7 +22,7 @@ import pandas as pd
 from sqlalchemy import text
 
 from .. import queries
-from ..db import clients
+from ..db import Endpoint, clients
 from ..lab import ipython
 from ..lab.adhoc import from_psycopg
 from . import (BATCH_SIZES, CANDLE_WIDTHS, PLAIN, WINDOW_TARGETS_MS, WINDOWS, Database,
@@ -63,7 +63,7 @@ def window_fetch(dbs: Sequence[Database], dataset: Dataset, *,
     return pd.DataFrame(rows)
 
 
-def _window_rows(url: str, params: Mapping[str, Any]) -> int:
+def _window_rows(url: Endpoint | str, params: Mapping[str, Any]) -> int:
     """The window fetched into a DataFrame (what is timed), then only its row count kept:
     20 one-day frames per database held to the end of a workload took the bench-large
     kernel past 1 GB."""
@@ -111,7 +111,7 @@ def fetch_paths(db: Database, dataset: Dataset, *, window: str = "1h", samples: 
     return out
 
 
-def pages(url: str, *, symbol: str, start: dt.datetime, end: dt.datetime,
+def pages(url: Endpoint | str, *, symbol: str, start: dt.datetime, end: dt.datetime,
           size: int) -> Iterator[pd.DataFrame]:
     """Keyset pagination over one symbol's ticks in [start, end): pages of ``size`` ticks.
 
@@ -228,7 +228,7 @@ def concurrency(dbs: Sequence[Database], dataset: Dataset, *,
     return pd.DataFrame(rows)
 
 
-def latency_by_size(target_url: str, source_url: str, *, steps: Sequence[int],
+def latency_by_size(target_url: Endpoint | str, source_url: Endpoint | str, *, steps: Sequence[int],
                     symbols: Sequence[str], start: dt.date, interval_ms: int, seed: int,
                     windows: Sequence[str] = tuple(WINDOWS), samples: int = 20,
                     warmup: int = 3) -> pd.DataFrame:

@@ -32,7 +32,7 @@ import psycopg
 from ..data import generate
 from ..provision import layout, schema
 from .. import queries
-from ..db import connection, probe
+from ..db import Endpoint, capabilities, connection
 from ..domain import CANDLE_BY_VIEW, CANDLE_VIEWS, OK, QUARANTINE, STATUSES, Finding, TickSpec
 from ..errors import SchemaError
 from ..provision.layout import facts_of
@@ -160,9 +160,10 @@ class _Run:
     conn: psycopg.Connection[Any]
     opts: Options
     license: str | None
-    source_url: str | None
+    source_url: Endpoint | str | None
     results: list[CheckResult] = field(default_factory=list)
     steps: dict[str, float | None] = field(default_factory=dict)  # symbol -> step in s
+    target: Endpoint | str | None = None  # the database of ``conn`` (its probe is kept)
 
     def q(self, name: str, params: dict[str, Any] | None = None, **idents: str) -> list[Any]:
         """Rows of named query ``name`` with ``{table}`` (and ``idents``) filled in."""
@@ -177,9 +178,9 @@ class _Run:
 
 
 def run(
-    target_url: str,
+    target_url: Endpoint | str,
     *,
-    source_url: str | None = None,
+    source_url: Endpoint | str | None = None,
     progress: bool | None = None,
     timings: dict[str, float] | None = None,
     stats: dict[str, int] | None = None,
@@ -197,7 +198,7 @@ def run(
     # it, so it runs the same through a transaction-mode pooler (PgBouncer, Supavisor) as
     # direct, and every step sees one snapshot of the ticks.
     with connection(target_url) as conn:
-        caps = probe(conn)
+        caps = capabilities(target_url, conn)
         if caps.timescaledb_version is None:
             # names the target and how to enable the extension ('tsj provision' cannot)
             raise schema.missing_extension_error(target_url, caps)
@@ -205,7 +206,7 @@ def run(
             raise SchemaError(f"table '{opts.table}' not found on the target; run 'tsj provision'")
         schema.require_unfiltered(conn, opts.table, side="target")
         conn.execute(queries.text("checks.session"))
-        ctx = _Run(conn, opts, caps.license, source_url)
+        ctx = _Run(conn, opts, caps.license, source_url, target=target_url)
         _run_steps(ctx, progress=progress, timings=timings)
         if stats is not None:
             stats.update(zip(("ticks", "symbol_days"), ctx.q("checks.tick_extent")[0][1:]))
@@ -230,7 +231,8 @@ def _run_steps(ctx: _Run, *, progress: bool | None, timings: dict[str, float] | 
                 timings[name] = seconds
 
 
-def run_all(target_url: str, *, source_url: str | None = None, progress: bool | None = None,
+def run_all(target_url: Endpoint | str, *, source_url: Endpoint | str | None = None,
+            progress: bool | None = None,
             **kwargs: Any) -> pd.DataFrame:
     """:func:`run` as a DataFrame (the results table notebooks show)."""
     return to_frame(run(target_url, source_url=source_url, progress=progress, **kwargs))
@@ -282,14 +284,14 @@ class Prepared:
 
     target_rows: int
     source_rows: int
-    source_url: str | None  # None: no source, or one with no ticks to compare
+    source_url: Endpoint | str | None  # None: no source, or one with no ticks to compare
     note: str
 
 
 def prepare(
-    target_url: str,
+    target_url: Endpoint | str,
     *,
-    source_url: str | None = None,
+    source_url: Endpoint | str | None = None,
     symbols: Sequence[str] = ("ES", "BTCUSD"),
     days: int = 1,
     interval_ms: int = 1000,
@@ -563,7 +565,7 @@ def check_reconcile(ctx: _Run) -> None:
             target = _digest(ctx.conn, ctx.opts.table)
             source = pending.result()
     quarantine = _quarantine_digest(ctx.conn)
-    source, skipped = _kept_days(ctx.conn, source, target)
+    source, skipped = _kept_days(ctx.conn, source, target, db=ctx.target)
     bad = [k for k in sorted(source.keys() | target.keys(), key=_key_order)
            if source.get(k) != target.get(k)]
     if not bad:
@@ -584,12 +586,13 @@ def check_reconcile(ctx: _Run) -> None:
 
 
 def _kept_days(conn: psycopg.Connection[Any], source: dict[tuple[str, Any], tuple[Any, ...]],
-               target: dict[tuple[str, Any], tuple[Any, ...]]
+               target: dict[tuple[str, Any], tuple[Any, ...]], *,
+               db: Endpoint | str | None = None
                ) -> tuple[dict[tuple[str, Any], tuple[Any, ...]], str]:
     """The source's symbol-days to compare, and what was left out: days older than the
     target's retention horizon that the target does not hold (its retention job drops
     them, and 'tsj migrate' skips them). Such days the target does hold are compared."""
-    kept = facts_of(conn).kept_since
+    kept = facts_of(conn, db=db).kept_since
     if kept is None:
         return source, ""
     gone = {k: v for k, v in source.items()

@@ -35,7 +35,7 @@ from psycopg import sql
 from ..data import generate
 from .. import queries
 from ..provision import schema
-from ..db import connection, one, probe_url, scalar
+from ..db import Endpoint, connection, one, probe_url, scalar
 from ..domain import FAIL, OK, UNSUPPORTED, TickSpec
 
 log = logging.getLogger("tsj_lab")
@@ -55,7 +55,7 @@ class PolicyProof:
     seconds: float  # the job's run time
 
 
-def prove(url: str, *, days: int = PROOF_DAYS, symbols: tuple[str, ...] = ("ES",),
+def prove(url: Endpoint | str, *, days: int = PROOF_DAYS, symbols: tuple[str, ...] = ("ES",),
           interval_ms: int = 60_000, seed: int = 11, keep: bool = False) -> list[PolicyProof]:
     """Run every policy job once on ``days`` of ticks in a scratch schema of ``url``.
 
@@ -82,7 +82,7 @@ _APACHE_NOTES = {
 }
 
 
-def _prove_in(url: str, *, days: int, symbols: tuple[str, ...], interval_ms: int,
+def _prove_in(url: Endpoint | str, *, days: int, symbols: tuple[str, ...], interval_ms: int,
               seed: int) -> list[PolicyProof]:
     schema.provision(url)
     # history ends a day ago; the back-fill materializes it and stops 2 hours ago, so

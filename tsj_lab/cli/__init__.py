@@ -19,10 +19,13 @@ import json
 import logging
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..config import Settings, redact
 from ..errors import TsjError
+
+if TYPE_CHECKING:
+    from ..db.endpoint import Endpoint
 
 log = logging.getLogger("tsj_lab")
 
@@ -55,22 +58,35 @@ def command(path: str, help: str, *setups: Setup) -> Callable[[Handler], Handler
 
 
 def settings(args: argparse.Namespace) -> Settings:
-    """Settings from the environment, with ``--target``/``--source`` overriding URLs."""
-    return Settings.load(
-        target_url=getattr(args, "target", None), source_url=getattr(args, "source", None)
-    )
+    """Settings from the environment, with ``--target``/``--source`` overriding URLs; read
+    once per command (kept on ``args``)."""
+    if "_settings" not in vars(args):
+        args._settings = Settings.load(
+            target_url=getattr(args, "target", None), source_url=getattr(args, "source", None))
+    return args._settings
 
 
-def target_url(args: argparse.Namespace) -> str:
-    from ..db.connections import resolve_url
+def endpoint(args: argparse.Namespace, name: str) -> Endpoint:
+    """The command's Endpoint for ``name`` ('target', 'source', 'pooler'), resolved once:
+    every phase of the command is handed this one object (and its one probe)."""
+    from ..db.connections import resolve
 
-    return resolve_url("target", settings=settings(args))
+    made: dict[str, Endpoint] = vars(args).setdefault("_endpoints", {})
+    if name not in made:
+        made[name] = resolve(name, settings=settings(args))
+    return made[name]
 
 
-def source_url(args: argparse.Namespace) -> str:
-    from ..db.connections import resolve_url
+def target(args: argparse.Namespace) -> Endpoint:
+    return endpoint(args, "target")
 
-    return resolve_url("source", settings=settings(args))
+
+def source(args: argparse.Namespace) -> Endpoint:
+    return endpoint(args, "source")
+
+
+# the names the subcommands used before endpoints (kept for branches in flight)
+target_url, source_url = target, source
 
 
 def add_json(p: argparse.ArgumentParser) -> None:
@@ -156,6 +172,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("tsj: interrupted", file=sys.stderr)
         return 130
+    finally:
+        for ep in vars(args).get("_endpoints", {}).values():
+            ep.close()
 
 
 if __name__ == "__main__":  # pragma: no cover

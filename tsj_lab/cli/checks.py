@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any
 
-from ..config import redact
 from . import add_target, command, print_json, print_table, source_url, target_url
 
 if TYPE_CHECKING:
@@ -45,7 +44,7 @@ def _check(args: argparse.Namespace) -> int:
     results = checks.run(target, source_url=source, **options)
     status = checks.worst(results)
     if args.json:
-        print_json({"target": redact(target), "source": redact(source) if source else None,
+        print_json({"target": target.redacted, "source": source.redacted if source else None,
                     "status": status, "strict": args.strict, "summary": checks.summary(results),
                     "results": [r.as_dict() for r in results]})
     else:

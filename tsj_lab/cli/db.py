@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from ..config import redact
 from . import add_json, add_target, command, print_json, print_table, settings, target_url
 
 
@@ -104,7 +103,7 @@ def _probe(args: argparse.Namespace) -> int:
     from ..db import probe_url
 
     url = target_url(args)
-    caps = probe_url(url).as_dict() | {"target": redact(url)}
+    caps = probe_url(url).as_dict() | {"target": url.redacted}
     if args.json:
         print_json(caps)
     else:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from . import add_target, command, print_json, print_table, source_url, target_url
 
 if TYPE_CHECKING:
+    from ..db import Endpoint
     from ..migrate import DryRun
 
 
@@ -94,7 +95,7 @@ def _dry_run(d: DryRun, *, as_json: bool) -> int:
     return 0
 
 
-def _measure_paths(url: str, *, as_json: bool) -> int:
+def _measure_paths(url: Endpoint, *, as_json: bool) -> int:
     from ..migrate.paths import measure
 
     df = measure(url)

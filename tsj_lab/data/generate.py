@@ -18,7 +18,7 @@ from typing import Any
 from .. import queries
 from ..provision import schema
 from .copybin import COPY_SIGNATURE, COPY_TRAILER, Encoded, encode
-from ..db import connect, scalar
+from ..db import Endpoint, connect, scalar
 from ..domain import TickSpec
 from ..errors import SchemaError
 from ..parallel import check_workers, rows_bar, run_parallel
@@ -32,7 +32,7 @@ def default_workers() -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
 
-def load(url: str, spec: TickSpec, *, table: str = "tick_data", workers: int | None = None,
+def load(url: Endpoint | str, spec: TickSpec, *, table: str = "tick_data", workers: int | None = None,
          progress: bool | None = None) -> int:
     """Generate ``spec``'s ticks and bulk-load them into ``table``; returns the rows loaded.
 
@@ -42,7 +42,7 @@ def load(url: str, spec: TickSpec, *, table: str = "tick_data", workers: int | N
     return write_parts(url, plan(spec), table=table, workers=workers, progress=progress)
 
 
-def pending_parts(url: str, parts: Sequence[Part], *, table: str = "tick_data",
+def pending_parts(url: Endpoint | str, parts: Sequence[Part], *, table: str = "tick_data",
                   replace: bool = False) -> list[Part]:
     """The parts not loaded yet: a part already holding its ticks is skipped.
 
@@ -73,7 +73,7 @@ def pending_parts(url: str, parts: Sequence[Part], *, table: str = "tick_data",
 
 
 def write_parts(
-    url: str,
+    url: Endpoint | str,
     parts: Sequence[Part | Encoded],
     *,
     table: str = "tick_data",
@@ -99,7 +99,8 @@ def write_parts(
     return total
 
 
-def ensure_data(target_url: str, spec: TickSpec, *, source_url: str | None = None) -> tuple[int, int]:
+def ensure_data(target_url: Endpoint | str, spec: TickSpec, *,
+                source_url: Endpoint | str | None = None) -> tuple[int, int]:
     """Generated ticks for a target (and source) that hold none; (target, source) rows loaded.
 
     Only when neither side holds ticks: the target is provisioned and loaded with ``spec``
@@ -119,13 +120,13 @@ def ensure_data(target_url: str, spec: TickSpec, *, source_url: str | None = Non
     return target_rows, source_rows
 
 
-def holds_ticks(url: str, table: str = "tick_data") -> bool:
+def holds_ticks(url: Endpoint | str, table: str = "tick_data") -> bool:
     """Whether ``table`` exists at ``url`` and holds a row: "is there data already?"."""
     with connect(url, autocommit=True) as conn:
         return schema.has_rows(conn, table)
 
 
-def ensure_source(url: str, spec: TickSpec) -> int:
+def ensure_source(url: Endpoint | str, spec: TickSpec) -> int:
     """A plain (source) tick_data holding ``spec``'s ticks: created and loaded only when it
     is empty. Returns the rows loaded, 0 when the table already had some (left alone)."""
     parts = plan(spec)  # checked before anything is created
@@ -147,13 +148,13 @@ def _copy_part(conn: Any, stmt: Any, part: Part | Encoded) -> int:
     return enc.rows
 
 
-def table_exists(url: str, table: str = "tick_data") -> bool:
+def table_exists(url: Endpoint | str, table: str = "tick_data") -> bool:
     """Whether ``table`` is visible at ``url`` (see :func:`tsj_lab.provision.schema.has_table`)."""
     with connect(url, autocommit=True) as conn:
         return schema.has_table(conn, table)
 
 
-def _require_table(url: str, table: str) -> None:
+def _require_table(url: Endpoint | str, table: str) -> None:
     if not table_exists(url, table):
         raise SchemaError(f"table '{table}' not found; run 'tsj provision' (target) "
                           "or 'tsj generate --source' (source)")

@@ -29,7 +29,8 @@ from psycopg_pool import ConnectionPool
 
 from .. import queries
 from ..config import redact, validate_url
-from . import connect, pooling, scalar
+from .conn import connect, pooling, scalar
+from .endpoint import Endpoint
 from ..errors import ConnectError
 from ..stats import percentile
 
@@ -77,7 +78,7 @@ class ClientRun:
 Work = Callable[[int], tuple[str, dict[str, Any]]]
 
 
-def run(url: str, *, clients: int, queries_per_client: int = 10, work: Work | None = None,
+def run(url: Endpoint | str, *, clients: int, queries_per_client: int = 10, work: Work | None = None,
         timeout: float = 30.0) -> ClientRun:
     """``clients`` clients at once on a pool of as many connections to ``url``.
 
@@ -90,7 +91,7 @@ def run(url: str, *, clients: int, queries_per_client: int = 10, work: Work | No
                          "must be at least 1")
     if timeout <= 0:
         raise ValueError(f"timeout={timeout} must be positive seconds")
-    validate_url(url)
+    conninfo = validate_url(url) if isinstance(url, str) else url.url
     work = work or (lambda i: (queries.text("schema_catalog.backend_pid"), {}))
     try:
         via = "pooler" if pooling(url).pooled else "direct"
@@ -99,7 +100,7 @@ def run(url: str, *, clients: int, queries_per_client: int = 10, work: Work | No
             kwargs["prepare_threshold"] = None
     except ConnectError as exc:
         return _failed(clients, str(exc))
-    pool = ConnectionPool(url, min_size=clients, max_size=clients, timeout=timeout,
+    pool = ConnectionPool(conninfo, min_size=clients, max_size=clients, timeout=timeout,
                           name=f"tsj-clients-{clients}", open=False, kwargs=kwargs)
     # The pool logs every refused connection attempt, again and again while it retries;
     # the run reports the cause once, in its result.
@@ -203,7 +204,7 @@ def _wait_open(pool: ConnectionPool, clients: int, timeout: float) -> int:
         time.sleep(0.05)
 
 
-def _refusal(url: str, opened: int, clients: int, timeout: float) -> str:
+def _refusal(url: Endpoint | str, opened: int, clients: int, timeout: float) -> str:
     """Why the pool stopped short: what a fresh connection is told, with the fix."""
     try:
         connect(url, autocommit=True).close()

@@ -1,16 +1,25 @@
 """Which database a connection name means: 'target', 'source', 'pooler' or a URL.
 
-Above :mod:`tsj_lab.db` (connections, pools, reads) and :mod:`tsj_lab.server.embedded` (the
-server tsj runs itself), so neither imports the other to answer it: with no URL
-configured, the embedded server is started on demand and its databases are the answer.
+The connections layer sits above the server layer (:mod:`tsj_lab.server`), so it can
+answer with the embedded server: with no URL configured, that server is started on
+demand and its databases are the answer. :func:`resolve` gives the
+:class:`~tsj_lab.db.endpoint.Endpoint` the CLI and notebooks hand down.
 """
 
 from __future__ import annotations
 
 from ..config import CONNECTION_NAMES, Settings, validate_url
-from ..server.embedded import SOURCE_DB, TARGET_DB, from_settings
 from ..errors import ConfigError
+from ..server.embedded import SOURCE_DB, TARGET_DB, from_settings
 from ..server.pooler import PgBouncer
+from .endpoint import Endpoint
+
+
+def resolve(name: str = "target", *, settings: Settings) -> Endpoint:
+    """The :class:`Endpoint` of connection ``name`` ('target', 'source', 'pooler', or a URL):
+    resolved here once, then handed down; its capabilities are probed on first use."""
+    url = resolve_url(name, settings=settings)
+    return Endpoint(url, name=name if name in CONNECTION_NAMES else "database")
 
 
 def resolve_url(name: str = "target", *, settings: Settings | None = None) -> str:

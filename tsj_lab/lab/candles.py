@@ -21,7 +21,7 @@ from . import plots
 from .. import queries
 from ..provision import schema
 from ..db.connections import resolve_url
-from ..db import connection, one, read_frame
+from ..db import Endpoint, connection, one, read_frame
 from ..domain import CANDLES, DEFAULT_SEED, TickSpec
 from ..errors import SchemaError
 
@@ -68,7 +68,7 @@ def _utc(value: str | date | datetime, name: str) -> datetime:
     return ts.to_pydatetime()
 
 
-def read(url: str, *, symbol: str, timeframe: str, start: datetime, end: datetime) -> pd.DataFrame:
+def read(url: Endpoint | str, *, symbol: str, timeframe: str, start: datetime, end: datetime) -> pd.DataFrame:
     """One symbol's candles in [start, end): from its view when the width has one.
 
     ``df.attrs['source']`` says where they came from ('candle_5m' or 'raw ticks').
@@ -97,7 +97,7 @@ def _check_aligned(start: datetime, end: datetime, step: timedelta, timeframe: s
                              f"round it, or pick a width without a view")
 
 
-def tick_totals(url: str, *, symbol: str, start: datetime, end: datetime) -> dict[str, int]:
+def tick_totals(url: Endpoint | str, *, symbol: str, start: datetime, end: datetime) -> dict[str, int]:
     """Tick count and volume of ``symbol`` in [start, end), from the raw ticks."""
     with connection(url) as conn:
         ticks, volume = one(conn, queries.text("candles.tick_totals"),
@@ -105,7 +105,7 @@ def tick_totals(url: str, *, symbol: str, start: datetime, end: datetime) -> dic
     return {"ticks": int(ticks), "volume": int(volume)}
 
 
-def symbols(url: str) -> pd.DataFrame:
+def symbols(url: Endpoint | str) -> pd.DataFrame:
     """Every symbol with its first and last tick time (empty without ticks)."""
     with connection(url) as conn:
         if not schema.has_table(conn, "tick_data"):
@@ -123,7 +123,7 @@ class Choice:
     end: datetime
 
 
-def choose(url: str, *, symbol: str | None = None, start: str | date | datetime | None = None,
+def choose(url: Endpoint | str, *, symbol: str | None = None, start: str | date | datetime | None = None,
            end: str | date | datetime | None = None) -> Choice:
     """The symbol and window asked for; None picks the first symbol / its last UTC day of ticks."""
     found = symbols(url)
@@ -141,7 +141,7 @@ def choose(url: str, *, symbol: str | None = None, start: str | date | datetime 
     return Choice(symbol, lo, hi)
 
 
-def ensure_sample(url: str, *, source: str | None = None,
+def ensure_sample(url: Endpoint | str, *, source: str | None = None,
                   symbols: tuple[str, ...] = ("ES", "BTCUSD"), start: str | date | None = None,
                   days: int = 1, interval_ms: int = 2000, seed: int | None = None) -> int:
     """Provision and load a small synthetic data set when the target has no ticks yet.
@@ -234,7 +234,7 @@ def consistency(df: pd.DataFrame, totals: dict[str, int]) -> list[Consistency]:
     ]
 
 
-def explorer(url: str, *, choice: Choice, timeframe: str) -> Any:
+def explorer(url: Endpoint | str, *, choice: Choice, timeframe: str) -> Any:
     """ipywidgets controls over :func:`read`, the candlestick and the summary (JupyterLab)."""
     def show(symbol: str, timeframe: str, start: date, end: date) -> None:
         try:

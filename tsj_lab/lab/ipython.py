@@ -55,6 +55,7 @@ SETTINGS: dict[str, Any] = {
     "short_errors": True, "displaycon": True, "feedback": 1,
 }
 EXTENSION = "tsj_lab.lab.ipython"
+_FORMER_NAME = "tsj_lab.ipython"
 _ROW_STATEMENTS = ("select", "with", "table", "values")
 
 
@@ -258,9 +259,11 @@ def install(prefix: Path | None = None) -> Path:
     path = config_path(prefix)
     config = json.loads(path.read_text()) if path.is_file() else {}
     app = config.setdefault("InteractiveShellApp", {})
-    extra = app.setdefault("extra_extensions", [])
+    # the module's name before the package had layer folders: its import would fail
+    extra = [e for e in app.get("extra_extensions", []) if e != _FORMER_NAME]
     if EXTENSION not in extra:
         extra.append(EXTENSION)
+    app["extra_extensions"] = extra
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(config, indent=2) + "\n")
     return path

@@ -51,7 +51,7 @@ from traitlets.config import Config
 from . import plots
 from ..config import CONNECTION_NAMES, PROJECT_DIR, Settings, child_env, redact, validate_url
 from ..db.connections import resolve_url
-from ..db import probe_url
+from ..db import Endpoint, probe_url, shown
 from ..errors import ReportError, TsjError
 from .recording import RECORD_MIME, collect, plain
 
@@ -346,9 +346,9 @@ def _database(target: str, *, settings: Settings | None) -> dict[str, Any]:
         return {"connection": target, "error": redact(str(exc))}
 
 
-def _safe_url(url: str) -> str:
+def _safe_url(url: Endpoint | str) -> str:
     """``url`` without password and query (a passfile path is nobody's business)."""
-    p = urlsplit(redact(url))
+    p = urlsplit(shown(url))
     return f"{p.scheme}://{p.netloc}{p.path}"
 
 

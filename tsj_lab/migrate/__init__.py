@@ -41,7 +41,7 @@ import psycopg
 from ..provision import schema
 from ..provision.layout import TargetFacts, target_facts
 from .. import queries
-from ..db import connect, one, pooling, scalar
+from ..db import Endpoint, connect, one, pooling, scalar
 from ..domain import QUARANTINE
 from ..errors import MigrationError, SchemaError
 from ..parallel import rows_bar, run_parallel
@@ -166,8 +166,8 @@ def _utc(value: dt.datetime | str | None, what: str) -> dt.datetime | None:
     return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value
 
 
-def plan(source_url: str, *, batch_size: int = DEFAULT_BATCH_SIZE,
-         window: Window = Window(), target_url: str | None = None,
+def plan(source_url: Endpoint | str, *, batch_size: int = DEFAULT_BATCH_SIZE,
+         window: Window = Window(), target_url: Endpoint | str | None = None,
          include_expired: bool = False) -> Plan:
     """The batches for ``window``, from the source's counts per symbol and UTC day.
 
@@ -475,8 +475,8 @@ class MigrationResult:
 
 
 def run(
-    source_url: str,
-    target_url: str,
+    source_url: Endpoint | str,
+    target_url: Endpoint | str,
     *,
     batch_size: int = DEFAULT_BATCH_SIZE,
     since: dt.datetime | str | None = None,
@@ -540,7 +540,7 @@ def _direct_before(facts: TargetFacts, asked: bool | None) -> dt.datetime | None
     return facts.compress_before
 
 
-def _setup_target(target_url: str, p: Plan, *, source_url: str) -> set[int]:
+def _setup_target(target_url: Endpoint | str, p: Plan, *, source_url: Endpoint | str) -> set[int]:
     """Checkpoint and quarantine tables in place; the batch ids this plan already finished."""
     with connect(source_url, autocommit=True) as src:
         source_id = one(src, queries.text("migrate.identity"))
@@ -567,7 +567,8 @@ def _require_hypertable(conn: psycopg.Connection[Any]) -> None:
                       "'tsj provision' on the TimescaleDB")
 
 
-def _copy_all(source_url: str, target_url: str, p: Plan, todo: list[Batch], *, workers: int,
+def _copy_all(source_url: Endpoint | str, target_url: Endpoint | str, p: Plan,
+              todo: list[Batch], *, workers: int,
               progress: bool | None) -> list[BatchResult]:
     """The batches over ``workers`` pairs of connections, with a rows/s and ETA bar."""
     @contextmanager
@@ -589,7 +590,7 @@ def _copy_all(source_url: str, target_url: str, p: Plan, todo: list[Batch], *, w
                             on_done=lambda batch, _res: bar.update(batch.expected_rows))
 
 
-def history(target_url: str, plan_key: str) -> pd.DataFrame:
+def history(target_url: Endpoint | str, plan_key: str) -> pd.DataFrame:
     """The plan's checkpoints in commit order, with the cumulated rows (throughput chart)."""
     cols = ["batch_id", "symbol", "lo", "hi", "source_rows", "copied_rows", "quarantined_rows",
             "checksum", "seconds", "finished_at"]
@@ -601,7 +602,7 @@ def history(target_url: str, plan_key: str) -> pd.DataFrame:
     return df
 
 
-def anomalies(source_url: str, *, window: Window = Window()) -> dict[str, int]:
+def anomalies(source_url: Endpoint | str, *, window: Window = Window()) -> dict[str, int]:
     """Crossed quotes, rows with NULL prices and duplicate rows in the source window."""
     with connect(source_url, autocommit=True) as conn:
         cur = conn.execute(queries.text("migrate.anomalies"), window.params())
@@ -615,7 +616,7 @@ def anomalies(source_url: str, *, window: Window = Window()) -> dict[str, int]:
 _DIGEST = ["symbol", "day", "rows", "first_time", "last_time", "volume", "checksum"]
 
 
-def digest(url: str, *, table: str = "tick_data", window: Window = Window()) -> pd.DataFrame:
+def digest(url: Endpoint | str, *, table: str = "tick_data", window: Window = Window()) -> pd.DataFrame:
     """``digest.day`` of ``table``: rows, first/last time, volume, checksum per symbol-day."""
     with connect(url, autocommit=True) as conn:
         if not schema.has_table(conn, table):
@@ -625,7 +626,8 @@ def digest(url: str, *, table: str = "tick_data", window: Window = Window()) -> 
     return pd.DataFrame(rows, columns=_DIGEST)
 
 
-def verify(source_url: str, target_url: str, *, window: Window = Window()) -> pd.DataFrame:
+def verify(source_url: Endpoint | str, target_url: Endpoint | str, *,
+           window: Window = Window()) -> pd.DataFrame:
     """Per symbol and UTC day: source against target + quarantine (digests add up).
 
     status is 'ok' when rows (target + quarantined), volume and checksum agree;
@@ -692,8 +694,8 @@ class DryRun:
 
 
 def dry_run(
-    source_url: str,
-    target_url: str,
+    source_url: Endpoint | str,
+    target_url: Endpoint | str,
     *,
     batch_size: int = DEFAULT_BATCH_SIZE,
     since: dt.datetime | str | None = None,
@@ -731,7 +733,7 @@ def dry_run(
     return DryRun(p.key, p.counts, len(p.batches), len(done), rows, rate, rate_from, p.expired)
 
 
-def _sample_rate(source_url: str, target_url: str, p: Plan) -> tuple[float, str]:
+def _sample_rate(source_url: Endpoint | str, target_url: Endpoint | str, p: Plan) -> tuple[float, str]:
     first = next((b for b in p.batches if not b.odd), None)
     if first is None:
         return FALLBACK_RATE, "default"
@@ -747,7 +749,7 @@ def _sample_rate(source_url: str, target_url: str, p: Plan) -> tuple[float, str]
     return (read / secs if read and secs > 0 else FALLBACK_RATE), "sample"
 
 
-def quarantined(target_url: str, *, limit: int = 100) -> pd.DataFrame:
+def quarantined(target_url: Endpoint | str, *, limit: int = 100) -> pd.DataFrame:
     """The newest quarantined rows with their reason (time as text: it may be infinite)."""
     if not 1 <= limit <= 100_000:
         raise ValueError(f"limit={limit} is out of range; use 1-100000")
@@ -760,7 +762,7 @@ def quarantined(target_url: str, *, limit: int = 100) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=cols).astype({"volume": "Int64", "batch_id": "Int64"})
 
 
-def pooler_note(source_url: str, target_url: str) -> str | None:
+def pooler_note(source_url: Endpoint | str, target_url: Endpoint | str) -> str | None:
     """One line on the pooler mode each side needs, when either is reached through one."""
     sides = {"source": pooling(source_url), "target": pooling(target_url)}
     if not any(p.pooled for p in sides.values()):

@@ -34,7 +34,7 @@ import psycopg
 
 from .. import queries
 from ..provision import schema
-from ..db import connection, one, probe_url, scalar
+from ..db import Endpoint, connection, one, probe_url, scalar
 
 log = logging.getLogger("tsj_lab")
 
@@ -58,7 +58,7 @@ class _Unit:
     hi: datetime
 
 
-def measure(url: str, *, days: int = 3, per_day: int = 20_000,
+def measure(url: Endpoint | str, *, days: int = 3, per_day: int = 20_000,
             symbols: Sequence[str] = ("ES", "NQ"), runs: int = 3,
             ways: Sequence[str] = tuple(WAYS)) -> pd.DataFrame:
     """One row per way: rows/s (p50, min, max over ``runs``), bytes, and whether the result
@@ -86,7 +86,7 @@ def _unsupported(ways: Sequence[str], note: str) -> pd.DataFrame:
                           "supported": False, "note": note} for w in ways], columns=COLUMNS)
 
 
-def _measure_in(url: str, *, days: int, per_day: int, symbols: list[str], runs: int,
+def _measure_in(url: Endpoint | str, *, days: int, per_day: int, symbols: list[str], runs: int,
                 ways: list[str]) -> pd.DataFrame:
     schema.provision(url)
     start = datetime.combine(datetime.now(UTC).date() - AGE - timedelta(days=days),

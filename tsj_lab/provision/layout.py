@@ -18,7 +18,7 @@ from typing import Any
 import psycopg
 
 from .. import queries
-from ..db import connect, probe, scalar
+from ..db import Endpoint, capabilities, connect, probe, scalar
 from ..domain import FAIL, OK, UNSUPPORTED, Finding
 
 CHUNK_INTERVAL = timedelta(days=1)
@@ -194,15 +194,16 @@ class TargetFacts:
         return self.now - self.compress_after
 
 
-def target_facts(target_url: str) -> TargetFacts:
+def target_facts(target_url: Endpoint | str) -> TargetFacts:
     """The target's retention and compression policies and what its COPY can do."""
     with connect(target_url, autocommit=True) as conn:
-        return facts_of(conn)
+        return facts_of(conn, db=target_url)
 
 
-def facts_of(conn: psycopg.Connection[Any]) -> TargetFacts:
-    """:func:`target_facts` on an open connection to the target."""
-    caps = probe(conn)
+def facts_of(conn: psycopg.Connection[Any], *, db: Endpoint | str | None = None) -> TargetFacts:
+    """:func:`target_facts` on an open connection to the target (``db``: its Endpoint, whose
+    capabilities are then not probed again)."""
+    caps = capabilities(db, conn) if db is not None else probe(conn)
     if caps.timescaledb_version is None:
         return TargetFacts()
     names = {r[0] for r in conn.execute(queries.text("migrate.target_settings"))}

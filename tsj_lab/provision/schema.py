@@ -31,10 +31,9 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from .. import queries
-from ..db import clients
+from ..db import Endpoint, as_endpoint, capabilities, clients, shown
 from . import layout
-from ..config import redact, with_params
-from ..db import Capabilities, connection, one, probe, scalar, url_of, using
+from ..db import Capabilities, connection, one, scalar, url_of, using
 from ..domain import (CANDLE_BY_VIEW, CANDLE_VIEWS, CANDLES, FAIL, OK, UNSUPPORTED, WARN,
                      CandleView, Finding)
 from ..errors import ConnectError, SchemaError
@@ -79,7 +78,7 @@ def _unique_index(view: str) -> str:
     return f"{view}_symbol_bucket_idx"
 
 
-def create_source(url: str) -> None:
+def create_source(url: Endpoint | str) -> None:
     """The Supabase-shaped plain ``tick_data`` (no extension needed)."""
     with connection(url) as conn:
         conn.execute(queries.compose("schema.create_tick_table", table="tick_data"))
@@ -312,10 +311,10 @@ class ProvisionResult:
                 "sql": self.sql, "present": self.present}
 
 
-def missing_extension_error(url: str, caps: Capabilities, *, cause: str = "") -> SchemaError:
+def missing_extension_error(url: Endpoint | str, caps: Capabilities, *, cause: str = "") -> SchemaError:
     """The one-line error for a target without TimescaleDB, saying how to enable it;
     ``cause``: why provisioning could not create it itself."""
-    where = redact(url)
+    where = shown(url)
     if caps.timescaledb_available and cause:
         return SchemaError(
             f"database at {where} has no timescaledb extension and provisioning cannot "
@@ -336,7 +335,7 @@ def missing_extension_error(url: str, caps: Capabilities, *, cause: str = "") ->
     )
 
 
-def _extension_step(conn: psycopg.Connection[Any], url: str, caps: Capabilities) -> Step:
+def _extension_step(conn: psycopg.Connection[Any], url: Endpoint | str, caps: Capabilities) -> Step:
     """Creating the extension, when the server offers it (installed and preloaded)."""
     preloaded = scalar(conn, queries.text("schema.timescaledb_preloaded"))
     if not caps.timescaledb_available:
@@ -346,7 +345,7 @@ def _extension_step(conn: psycopg.Connection[Any], url: str, caps: Capabilities)
     return Step("timescaledb", "create extension", "schema.create_extension")
 
 
-def _apply_extension(conn: psycopg.Connection[Any], step: Step, url: str,
+def _apply_extension(conn: psycopg.Connection[Any], step: Step, url: Endpoint | str,
                      caps: Capabilities) -> None:
     log.info("provision: %s %s", step.action, step.target)
     try:
@@ -389,7 +388,7 @@ def _apply(conn: psycopg.Connection[Any], step: Step) -> None:
                           f"{str(exc).splitlines()[0]}") from None
 
 
-def provision(target: str | psycopg.Connection[Any], *, dry_run: bool = False,
+def provision(target: Endpoint | str | psycopg.Connection[Any], *, dry_run: bool = False,
               migrate_data: bool = False, for_license: str | None = None) -> ProvisionResult:
     """Create what the target's edition needs and is missing (idempotent).
 
@@ -407,21 +406,23 @@ def provision(target: str | psycopg.Connection[Any], *, dry_run: bool = False,
         raise ValueError("provision needs an autocommit connection (it commits per statement "
                          "on the timescale edition); connect with autocommit=True")
     with using(target, autocommit=True) as conn:
-        url = target if isinstance(target, str) else url_of(conn)
+        url = url_of(conn) if isinstance(target, psycopg.Connection) else target
         return _provision(conn, url, dry_run=dry_run, migrate_data=migrate_data,
                           for_license=for_license)
 
 
-def _provision(conn: psycopg.Connection[Any], url: str, *, dry_run: bool, migrate_data: bool,
+def _provision(conn: psycopg.Connection[Any], url: Endpoint | str, *, dry_run: bool, migrate_data: bool,
                for_license: str | None) -> ProvisionResult:
-    caps = probe(conn)
+    caps = capabilities(url, conn)  # an Endpoint's own probe: once per command
     if caps.timescaledb_version is None:
         step = _extension_step(conn, url, caps)
         if dry_run:
-            return ProvisionResult(redact(url), "timescaledb (not yet created)", None, True,
+            return ProvisionResult(shown(url), "timescaledb (not yet created)", None, True,
                                    [step], [queries.text(step.query)], [],
                                    after="then the edition's DDL, planned once it exists")
         _apply_extension(conn, step, url, caps)
+        if isinstance(url, Endpoint):
+            url.refresh(conn)  # it has TimescaleDB now: what it can do has changed
         created = _provision(conn, url, dry_run=False, migrate_data=migrate_data,
                              for_license=for_license)
         created.steps.insert(0, step)
@@ -433,7 +434,7 @@ def _provision(conn: psycopg.Connection[Any], url: str, *, dry_run: bool, migrat
                              f"{caps.license!r}; planning for another license needs dry_run")
         caps = replace(caps, license=for_license)
     steps, state = _plan(conn, caps, migrate_data=migrate_data)
-    result = ProvisionResult(redact(url), caps.edition, caps.timescaledb_version, dry_run,
+    result = ProvisionResult(shown(url), caps.edition, caps.timescaledb_version, dry_run,
                              steps, [s.sql_text(conn) for s in steps], _present(state, caps))
     if dry_run or not steps:
         return result
@@ -477,7 +478,7 @@ def _check_window(start: datetime | None, end: datetime | None) -> None:
                          f"end={end.isoformat()}; swap them or widen the window")
 
 
-def refresh_candles(url: str, *, start: datetime | None = None,
+def refresh_candles(url: Endpoint | str, *, start: datetime | None = None,
                     end: datetime | None = None) -> list[Refreshed]:
     """Bring the candle views up to date with the ticks, in dependency order.
 
@@ -489,7 +490,7 @@ def refresh_candles(url: str, *, start: datetime | None = None,
     _check_window(start, end)
     done = []
     with connection(url, autocommit=True) as conn:
-        caps = probe(conn)
+        caps = capabilities(url, conn)
         if caps.timescaledb_version is None:
             raise missing_extension_error(url, caps)
         for view in CANDLE_VIEWS:
@@ -508,7 +509,7 @@ def refresh_candles(url: str, *, start: datetime | None = None,
     return done
 
 
-def refresh_written(url: str, *, start: datetime | None = None,
+def refresh_written(url: Endpoint | str, *, start: datetime | None = None,
                     end: datetime | None = None) -> list[Refreshed]:
     """After ticks were written in [start, end): the candle views brought up to date over
     the whole UTC days around them (nothing when the target has no candle views yet).
@@ -568,7 +569,7 @@ _INTERVAL = re.compile(r"^\s*0*[1-9]\d*\s*(minute|hour|day|week|month|year)s?\s*
                        re.IGNORECASE)
 
 
-def apply_retention(url: str, *, older_than: str | timedelta = "90 days",
+def apply_retention(url: Endpoint | str, *, older_than: str | timedelta = "90 days",
                     dry_run: bool = False) -> list[str]:
     """Drop the chunks of ``tick_data`` whose ticks are all older than ``older_than``.
 
@@ -586,7 +587,7 @@ def apply_retention(url: str, *, older_than: str | timedelta = "90 days",
                          "or years)")
     name = "schema.show_old_chunks" if dry_run else "schema.drop_old_chunks"
     with connection(url) as conn:
-        caps = probe(conn)
+        caps = capabilities(url, conn)
         if caps.timescaledb_version is None:
             raise missing_extension_error(url, caps)
         if not _read_state(conn).is_hypertable:
@@ -637,7 +638,7 @@ def _row(ac: str, status: str, mode: str, detail: str) -> ValidationRow:
     return ValidationRow(ac, _CHECKS[ac], status, mode, detail)
 
 
-def validate(url: str, *, pool_size: int = POOL_TEST_SIZE,
+def validate(url: Endpoint | str, *, pool_size: int = POOL_TEST_SIZE,
              pool_timeout: float = 30.0) -> list[ValidationRow]:
     """AC1-AC6 against ``url``: one row each; a failed check is a row, not an exception."""
     if pool_size < 1:
@@ -647,7 +648,7 @@ def validate(url: str, *, pool_size: int = POOL_TEST_SIZE,
     try:
         with connection(url, autocommit=True) as conn:
             conn.execute(queries.text("schema_catalog.select_one")).fetchone()
-            caps = probe(conn)
+            caps = capabilities(url, conn)  # probed once per Endpoint
             rows = [_row("AC1", OK, "native", f"{caps.edition} {caps.timescaledb_version or ''} "
                          f"on PostgreSQL {caps.postgres_version}".replace("  ", " "))]
             rows += _catalog_rows(conn, url, caps)
@@ -657,7 +658,7 @@ def validate(url: str, *, pool_size: int = POOL_TEST_SIZE,
     return rows + [_check_pool(url, size=pool_size, timeout=pool_timeout)]
 
 
-def _catalog_rows(conn: psycopg.Connection[Any], url: str,
+def _catalog_rows(conn: psycopg.Connection[Any], url: Endpoint | str,
                   caps: Capabilities) -> list[ValidationRow]:
     if caps.timescaledb_version is None:
         why = str(missing_extension_error(url, caps))
@@ -734,7 +735,7 @@ def _check_caggs(found: dict[str, Any]) -> ValidationRow:
                 "false) with refresh policies")
 
 
-def _check_pool(url: str, *, size: int, timeout: float) -> ValidationRow:
+def _check_pool(url: Endpoint | str, *, size: int, timeout: float) -> ValidationRow:
     """AC6: ``size`` clients at once through the configured pooling, all their queries done.
 
     The clients hold connections of a psycopg_pool pool to ``url``; when ``url`` is itself
@@ -753,7 +754,7 @@ def _check_pool(url: str, *, size: int, timeout: float) -> ValidationRow:
     return _row("AC6", FAIL, mode, f"{got.describe()}; {fix}")
 
 
-def _max_connections(url: str) -> int | None:
+def _max_connections(url: Endpoint | str) -> int | None:
     try:
         with connection(url, autocommit=True) as conn:
             return scalar(conn, queries.text("schema_catalog.max_connections"))
@@ -805,25 +806,25 @@ def has_rows(conn: psycopg.Connection[Any], table: str) -> bool:
 # -- layout -----------------------------------------------------------------------------
 
 
-def _frame(url: str, name: str, params: dict[str, Any] | None = None) -> pd.DataFrame:
+def _frame(url: Endpoint | str, name: str, params: dict[str, Any] | None = None) -> pd.DataFrame:
     with connection(url, autocommit=True) as conn:
         cur = conn.execute(queries.text(name), params)
         return pd.DataFrame(cur.fetchall(), columns=[d.name for d in cur.description or ()])
 
 
-def chunk_layout(url: str) -> pd.DataFrame:
+def chunk_layout(url: Endpoint | str) -> pd.DataFrame:
     """The chunks of ``tick_data``, oldest first: time range, compressed, bytes."""
     return _frame(url, "schema_catalog.chunk_layout")
 
 
-def relation_sizes(url: str) -> pd.DataFrame:
+def relation_sizes(url: Endpoint | str) -> pd.DataFrame:
     """On-disk bytes of ``tick_data`` and of each candle view."""
     return _frame(url, "schema_catalog.relation_sizes", {"views": list(CANDLE_VIEWS)})
 
 
 
 @contextmanager
-def scratch_schema(url: str, name: str, *, keep: bool = False) -> Iterator[str]:
+def scratch_schema(url: Endpoint | str, name: str, *, keep: bool = False) -> Iterator[Endpoint]:
     """A new schema ``name`` on ``url``, and ``url`` scoped to it; dropped afterwards.
 
     The scoped URL puts the schema first on the search_path and TimescaleDB's own schema
@@ -835,7 +836,7 @@ def scratch_schema(url: str, name: str, *, keep: bool = False) -> Iterator[str]:
         ext = scalar(conn, queries.text("policies.extension_schema"))
         conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(name)))
     try:
-        yield with_params(url, options=f"-csearch_path={name},{ext}")
+        yield as_endpoint(url).scoped(search_path=f"{name},{ext}")
     finally:
         if keep:
             log.info("scratch schema %s kept", name)
@@ -851,7 +852,7 @@ def scratch_schema(url: str, name: str, *, keep: bool = False) -> Iterator[str]:
 CANDLE_WIDTHS = {c.view: c.width for c in CANDLES}
 
 
-def candle_differences(url: str, view: str, *, against: str = "ticks",
+def candle_differences(url: Endpoint | str, view: str, *, against: str = "ticks",
                        since: datetime | None = None) -> int:
     """Rows of candle ``view`` that differ from a recompute (0: equal row for row).
 

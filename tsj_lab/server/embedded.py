@@ -367,7 +367,7 @@ class Embedded:
         self.ensure_binaries()
         self.ensure_cluster()
         self._clear_stale_pid()
-        if not self.status().running:
+        if self._live_pid() is None:  # not status(): that connects to read versions
             port = self._choose_port()
             try:
                 self._pg(
@@ -384,7 +384,7 @@ class Embedded:
     def stop(self) -> bool:
         """Stop the server cleanly; False when it was not running."""
         self._clear_stale_pid()
-        if not self.status().running:
+        if self._live_pid() is None:
             return False
         self._pg("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "-t", "120", "stop",
                  what="pg_ctl stop")
