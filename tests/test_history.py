@@ -102,20 +102,6 @@ def test_migration_direct_and_through_the_proxy(pair) -> None:
     assert _scratch_schemas(dbs[1].url) == 0
 
 
-def test_latency_by_size_compresses_and_leaves_the_table_as_it_was(make_db) -> None:
-    target, source = make_db(timescale=True), make_db(timescale=False)
-    got = history.latency_by_size(target, source, steps=[1, 2], symbols=["ES"],
-                                  start=dt.date(2026, 1, 18), interval_ms=60_000, seed=3,
-                                  windows=["1h"], samples=2, warmup=0)
-    hyper = got[got["db"].str.startswith("timescaledb")].set_index(["days", "compressed"])
-    assert hyper.loc[(2, True), "table_bytes"] < hyper.loc[(2, False), "table_bytes"]
-    assert (got["rows"] == 60).all() and (got["peak_rss_mb"] > 0).all()
-    assert hyper.loc[(2, True), "compress_chunks"] == 1  # only the new day's chunk
-    with psycopg.connect(target, autocommit=True) as conn:
-        assert conn.execute("SELECT count(*) FROM timescaledb_information.chunks "
-                            "WHERE is_compressed").fetchone() == (0,)
-        assert conn.execute("SELECT count(*) FROM tick_data").fetchone() == (2880,)
-
 
 def test_first_day_is_one_day_of_two_symbols() -> None:
     lo = dt.datetime(2026, 1, 18, tzinfo=dt.UTC)

@@ -119,18 +119,3 @@ def test_clients_direct_and_through_pgbouncer_at_50_and_200(pair, pooler) -> Non
     assert table.loc["AC6 50 concurrent connections via pgbouncer", "status"] == "ok"
     assert "50 clients, 50 connected at once, 50 server connections" in table.loc[
         "AC6 50 concurrent connections", "detail"]
-
-
-def test_latency_by_size_grows_the_tables(make_db) -> None:
-    target, source = make_db(timescale=True), make_db(timescale=False)
-    sized = workloads.latency_by_size(target, source, steps=[1, 2], symbols=["ES"],
-                                      start=dt.date(2026, 1, 18), interval_ms=120_000, seed=3,
-                                      windows=["1h"], samples=2, warmup=0)
-    assert sized[["db", "days"]].values.tolist() == [["postgresql", 1], ["timescaledb", 1],
-                                                     ["postgresql", 2], ["timescaledb", 2]]
-    assert (sized["workload"] == "window_by_size").all() and (sized["rows"] == 30).all()
-    grew = sized.pivot_table(index="days", columns="db", values="table_bytes")
-    assert (grew.loc[2] > grew.loc[1]).all()
-    with pytest.raises(ValueError, match="growing day counts"):
-        workloads.latency_by_size(target, source, steps=[2, 1], symbols=["ES"],
-                                  start=dt.date(2026, 1, 18), interval_ms=120_000, seed=3)

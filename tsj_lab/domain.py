@@ -13,6 +13,19 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 
+def interval_text(value: timedelta | None) -> str:
+    """An interval as a person (and PostgreSQL) writes it: '30 days', '1 hour', '90 minutes';
+    'none' for no interval. The one formatter of the package."""
+    if value is None:
+        return "none"
+    secs = int(value.total_seconds())
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1)):
+        if secs and secs % size == 0:
+            n = secs // size
+            return f"{n} {unit}{'s' if n != 1 else ''}"
+    return str(value)
+
+
 @dataclass(frozen=True)
 class CandleView:
     """One candle width and the view (continuous aggregate or materialized view) serving it."""
@@ -24,12 +37,7 @@ class CandleView:
     @property
     def interval(self) -> str:
         """The width as PostgreSQL interval text ('1 minute', '15 minutes', '1 hour')."""
-        seconds = int(self.width.total_seconds())
-        for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
-            if seconds % size == 0:
-                count = seconds // size
-                return f"{count} {unit}{'s' if count != 1 else ''}"
-        return f"{seconds} seconds"
+        return interval_text(self.width)
 
     @property
     def seconds(self) -> int:

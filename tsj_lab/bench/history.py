@@ -24,7 +24,6 @@ import datetime as dt
 import logging
 import math
 import random
-import resource
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -40,13 +39,12 @@ from psycopg import sql
 from .. import migrate
 from .. import queries
 from ..provision import schema
-from . import (CANDLE_WIDTHS, TIMESCALE, Database, Dataset, explainer, point,
-                    prepare, table_bytes, time_calls, time_interleaved, window_params)
+from . import (CANDLE_WIDTHS, Database, Dataset, explainer, point,
+                    time_calls, time_interleaved, window_params)
 from ..db import Endpoint, close_frames, connection, one, probe_url, read_frame, scalar
-from ..domain import CANDLE_BY_NAME, CANDLES, DAY_MS, TickSpec
+from ..domain import CANDLE_BY_NAME, CANDLES, DAY_MS
 from .replay import maybe_proxy
-from ..stats import percentile
-from .workloads import window_fetch
+from .workloads import keyset_pages, window_fetch
 
 log = logging.getLogger("tsj_lab")
 
@@ -358,16 +356,10 @@ def _page_len(walk: Iterator[list[tuple[Any, ...]]]) -> int:
 
 def pages(conn: psycopg.Connection[Any], *, symbol: str, start: dt.datetime, end: dt.datetime,
           size: int) -> Iterator[list[tuple[Any, ...]]]:
-    """One symbol's ticks in [start, end) in the replay's keyset pages (``bench_page_*``):
-    ``size`` ticks and any more sharing the last one's instant; compressed chunks too."""
-    base = {"symbol": symbol, "start": start, "end": end, "limit": size}
-    page = conn.execute(queries.text("bench.page_first"), base).fetchall()
-    while page:
-        yield page
-        if len(page) < size:
-            return
-        page = conn.execute(queries.text("bench.page_after"),
-                            base | {"after_time": page[-1][0]}).fetchall()
+    """One symbol's ticks in [start, end) in the replay's keyset pages
+    (:func:`~tsj_lab.bench.workloads.keyset_pages`), as rows on one kept connection."""
+    return keyset_pages(lambda name, params: conn.execute(queries.text(name), params).fetchall(),
+                        lambda rows: rows[-1][0], symbol=symbol, start=start, end=end, size=size)
 
 
 # -- candles: real-time, materialized-only, raw; flat against hierarchical --------------
@@ -518,86 +510,3 @@ def migration(source_url: Endpoint | str, target_url: Endpoint | str, dataset: D
                      "verified": res.ok})
         log.info("history: migration at RTT %s: %.0f rows/s", rtt, res.rows_per_s)
     return pd.DataFrame(rows)
-
-
-def peak_rss_mb() -> dict[str, float]:
-    """Peak resident memory of this process and of its waited-for children, in MiB."""
-    kib = 1024.0  # Linux reports ru_maxrss in KiB
-    return {"self": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / kib,
-            "children": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / kib}
-
-
-def latency_by_size(target_url: Endpoint | str, source_url: Endpoint | str, *, steps: Sequence[int],
-                    symbols: Sequence[str], start: dt.date, interval_ms: int, seed: int,
-                    windows: Sequence[str], samples: int = 20, warmup: int = 3
-                    ) -> pd.DataFrame:
-    """Window fetch against table size, on uncompressed and on compressed days.
-
-    At each step the data set grows to ``days`` (:func:`tsj_lab.bench.prepare`; the days
-    added are uncompressed) and windows are fetched from the new days, on the hypertable
-    and the plain table in turns; then the new days' chunks are compressed one by one
-    (as the compression job does; seconds per chunk recorded) and windows are fetched
-    from all the days, now compressed. At the end every chunk of the data set is
-    decompressed again, so the rest of the benchmark reads the table as it was.
-    """
-    if sorted(steps) != list(steps) or (steps and steps[0] < 1):
-        raise ValueError(f"size steps {list(steps)} must be growing day counts >= 1")
-    lo = dt.datetime.combine(start, dt.time(), tzinfo=dt.UTC)
-    out, done = [], 0
-    try:
-        for step in steps:
-            dbs, ds = prepare(target_url, source_url,
-                              TickSpec(tuple(symbols), start, days=step, interval_ms=interval_ms, seed=seed))
-            if not done:  # chunks a killed run left compressed: every step starts uncompressed
-                _decompress(target_url, lo, lo + dt.timedelta(days=steps[-1]))
-            rss = peak_rss_mb()
-            new = Dataset(ds.symbols, lo + dt.timedelta(days=done), ds.end,
-                          ds.ticks_per_symbol, ds.interval_ms)
-            hyper = [d for d in dbs if d.label == TIMESCALE]
-            plain = [d for d in dbs if d.label != TIMESCALE]
-            got = window_fetch(dbs, new, windows=windows, samples=samples, warmup=warmup,
-                               seed=seed)
-            sizes = {d.label: table_bytes(d) for d in dbs}
-            out.append(got.assign(workload="window_by_size", days=step, compressed=False,
-                                  table_bytes=got["db"].map(sizes), peak_rss_mb=rss["self"]))
-            chunk_s = _compress(target_url, new.start, new.end)
-            got = window_fetch([*plain, *hyper], ds, windows=windows, samples=samples,
-                               warmup=warmup, seed=seed)
-            sizes = {d.label: table_bytes(d) for d in dbs}
-            got = got.assign(table_bytes=got["db"].map(sizes),
-                             db=got["db"].replace({TIMESCALE: f"{TIMESCALE} compressed"}))
-            out.append(got.assign(workload="window_by_size", days=step, compressed=True,
-                                  peak_rss_mb=rss["self"],
-                                  compress_chunk_p50_s=_median(chunk_s),
-                                  compress_chunks=len(chunk_s)))
-            done = step
-    finally:
-        if steps:
-            _decompress(target_url, lo, lo + dt.timedelta(days=steps[-1]))
-    return pd.concat(out, ignore_index=True) if out else pd.DataFrame()
-
-
-def _median(values: Sequence[float]) -> float:
-    return percentile(values, 50) if values else math.nan
-
-
-def _compress(url: Endpoint | str, start: dt.datetime, end: dt.datetime) -> list[float]:
-    """Each uncompressed chunk in [start, end) compressed; seconds per chunk."""
-    seconds = []
-    with connection(url, autocommit=True) as conn:
-        chunks = [r[0] for r in conn.execute(queries.text("history.uncompressed_chunks"),
-                                             {"start": start, "end": end}).fetchall()]
-        for chunk in chunks:
-            t0 = time.perf_counter()
-            conn.execute(queries.text("history.compress_chunk"), {"chunk": chunk})
-            seconds.append(time.perf_counter() - t0)
-        conn.execute(queries.text("bench.analyze"))
-    return seconds
-
-
-def _decompress(url: Endpoint | str, start: dt.datetime, end: dt.datetime) -> int:
-    with connection(url, autocommit=True) as conn:
-        n = scalar(conn, queries.text("history.decompress_chunks"), {"start": start, "end": end})
-        if n:
-            conn.execute(queries.text("bench.analyze"))
-    return int(n or 0)

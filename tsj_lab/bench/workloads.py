@@ -16,7 +16,7 @@ import random
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 import pandas as pd
 from sqlalchemy import text
@@ -26,12 +26,13 @@ from ..db import Endpoint, clients
 from ..lab import ipython
 from ..lab.adhoc import from_psycopg
 from . import (BATCH_SIZES, CANDLE_WIDTHS, PLAIN, WINDOW_TARGETS_MS, WINDOWS, Database,
-                    Dataset, _check_counts, explainer, point, prepare, table_bytes, time_interleaved,
+                    Dataset, _check_counts, explainer, point, time_interleaved,
                     window_params)
 from ..db import connection, engine, read_frame
-from ..domain import TickSpec
 
 log = logging.getLogger("tsj_lab")
+
+Page = TypeVar("Page", pd.DataFrame, list[tuple[Any, ...]])
 
 def window_fetch(dbs: Sequence[Database], dataset: Dataset, *,
                  windows: Sequence[str] = tuple(WINDOWS), samples: int = 30, warmup: int = 3,
@@ -113,20 +114,30 @@ def fetch_paths(db: Database, dataset: Dataset, *, window: str = "1h", samples: 
 
 def pages(url: Endpoint | str, *, symbol: str, start: dt.datetime, end: dt.datetime,
           size: int) -> Iterator[pd.DataFrame]:
-    """Keyset pagination over one symbol's ticks in [start, end): pages of ``size`` ticks.
-
-    A page ends at an instant boundary (it grows past ``size`` when ticks share its last
-    instant), so the next one starts after that time: a key compressed chunks serve.
-    """
+    """Keyset pagination over one symbol's ticks in [start, end): DataFrame pages of
+    ``size`` ticks through the Arrow path (:func:`keyset_pages`)."""
     _check_counts(size=size)
+    return keyset_pages(lambda name, params: read_frame(url, name, params),
+                        lambda page: page["time"].iloc[-1].to_pydatetime(),
+                        symbol=symbol, start=start, end=end, size=size)
+
+
+def keyset_pages(fetch: Callable[[str, dict[str, Any]], Page],
+                 last_time: Callable[[Page], dt.datetime], *, symbol: str, start: dt.datetime,
+                 end: dt.datetime, size: int) -> Iterator[Page]:
+    """The replay's keyset walk (``bench.page_first``, then ``bench.page_after``): pages of
+    ``size`` ticks, each ending at an instant boundary (it grows past ``size`` when ticks
+    share its last instant), so the next starts after that time, a key compressed chunks
+    serve. ``fetch(query, params)`` reads one page however the caller reads (a DataFrame
+    through Arrow, rows on a kept psycopg connection); ``last_time`` is its last tick's time.
+    """
     base = {"symbol": symbol, "start": start, "end": end, "limit": size}
-    page = read_frame(url, "bench.page_first", base)
+    page = fetch("bench.page_first", base)
     while len(page):
         yield page
         if len(page) < size:
             return
-        page = read_frame(url, "bench.page_after",
-                          base | {"after_time": page["time"].iloc[-1].to_pydatetime()})
+        page = fetch("bench.page_after", base | {"after_time": last_time(page)})
 
 
 def _next_page(pages: Iterator[pd.DataFrame], _: object) -> pd.DataFrame:
@@ -226,25 +237,3 @@ def concurrency(dbs: Sequence[Database], dataset: Dataset, *,
             log.info("concurrency %d on %s (%s): %.0f q/s", level, db.label, db.via,
                      rows[-1]["qps"])
     return pd.DataFrame(rows)
-
-
-def latency_by_size(target_url: Endpoint | str, source_url: Endpoint | str, *, steps: Sequence[int],
-                    symbols: Sequence[str], start: dt.date, interval_ms: int, seed: int,
-                    windows: Sequence[str] = tuple(WINDOWS), samples: int = 20,
-                    warmup: int = 3) -> pd.DataFrame:
-    """Window fetch again as both tables grow to each step's day count (bench-large).
-
-    Each step extends the data set day by day (:func:`tsj_lab.bench.prepare`) and adds
-    ``days`` and ``table_bytes`` to its rows; their workload is ``window_by_size``.
-    """
-    if sorted(steps) != list(steps) or (steps and steps[0] < 1):
-        raise ValueError(f"size steps {list(steps)} must be growing day counts >= 1")
-    out = []
-    for step in steps:
-        dbs, ds = prepare(target_url, source_url,
-                          TickSpec(tuple(symbols), start, days=step, interval_ms=interval_ms, seed=seed))
-        got = window_fetch(dbs, ds, windows=windows, samples=samples, warmup=warmup, seed=seed)
-        sizes = {db.label: table_bytes(db) for db in dbs}
-        out.append(got.assign(workload="window_by_size", days=step,
-                              table_bytes=got["db"].map(sizes)))
-    return pd.concat(out, ignore_index=True) if out else pd.DataFrame()

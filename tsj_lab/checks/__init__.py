@@ -33,7 +33,8 @@ from ..data import generate
 from ..provision import layout, schema
 from .. import queries
 from ..db import Endpoint, capabilities, connection
-from ..domain import CANDLE_BY_VIEW, CANDLE_VIEWS, OK, QUARANTINE, STATUSES, Finding, TickSpec
+from ..domain import (CANDLE_BY_VIEW, CANDLE_VIEWS, OK, QUARANTINE, STATUSES, Finding, TickSpec,
+                      interval_text)
 from ..errors import SchemaError
 from ..provision.layout import facts_of
 from ..parallel import progress_bar
@@ -342,13 +343,13 @@ def _check_retention(ctx: _Run, lay: layout.Layout) -> None:
     """No chunk older than the retention policy's interval (without one: the option's)."""
     opts = ctx.opts
     retention = lay.drop_after or opts.retention
-    policy = (f"retention policy drop_after {layout.interval_text(lay.drop_after)}"
+    policy = (f"retention policy drop_after {interval_text(lay.drop_after)}"
               if lay.drop_after else "no retention policy")
     old = ctx.q("checks.old_chunks", {"table": opts.table, "retention": retention,
                                       "limit": opts.sample_rows})
     n_old = old[0][0] if old else 0
     ctx.add("retention", found=n_old, observed=f"{n_old} chunks",
-            expected=f"0 chunks older than {layout.interval_text(retention)}",
+            expected=f"0 chunks older than {interval_text(retention)}",
             samples=[_jsonable(r[1:]) for r in old],
             detail=(f"{policy}; " if ctx.license == "timescale" else "")
                    + ("its job has not dropped them yet" if old and lay.drop_after
@@ -367,7 +368,7 @@ def _check_compression(ctx: _Run, lay: layout.Layout) -> None:
         "limit": ctx.opts.sample_rows})
     n = late[0][0] if late else 0
     ctx.add("compression", found=n, observed=f"{judged.observed}; {n} old chunks uncompressed",
-            expected=f"chunks older than {layout.interval_text(lay.compress_after)} compressed",
+            expected=f"chunks older than {interval_text(lay.compress_after)} compressed",
             samples=[_jsonable(r[1:]) for r in late],
             detail=f"{judged.detail}; " + ("the compression policy has not run on them yet"
                                            if n else "AC3"))

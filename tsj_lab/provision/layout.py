@@ -19,7 +19,7 @@ import psycopg
 
 from .. import queries
 from ..db import Endpoint, capabilities, connect, probe, scalar
-from ..domain import FAIL, OK, UNSUPPORTED, Finding
+from ..domain import FAIL, OK, UNSUPPORTED, Finding, interval_text
 
 CHUNK_INTERVAL = timedelta(days=1)
 COMPRESS_AFTER = timedelta(days=30)
@@ -80,18 +80,6 @@ def story_compression(segmentby: str | None, orderby: str | None) -> bool:
     # the settings views quote keywords: "time" DESC
     order = (orderby or "").replace('"', "").replace(" ", "").lower()
     return segmentby == "symbol" and order == "timedesc"
-
-
-def interval_text(value: timedelta | None) -> str:
-    """An interval as a person writes it: '30 days', '1 hour', '90 minutes'."""
-    if value is None:
-        return "none"
-    secs = int(value.total_seconds())
-    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1)):
-        if secs and secs % size == 0:
-            n = secs // size
-            return f"{n} {unit}{'s' if n != 1 else ''}"
-    return str(value)
 
 
 # -- the judges: one Finding each ---------------------------------------------------------

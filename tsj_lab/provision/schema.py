@@ -39,7 +39,7 @@ from ..domain import (CANDLE_BY_VIEW, CANDLE_VIEWS, CANDLES, FAIL, OK, UNSUPPORT
 from ..errors import ConnectError, SchemaError
 from .layout import (CHUNK_INTERVAL, COMPRESS_AFTER, RETENTION, compression_settings,
                      story_compression)
-from .layout import interval_text as _interval
+from ..domain import interval_text as _interval
 
 log = logging.getLogger("tsj_lab")
 
