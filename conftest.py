@@ -2,9 +2,10 @@
 
 The server is a separate instance ('test') of the embedded TimescaleDB, timescale edition
 (built from source, with the Timescale License half), so a test run never touches the
-data of `make bench` or `make lab`. It is started in ``pytest_sessionstart`` (not a
-fixture) because nbval's notebook kernels inherit the environment set here:
-TSJ_DATABASE_URL and TSJ_SOURCE_URL point at it. What only the apache edition does
+data of `make bench` or `make lab`. It starts on first need: the ``server`` fixture (and
+every fixture built on it), a notebook cell (nbval), or a test marked ``db`` (one that
+reaches it through the environment: TSJ_DATABASE_URL and TSJ_SOURCE_URL point at it once
+it runs). Pure tests start nothing. What only the apache edition does
 (Debian's build) is tested on a second instance, started on first use by
 ``apache_server``.
 
@@ -41,23 +42,48 @@ _SETTINGS = Settings.load(dotenv=None, env={k: v for k, v in os.environ.items()
                                              if k in ("TSJ_TIMESCALEDB_SOURCE", "TSJ_APT_MIRROR")})
 
 
-def pytest_sessionstart(session: pytest.Session) -> None:
+def _start_server() -> Embedded:
+    """The worker's test server and its PgBouncer, started on first need (a worker that
+    runs only pure tests starts none); the environment then points at them, which is how
+    nbval's notebook kernels and the subprocesses of the CLI tests find them."""
     global _SERVER, _POOLER
-    if not _WORKER and getattr(session.config.option, "numprocesses", None):
-        return  # xdist's controller runs no tests: each worker starts its own server
-    _SERVER = Embedded(default_home(PROJECT_DIR / ".tsj"), instance=_INSTANCE,
-                       timescaledb_source=_SETTINGS.timescaledb_source,
-                       apt_mirror=_SETTINGS.apt_mirror)
-    if not _SERVER.installed:
+    if _SERVER is not None:
+        return _SERVER
+    server = Embedded(default_home(PROJECT_DIR / ".tsj"), instance=_INSTANCE,
+                      timescaledb_source=_SETTINGS.timescaledb_source,
+                      apt_mirror=_SETTINGS.apt_mirror)
+    if not server.installed:
         print("\nsetting up the test server: TimescaleDB builds from source once "
               "(about 2 minutes on 2 cores)", flush=True)
-    _SERVER.start()
-    os.environ["TSJ_DATABASE_URL"] = _SERVER.url(TARGET_DB)
-    os.environ["TSJ_SOURCE_URL"] = _SERVER.url(SOURCE_DB)
+    server.start()
+    _SERVER = server
+    os.environ["TSJ_DATABASE_URL"] = server.url(TARGET_DB)
+    os.environ["TSJ_SOURCE_URL"] = server.url(SOURCE_DB)
     os.environ.pop("TIMESCALE_DATABASE_URL", None)
     os.environ.pop("TSJ_EDITION", None)
-    _POOLER = PgBouncer(_SERVER, mode="transaction", prepared_statements=0)
+    _POOLER = PgBouncer(server, mode="transaction", prepared_statements=0)
     os.environ["TSJ_POOLER_URL"] = _POOLER.start()
+    return server
+
+
+#: where the environment points before the test server runs: nowhere. A test that reaches
+#: a database through the environment without asking for one fails on this address
+#: instead of silently starting (or using) the embedded server of `make bench`.
+_NOWHERE = "postgresql://no-test-server-yet@127.0.0.1:9/mark-the-test-db"
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if _SERVER is None:
+        for var in ("TSJ_DATABASE_URL", "TSJ_SOURCE_URL", "TSJ_POOLER_URL"):
+            os.environ[var] = _NOWHERE
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Notebooks (nbval) and tests marked ``db`` reach the server through the environment
+    rather than a fixture: start it for them. Tests asking for ``server`` (or a fixture
+    built on it) get it from the fixture."""
+    if item.get_closest_marker("db") or type(item).__name__ == "IPyNbCell":
+        _start_server()
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -72,9 +98,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 @pytest.fixture(scope="session")
 def server() -> Embedded:
-    """The test server: the timescale edition."""
-    assert _SERVER is not None
-    return _SERVER
+    """The test server: the timescale edition (started on first use)."""
+    return _start_server()
 
 
 @pytest.fixture(scope="session")
@@ -89,7 +114,7 @@ def apache_server() -> Embedded:
 
 
 @pytest.fixture(scope="session")
-def pooler() -> PgBouncer:
+def pooler(server: Embedded) -> PgBouncer:
     """The test server's PgBouncer: transaction mode, no prepared-statement support."""
     assert _POOLER is not None
     return _POOLER

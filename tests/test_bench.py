@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+import time
 
 import numpy as np
 import pandas as pd
@@ -52,10 +53,16 @@ def test_bad_values_fail_up_front() -> None:
 
 def test_time_calls_excludes_warmup() -> None:
     calls: list[int] = []
-    latencies, results = bench.time_calls([lambda i=i: calls.append(i) or i for i in range(4)],
-                                          warmup=3)
+    def call(i: int) -> int:
+        calls.append(i)
+        if i == 2:
+            time.sleep(0.02)  # the one slow call must show as the slow sample
+        return i
+
+    latencies, results = bench.time_calls([lambda i=i: call(i) for i in range(4)], warmup=3)
     assert calls == [0, 1, 2, 0, 1, 2, 3]  # three untimed warm-ups, then each call once
-    assert results == [0, 1, 2, 3] and len(latencies) == 4 and min(latencies) >= 0
+    assert results == [0, 1, 2, 3] and len(latencies) == 4
+    assert latencies[2] >= 20 and min(latencies) > 0, latencies  # in call order, in ms
 
 
 def test_window_params_stay_inside_the_data_set() -> None:

@@ -12,6 +12,7 @@ import pwd
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -185,31 +186,56 @@ def leave_prepared_statements(url: str, *, clients: int) -> None:
         t.join()
 
 
-@pytest.fixture(scope="module")
-def pooled_pair(server: Embedded, pooler: PgBouncer) -> Iterator[tuple[str, str]]:
-    """A fresh target and source, reached only through the transaction-mode pooler."""
+@contextmanager
+def _fresh_pair(server: Embedded, pooler: PgBouncer) -> Iterator[tuple[str, str]]:
+    """A fresh target (extension created) and source, reached only through the pooler."""
     import uuid
 
     from psycopg import sql
+
+    from tsj_lab.config import with_database
 
     admin = server.url("postgres")
     names = [f"pool_{uuid.uuid4().hex[:8]}" for _ in range(2)]
     with psycopg.connect(admin, autocommit=True) as conn:
         for name in names:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    from tsj_lab.config import with_database
-
     target = pooler.through(with_database(server.url(), names[0]))
     source = pooler.through(with_database(server.url(), names[1]))
     with psycopg.connect(with_database(server.url(), names[0]), autocommit=True) as conn:
         conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
     for url in (target, source):
         leave_prepared_statements(url, clients=pooler.pool_size)
-    yield target, source
-    with psycopg.connect(admin, autocommit=True) as conn:
-        for name in names:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                sql.Identifier(name)))
+    try:
+        yield target, source
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            for name in names:
+                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                    sql.Identifier(name)))
+
+
+@pytest.fixture(scope="module")
+def pooled_pair(server: Embedded, pooler: PgBouncer) -> Iterator[tuple[str, str]]:
+    """A fresh, empty target and source, reached only through the transaction-mode pooler."""
+    with _fresh_pair(server, pooler) as pair:
+        yield pair
+
+
+@pytest.fixture(scope="module")
+def loaded_pair(server: Embedded, pooler: PgBouncer) -> Iterator[tuple[str, str]]:
+    """A pair of its own, provisioned, loaded and migrated through the pooler, so that the
+    tests that read data do not depend on another test having loaded it."""
+    from tsj_lab import migrate
+    from tsj_lab.data import generate
+    from tsj_lab.domain import TickSpec
+
+    with _fresh_pair(server, pooler) as (target, source):
+        schema.provision(target)
+        generate.ensure_source(source, TickSpec(("ES", "NQ"), "2026-01-05", interval_ms=2000))
+        assert migrate.run(source, target, include_expired=True, batch_size=5000).ok
+        leave_prepared_statements(target, clients=pooler.pool_size)
+        yield target, source
 
 
 def test_commands_through_transaction_pooler(pooled_pair: tuple[str, str],
@@ -241,13 +267,11 @@ def test_commands_through_transaction_pooler(pooled_pair: tuple[str, str],
 
 
 @pytest.mark.parametrize("notebook", ["03_integrity", "05_candles"])
-def test_notebook_through_transaction_pooler(notebook: str, pooled_pair: tuple[str, str],
+def test_notebook_through_transaction_pooler(notebook: str, loaded_pair: tuple[str, str],
                                              tmp_path: Path,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """The kernel reaches both databases only through the pooler (05: ADBC's fetch path)."""
-    target, source = pooled_pair
-    if tsj("validate", "--target", target).returncode:  # the commands' test left data
-        pytest.fail("run with test_commands_through_transaction_pooler: it loads the data")
+    target, source = loaded_pair
     monkeypatch.setenv("TSJ_DATABASE_URL", target)
     monkeypatch.setenv("TSJ_SOURCE_URL", source)
     report = reports.run(notebook, parameters={"target": "target", "source": "source"},
@@ -259,10 +283,10 @@ def test_notebook_through_transaction_pooler(notebook: str, pooled_pair: tuple[s
         assert {m["name"] for m in report.summary["metrics"]} >= {"return_pct", "volume"}
 
 
-def test_check_through_pooler_with_prepared_statements(pooled_pair: tuple[str, str],
+def test_check_through_pooler_with_prepared_statements(loaded_pair: tuple[str, str],
                                                        bouncer_with_prepares: PgBouncer) -> None:
     """PgBouncer 1.21+: tsj keeps psycopg's prepared statements, and they work."""
-    target, source = (bouncer_with_prepares.through(u) for u in pooled_pair)
+    target, source = (bouncer_with_prepares.through(u) for u in loaded_pair)
     res = tsj("check", "--target", target, "--source", source)
     assert res.returncode == 0, res.stdout + res.stderr
     rows = schema.validate(target, pool_size=50)
@@ -270,13 +294,13 @@ def test_check_through_pooler_with_prepared_statements(pooled_pair: tuple[str, s
 
 
 def test_control_without_detection_check_fails_as_reported(
-        pooled_pair: tuple[str, str], pooler: PgBouncer, monkeypatch: pytest.MonkeyPatch) -> None:
+        loaded_pair: tuple[str, str], pooler: PgBouncer, monkeypatch: pytest.MonkeyPatch) -> None:
     """With tsj's pooler detection overridden (prepares kept), the suite fails as the issue
     saw it: so the passing runs above are the fix at work, not a lenient pooler."""
     from tsj_lab import checks
     from tsj_lab.errors import SchemaError
 
-    target, source = pooled_pair
+    target, source = loaded_pair
     found = db.pooling(target)
     monkeypatch.setitem(db.conn._POOLING, target, db.Pooling(True, found.server_port, True))
     leave_prepared_statements(target, clients=pooler.pool_size)
