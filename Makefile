@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum | cut -d' ' -f1)
 
-.PHONY: setup db test lint bench bench-large report lab clean browser
+.PHONY: setup db test test-quick test-shuffled lint bench bench-large report lab clean browser
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,8 +39,20 @@ browser:
 TEST_WORKERS ?= 4
 test: setup browser
 	@($(LINT)) > .lint.log 2>&1 & lint=$$!; \
-	TSJ_NO_PROGRESS=1 $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile tests notebooks; \
+	TSJ_NO_PROGRESS=1 $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=10 tests notebooks; \
 	rc=$$?; wait $$lint || rc=1; cat .lint.log; rm -f .lint.log; exit $$rc
+
+## test-quick: the suite without the tests marked slow (a developer's loop; make test and CI
+## run everything)
+test-quick: setup
+	TSJ_NO_PROGRESS=1 $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not slow" tests
+
+## test-shuffled: tests/ in a random order (pytest-randomly; the seed is printed, and
+## RANDOMLY_SEED=N replays one), to show no test depends on another having run first
+RANDOMLY_SEED ?= random
+test-shuffled: setup
+	TSJ_NO_PROGRESS=1 $(BIN)/python -m pytest -o addopts="-ra" -p randomly \
+	  --randomly-seed=$(RANDOMLY_SEED) -n $(TEST_WORKERS) tests
 
 ## lint: ruff and mypy, configured in pyproject.toml (part of make test, so of CI)
 LINT = $(BIN)/ruff check tsj_lab tests conftest.py && $(BIN)/mypy

@@ -3,9 +3,8 @@
 The server is a separate instance ('test') of the embedded TimescaleDB, timescale edition
 (built from source, with the Timescale License half), so a test run never touches the
 data of `make bench` or `make lab`. It starts on first need: the ``server`` fixture (and
-every fixture built on it), a notebook cell (nbval), or a test marked ``db`` (one that
-reaches it through the environment: TSJ_DATABASE_URL and TSJ_SOURCE_URL point at it once
-it runs). Pure tests start nothing. What only the apache edition does
+every fixture built on it) or a notebook cell (nbval, whose kernels find it through
+TSJ_DATABASE_URL and TSJ_SOURCE_URL once it runs). Pure tests start nothing. What only the apache edition does
 (Debian's build) is tested on a second instance, started on first use by
 ``apache_server``.
 
@@ -69,7 +68,7 @@ def _start_server() -> Embedded:
 #: where the environment points before the test server runs: nowhere. A test that reaches
 #: a database through the environment without asking for one fails on this address
 #: instead of silently starting (or using) the embedded server of `make bench`.
-_NOWHERE = "postgresql://no-test-server-yet@127.0.0.1:9/mark-the-test-db"
+_NOWHERE = "postgresql://no-test-server-yet@127.0.0.1:9/ask-for-the-server-fixture"
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -79,10 +78,9 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    """Notebooks (nbval) and tests marked ``db`` reach the server through the environment
-    rather than a fixture: start it for them. Tests asking for ``server`` (or a fixture
-    built on it) get it from the fixture."""
-    if item.get_closest_marker("db") or type(item).__name__ == "IPyNbCell":
+    """Notebooks (nbval) reach the server through the environment, not a fixture: start it
+    for them. Tests ask for ``server`` (or a fixture built on it)."""
+    if type(item).__name__ == "IPyNbCell":
         _start_server()
 
 
