@@ -204,7 +204,7 @@ def test_cli_dry_run_and_bad_values(make_db, capsys: pytest.CaptureFixture[str])
     assert main([*cli, "--batch-size", "0"]) == 1
     assert "batch_size=0" in capsys.readouterr().err
     assert main([*cli, "--since", "soon"]) == 1
-    assert "since 'soon' is not a time" in capsys.readouterr().err
+    assert "since 'soon' is not a date or time" in capsys.readouterr().err
     # a misspelt symbol is named, with the ones the source has, instead of copying nothing
     assert main([*cli, "--symbols", "NQ,NQQ"]) == 1
     assert "symbol(s) NQQ have no ticks" in (err := capsys.readouterr().err) and "it has NQ" in err

@@ -13,6 +13,35 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 
+def utc_time(value: str | date | datetime | None, what: str) -> datetime | None:
+    """``value`` as an aware UTC datetime (None or '' stay None): ISO text, a date (its UTC
+    midnight) or a datetime; a time without an offset is UTC. The one parser of the times
+    users type (a migration's --since/--until, the explorer's range)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise ValueError(f"{what} {value!r} is not a date or time; use YYYY-MM-DD[THH:MM[:SS]]"
+                             "[Z|+HH:MM] (UTC when no offset is given)") from None
+    elif not isinstance(value, datetime):
+        value = datetime.combine(value, datetime.min.time())
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def utc_range(start: str | date | datetime | None, end: str | date | datetime | None, *,
+              names: tuple[str, str] = ("start", "end")
+              ) -> tuple[datetime | None, datetime | None]:
+    """[start, end) in UTC (:func:`utc_time`; either end may be open: None); an empty or
+    reversed range is a ValueError that says so."""
+    lo, hi = utc_time(start, names[0]), utc_time(end, names[1])
+    if lo is not None and hi is not None and hi <= lo:
+        raise ValueError(f"{names[1]} {hi.isoformat()} is not after {names[0]} "
+                         f"{lo.isoformat()}; swap them or widen the range")
+    return lo, hi
+
+
 def interval_text(value: timedelta | None) -> str:
     """An interval as a person (and PostgreSQL) writes it: '30 days', '1 hour', '90 minutes';
     'none' for no interval. The one formatter of the package."""

@@ -22,7 +22,7 @@ from .. import queries
 from ..provision import schema
 from ..db.connections import resolve_url
 from ..db import Endpoint, connection, one, read_frame
-from ..domain import CANDLES, DEFAULT_SEED, TickSpec
+from ..domain import CANDLES, DEFAULT_SEED, TickSpec, utc_range, utc_time
 from ..errors import SchemaError
 
 log = logging.getLogger("tsj_lab")
@@ -50,22 +50,14 @@ def window(start: str | date | datetime, end: str | date | datetime | None = Non
 
     Without ``end`` the window is ``days`` days long.
     """
-    lo = _utc(start, "start")
-    hi = _utc(end, "end") if end is not None else lo + timedelta(days=days)
-    if hi <= lo:
-        raise ValueError(f"end {hi.isoformat()} is not after start {lo.isoformat()}; "
-                         "swap them or widen the range")
+    lo = utc_time(start, "start")
+    if lo is None:
+        raise ValueError("start is empty; use a date like '2024-01-02'")
+    if end is None:
+        return lo, lo + timedelta(days=days)
+    hi = utc_range(lo, end)[1]
+    assert hi is not None  # end is given
     return lo, hi
-
-
-def _utc(value: str | date | datetime, name: str) -> datetime:
-    try:
-        ts = pd.Timestamp(value)
-    except (ValueError, TypeError):
-        raise ValueError(f"{name} {value!r} is not a date or time; use e.g. '2024-01-02' "
-                         "or '2024-01-02T09:30Z'") from None
-    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-    return ts.to_pydatetime()
 
 
 def read(url: Endpoint | str, *, symbol: str, timeframe: str, start: datetime, end: datetime) -> pd.DataFrame:

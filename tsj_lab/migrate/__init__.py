@@ -42,7 +42,7 @@ from ..provision import schema
 from ..provision.layout import TargetFacts, target_facts
 from .. import queries
 from ..db import Endpoint, connect, one, pooling, scalar
-from ..domain import QUARANTINE
+from ..domain import QUARANTINE, utc_range
 from ..errors import MigrationError, SchemaError
 from ..parallel import rows_bar, run_parallel
 
@@ -142,28 +142,11 @@ class Plan:
 def window(*, since: dt.datetime | str | None = None, until: dt.datetime | str | None = None,
            symbols: Sequence[str] | str | None = None) -> Window:
     """A checked :class:`Window`; bad times or an empty range raise ValueError up front."""
-    lo, hi = _utc(since, "since"), _utc(until, "until")
-    if lo and hi and lo >= hi:
-        raise ValueError(f"since {lo.isoformat()} is not before until {hi.isoformat()}; "
-                         "swap them or widen the range")
+    lo, hi = utc_range(since, until, names=("since", "until"))
     if isinstance(symbols, str):
         symbols = [s for s in symbols.split(",") if s.strip()]
     syms = tuple(s.strip() for s in symbols) if symbols else None
     return Window(lo, hi, syms)
-
-
-def _utc(value: dt.datetime | str | None, what: str) -> dt.datetime | None:
-    if value is None or value == "":
-        return None
-    if isinstance(value, str):
-        try:
-            value = dt.datetime.fromisoformat(value)
-        except ValueError:
-            raise ValueError(f"{what} {value!r} is not a time; use YYYY-MM-DD[THH:MM[:SS]][+HH:MM]"
-                             ) from None
-    elif isinstance(value, dt.date) and not isinstance(value, dt.datetime):
-        value = dt.datetime.combine(value, dt.time())
-    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value
 
 
 def plan(source_url: Endpoint | str, *, batch_size: int = DEFAULT_BATCH_SIZE,
