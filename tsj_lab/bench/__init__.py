@@ -28,6 +28,7 @@ from typing import Any
 import pandas as pd
 
 from ..data import generate as gen
+from ..data.prices import plan as plan_parts
 from .. import queries
 from ..lab import recording
 from ..provision import schema
@@ -308,11 +309,13 @@ def prepare(target_url: Endpoint | str, source_url: Endpoint | str, spec: TickSp
         if missing and not generate:
             raise SchemaError(f"{db.label} tick_data lacks {len(missing)} symbol-days of "
                               f"{list(symbols)} from {start}; run 'tsj bench' to generate them")
-        for symbol, day in missing:
-            # The generator is deterministic per (seed, symbol, day): loading day by day
-            # gives the same rows as one load, and lets a larger run extend a smaller one.
-            gen.load(db.url, TickSpec((symbol,), day, 1, interval_ms, spec.seed, spec.sessions))
         if missing:
+            # The generator is deterministic per (seed, symbol, day): the missing days' parts
+            # give the same rows as one load (so a larger run extends a smaller one), and
+            # go in one load over one set of connections (not one set per symbol-day)
+            parts = [part for symbol, day in missing for part in plan_parts(
+                TickSpec((symbol,), day, 1, interval_ms, spec.seed, spec.sessions))]
+            gen.write_parts(db.url, parts)
             log.info("generated %d symbol-days into %s", len(missing), db.label)
             with connection(db.url, autocommit=True) as conn:
                 conn.execute(queries.text("bench.analyze"))
