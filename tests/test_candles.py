@@ -149,6 +149,7 @@ def test_explorer_builds_its_controls(url: str) -> None:
     assert controls[0].options == ("BTCUSD", "ES")
 
 
+@pytest.mark.slow
 def test_candle_report_renders_its_candlestick(url: str, tmp_path: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     # the notebook gets the connection name 'target'; the kernel finds this database

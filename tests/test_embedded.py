@@ -50,6 +50,7 @@ def test_url_has_no_password_and_connects(server: Embedded) -> None:
         assert conn.execute("SELECT 1").fetchone() == (1,)
 
 
+@pytest.mark.slow
 def test_interrupted_download_is_resumed(server: Embedded, tmp_path: Path) -> None:
     """A truncated .deb (a download cut short) is fetched again; the rest is reused."""
     home = tmp_path / "home"

@@ -25,6 +25,7 @@ def _scratch_schemas(url: str) -> int:
                             "WHERE nspname LIKE 'tsj\\_hist\\_%'").fetchone()[0]
 
 
+@pytest.mark.slow
 def test_copies_hold_the_same_ticks_compressed_and_not(pair) -> None:
     dbs, ds = pair
     target = dbs[1].url

@@ -16,6 +16,7 @@ from tsj_lab.domain import TickSpec
 from tsj_lab.errors import ConfigError
 
 
+@pytest.mark.slow
 def test_ingest_benchmark_times_each_method_in_turns(make_db) -> None:
     url = make_db(timescale=True)
     res = ingest.ingest_benchmark(url, TickSpec(["ES"], "2024-01-02", interval_ms=1000), workers=2,

@@ -154,6 +154,7 @@ def _password(server: Embedded) -> str:
     return server.passfile.read_text().strip().rsplit(":", 1)[1]
 
 
+@pytest.mark.slow
 def test_a_report_of_the_sql_notebook_holds_no_password_or_url(
         tmp_path: Path, server: Embedded, target_url: str,
         monkeypatch: pytest.MonkeyPatch) -> None:

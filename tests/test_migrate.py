@@ -282,6 +282,7 @@ def test_target_only_days_are_listed_not_failed(make_db) -> None:
     assert v.loc["ES", "status"] == "ok"
 
 
+@pytest.mark.slow
 def test_a_changed_source_day_is_redone_alone_and_never_skipped_stale(make_db) -> None:
     src, tgt = _pair(make_db, days=2, interval_ms=20_000)
     first = migrate.run(src, tgt, include_expired=True, batch_size=2000)
@@ -300,6 +301,7 @@ def _ago(days: int) -> dt.date:
     return dt.datetime.now(dt.UTC).date() - dt.timedelta(days=days)
 
 
+@pytest.mark.slow
 def test_days_past_the_targets_retention_are_skipped_and_reported(make_db) -> None:
     src, tgt = make_db(timescale=False), make_db(timescale=True)
     schema.create_source(src)
@@ -367,6 +369,7 @@ def _compress(url: str) -> None:
         conn.execute("CALL run_job(%s)", [job])
 
 
+@pytest.mark.slow
 def test_100_days_survive_sigkill_and_compression_and_verify(make_db) -> None:
     """Issue 12's 'done when': 100 days into a timescale target, killed mid-run, the
     compression job run in between, re-run: exact inside the retention window."""

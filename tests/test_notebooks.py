@@ -98,6 +98,7 @@ def _nbval(notebook: Path, tmp_path: Path) -> subprocess.CompletedProcess[str]:
         capture_output=True, text=True, timeout=300, cwd=tmp_path)
 
 
+@pytest.mark.slow
 def test_nbval_fails_a_notebook_with_a_failing_assert(tmp_path: Path) -> None:
     wrong = tmp_path / "wrong.ipynb"
     wrong.write_text((FIXTURES / "fail.ipynb").read_text())
@@ -106,6 +107,7 @@ def test_nbval_fails_a_notebook_with_a_failing_assert(tmp_path: Path) -> None:
     assert "arithmetic is broken" in out.stdout
 
 
+@pytest.mark.slow
 def test_nbval_passes_a_right_answer(tmp_path: Path) -> None:
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 2"),
                                          nbformat.v4.new_code_cell("assert x + x == 4")])
@@ -117,6 +119,7 @@ def test_nbval_passes_a_right_answer(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stdout[-2000:]
 
 
+@pytest.mark.slow
 def test_outputs_of_a_notebook_run_in_place_stay_out_of_commits(tmp_path: Path) -> None:
     """`make setup` installs nbstripout as git's clean filter for notebooks."""
     if subprocess.run(["git", "rev-parse", "--git-dir"], cwd=PROJECT_DIR,

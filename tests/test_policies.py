@@ -12,6 +12,7 @@ from tsj_lab.checks import policies
 from tsj_lab.provision import schema
 
 
+@pytest.mark.slow
 def test_every_policy_job_runs_and_does_what_the_story_asks(make_db: Callable[..., str]) -> None:
     url = make_db()
     proofs = policies.prove(url)

@@ -238,6 +238,7 @@ def loaded_pair(server: Embedded, pooler: PgBouncer) -> Iterator[tuple[str, str]
         yield target, source
 
 
+@pytest.mark.slow
 def test_commands_through_transaction_pooler(pooled_pair: tuple[str, str],
                                              pooler: PgBouncer) -> None:
     target, source = pooled_pair
@@ -266,6 +267,7 @@ def test_commands_through_transaction_pooler(pooled_pair: tuple[str, str],
     assert "Traceback" not in res.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("notebook", ["03_integrity", "05_candles"])
 def test_notebook_through_transaction_pooler(notebook: str, loaded_pair: tuple[str, str],
                                              tmp_path: Path,

@@ -69,6 +69,7 @@ def test_html_is_offline_and_has_no_record_junk(ok_run: reports.Report) -> None:
     assert recording.collect(nb)["metrics"][0]["name"] == "answer"
 
 
+@pytest.mark.slow
 def test_html_report_renders_plotly_in_headless_chromium(ok_run: reports.Report) -> None:
     dom = rendered_dom(ok_run.html)
     assert 'class="main-svg"' in dom, "plotly did not draw: no main-svg in the rendered DOM"
@@ -131,6 +132,7 @@ def _fake_run(folder: Path, stem: str, started: str, value: float, status: str =
     (folder / f"{stem}.json").write_text(json.dumps(summary))
 
 
+@pytest.mark.slow
 def test_index_is_regenerated_newest_first(tmp_path: Path) -> None:
     _fake_run(tmp_path / "2026-01-17", "080000-04_bench", "2026-01-17T08:00:00+00:00", 100.0)
     _fake_run(tmp_path / "2026-01-18", "080000-04_bench", "2026-01-18T08:00:00+00:00", 150.0)

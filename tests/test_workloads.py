@@ -21,6 +21,7 @@ def pair(make_db) -> tuple[list[bench.Database], bench.Dataset]:
                          TickSpec(["ES", "NQ"], dt.date(2026, 1, 18), days=1, interval_ms=60_000, seed=3))
 
 
+@pytest.mark.slow
 def test_keyset_pages_cover_every_row_once(pair) -> None:
     dbs, ds = pair
     # Ticks sharing an instant are where paging by time alone would skip rows.
