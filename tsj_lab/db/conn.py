@@ -3,7 +3,7 @@
 
 Every connection error goes through :func:`explain`, which turns libpq's text into one
 line that names the cause and the fix, with the password redacted. Every connect and
-probe is counted in :data:`COUNTS` (per redacted URL), so a test can hold a command to
+probe is counted in :data:`COUNTS` (per database), so a test can hold a command to
 "each database probed once".
 """
 
@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import psycopg
@@ -34,25 +34,19 @@ log = logging.getLogger("tsj_lab")
 COUNTS: Counter[tuple[str, str]] = Counter()
 
 
-class _HasUrl(Protocol):
-    @property
-    def url(self) -> str: ...
+#: a statement db.one/scalar run: SQL text or a composed block (queries.compose)
+Statement = str | psycopg.sql.SQL | psycopg.sql.Composed
+Params = Mapping[str, Any] | Sequence[Any] | None
 
 
-
-
-def url_text(db: Endpoint | str | _HasUrl) -> str:
+def url_text(db: Endpoint | str) -> str:
     """The URL behind ``db`` (with its password: for libpq, never for messages)."""
     return db if isinstance(db, str) else db.url
 
 
-def shown(db: Endpoint | str | _HasUrl) -> str:
+def shown(db: Endpoint | str) -> str:
     """``db`` as messages show it: the URL with its password replaced by ``***``."""
     return redact(url_text(db))
-
-#: a statement db.one/scalar run: SQL text or a composed block (queries.compose)
-Statement = str | psycopg.sql.SQL | psycopg.sql.Composed
-Params = Mapping[str, Any] | Sequence[Any] | None
 
 
 @dataclass(frozen=True)
