@@ -94,7 +94,8 @@ def _nbval(notebook: Path, tmp_path: Path) -> subprocess.CompletedProcess[str]:
     """pytest --nbval-lax on one notebook, outside this project's configuration."""
     return subprocess.run(
         [sys.executable, "-m", "pytest", "-c", "/dev/null", "--rootdir", str(tmp_path),
-         "-p", "no:cacheprovider", "-q", "--nbval-lax", "--nbval-current-env", str(notebook)],
+         "-p", "no:cacheprovider", "-p", "no:randomly",  # a notebook's cells keep their order
+         "-q", "--nbval-lax", "--nbval-current-env", str(notebook)],
         capture_output=True, text=True, timeout=300, cwd=tmp_path)
 
 
