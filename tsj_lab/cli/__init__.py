@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("tsj_lab")
 
 #: one module per phase under tsj_lab/cli/, imported when present
-PHASES = ("db", "schema", "generate", "migrate", "checks", "bench", "reports")
+PHASES = ("db", "schema", "generate", "migrate", "checks", "bench", "live", "reports")
 
 GROUP_HELP = {
     "db": "the embedded TimescaleDB: start, stop, status, url, setup, pooler",

@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 
-from ..config import progress_enabled
+from ..config import Settings, progress_enabled
 from ..domain import TickSpec
 from . import add_target, command, print_table, settings, source_url, target_url
+from .live import add_live_options, run_report
 
 
 def _setup(p: argparse.ArgumentParser) -> None:
@@ -21,6 +22,10 @@ def _setup(p: argparse.ArgumentParser) -> None:
                    help="fail instead of generating a missing data set")
     p.add_argument("--replace", action="store_true",
                    help="delete and regenerate a bench day that holds another tick spacing")
+    p.add_argument("--no-live", action="store_true",
+                   help="skip the live report (07_live: the policies on TimescaleDB's own "
+                        "scheduler while ticks arrive, about 5 minutes)")
+    add_live_options(p)
     add_target(p, source=True)
 
 
@@ -57,4 +62,10 @@ def _bench(args: argparse.Namespace) -> int:
                       "detail": c.get("detail")} for c in checks])
     print(f"{report.status}: {report.html}")
     print(f"summary: {report.json}")
-    return 0
+    if args.no_live:
+        return 0
+    # its own instance with the scheduler on (or --live / TSJ_LIVE_URL): the ticks above
+    # have fixed dates, and their instance never runs a job by itself
+    live_config = Settings.load(target_url=args.target, source_url=args.source,
+                                live_url=args.live)
+    return 0 if run_report(live_config, quick=args.quick) else 1
