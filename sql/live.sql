@@ -106,9 +106,11 @@ WHERE c.hypertable_schema = current_schema() AND c.hypertable_name = 'tick_data'
 ORDER BY c.range_start;
 
 -- name: job_errors
--- The scheduler's record of the scratch jobs' failed runs since %(since)s.
-SELECT e.job_id, extract(epoch FROM e.start_time)::float8, e.err_message
+-- The scheduler's record of the scratch jobs' failed runs since %(since)s, and the role
+-- each job runs as.
+SELECT e.job_id, extract(epoch FROM e.start_time)::float8, e.err_message, j.owner::text
 FROM timescaledb_information.job_errors e
+JOIN timescaledb_information.jobs j ON j.job_id = e.job_id
 WHERE e.job_id = ANY(%(jobs)s) AND e.start_time >= to_timestamp(%(since)s)
 ORDER BY e.finish_time;
 

@@ -177,7 +177,7 @@ class LiveResult:
     jobs: dict[str, int]  # policy -> job id
     schedules: dict[str, float]  # policy -> schedule interval, seconds
     runs: list[JobRun]
-    errors: list[tuple[int, float, str]]  # (job, start, message) from job_errors
+    errors: list[tuple[int, float, str, str]]  # (job, start, message, owner): job_errors
     state: dict[int, dict[str, Any]]  # job -> job_stats at the end
     samples: list[Sample]
     ticks: list[tuple[float, str]]
@@ -325,8 +325,8 @@ def _measure(url: str, *, phases: list[Phase], history: History, backfill: dict[
     with connection(url, autocommit=True) as conn:
         _await_jobs(conn, list(jobs.values()))
         ids = list(jobs.values())
-        errors = [(j, s, m) for j, s, m in conn.execute(queries.text("live.job_errors"),
-                                                         {"jobs": ids, "since": started})]
+        errors = [(j, s, m, o) for j, s, m, o in conn.execute(
+            queries.text("live.job_errors"), {"jobs": ids, "since": started})]
         cur = conn.execute(queries.text("live.job_state"), {"jobs": ids})
         names = [d.name for d in cur.description or ()]
         state = {r[0]: dict(zip(names, r)) for r in cur.fetchall()}
@@ -623,12 +623,18 @@ def chunk_check(res: LiveResult) -> dict[str, Any]:
 def failure_lines(res: LiveResult) -> list[str]:
     """One line per failed job run: the job, its policy, the error and the fix."""
     lines = []
-    for job, _start, message in res.errors:
+    for job, _start, message, owner in res.errors:
         policy = next((p for p, j in res.jobs.items() if j == job), str(job))
-        text = " ".join(str(message or "no error recorded").split())[:300]
-        lines.append(f"job {job} ({policy}) failed: {text}; {job_fix(job, text)}")
+        lines.append(failure_line(job, policy, message, owner=owner))
     lines += [f"the run's {e}" for e in res.thread_errors]
     return lines
+
+
+def failure_line(job: int, policy: str, message: str | None, *, owner: str | None = None
+                 ) -> str:
+    """A failed run of ``job`` in one line: the policy, the error, the fix."""
+    text = " ".join(str(message or "no error recorded").split())[:300]
+    return f"job {job} ({policy}) failed: {text}; {job_fix(job, text, owner=owner)}"
 
 
 #: TimescaleDB's scheduler on Debian's PostgreSQL 17.12 (2.24.0 and 2.30.0-dev alike) ends
