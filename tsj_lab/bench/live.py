@@ -36,6 +36,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import psycopg
 from psycopg import sql
 
@@ -565,6 +566,18 @@ def _during(samples: list[Sample], runs: list[JobRun]) -> list[tuple[Sample, str
         kinds = [k for a, b, k in spans if s.start < b and end > a]
         out.append((s, max(kinds, key=rank.__getitem__) if kinds else "none"))
     return out
+
+
+def frames(res: LiveResult) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The samples (at, phase, operation, ms, during) and the job runs (policy, start, end)
+    as DataFrames with datetimes, for the report's timeline."""
+    samples = pd.DataFrame(
+        [{"at": _ts(s.start), "phase": s.phase, "operation": s.kind.split()[0], "ms": s.ms,
+          "during": during} for s, during in _during(res.samples, res.runs)],
+        columns=["at", "phase", "operation", "ms", "during"])
+    runs = pd.DataFrame([{"policy": r.policy, "start": _ts(r.start), "end": _ts(max(
+        r.end, r.start + 0.5))} for r in res.runs], columns=["policy", "start", "end"])
+    return samples, runs
 
 
 def latency(res: LiveResult) -> list[dict[str, Any]]:
