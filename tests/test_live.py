@@ -146,7 +146,7 @@ def test_a_job_that_fails_on_the_scheduler_is_named_with_its_fix(
             assert f"last run failed: permission denied for table tick_data; the job runs " \
                    f"as role '{role}', which lacks a privilege" in bad.detail
             assert f"GRANT it to '{role}'" in bad.detail and f"CALL run_job({job})" in bad.detail
-            assert main(["check", "--target", scoped, "--no-source"]) == 1
+            assert main(["check", "--target", scoped.url, "--no-source"]) == 1
             assert "permission denied for table tick_data" in capsys.readouterr().out
             line = live.failure_line(job, "candle_1m refresh", error, owner=role)
             assert line.startswith(f"job {job} (candle_1m refresh) failed: permission denied "

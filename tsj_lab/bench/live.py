@@ -41,9 +41,8 @@ import psycopg
 from psycopg import sql
 
 from .. import queries
-from ..config import redact
 from ..checks import job_fix
-from ..db import connection, pool, scalar
+from ..db import Endpoint, as_endpoint, connection, pool, scalar
 from ..domain import CANDLE_BY_VIEW, CANDLE_VIEWS, CANDLES, DEFAULT_INTERVAL_MS
 from ..errors import SchemaError
 from ..provision import schema
@@ -211,21 +210,21 @@ class LiveResult:
 # -- the scheduler -------------------------------------------------------------------------
 
 
-def scheduler_state(url: str) -> tuple[int, bool]:
-    """``url``'s server's background-worker limit, and whether a scheduler runs for its
+def scheduler_state(db: Endpoint | str) -> tuple[int, bool]:
+    """``db``'s server's background-worker limit, and whether a scheduler runs for its
     database (on the bench's instance: 0 and False, so its fixed-date ticks stay)."""
-    with connection(url, autocommit=True) as conn:
+    with connection(db, autocommit=True) as conn:
         workers, running = conn.execute(queries.text("live.scheduler")).fetchone() or (0, False)
     return int(workers), bool(running)
 
 
-def require_scheduler(url: str) -> int:
-    """The scheduler's background-worker limit on ``url``'s server; SchemaError when no
+def require_scheduler(db: Endpoint | str) -> int:
+    """The scheduler's background-worker limit on ``db``'s server; SchemaError when no
     scheduler runs for its database (the jobs would never start)."""
-    workers, running = scheduler_state(url)
+    workers, running = scheduler_state(db)
     if not workers or not running:
         raise SchemaError(
-            f"TimescaleDB's job scheduler is not running for {redact(url)} "
+            f"TimescaleDB's job scheduler is not running for {as_endpoint(db).redacted} "
             f"(timescaledb.max_background_workers = {workers}); run 'tsj live' without "
             "--live and TSJ_LIVE_URL (tsj starts its own instance with the scheduler on), "
             "or name a database whose server runs it (Timescale Cloud does)")
@@ -235,10 +234,10 @@ def require_scheduler(url: str) -> int:
 # -- the run -------------------------------------------------------------------------------
 
 
-def run(url: str, *, phases: Sequence[Phase] = (STORY, STRESS), history: History = History(),
+def run(db: Endpoint | str, *, phases: Sequence[Phase] = (STORY, STRESS), history: History = History(),
         schema_name: str = SCHEMA, keep: bool = False, poll_seconds: float = 0.25,
         read_every: float = 0.1, progress: Callable[[str], None] | None = None) -> LiveResult:
-    """One live run on ``url`` (a database whose server runs TimescaleDB's scheduler), in
+    """One live run on ``db`` (a database whose server runs TimescaleDB's scheduler), in
     scratch schema ``schema_name`` (dropped afterwards unless ``keep``)."""
     phases = list(phases)
     if not phases:
@@ -247,10 +246,10 @@ def run(url: str, *, phases: Sequence[Phase] = (STORY, STRESS), history: History
         raise ValueError(f"poll_seconds={poll_seconds} and read_every={read_every} must be "
                          "positive seconds (poll_seconds at most 5)")
     say = progress or (lambda _msg: None)
-    require_scheduler(url)
-    with connection(url, autocommit=True) as conn:
+    require_scheduler(db)
+    with connection(db, autocommit=True) as conn:
         conn.execute(queries.compose("live.drop_schema", schema=sql.Identifier(schema_name)))
-    with schema.scratch_schema(url, schema_name, keep=keep) as scoped:
+    with schema.scratch_schema(db, schema_name, keep=keep) as scoped:
         say(f"back-filling {history.rows():,} ticks over {history.days} days")
         backfill, jobs, schedules = _prepare(scoped, history)
         say(f"writer, reader and scheduler for {sum(p.seconds for p in phases):.0f} s "
@@ -260,12 +259,12 @@ def run(url: str, *, phases: Sequence[Phase] = (STORY, STRESS), history: History
                         read_every=read_every)
 
 
-def _prepare(url: str, history: History
+def _prepare(db: Endpoint, history: History
              ) -> tuple[dict[str, Any], dict[str, int], dict[str, float]]:
     """The story's DDL, its jobs paused, the history loaded and materialized."""
     t0 = time.perf_counter()
-    schema.provision(url)
-    with connection(url, autocommit=True) as conn:
+    schema.provision(db)
+    with connection(db, autocommit=True) as conn:
         listed = conn.execute(queries.text("live.jobs")).fetchall()
         jobs = {policy: job for policy, job, _ in listed}
         schedules = {policy: every.total_seconds() for policy, _, every in listed}
@@ -282,7 +281,7 @@ def _prepare(url: str, history: History
     # materialized up to an hour before now (whole hours): each refresh policy's first
     # scheduled run then has a window of its own to do, as in production after a pause
     upto = dt.datetime.fromtimestamp(math.floor(now / 3600) * 3600 - 3600, dt.UTC)
-    schema.refresh_candles(url, end=upto)
+    schema.refresh_candles(db, end=upto)
     return ({"rows": rows, "seconds": round(loaded, 2),
              "materialize_seconds": round(time.perf_counter() - t0 - loaded, 2),
              "materialized_until": upto.isoformat(),
@@ -293,25 +292,25 @@ def _prepare(url: str, history: History
             jobs, schedules)
 
 
-def _measure(url: str, *, phases: list[Phase], history: History, backfill: dict[str, Any],
+def _measure(db: Endpoint, *, phases: list[Phase], history: History, backfill: dict[str, Any],
              jobs: dict[str, int], schedules: dict[str, float], poll_seconds: float,
              read_every: float) -> LiveResult:
-    with connection(url, autocommit=True) as conn:
+    with connection(db, autocommit=True) as conn:
         offset = _clock_offset(conn)
         before = _chunks(conn)
     shared = _Shared(offset, phases[0])
     started = shared.now()
-    threads = [threading.Thread(target=_guard(shared, _poll), args=(url, jobs, shared,
+    threads = [threading.Thread(target=_guard(shared, _poll), args=(db, jobs, shared,
                                                                     poll_seconds)),
-               threading.Thread(target=_guard(shared, _read), args=(url, history.symbols,
+               threading.Thread(target=_guard(shared, _read), args=(db, history.symbols,
                                                                     shared, read_every))]
-    writers = pool(url, min_size=2, max_size=20, name="tsj-live")
+    writers = pool(db, min_size=2, max_size=20, name="tsj-live")
     try:
         threads += [threading.Thread(target=_guard(shared, _write), args=(writers, s, shared))
                     for s in history.symbols]
         for t in threads:
             t.start()
-        _schedule(url, jobs, phases=phases, started=started, shared=shared)
+        _schedule(db, jobs, phases=phases, started=started, shared=shared)
         for phase in phases:
             shared.phase = phase
             log.info("live: phase %s (x%d) for %.0f s", phase.name, phase.rate, phase.seconds)
@@ -323,7 +322,7 @@ def _measure(url: str, *, phases: list[Phase], history: History, backfill: dict[
         shared.stop.set()
         writers.close()
     finished = shared.now()
-    with connection(url, autocommit=True) as conn:
+    with connection(db, autocommit=True) as conn:
         _await_jobs(conn, list(jobs.values()))
         ids = list(jobs.values())
         errors = [(j, s, m, o) for j, s, m, o in conn.execute(
@@ -339,7 +338,7 @@ def _measure(url: str, *, phases: list[Phase], history: History, backfill: dict[
                       after, shared.errors)
 
 
-def _schedule(url: str, jobs: dict[str, int], *, phases: list[Phase], started: float,
+def _schedule(db: Endpoint, jobs: dict[str, int], *, phases: list[Phase], started: float,
               shared: _Shared) -> None:
     """Each job's next start inside the run: the refreshes within seconds, retention in
     the first phase, compression early in the last (so its cost meets the stress rate)."""
@@ -348,7 +347,7 @@ def _schedule(url: str, jobs: dict[str, int], *, phases: list[Phase], started: f
           "compression": started + last_start + min(phases[-1].seconds * 0.2, 10.0)}
     for i, view in enumerate(CANDLE_VIEWS):
         at[view + _REFRESH] = started + 1.0 + 0.5 * i
-    with connection(url, autocommit=True) as conn:
+    with connection(db, autocommit=True) as conn:
         for policy, job in jobs.items():
             conn.execute(queries.text("live.schedule_job"), {"job": job, "at": at[policy]})
 
@@ -389,11 +388,11 @@ def _write(writers: Any, symbol: str, shared: _Shared) -> None:
         shared.stop.wait(max(0.0, due - time.monotonic()))
 
 
-def _read(url: str, symbols: Sequence[str], shared: _Shared, every: float) -> None:
+def _read(db: Endpoint, symbols: Sequence[str], shared: _Shared, every: float) -> None:
     """The AC8 windows a live chart loads (1m, 5m, 15m, 1h ending now), one every
     ``every`` seconds, the symbols and widths in turn."""
     stmt = queries.text("bench.window")
-    with connection(url, autocommit=True) as conn:
+    with connection(db, autocommit=True) as conn:
         i = 0
         while not shared.stop.is_set():
             name, width = _WINDOWS[i % len(_WINDOWS)]
@@ -409,9 +408,9 @@ def _read(url: str, symbols: Sequence[str], shared: _Shared, every: float) -> No
             shared.stop.wait(max(0.0, every - ms / 1000))
 
 
-def _poll(url: str, jobs: dict[str, int], shared: _Shared, every: float) -> None:
+def _poll(db: Endpoint, jobs: dict[str, int], shared: _Shared, every: float) -> None:
     stmt, ids = queries.text("live.poll"), list(jobs.values())
-    with connection(url, autocommit=True) as conn:
+    with connection(db, autocommit=True) as conn:
         while not shared.stop.is_set():
             shared.polls.append(_sample(conn, stmt, ids))
             shared.stop.wait(every)

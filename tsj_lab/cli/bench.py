@@ -1,11 +1,12 @@
-"""tsj bench [--quick] [--large]: the data set, then notebooks/04_benchmark.ipynb as a report."""
+"""tsj bench [--quick] [--large]: the data set, then notebooks/04_benchmark.ipynb as a report,
+then the live report (notebooks/07_live.ipynb, ``tsj live``) unless ``--no-live``."""
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
 
-from ..config import Settings, progress_enabled
+from ..config import progress_enabled
 from ..domain import TickSpec
 from . import add_target, command, print_table, settings, source_url, target_url
 from .live import add_live_options, run_report
@@ -66,6 +67,4 @@ def _bench(args: argparse.Namespace) -> int:
         return 0
     # its own instance with the scheduler on (or --live / TSJ_LIVE_URL): the ticks above
     # have fixed dates, and their instance never runs a job by itself
-    live_config = Settings.load(target_url=args.target, source_url=args.source,
-                                live_url=args.live)
-    return 0 if run_report(live_config, quick=args.quick) else 1
+    return 0 if run_report(config, quick=args.quick) else 1

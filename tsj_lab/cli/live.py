@@ -7,7 +7,7 @@ import argparse
 from typing import Any
 
 from ..config import Settings, progress_enabled
-from . import command, print_table
+from . import command, print_table, settings
 
 #: the report's parameters for a bench run: minutes, not seconds (the notebook's own
 #: defaults are the seconds CI affords)
@@ -35,8 +35,7 @@ def _setup(p: argparse.ArgumentParser) -> None:
 @command("live", "the story's policies on TimescaleDB's own scheduler while ticks arrive: "
                  "a dated report", _setup)
 def _live(args: argparse.Namespace) -> int:
-    config = Settings.load(target_url=args.target, live_url=args.live)
-    report = run_report(config, quick=args.quick, overrides=dict(args.parameter))
+    report = run_report(settings(args), quick=args.quick, overrides=dict(args.parameter))
     return 0 if report else 1
 
 
