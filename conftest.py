@@ -76,8 +76,8 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     if _SERVER is None:
         for var in ("TSJ_DATABASE_URL", "TSJ_SOURCE_URL", "TSJ_POOLER_URL"):
             os.environ[var] = _NOWHERE
-    if _LIVE is None:
-        os.environ.pop("TSJ_LIVE_URL", None)  # set by _live_instance, on first use
+    if _LIVE is None:  # the live run's instance: set by _live_instance, on first use
+        os.environ["TSJ_LIVE_URL"] = _NOWHERE
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -87,8 +87,8 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     ``server`` or ``live_server`` (or a fixture built on them)."""
     if type(item).__name__ == "IPyNbCell":
         _start_server()
-    if item.path.stem in ("test_live", "07_live"):
-        _live_instance()
+        if item.path.stem == "07_live":
+            _live_instance()
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -197,3 +197,37 @@ def test_bench_parameters_are_the_notebooks() -> None:
     declared = reports.notebook_parameters(reports.notebook_path("07_live"))
     assert set(BENCH_PARAMETERS) <= set(declared)
     assert {"live", "target"} <= set(declared)
+
+
+def test_tsj_live_and_bench_hand_the_live_database_to_the_report(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The URL reaches the kernel in its settings, never as a parameter; a report with a
+    failed check exits 1; tsj bench runs the live report after its own with the same
+    settings (no server is started: reports.run and bench.prepare stand in)."""
+    import json
+    from types import SimpleNamespace
+
+    from tsj_lab import bench
+    from tsj_lab.lab import reports
+
+    seen: dict[str, Any] = {}
+    failed = {"checks": [{"name": "live_chunks", "status": "fail", "detail": "dropped 0"}]}
+
+    def run(name: str, **kw: Any) -> SimpleNamespace:
+        seen[name] = kw
+        return SimpleNamespace(summary=failed if name == "07_live" else {}, status="ok",
+                               html="x.html", json="x.json")
+
+    monkeypatch.setattr(reports, "run", run)
+    monkeypatch.setattr(bench, "prepare", lambda *a, **kw: ([], SimpleNamespace(
+        ticks_per_symbol=1, symbols=["ES"])))
+    live_url, target = ("postgresql://u:s3cret@live.example:5432/tsdb",
+                        "postgresql://u@t.example/t")
+    assert main(["live", "--quick", "--live", live_url, "--target", target]) == 1
+    kw = seen.pop("07_live")
+    assert kw["settings"].live_url == live_url and kw["parameters"]["live"] == "live"
+    assert "s3cret" not in json.dumps(kw["parameters"])
+    assert main(["bench", "--quick", "--live", live_url, "--target", target,
+                 "--source", target]) == 1
+    assert set(seen) == {"04_benchmark", "07_live"}
+    assert seen["07_live"]["settings"] is seen["04_benchmark"]["settings"]
