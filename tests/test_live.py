@@ -55,6 +55,7 @@ def test_derived_lag_is_within_width_plus_offset_plus_schedule() -> None:
     assert lags.max() <= 60 + 60 + 60  # width + end_offset + schedule_interval
 
 
+@pytest.mark.slow
 def test_a_live_run_is_driven_by_the_scheduler(live_server: Embedded) -> None:
     url = live_server.url(TARGET_DB)
     res = live.run(url, phases=[live.Phase("story", 1, 4.0), live.Phase("stress", 20, 4.0)],
