@@ -31,6 +31,7 @@ from tsj_lab.server.pooler import PgBouncer
 _SERVER: Embedded | None = None
 _APACHE: Embedded | None = None
 _POOLER: PgBouncer | None = None
+_LIVE: Embedded | None = None
 # TSJ_TEST_INSTANCE lets two test runs on one machine use separate servers; under
 # pytest-xdist (make test runs four workers) each worker has its own ('test-gw0', ...).
 _WORKER = os.environ.get("PYTEST_XDIST_WORKER")
@@ -75,13 +76,19 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     if _SERVER is None:
         for var in ("TSJ_DATABASE_URL", "TSJ_SOURCE_URL", "TSJ_POOLER_URL"):
             os.environ[var] = _NOWHERE
+    if _LIVE is None:  # the live run's instance: set by _live_instance, on first use
+        os.environ["TSJ_LIVE_URL"] = _NOWHERE
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    """Notebooks (nbval) reach the server through the environment, not a fixture: start it
-    for them. Tests ask for ``server`` (or a fixture built on it)."""
+    """Notebooks (nbval) reach the servers through the environment, not a fixture: start
+    them for them, before the kernel starts (it inherits the URLs). Tests ask for
+    ``server`` or ``live_server`` (or a fixture built on them)."""
     if type(item).__name__ == "IPyNbCell":
         _start_server()
+        if item.path.stem == "07_live":
+            _live_instance()
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -89,7 +96,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     if _POOLER is not None:
         _POOLER.stop()
-    for server in (_SERVER, _APACHE):
+    for server in (_SERVER, _APACHE, _LIVE):
         if server is not None:
             server.stop()
 
@@ -109,6 +116,26 @@ def apache_server() -> Embedded:
                            edition="apache", apt_mirror=_SETTINGS.apt_mirror)
         _APACHE.start()
     return _APACHE
+
+
+def _live_instance() -> Embedded:
+    """A third instance with TimescaleDB's job scheduler on, started on first use (the live
+    run's tests and notebook; every other test runs where no scheduler runs)."""
+    global _LIVE
+    if _LIVE is None:
+        _LIVE = Embedded(default_home(PROJECT_DIR / ".tsj"), instance=f"{_INSTANCE}-live",
+                         timescaledb_source=_SETTINGS.timescaledb_source,
+                         apt_mirror=_SETTINGS.apt_mirror, background_workers=8)
+        _LIVE.start()
+        os.environ["TSJ_LIVE_URL"] = _LIVE.url(TARGET_DB)
+    return _LIVE
+
+
+
+@pytest.fixture(scope="session")
+def live_server() -> Embedded:
+    """The test instance with the job scheduler on (TSJ_LIVE_URL names its tsj database)."""
+    return _live_instance()
 
 
 @pytest.fixture(scope="session")

@@ -443,7 +443,7 @@ SELECT count(*) FROM {view} WHERE bucket >= %(watermark)s::timestamptz;
 -- A run started with CALL run_job outside the scheduler records neither: tsj's own runs
 -- are in tsj_job_runs (checks.tsj_job_runs below).
 SELECT j.job_id, j.proc_schema::text || '.' || j.proc_name::text AS proc,
-       coalesce(j.hypertable_name::text, '') AS relation,
+       coalesce(j.hypertable_name::text, '') AS relation, j.owner::text AS owner,
        -- a job that never ran reads -infinity here: NULL
        CASE WHEN isfinite(s.last_run_started_at) THEN s.last_run_started_at END
          AS last_run_started_at,

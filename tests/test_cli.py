@@ -90,7 +90,8 @@ def test_bench_hands_its_urls_to_the_report_not_to_the_environment(
     monkeypatch.setattr(bench, "prepare", prepare)
     monkeypatch.setattr(reports, "run", run)
     before = dict(os.environ)
-    assert main(["bench", "--quick", "--target", target, "--source", source]) == 0, capsys.readouterr()
+    assert main(["bench", "--quick", "--no-live", "--target", target, "--source", source]
+                ) == 0, capsys.readouterr()
     assert dict(os.environ) == before
     settings = seen["run"]["settings"]
     # the phases get the command's Endpoints (resolved once), the kernel the same URLs

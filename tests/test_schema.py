@@ -554,3 +554,14 @@ def test_provision_runs_on_the_one_connection_it_is_handed(make_db: Callable[...
         assert not schema.provision(conn).changed
     with psycopg.connect(url) as conn, pytest.raises(ValueError, match="autocommit"):
         schema.provision(conn)
+
+
+def test_candle_policies_cover_two_buckets_as_timescaledb_requires() -> None:
+    """The story's 1 hour / 1 minute pair is valid for candle_1m only: on candle_1h its
+    window is less than one bucket, and provisioning refuses it before any statement."""
+    schema.check_candle_policies()  # the chosen ones
+    story = schema.CandlePolicy(timedelta(hours=1), timedelta(minutes=1), timedelta(minutes=1))
+    schema.check_candle_policies({"candle_1m": story})
+    with pytest.raises(ValueError, match=r"candle_1h .* covers 0\.98 buckets of 1 hour; "
+                                         r"TimescaleDB needs at least 2"):
+        schema.check_candle_policies({"candle_1h": story})

@@ -23,10 +23,13 @@ PROJECT_DIR = Path(__file__).resolve().parent.parent
 TARGET_VARS = ("TSJ_DATABASE_URL", "TIMESCALE_DATABASE_URL")
 SOURCE_VAR = "TSJ_SOURCE_URL"
 POOLER_VAR = "TSJ_POOLER_URL"
+#: a database whose server runs TimescaleDB's job scheduler, for the live run
+LIVE_VAR = "TSJ_LIVE_URL"
 HOME_VAR = "TSJ_HOME"
 #: connection names notebooks receive instead of URLs (papermill records parameters);
-#: 'pooler' is the target through a transaction-mode pooler, for the benchmark's comparison
-CONNECTION_NAMES = ("target", "source", "pooler")
+#: 'pooler' is the target through a transaction-mode pooler, for the benchmark's comparison;
+#: 'live' a database with TimescaleDB's job scheduler on (tsj's own 'live' instance)
+CONNECTION_NAMES = ("target", "source", "pooler", "live")
 #: the embedded server's TimescaleDB builds (TSJ_EDITION): built from the full source
 #: with the Timescale License half, or Debian's apache-only package
 EDITIONS = ("timescale", "apache")
@@ -142,6 +145,9 @@ class Settings:
     #: the target through a pooler (TSJ_POOLER_URL); None: tsj's own PgBouncer when the
     #: target is the embedded server, else no pooler comparison
     pooler_url: str | None = field(default=None, repr=False)
+    #: TSJ_LIVE_URL: where the live run goes (its server must run the job scheduler);
+    #: None: tsj's own 'live' instance, the one embedded server with the scheduler on
+    live_url: str | None = field(default=None, repr=False)
     home: Path = PROJECT_DIR / ".tsj"
     pool_min: int = 2
     pool_max: int = 20
@@ -161,7 +167,7 @@ class Settings:
             raise ConfigError(f"TSJ_EDITION={self.edition!r} is unknown; set it to 'timescale' "
                               "(built from source, the default) or 'apache' (Debian's build)")
         for name, what in (("target_url", "target URL"), ("source_url", "source URL"),
-                           ("pooler_url", "pooler URL")):
+                           ("pooler_url", "pooler URL"), ("live_url", "live URL")):
             if url := getattr(self, name):  # key=value strings become URLs here, once
                 object.__setattr__(self, name, validate_url(url, what=what))
 
@@ -175,7 +181,7 @@ class Settings:
     def describe(self, name: str) -> str:
         """A printable description of connection ``name``: redacted URL or 'embedded'."""
         url = {"target": self.target_url, "source": self.source_url,
-               "pooler": self.pooler_url}.get(name)
+               "pooler": self.pooler_url, "live": self.live_url}.get(name)
         return redact(url) if url else "embedded"
 
     @classmethod
@@ -194,6 +200,7 @@ class Settings:
             "target_url": target,
             "source_url": merged.get(SOURCE_VAR) or None,
             "pooler_url": merged.get(POOLER_VAR) or None,
+            "live_url": merged.get(LIVE_VAR) or None,
             "home": Path(merged[HOME_VAR]) if merged.get(HOME_VAR) else PROJECT_DIR / ".tsj",
             "pool_min": _int(merged, "TSJ_POOL_MIN", 2),
             "pool_max": _int(merged, "TSJ_POOL_MAX", 20),
@@ -216,7 +223,7 @@ def child_env(settings: Settings) -> dict[str, str]:
     """
     env = dict(os.environ)
     for var, url in ((TARGET_VARS[0], settings.target_url), (SOURCE_VAR, settings.source_url),
-                     (POOLER_VAR, settings.pooler_url)):
+                     (POOLER_VAR, settings.pooler_url), (LIVE_VAR, settings.live_url)):
         if url:
             env[var] = url
     return env

@@ -388,26 +388,53 @@ def check_jobs(ctx: _Run) -> None:
                 else f"no policy jobs under the '{ctx.license}' license")
         return
     failed, never = [], 0
-    for job_id, proc, rel, started, status, _runs, _failures, err, _err_at in jobs:
+    for job_id, proc, rel, owner, started, status, _runs, _failures, err, _err_at in jobs:
         own = tsj_runs.get(job_id)
         if own is not None and (started is None or own[0] >= started):
             started, status, err = own[0], "Success" if own[1] else "Failed", own[2]
         if started is None:
             never += 1
         elif status == "Failed":
-            failed.append((job_id, proc, rel, started, err or "no error recorded"))
-    for job_id, proc, rel, started, err in failed:
+            failed.append((job_id, proc, rel, owner, started, err or "no error recorded"))
+    for job_id, proc, rel, owner, started, err in failed:
         ctx.add("jobs", found=1, table=rel or ctx.opts.table,
                 observed=f"job {job_id} ({proc}) failed at {_ts(started)}",
                 expected="its last run succeeded", samples=[[job_id, proc, rel, _ts(started)]],
                 detail=f"job {job_id} ({proc}{' on ' + rel if rel else ''}) last run failed: "
-                       f"{' '.join(str(err).split())[:300]}; fix the cause, then "
-                       f"CALL run_job({job_id})")
+                       f"{' '.join(str(err).split())[:300]}; {job_fix(job_id, str(err), owner=owner)}")
     if not failed:
         ctx.add("jobs", observed=f"{len(jobs)} jobs, {len(jobs) - never} ran, none failed",
                 expected="no job's last run failed",
                 detail=(f"{never} not run yet (no scheduler run or CALL run_job recorded)"
                         if never else "job_stats, job_errors"))
+
+
+#: what a job's error says -> the fix, most specific first; '{job}' is the job id
+_JOB_FIXES = (
+    (re.compile(r"not permitted to log in|permission denied to start background process",
+                re.IGNORECASE),
+     "the job runs as its table's owner, who cannot log in: ALTER ROLE that owner LOGIN (or "
+     "give the table to a role that can), then CALL run_job({job})"),
+    (re.compile(r"permission denied|must be owner", re.IGNORECASE),
+     "the job runs as role {owner}, which lacks a privilege on what it touches: GRANT it to "
+     "{owner} (or give the policy to the table's owner), then CALL run_job({job})"),
+    (re.compile(r"does not exist|not found|could not open relation", re.IGNORECASE),
+     "what the job acts on is gone: re-create it ('tsj provision'), or remove the job with "
+     "SELECT delete_job({job})"),
+    (re.compile(r"cannot drop portal", re.IGNORECASE),
+     "a TimescaleDB defect in this build's scheduler (the job's work may be done, its run is "
+     "still recorded failed): run a released TimescaleDB (2.24.0, as production) or CALL "
+     "run_job({job}) by hand"),
+)
+
+
+def job_fix(job: int, message: str, *, owner: str | None = None) -> str:
+    """The fix for job ``job`` (run as role ``owner``) whose run failed with ``message``:
+    one clause, for one line."""
+    for pattern, fix in _JOB_FIXES:
+        if pattern.search(message or ""):
+            return fix.format(job=job, owner=f"'{owner}'" if owner else "its owner")
+    return f"fix the cause, then CALL run_job({job})"
 
 
 # -- data quality: the aggregate pass ----------------------------------------------------

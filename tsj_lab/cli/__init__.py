@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("tsj_lab")
 
 #: one module per phase under tsj_lab/cli/, imported when present
-PHASES = ("db", "schema", "generate", "migrate", "checks", "bench", "reports")
+PHASES = ("db", "schema", "generate", "migrate", "checks", "bench", "live", "reports")
 
 GROUP_HELP = {
     "db": "the embedded TimescaleDB: start, stop, status, url, setup, pooler",
@@ -58,11 +58,12 @@ def command(path: str, help: str, *setups: Setup) -> Callable[[Handler], Handler
 
 
 def settings(args: argparse.Namespace) -> Settings:
-    """Settings from the environment, with ``--target``/``--source`` overriding URLs; read
-    once per command (kept on ``args``)."""
+    """Settings from the environment, with ``--target``/``--source`` (and ``--live``)
+    overriding URLs; read once per command (kept on ``args``)."""
     if "_settings" not in vars(args):
         args._settings = Settings.load(
-            target_url=getattr(args, "target", None), source_url=getattr(args, "source", None))
+            target_url=getattr(args, "target", None), source_url=getattr(args, "source", None),
+            live_url=getattr(args, "live", None))
     return args._settings
 
 

@@ -1,4 +1,5 @@
-"""tsj bench [--quick] [--large]: the data set, then notebooks/04_benchmark.ipynb as a report."""
+"""tsj bench [--quick] [--large]: the data set, then notebooks/04_benchmark.ipynb as a report,
+then the live report (notebooks/07_live.ipynb, ``tsj live``) unless ``--no-live``."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import datetime as dt
 from ..config import progress_enabled
 from ..domain import TickSpec
 from . import add_target, command, print_table, settings, source_url, target_url
+from .live import add_live_options, run_report
 
 
 def _setup(p: argparse.ArgumentParser) -> None:
@@ -21,6 +23,10 @@ def _setup(p: argparse.ArgumentParser) -> None:
                    help="fail instead of generating a missing data set")
     p.add_argument("--replace", action="store_true",
                    help="delete and regenerate a bench day that holds another tick spacing")
+    p.add_argument("--no-live", action="store_true",
+                   help="skip the live report (07_live: the policies on TimescaleDB's own "
+                        "scheduler while ticks arrive, about 5 minutes)")
+    add_live_options(p)
     add_target(p, source=True)
 
 
@@ -57,4 +63,8 @@ def _bench(args: argparse.Namespace) -> int:
                       "detail": c.get("detail")} for c in checks])
     print(f"{report.status}: {report.html}")
     print(f"summary: {report.json}")
-    return 0
+    if args.no_live:
+        return 0
+    # its own instance with the scheduler on (or --live / TSJ_LIVE_URL): the ticks above
+    # have fixed dates, and their instance never runs a job by itself
+    return 0 if run_report(config, quick=args.quick) else 1

@@ -10,30 +10,33 @@ from __future__ import annotations
 
 from ..config import CONNECTION_NAMES, Settings, validate_url
 from ..errors import ConfigError
-from ..server.embedded import SOURCE_DB, TARGET_DB, from_settings
+from ..server.embedded import SOURCE_DB, TARGET_DB, Embedded, default_home, from_settings
 from ..server.pooler import PgBouncer
 from .endpoint import Endpoint
 
 
 def resolve(name: str = "target", *, settings: Settings) -> Endpoint:
-    """The :class:`Endpoint` of connection ``name`` ('target', 'source', 'pooler', or a URL):
-    resolved here once, then handed down; its capabilities are probed on first use."""
+    """The :class:`Endpoint` of connection ``name`` ('target', 'source', 'pooler', 'live', or
+    a URL): resolved here once, then handed down; its capabilities are probed on first use."""
     url = resolve_url(name, settings=settings)
     return Endpoint(url, name=name if name in CONNECTION_NAMES else "database")
 
 
 def resolve_url(name: str = "target", *, settings: Settings | None = None) -> str:
-    """The URL of connection ``name`` ('target', 'source' or 'pooler', or a URL).
+    """The URL of connection ``name`` ('target', 'source', 'pooler', 'live', or a URL).
 
     With no URL configured, the embedded server is started on demand: its ``tsj`` database
     (with TimescaleDB) is the target and its plain ``tsj_source`` database the source;
-    'pooler' is then tsj's own PgBouncer in transaction mode in front of the target.
+    'pooler' is then tsj's own PgBouncer in transaction mode in front of the target, and
+    'live' the ``tsj`` database of tsj's 'live' instance, which runs the job scheduler.
     """
     if "://" in name or "=" in name:  # a URL or a libpq key=value string
         return validate_url(name)
     if name not in CONNECTION_NAMES:
         raise ValueError(f"connection name {name!r} is unknown; use one of {CONNECTION_NAMES}")
     settings = settings or Settings.load()
+    if name == "live":
+        return settings.live_url or live_server(settings).start()
     if name == "pooler":
         url = pooler_url(settings=settings)
         if url is None:
@@ -46,6 +49,20 @@ def resolve_url(name: str = "target", *, settings: Settings | None = None) -> st
     server = from_settings(settings)
     server.start()
     return server.url(TARGET_DB if name == "target" else SOURCE_DB)
+
+
+#: the embedded instance with TimescaleDB's job scheduler on (the live run's), and its
+#: workers: one scheduler per database, a job each for the story's six policies, a spare
+LIVE_INSTANCE = "live"
+LIVE_WORKERS = 8
+
+
+def live_server(settings: Settings) -> Embedded:
+    """tsj's own server for the live run: the embedded edition and binaries, its own data
+    folder (instance 'live'), the scheduler on. The bench's instance never runs it."""
+    return Embedded(default_home(settings.home), instance=LIVE_INSTANCE,
+                    edition=settings.edition, timescaledb_source=settings.timescaledb_source,
+                    apt_mirror=settings.apt_mirror, background_workers=LIVE_WORKERS)
 
 
 def pooler_url(*, settings: Settings | None = None) -> str | None:

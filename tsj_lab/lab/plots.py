@@ -315,3 +315,23 @@ def ingest_rates(figures: Mapping[str, Any], *, title: str = "Ingest into the hy
                             f"pre-encoded {figures['speedup_vs_psql']}x psql \\copy",
                       yaxis_title="rows/s", **_LAYOUT)
     return fig
+
+
+# -- the live run --------------------------------------------------------------------------
+
+
+def live_timeline(samples: pd.DataFrame, runs: pd.DataFrame, *,
+                  title: str = "Latency while the scheduler runs the jobs") -> go.Figure:
+    """Insert batches and AC8 windows over the run (``samples``: at, operation, ms, during),
+    each job run a shaded span (``runs``: policy, start, end), times as datetimes."""
+    fig = go.Figure()
+    for (operation, during), part in samples.groupby(["operation", "during"]):
+        fig.add_trace(go.Scatter(x=part["at"], y=part["ms"], mode="markers",
+                                 name=f"{operation}, {during}", marker={"size": 4}))
+    for run in runs.itertuples():
+        fig.add_vrect(x0=run.start, x1=run.end, opacity=0.15, line_width=0,
+                      fillcolor="firebrick" if run.policy == "compression" else "gray",
+                      annotation_text=str(run.policy), annotation_position="top left")
+    fig.update_layout(title=title, yaxis={"title": "ms", "type": "log"},
+                      margin={"l": 50, "r": 20, "t": 50, "b": 40}, template="plotly_white")
+    return fig

@@ -63,7 +63,13 @@ class CandlePolicy:
 
 
 #: the story's policy for candle_1m; the others lag one bucket of their own and span at
-#: least two (a refresh window must), and none reaches back to the retention horizon
+#: least two (a refresh window must), and none reaches back to the retention horizon.
+#: Why these (the live run, docs/live.md): a refresh costs under a second for every view
+#: (a rollup reads candle_1m, 10-60x cheaper than the ticks), so freshness decides. A
+#: rollup's end offset (5 min and up) exceeds candle_1m's worst lag (1 min bucket + 1 min
+#: end offset + 1 min schedule), so it never materializes a bucket whose minutes candle_1m
+#: has not; a schedule shorter than the bucket finds no new whole bucket to materialize;
+#: the start offsets (24 buckets each) take in ticks that arrive that late.
 CANDLE_POLICIES = {
     "candle_1m": CandlePolicy(timedelta(hours=1), timedelta(minutes=1), timedelta(minutes=1)),
     "candle_5m": CandlePolicy(timedelta(hours=2), timedelta(minutes=5), timedelta(minutes=5)),
@@ -72,6 +78,22 @@ CANDLE_POLICIES = {
     "candle_1h": CandlePolicy(timedelta(days=1), timedelta(hours=1), timedelta(hours=1)),
 }
 
+#: TimescaleDB refuses a refresh policy whose window (start_offset - end_offset) covers
+#: fewer buckets: the story's 1 hour / 1 minute pair is valid for candle_1m alone
+MIN_REFRESH_BUCKETS = 2
+
+
+def check_candle_policies(policies: dict[str, CandlePolicy] | None = None) -> None:
+    """ValueError naming the first view whose policy TimescaleDB would refuse: a window of
+    fewer than two of its buckets, or an end offset not before the start offset."""
+    for view, pol in (policies or CANDLE_POLICIES).items():
+        width = CANDLE_BY_VIEW[view].width
+        if pol.start_offset - pol.end_offset < MIN_REFRESH_BUCKETS * width:
+            raise ValueError(
+                f"refresh policy of {view} ({pol}) covers "
+                f"{(pol.start_offset - pol.end_offset) / width:.2f} buckets of "
+                f"{_interval(width)}; TimescaleDB needs at least {MIN_REFRESH_BUCKETS}: "
+                f"start_offset >= end_offset + {_interval(MIN_REFRESH_BUCKETS * width)}")
 
 
 def _unique_index(view: str) -> str:
@@ -210,6 +232,7 @@ def _timescale_steps(st: _State, kinds: dict[str, str]) -> list[Step]:
     (tsdb.hypertable)`` on 2.23+ carries a columnstore policy after its chunk interval) is
     replaced, and the step says what it had.
     """
+    check_candle_policies()  # before any statement: TimescaleDB would refuse it midway
     # 2.18 renamed compression to columnstore; add_columnstore_policy is a procedure.
     api = "columnstore" if kinds.get("add_columnstore_policy") == "p" else "compression"
     steps = []

@@ -132,6 +132,8 @@ SERVER_SETTINGS = {
     "track_io_timing": "on",
     "log_min_messages": "warning",
 }
+#: the most TimescaleDB background workers an instance with the scheduler on may have
+MAX_BACKGROUND_WORKERS = 32
 SUPERUSER = "tsj"
 TARGET_DB = "tsj"
 SOURCE_DB = "tsj_source"
@@ -183,11 +185,13 @@ class Embedded:
 
     ``timescaledb_source`` names the TimescaleDB source archive (path or URL) that the
     timescale edition builds; None takes the vendored copy, else GitHub's.
+    ``background_workers`` > 0 runs TimescaleDB's job scheduler with that many workers
+    (the live run's instance); 0, the default, runs none (see SERVER_SETTINGS).
     """
 
     def __init__(self, home: Path, *, instance: str = "main", port: int | None = None,
                  edition: str = "timescale", timescaledb_source: str | None = None,
-                 apt_mirror: str | None = None) -> None:
+                 apt_mirror: str | None = None, background_workers: int = 0) -> None:
         if not re.fullmatch(r"[a-z0-9_-]+", instance):
             raise ValueError(f"instance name {instance!r} must be lowercase letters, digits, - or _")
         if port is not None and not 1024 <= port <= 65535:
@@ -195,12 +199,16 @@ class Embedded:
         if edition not in EDITIONS:
             raise ValueError(f"edition {edition!r} is unknown; use 'timescale' or 'apache' "
                              "(TSJ_EDITION)")
+        if not 0 <= background_workers <= MAX_BACKGROUND_WORKERS:
+            raise ValueError(f"background_workers={background_workers} is out of range; use "
+                             f"0 (no job scheduler) to {MAX_BACKGROUND_WORKERS}")
         self.home = home
         self.instance = instance
         self.requested_port = port
         self.edition = edition
         self.timescaledb_source = timescaledb_source
         self.apt_mirror = apt_mirror  # None: the mirror this machine's apt uses
+        self.background_workers = background_workers
         self.root = home / f"pg{PG_MAJOR}-{edition}"
         self.bin = self.root / "usr" / "lib" / "postgresql" / str(PG_MAJOR) / "bin"
         # the editions never share a data folder: each reads only its own catalogs
@@ -372,7 +380,8 @@ class Embedded:
             try:
                 self._pg(
                     "pg_ctl", "-D", str(self.data), "-l", str(self.logfile), "-w", "-t", "120",
-                    "-o", f"-p {port}", "start", what="pg_ctl start",
+                    "-o", f"-p {port}{_scheduler_options(self.background_workers)}", "start",
+                    what="pg_ctl start",
                 )
             except EmbeddedError as exc:
                 raise EmbeddedError(f"the server did not start: {self._last_log_error() or exc}; "
@@ -483,6 +492,22 @@ class Embedded:
         user = pwd.getpwnam(UNPRIVILEGED)
         for p in paths:
             os.chown(p, user.pw_uid, user.pw_gid)
+
+
+def _scheduler_options(workers: int) -> str:
+    """The server options that turn TimescaleDB's job scheduler on with ``workers``
+    background workers ('' for 0: SERVER_SETTINGS keep it off).
+
+    Only an instance made for it runs the scheduler (the live run's): the bench's ticks
+    have fixed dates, and its instance must never run their retention job. Given at
+    start, not written into postgresql.conf, so the instance's folder is made as any
+    other's. PostgreSQL's own pool of workers holds the scheduler's (the launcher, one
+    scheduler per database, one per running job) besides its 8 for parallel queries.
+    """
+    if not workers:
+        return ""
+    return (f" -c timescaledb.max_background_workers={workers}"
+            f" -c max_worker_processes={workers + 8}")
 
 
 def fetch_debs(apt: Path, packages: Sequence[str], *, mirror: str | None = None) -> list[Path]:
