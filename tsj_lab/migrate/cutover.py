@@ -125,7 +125,7 @@ def readiness(source: str, target: str, *, max_lag_s: float = DEFAULT_MAX_LAG_S,
            rows_copied=0, seconds=time.perf_counter() - t0)
     r.last_level = last_level(target)
     r.candles = candles_current(target)
-    r.shadow = shadow_read(source, target, symbol=symbol or _busiest(lag))
+    r.shadow = shadow_read(source, target, symbol=symbol or _shadow_symbol(r))
     r.reasons = _reasons(r)
     r.seconds = time.perf_counter() - t0
     return r
@@ -141,9 +141,13 @@ def _lag(source: str, target: str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["symbol", "source_newest", "target_newest", "lag_s"])
 
 
-def _busiest(lag: pd.DataFrame) -> str | None:
-    """The shadow read's symbol: the one with the newest tick on the target."""
-    there = lag.dropna(subset=["target_newest"])
+def _shadow_symbol(r: Readiness) -> str | None:
+    """The shadow read's symbol: that of the newest differing day (the application's
+    questions should meet the difference, if they can), else the newest on the target."""
+    bad = r.differing.dropna(subset=["day"])
+    if len(bad):
+        return str(bad.sort_values("day").iloc[-1]["symbol"])
+    there = r.lag.dropna(subset=["target_newest"])
     return None if there.empty else str(there.sort_values("target_newest").iloc[-1]["symbol"])
 
 
@@ -162,9 +166,10 @@ def _reasons(r: Readiness) -> list[str]:
     stale = r.candles[r.candles["differences"] > 0] if len(r.candles) else r.candles
     if len(stale):
         first = stale.iloc[0]
-        out.append(f"{first['view']} of {first['symbol']} {first['day']} differs from its ticks "
-                   f"in {int(first['differences'])} row(s) (run 'tsj refresh --since "
-                   f"{first['day']}')")
+        day = first["day"]
+        out.append(f"{first['view']} of {first['symbol']} {day} differs from its ticks in "
+                   f"{int(first['differences'])} row(s) (run 'tsj refresh --start "
+                   f"{day}T00:00+00:00 --end {day + dt.timedelta(days=1)}T00:00+00:00')")
     unequal = r.shadow[~r.shadow["equal"]] if len(r.shadow) else r.shadow
     if len(unequal):
         out.append(f"{len(unequal)} shadow read(s) differ ({', '.join(unequal['question'])})")
