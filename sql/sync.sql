@@ -94,6 +94,7 @@ CREATE TABLE IF NOT EXISTS tsj_sync_runs (
 );
 
 -- name: record_run
+-- One catch-up pass or readiness check, as it ended.
 INSERT INTO tsj_sync_runs (kind, started_at, since, until, whole, days_compared,
                            days_differing, days_copied, rows_read_source, rows_copied, seconds)
 VALUES (%(kind)s, %(started_at)s, %(since)s, %(until)s, %(whole)s, %(days_compared)s,
