@@ -128,6 +128,7 @@ def readiness(source: str, target: str, *, max_lag_s: float = DEFAULT_MAX_LAG_S,
     r.shadow = shadow_read(source, target, symbol=symbol or _shadow_symbol(r))
     r.reasons = _reasons(r)
     r.seconds = time.perf_counter() - t0
+    r.checked_at = dt.datetime.now(dt.UTC)  # after its own comparison was recorded
     return r
 
 
