@@ -22,6 +22,7 @@ from tsj_lab.cli import main
 from tsj_lab.data import generate
 from tsj_lab.domain import TickSpec
 from tsj_lab.errors import MigrationError, SchemaError
+from tsj_lab.migrate import cutover
 from tsj_lab.migrate import follow as following
 from tsj_lab.migrate import sync as syncing
 from tsj_lab.provision import schema
@@ -279,3 +280,19 @@ def test_cli_sync_and_follow(make_db, capsys: pytest.CaptureFixture[str]) -> Non
     assert "lag_p95_s" in capsys.readouterr().out
     assert main(["sync", "--source", tgt, "--target", src]) == 1
     assert "not swapped" in capsys.readouterr().err
+
+
+def test_sync_follow_and_cutover_through_a_transaction_pooler(make_db, pooler) -> None:
+    """Supabase's port 6543: the lock is a transaction's, each batch and step one transaction,
+    psycopg's prepared statements off (PgBouncer without prepared-statement support)."""
+    src, tgt = _pair(make_db, days=1, start=1)
+    psrc, ptgt = pooler.through(src), pooler.through(tgt)
+    _exec(src, f"UPDATE tick_data SET volume = 7 WHERE symbol = 'NQ' "
+               f"AND time = {_first_tick(_ago(1), 'NQ')}",
+          "INSERT INTO tick_data (time, symbol, volume) "
+          "SELECT max(time) + interval '1 s', 'ES', 1 FROM tick_data WHERE symbol = 'ES'")
+    assert following.follow(psrc, ptgt, max_steps=3).rows > 0
+    res = syncing.sync(psrc, ptgt, progress=False)
+    assert res.days_copied == 1 and _level(src, tgt)
+    r = cutover.readiness(psrc, ptgt)
+    assert r.go, r.reasons
