@@ -26,7 +26,7 @@ from typing import Any
 
 from .. import migrate, queries
 from ..data import generate
-from ..db import connect
+from ..db import Endpoint, connect
 from ..domain import TickSpec
 from ..migrate import follow as following
 from ..migrate import sync as syncing
@@ -41,7 +41,7 @@ class Writer:
     wall clock (as the application's feed would): every ``period`` seconds the ticks due
     since the last write, ``interval_ms`` apart per symbol, in one INSERT."""
 
-    def __init__(self, url: str, *, symbols: Sequence[str], interval_ms: float,
+    def __init__(self, url: Endpoint | str, *, symbols: Sequence[str], interval_ms: float,
                  period: float = 0.05) -> None:
         if interval_ms <= 0 or period <= 0:
             raise ValueError(f"interval_ms={interval_ms} and period={period} must be positive")
@@ -84,7 +84,7 @@ class Writer:
 
 
 @contextmanager
-def scratch_pair(url: str) -> Iterator[tuple[str, str]]:
+def scratch_pair(url: Endpoint | str) -> Iterator[tuple[Endpoint, Endpoint]]:
     """Two scratch schemas on ``url``: a plain tick_data (the source) and the story's
     hypertable (the target); both dropped afterwards."""
     tag = uuid.uuid4().hex[:8]
@@ -113,7 +113,7 @@ class CatchupCost:
         return self.__dict__.copy()
 
 
-def measure_catchup(url: str, *, days: int = 30, symbols: Sequence[str] = ("ES", "NQ"),
+def measure_catchup(url: Endpoint | str, *, days: int = 30, symbols: Sequence[str] = ("ES", "NQ"),
                     interval_ms: int = 60_000) -> CatchupCost:
     """One corrected tick in one day of ``days``: what a catch-up pass costs (see the
     module doc). The days end yesterday, inside the story's retention."""
@@ -149,7 +149,7 @@ class FollowLag:
         return self.__dict__.copy()
 
 
-def measure_follow(url: str, *, interval_ms: float = STORY_INTERVAL_MS, seconds: float = 20.0,
+def measure_follow(url: Endpoint | str, *, interval_ms: float = STORY_INTERVAL_MS, seconds: float = 20.0,
                    symbols: Sequence[str] = ("ES", "NQ"), follow_interval: float = 0.5
                    ) -> FollowLag:
     """The follow mode's lag under a writer at ``interval_ms`` per symbol for ``seconds``."""

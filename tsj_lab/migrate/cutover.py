@@ -33,7 +33,7 @@ import pandas as pd
 import psycopg
 
 from .. import queries
-from ..db import connect, scalar
+from ..db import Endpoint, connect, scalar
 from ..domain import CANDLE_BY_NAME, CANDLES
 from ..provision import schema
 from . import Window, verify
@@ -104,7 +104,7 @@ class Readiness:
                 "seconds": round(self.seconds, 3)}
 
 
-def readiness(source: str, target: str, *, max_lag_s: float = DEFAULT_MAX_LAG_S,
+def readiness(source: Endpoint | str, target: Endpoint | str, *, max_lag_s: float = DEFAULT_MAX_LAG_S,
               symbol: str | None = None, samples: int = 5) -> Readiness:
     """The readiness report for flipping from ``source`` to ``target``; see the module doc."""
     if not 0 <= max_lag_s <= 86_400:
@@ -132,7 +132,7 @@ def readiness(source: str, target: str, *, max_lag_s: float = DEFAULT_MAX_LAG_S,
     return r
 
 
-def _lag(source: str, target: str) -> pd.DataFrame:
+def _lag(source: Endpoint | str, target: Endpoint | str) -> pd.DataFrame:
     with connect(source, autocommit=True) as src, connect(target, autocommit=True) as tgt:
         want, have = newest(src), newest(tgt)
     rows = [{"symbol": s, "source_newest": want.get(s), "target_newest": have.get(s),
@@ -177,7 +177,7 @@ def _reasons(r: Readiness) -> list[str]:
     return out
 
 
-def candles_current(target: str, *, days: int = CANDLE_DAYS) -> pd.DataFrame:
+def candles_current(target: Endpoint | str, *, days: int = CANDLE_DAYS) -> pd.DataFrame:
     """Per candle view, rows that differ from a recompute from the ticks, for the symbol-days
     the catch-up re-copied most recently (0 everywhere: their candles were refreshed)."""
     cols = ["symbol", "day", "view", "differences"]
@@ -200,7 +200,7 @@ def candles_current(target: str, *, days: int = CANDLE_DAYS) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=cols)
 
 
-def shadow_read(source: str, target: str, *, symbol: str | None,
+def shadow_read(source: Endpoint | str, target: Endpoint | str, *, symbol: str | None,
                 windows: Sequence[str] = tuple(WINDOWS)) -> pd.DataFrame:
     """The application's questions asked of both databases up to the same instant (the
     older of the two newest ticks, down to the minute) and compared."""

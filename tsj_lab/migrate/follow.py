@@ -30,7 +30,7 @@ from typing import Any
 import psycopg
 
 from .. import queries
-from ..db import connect
+from ..db import Endpoint, connect
 from ..errors import MigrationError
 from ..stats import percentile
 from .sync import newest, require_pair
@@ -112,8 +112,8 @@ def step(src: psycopg.Connection[Any], tgt: psycopg.Connection[Any], *,
 
 
 def follow(
-    source: str,
-    target: str,
+    source: Endpoint | str,
+    target: Endpoint | str,
     *,
     interval: float = DEFAULT_INTERVAL_S,
     overlap: float = DEFAULT_OVERLAP_S,

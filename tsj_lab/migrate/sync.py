@@ -39,7 +39,7 @@ import pandas as pd
 import psycopg
 
 from .. import queries
-from ..db import connect, one, scalar
+from ..db import Endpoint, connect, one, scalar
 from ..domain import QUARANTINE
 from ..errors import MigrationError, SchemaError
 from ..parallel import rows_bar
@@ -111,8 +111,8 @@ class SyncResult:
 
 
 def sync(
-    source: str,
-    target: str,
+    source: Endpoint | str,
+    target: Endpoint | str,
     *,
     since: dt.datetime | str | None = None,
     until: dt.datetime | str | None = None,
@@ -164,7 +164,7 @@ def sync(
     return result
 
 
-def require_pair(source: str, target: str, *, reverse: bool = False,
+def require_pair(source: Endpoint | str, target: Endpoint | str, *, reverse: bool = False,
                  force: bool = False) -> TargetFacts:
     """Both tables there and distinct, the hypertable on the side the direction says; the
     hypertable's policies (its retention bounds the comparison).
@@ -191,7 +191,7 @@ def require_pair(source: str, target: str, *, reverse: bool = False,
                 _refuse_newer_target(src, tgt)
             for block in ("create_batches", "upgrade_batches", "create_quarantine"):
                 tgt.execute(queries.text(f"migrate.{block}"))  # copy_batch's checkpoints
-        return facts_of(hyper)
+        return facts_of(hyper, db=source if reverse else target)
 
 
 def is_hypertable(conn: psycopg.Connection[Any]) -> bool:
@@ -251,8 +251,8 @@ def _plan(days: pd.DataFrame, w: Window, batch_size: int, facts: TargetFacts) ->
     return Plan(key, w, batch_size, tuple(batches), pd.DataFrame(), None, facts)
 
 
-def _copy_days(source: str, target: str, plan: Plan, result: SyncResult, *, reverse: bool,
-               progress: bool | None) -> None:
+def _copy_days(source: Endpoint | str, target: Endpoint | str, plan: Plan, result: SyncResult,
+               *, reverse: bool, progress: bool | None) -> None:
     """Each batch in its own target transaction, under the parallel run's lock."""
     copy = _copy_back if reverse else copy_batch
     days: set[tuple[str | None, dt.date]] = set()
@@ -296,7 +296,7 @@ def _range(batch: Batch) -> dict[str, Any]:
     return {"symbol": batch.symbol, "lo": batch.lo, "hi": batch.hi}
 
 
-def _delete_days(target: str, days: pd.DataFrame, result: SyncResult, w: Window) -> None:
+def _delete_days(target: Endpoint | str, days: pd.DataFrame, result: SyncResult, w: Window) -> None:
     """Symbol-days the source no longer has (every tick deleted there): gone on the target."""
     if days.empty:
         return
@@ -315,7 +315,7 @@ def _delete_days(target: str, days: pd.DataFrame, result: SyncResult, w: Window)
     result.days_deleted = len(days)
 
 
-def _refresh(target: str, days: pd.DataFrame) -> int:
+def _refresh(target: Endpoint | str, days: pd.DataFrame) -> int:
     """The candle views over each changed day (a real-time aggregate shows a changed old
     day only once refreshed)."""
     refreshed = 0
@@ -326,7 +326,7 @@ def _refresh(target: str, days: pd.DataFrame) -> int:
     return refreshed
 
 
-def record(target: str, kind: str, *, started: dt.datetime, window: Window, whole: bool,
+def record(target: Endpoint | str, kind: str, *, started: dt.datetime, window: Window, whole: bool,
            compared: int, differing: int, copied: int, rows_read: int, rows_copied: int,
            seconds: float) -> None:
     """One row of tsj_sync_runs on the target (the readiness check reads the newest level one)."""
@@ -339,7 +339,7 @@ def record(target: str, kind: str, *, started: dt.datetime, window: Window, whol
             "seconds": seconds})
 
 
-def last_level(target: str) -> dt.datetime | None:
+def last_level(target: Endpoint | str) -> dt.datetime | None:
     """When a whole comparison last found source and target equal (None: never)."""
     with connect(target, autocommit=True) as conn:
         if not schema.has_table(conn, "tsj_sync_runs"):
@@ -357,7 +357,7 @@ def _reason(exc: BaseException) -> str:
 # -- which rows differ ------------------------------------------------------------------------
 
 
-def differences(source: str, target: str, *, symbol: str, day: dt.date,
+def differences(source: Endpoint | str, target: Endpoint | str, *, symbol: str, day: dt.date,
                 limit: int = 10) -> pd.DataFrame:
     """Sample rows where one symbol-day differs: per differing row, which column, the
     source's value and the target's (``change`` is 'updated', 'missing on target' or
@@ -418,7 +418,7 @@ def _text(row: tuple[Any, ...] | None) -> str:
     return ", ".join(f"{c}={v}" for c, v in zip(_ROW[2:], row[2:]))
 
 
-def sample_differences(source: str, target: str, days: pd.DataFrame, *,
+def sample_differences(source: Endpoint | str, target: Endpoint | str, days: pd.DataFrame, *,
                        max_days: int = 5, per_day: int = 5) -> pd.DataFrame:
     """:func:`differences` for the first ``max_days`` of ``days`` (symbol, day columns)."""
     frames = [differences(source, target, symbol=r.symbol, day=r.day, limit=per_day)
