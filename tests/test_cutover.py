@@ -135,9 +135,15 @@ def test_the_switch_and_the_switch_back(make_db) -> None:
     flip = dt.datetime.now(dt.UTC)
     with Writer(tgt, symbols=["ES", "NQ"], interval_ms=50) as writer:
         time.sleep(1.0)
-    # the flip back: Supabase lacks what TimescaleDB took; forward would delete it
+    # the flip back: Supabase lacks what TimescaleDB took; forward would delete it, and so
+    # would a follow mode left running (a step at a time): both refuse, nothing is deleted
+    taken = _one(tgt, TABLE_SUM)
     with pytest.raises(MigrationError, match="took writes"):
         syncing.sync(src, tgt, progress=False)
+    with psycopg.connect(src, autocommit=True) as s, psycopg.connect(tgt) as t, \
+            pytest.raises(MigrationError, match="which the follow mode would delete"):
+        following.step(s, t)
+    assert _one(tgt, TABLE_SUM) == taken
     back = syncing.sync(tgt, src, reverse=True, since=flip, progress=False)
     assert back.rows_copied >= writer.written > 0
     assert _one(src, TABLE_SUM) == _one(tgt, TABLE_SUM)

@@ -171,6 +171,9 @@ def _follow_setup(p: argparse.ArgumentParser) -> None:
     p.add_argument("--duration", type=float, metavar="S",
                    help="stop after this many seconds (default: until Ctrl-C)")
     p.add_argument("--steps", type=int, metavar="N", help="stop after N steps")
+    p.add_argument("--force", action="store_true",
+                   help="follow even when the target holds ticks newer than the source's "
+                        "(it took writes: the newest second of them would be deleted)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
 
 
@@ -180,7 +183,8 @@ def _follow(args: argparse.Namespace) -> int:
     from ..migrate.follow import follow
 
     res = follow(source_url(args), target_url(args), interval=args.interval,
-                 overlap=args.overlap, duration=args.duration, max_steps=args.steps)
+                 overlap=args.overlap, duration=args.duration, max_steps=args.steps,
+                 force=args.force)
     if args.json:
         print_json(res.summary())
     else:

@@ -33,7 +33,7 @@ from .. import queries
 from ..db import Endpoint, connect
 from ..errors import MigrationError
 from ..stats import percentile
-from .sync import newest, require_pair
+from .sync import ahead_error, newest, require_pair
 
 log = logging.getLogger("tsj_lab")
 
@@ -80,9 +80,14 @@ def _round(v: float | None) -> float | None:
 
 
 def step(src: psycopg.Connection[Any], tgt: psycopg.Connection[Any], *,
-         overlap: dt.timedelta = dt.timedelta(seconds=DEFAULT_OVERLAP_S)) -> Step:
+         overlap: dt.timedelta = dt.timedelta(seconds=DEFAULT_OVERLAP_S),
+         force: bool = False) -> Step:
     """Copy what the source has from each symbol's newest target tick (less ``overlap``)
-    on; ``tgt`` is a non-autocommit connection, ``src`` an autocommit one."""
+    on; ``tgt`` is a non-autocommit connection, ``src`` an autocommit one.
+
+    A target ahead of the source is refused at every step (unless ``force``): a follow
+    mode left running across the flip would otherwise delete the application's first
+    writes to TimescaleDB, a second of them per step."""
     t0 = time.perf_counter()
     with tgt.transaction():
         tgt.execute(queries.text("sync.lock"))
@@ -91,6 +96,9 @@ def step(src: psycopg.Connection[Any], tgt: psycopg.Connection[Any], *,
         if not have:
             raise MigrationError("the target holds no ticks: run 'tsj migrate' first (follow "
                                  "copies what is newer than the target's newest tick)")
+        refused = None if force else ahead_error(have, want, what="the follow mode")
+        if refused is not None:
+            raise refused
         floor = min(have.values()) - overlap  # where a symbol new to the target starts
         starts = {s: have[s] - overlap if s in have else floor for s in want}
         lags = [(t - have[s]).total_seconds() if s in have else (t - floor).total_seconds()
@@ -121,10 +129,12 @@ def follow(
     max_steps: int | None = None,
     stop: threading.Event | None = None,
     on_step: Callable[[Step], None] | None = None,
+    force: bool = False,
 ) -> FollowResult:
     """Keep the target level with the source's newest ticks, a step every ``interval``
     seconds, until ``duration`` seconds, ``max_steps`` steps, ``stop`` is set, or Ctrl-C
-    (the step under way is rolled back whole); the steps and their lags."""
+    (the step under way is rolled back whole); the steps and their lags. ``force``: see
+    :func:`step`."""
     if not 0.01 <= interval <= 3600:
         raise ValueError(f"interval={interval} s is out of range; use 0.01-3600")
     if not 0 <= overlap <= 3600:
@@ -133,7 +143,7 @@ def follow(
         raise ValueError(f"duration={duration} s must be positive (None: until stopped)")
     if max_steps is not None and max_steps < 1:
         raise ValueError(f"max_steps={max_steps} must be >= 1 (None: until stopped)")
-    require_pair(source, target)
+    require_pair(source, target, force=force)
     stop = stop or threading.Event()
     result = FollowResult()
     gap = dt.timedelta(seconds=overlap)
@@ -143,7 +153,7 @@ def follow(
             while not stop.is_set():
                 began = time.monotonic()
                 try:
-                    s = step(src, tgt, overlap=gap)
+                    s = step(src, tgt, overlap=gap, force=force)
                 except psycopg.OperationalError as exc:
                     raise MigrationError(f"follow step failed: {' '.join(str(exc).split())}; "
                                          "run 'tsj follow' again (a step is all or nothing)"

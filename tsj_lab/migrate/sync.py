@@ -214,15 +214,26 @@ def newest(conn: psycopg.Connection[Any]) -> dict[str, dt.datetime]:
 
 
 def _refuse_newer_target(src: psycopg.Connection[Any], tgt: psycopg.Connection[Any]) -> None:
-    have, want = newest(tgt), newest(src)
+    refused = ahead_error(newest(tgt), newest(src), what="a forward catch-up")
+    if refused is not None:
+        raise refused
+
+
+def ahead_error(have: dict[str, dt.datetime], want: dict[str, dt.datetime], *,
+                what: str) -> MigrationError | None:
+    """The error for a target whose newest tick of a symbol is newer than the source's:
+    the application writes TimescaleDB (the flag flipped), and ``what`` (which deletes
+    what the source lacks) would delete those writes. Rarely, the source deleted its own
+    newest ticks: then ``--force`` is right."""
     ahead = sorted(s for s, t in have.items() if s in want and t > want[s])
-    if ahead:
-        s = ahead[0]
-        raise MigrationError(
-            f"the target holds ticks newer than the source's newest ({s}: "
-            f"{have[s].isoformat()} > {want[s].isoformat()}): it took writes (after the "
-            "flip?), which a forward catch-up would delete; copy them back with 'tsj sync "
-            "--reverse --since FLIP_TIME', or pass --force")
+    if not ahead:
+        return None
+    s = ahead[0]
+    return MigrationError(
+        f"the target holds ticks newer than the source's newest ({s}: {have[s].isoformat()} > "
+        f"{want[s].isoformat()}): it took writes (after the flip?), which {what} would "
+        "delete; copy them back with 'tsj sync --reverse --since FLIP_TIME', or pass --force "
+        "if the source deleted its newest ticks")
 
 
 def _kept(w: Window, kept_since: dt.datetime | None) -> Window:
