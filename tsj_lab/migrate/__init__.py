@@ -655,7 +655,8 @@ def raise_on_mismatch(verification: pd.DataFrame) -> None:
         for r in bad.head(10).itertuples())
     more = f" and {len(bad) - 10} more" if len(bad) > 10 else ""
     raise MigrationError(f"verification failed for {len(bad)} symbol-day(s): {ranges}{more}; "
-                         "re-run 'tsj migrate' (nothing else may write the target meanwhile)")
+                         "run 'tsj sync' (it re-copies the days whose content differs; "
+                         "'tsj migrate' redoes only days whose row count changed)")
 
 
 @dataclass(frozen=True)
