@@ -44,32 +44,6 @@ CREATE TABLE IF NOT EXISTS tsj_migration_quarantine (
   quarantined_at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp()
 );
 
--- name: plan_counts
--- Source rows per symbol and UTC day in [since, until) for the chosen symbols; day NULL
--- gathers the odd rows (outside the tick domain, or NULL symbol).
-SELECT symbol::text,
-       CASE WHEN time::timestamptz >= '0001-01-02 00:00+00'
-             AND time::timestamptz < '9999-12-31 00:00+00'
-            THEN (time::timestamptz AT TIME ZONE 'UTC')::date END AS day,
-       count(*) AS rows
-FROM tick_data
-WHERE time >= %(since)s::timestamptz AND time <= %(until)s::timestamptz
-  AND (time < %(until)s::timestamptz OR %(until)s::timestamptz = 'infinity')
-  AND (%(symbols)s::text[] IS NULL OR symbol = ANY(%(symbols)s::text[]))
-GROUP BY 1, 2
-ORDER BY 2, 1;
-
--- name: source_symbols
--- The symbols the source has in [since, until), for the message naming an unknown one
--- (at most 20: a typo needs the spelling, not the whole list).
-SELECT DISTINCT symbol::text
-FROM tick_data
-WHERE time >= %(since)s::timestamptz AND time <= %(until)s::timestamptz
-  AND (time < %(until)s::timestamptz OR %(until)s::timestamptz = 'infinity')
-  AND (%(symbols)s::text[] IS NULL OR symbol = ANY(%(symbols)s::text[]))
-ORDER BY 1
-LIMIT 20;
-
 -- name: has_timescaledb
 -- Whether the database has the timescaledb extension (before asking its catalog).
 SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb') AS has_timescaledb;
@@ -198,15 +172,38 @@ WHERE symbol IS NOT DISTINCT FROM %(symbol)s
   AND (time < %(until)s::timestamptz OR %(until)s::timestamptz = 'infinity');
 
 -- name: anomalies
--- Source anomalies in the range, carried as they are and counted for the summary: crossed
--- or locked quotes (bid >= ask), rows with a NULL price, and duplicate rows (copies beyond
--- the first of a full row: legal ticks, but worth knowing).
--- Two scans of the window (the CTE is inlined, not materialized: it can be the whole table).
+-- Source anomalies of symbol %(symbol)s in [lo, hi) (one symbol-day: a bounded statement),
+-- carried as they are and counted for the summary: crossed or locked quotes (bid >= ask),
+-- rows with a NULL price, and duplicate rows (copies beyond the first of a full row: legal
+-- ticks, but worth knowing; identical rows share their time, so a day holds all copies).
+-- Two scans of the range (the CTE is inlined, not materialized).
 WITH r AS NOT MATERIALIZED (
-  SELECT * FROM tick_data
+  SELECT * FROM tick_data WHERE symbol = %(symbol)s AND time >= %(lo)s AND time < %(hi)s
+)
+SELECT
+  count(*) FILTER (WHERE bid_price >= ask_price) AS crossed_quotes,
+  count(*) FILTER (WHERE bid_price IS NULL OR ask_price IS NULL OR last_price IS NULL)
+    AS null_prices,
+  (SELECT coalesce(sum(n - 1), 0) FROM (
+     SELECT count(*) AS n FROM r
+     GROUP BY time, symbol, bid_price, ask_price, last_price, volume, source, trade_id,
+              account_id
+     HAVING count(*) > 1) d) AS duplicates
+FROM r;
+
+-- name: anomalies_odd
+-- The same counts over the odd rows in [since, until) (outside the tick domain for
+-- %(symbols)s, and with %(nulls)s a NULL symbol): index ranges, as digest.odd reads them.
+WITH r AS NOT MATERIALIZED (
+  SELECT * FROM (SELECT * FROM tick_data WHERE symbol = ANY(%(symbols)s::text[])
+                                           AND time < '0001-01-02 00:00+00'
+                 UNION ALL
+                 SELECT * FROM tick_data WHERE symbol = ANY(%(symbols)s::text[])
+                                           AND time >= '9999-12-31 00:00+00'
+                 UNION ALL
+                 SELECT * FROM tick_data WHERE symbol IS NULL AND %(nulls)s) o
   WHERE time >= %(since)s::timestamptz AND time <= %(until)s::timestamptz
     AND (time < %(until)s::timestamptz OR %(until)s::timestamptz = 'infinity')
-    AND (%(symbols)s::text[] IS NULL OR symbol = ANY(%(symbols)s::text[]))
 )
 SELECT
   count(*) FILTER (WHERE bid_price >= ask_price) AS crossed_quotes,

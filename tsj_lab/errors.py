@@ -27,6 +27,14 @@ class MigrationError(TsjError):
     """The migration could not copy or verify the ticks."""
 
 
+class LimitError(TsjError):
+    """A database limit (statement_timeout, idle or lock timeout) stopped a statement."""
+
+
+class PreflightError(TsjError):
+    """The preflight found a blocker: the migration would fail or be wrong."""
+
+
 class QueryError(TsjError):
     """An analyst's ad-hoc query failed on the server."""
 

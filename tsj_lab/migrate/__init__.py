@@ -41,7 +41,9 @@ import psycopg
 from ..provision import schema
 from ..provision.layout import TargetFacts, target_facts
 from .. import queries
+from ..data import digest as days_digest
 from ..db import Endpoint, connect, one, pooling, scalar
+from ..db.limits import bounded
 from ..domain import QUARANTINE, utc_range
 from ..errors import MigrationError, SchemaError
 from ..parallel import rows_bar, run_parallel
@@ -164,11 +166,12 @@ def plan(source_url: Endpoint | str, *, batch_size: int = DEFAULT_BATCH_SIZE,
     asked = window
     with connect(source_url, autocommit=True) as conn:
         _require(conn, "tick_data", "source", "create it or point --source at the Supabase database")
-        expired, old_symbols = _expired(conn, window, facts, include_expired=include_expired)
-        if expired is not None and not include_expired:
-            window = _kept(window, expired.kept_since)
-        rows = conn.execute(queries.text("migrate.plan_counts"), window.params()).fetchall()
-        _require_symbols(conn, asked, {r[0] for r in rows} | old_symbols)
+        with bounded(conn, "the plan's counts per symbol-day", side="source", fix=_INDEX_FIX):
+            expired, old_symbols = _expired(conn, window, facts, include_expired=include_expired)
+            if expired is not None and not include_expired:
+                window = _kept(window, expired.kept_since)
+            rows = _counts(conn, window)
+            _require_symbols(conn, asked, {r[0] for r in rows} | old_symbols)
     batches: list[Batch] = []
     odd: dict[str | None, int] = {}
     for symbol, day, n in rows:
@@ -196,11 +199,22 @@ def _expired(conn: psycopg.Connection[Any], w: Window, facts: TargetFacts, *,
     old = Window(w.since, min(kept, w.until) if w.until else kept, w.symbols)
     rows = []
     if old.since is None or old.until is None or old.since < old.until:
-        rows = conn.execute(queries.text("migrate.plan_counts"), old.params()).fetchall()
+        rows = _counts(conn, old)
     days = sorted({r[1] for r in rows if r[1] is not None})
     return (Expired(kept, facts.drop_after, len(days), sum(r[2] for r in rows),
                     days[0] if days else None, days[-1] if days else None, include_expired),
             {r[0] for r in rows})
+
+
+#: what helps when one symbol-day's statement outlasts tsj's own limit
+_INDEX_FIX = "check that tick_data has an index on (symbol, time) ('tsj migrate --dry-run' says)"
+
+
+def _counts(conn: psycopg.Connection[Any], w: Window) -> list[tuple[Any, ...]]:
+    """(symbol, day, rows) of the source in ``w``, one statement per symbol-day (day None:
+    the odd rows, outside the tick domain or with a NULL symbol), days in order."""
+    rows = days_digest.walk(conn, counts=True, since=w.since, until=w.until, only=w.symbols)
+    return sorted(rows, key=lambda r: (r[1] is None, r[1] or dt.date.min, str(r[0])))
 
 
 def _kept(w: Window, kept_since: dt.datetime) -> Window:
@@ -218,8 +232,7 @@ def _require_symbols(conn: psycopg.Connection[Any], w: Window, found: set[str | 
         return
     span = (f"[{w.since.isoformat() if w.since else '-infinity'}, "
             f"{w.until.isoformat() if w.until else 'infinity'})")
-    have = [r[0] for r in conn.execute(queries.text("migrate.source_symbols"),
-                                       {**w.params(), "symbols": None})]
+    have = days_digest.symbols_in(conn, since=w.since, until=w.until)[:20]
     there = f"it has {', '.join(map(str, have))} there" if have else "it has no ticks there"
     raise MigrationError(f"symbol(s) {', '.join(missing)} have no ticks in the source's tick_data "
                          f"in {span}; check --symbols and the range ({there})")
@@ -274,7 +287,7 @@ def copy_batch(src: psycopg.Connection[Any], tgt: psycopg.Connection[Any], batch
     if batch.odd:
         return _quarantine_odd(src, tgt, batch, plan, t0)
     try:
-        with tgt.transaction():
+        with bounded(tgt, f"batch {batch.label()}", side="target", fix=_BATCH_FIX):
             _tune(tgt, batch, plan)
             _clear_range(tgt, batch, plan.key)
             read, copied = _stream(src, tgt, batch, "tick_data")
@@ -285,6 +298,10 @@ def copy_batch(src: psycopg.Connection[Any], tgt: psycopg.Connection[Any], batch
         log.info("batch %s refused (%s); retrying row by row", batch.label(), _reason(exc))
         _settle(src)
         return _copy_with_quarantine(src, tgt, batch, plan, t0)
+
+
+#: what helps when one batch's statement outlasts tsj's own limit
+_BATCH_FIX = "use a smaller --batch-size, and check that tick_data has an index on (symbol, time)"
 
 
 def _tune(tgt: psycopg.Connection[Any], batch: Batch, plan: Plan) -> None:
@@ -314,7 +331,8 @@ def _stream(src: psycopg.Connection[Any], tgt: psycopg.Connection[Any], batch: B
             table: str) -> tuple[int, int]:
     """COPY the batch out of the source straight into ``table``: (rows read, rows written)."""
     copy_in = queries.compose("migrate.copy_in", table=table)
-    with src.cursor() as sc, tgt.cursor() as tc:
+    with bounded(src, f"the read of batch {batch.label()}", side="source", fix=_BATCH_FIX), \
+            src.cursor() as sc, tgt.cursor() as tc:
         with sc.copy(queries.text("migrate.copy_out"), _params(batch, "")) as out:
             with tc.copy(copy_in) as inp:
                 for data in out:
@@ -326,7 +344,7 @@ def _copy_with_quarantine(src: psycopg.Connection[Any], tgt: psycopg.Connection[
                           batch: Batch, plan: Plan, t0: float) -> BatchResult:
     """The slow path: stage the batch, insert it by bisection, quarantine what is refused."""
     plan_key = plan.key
-    with tgt.transaction():
+    with bounded(tgt, f"batch {batch.label()} row by row", side="target", fix=_BATCH_FIX):
         _tune(tgt, batch, replace(plan, direct_before=None))  # row by row: no direct COPY
         _clear_range(tgt, batch, plan_key)
         tgt.execute(queries.text("migrate.create_stage"))
@@ -361,9 +379,10 @@ def _quarantine_odd(src: psycopg.Connection[Any], tgt: psycopg.Connection[Any], 
                     plan: Plan, t0: float) -> BatchResult:
     """A symbol's rows outside the tick domain go to the quarantine, all of them."""
     params = {**_params(batch, plan.key), **plan.window.params()}
-    with tgt.transaction():
+    with bounded(tgt, f"the quarantine of {batch.label()}", side="target"):
         tgt.execute(queries.text("migrate.odd_clear"), params)
-        with src.cursor() as sc, tgt.cursor() as tc:
+        with bounded(src, f"the read of {batch.label()}", side="source", fix=_INDEX_FIX), \
+                src.cursor() as sc, tgt.cursor() as tc:
             with sc.copy(queries.text("migrate.odd_copy_out"), params) as out:
                 with tc.copy(queries.text("migrate.odd_copy_in")) as inp:
                     for data in out:
@@ -585,13 +604,24 @@ def history(target_url: Endpoint | str, plan_key: str) -> pd.DataFrame:
     return df
 
 
+_ANOMALIES = ("crossed_quotes", "null_prices", "duplicates")
+
+
 def anomalies(source_url: Endpoint | str, *, window: Window = Window()) -> dict[str, int]:
-    """Crossed quotes, rows with NULL prices and duplicate rows in the source window."""
-    with connect(source_url, autocommit=True) as conn:
-        cur = conn.execute(queries.text("migrate.anomalies"), window.params())
-        row = cur.fetchone()
-        names = [d.name for d in cur.description or []]
-    return {k: int(v) for k, v in zip(names, row or ())}
+    """Crossed quotes, rows with NULL prices and duplicate rows in the source window,
+    counted one symbol-day at a time (and the odd rows in one statement)."""
+    w = window
+    with connect(source_url, autocommit=True) as conn, bounded(
+            conn, "the count of source anomalies per symbol-day", side="source",
+            fix=_INDEX_FIX):
+        syms = list(w.symbols) if w.symbols else days_digest.symbols(conn)
+        ranges = days_digest.days(conn, syms, since=w.since, until=w.until)
+        found = [r for rows in days_digest.pipelined(
+            conn, queries.text("migrate.anomalies"),
+            [{"symbol": s, "lo": lo, "hi": hi} for s, lo, hi in ranges]) for r in rows]
+        found += conn.execute(queries.text("migrate.anomalies_odd"), {
+            **w.params(), "symbols": syms, "nulls": not w.symbols}).fetchall()
+    return {k: sum(int(r[i]) for r in found) for i, k in enumerate(_ANOMALIES)}
 
 
 # -- verification and dry run ---------------------------------------------------------------
@@ -600,12 +630,25 @@ _DIGEST = ["symbol", "day", "rows", "first_time", "last_time", "volume", "checks
 
 
 def digest(url: Endpoint | str, *, table: str = "tick_data", window: Window = Window()) -> pd.DataFrame:
-    """``digest.day`` of ``table``: rows, first/last time, volume, checksum per symbol-day."""
+    """``digest.day`` of ``table``: rows, first/last time, volume, checksum per symbol-day.
+
+    One statement per symbol-day (tsj_lab.data.digest), so a role's statement_timeout
+    meets bounded statements; the quarantine, small and without an index, in one.
+    """
     with connect(url, autocommit=True) as conn:
         if not schema.has_table(conn, table):
             return pd.DataFrame(columns=_DIGEST)
-        schema.require_unfiltered(conn, table, side=f"database '{conn.info.dbname}'")
-        rows = conn.execute(queries.compose("digest.day", table=table), window.params()).fetchall()
+        side = f"database '{conn.info.dbname}'"
+        schema.require_unfiltered(conn, table, side=side)
+        with bounded(conn, f"the digest of {table} per symbol-day", side=side, fix=_INDEX_FIX):
+            if table == QUARANTINE:
+                rows = conn.execute(queries.compose("digest.day", table=table),
+                                    window.params()).fetchall()
+            else:
+                rows = days_digest.walk(conn, table=table, since=window.since,
+                                        until=window.until, only=window.symbols)
+    # digest.day's order: symbol, then day, NULLs last
+    rows.sort(key=lambda r: (r[0] is None, r[0] or "", r[1] is None, r[1] or dt.date.min))
     return pd.DataFrame(rows, columns=_DIGEST)
 
 
