@@ -83,8 +83,11 @@ SELECT to_regclass(%(name)s) IS NOT NULL;
 -- and the role neither a superuser, BYPASSRLS, nor the owner of a table without FORCE),
 -- and the role's name. A read through a filter returns some rows without an error, so a
 -- copy or a digest that trusts it is silently partial: pg_dump's row_security = off
--- exists for this. NULL for a relation that does not exist.
-SELECT row_security_active(to_regclass(%(name)s)), current_user::text;
+-- exists for this. NULL for a relation that does not exist. Then whether RLS is on for the
+-- table at all (the preflight says 'on, bypassed' apart from 'off').
+SELECT row_security_active(to_regclass(%(name)s)),
+       (SELECT relrowsecurity FROM pg_class WHERE oid = to_regclass(%(name)s)),
+       current_user::text;
 
 -- name: has_rows
 -- Whether {table} holds any row (stops at the first, cheap on any size).

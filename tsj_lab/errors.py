@@ -31,7 +31,7 @@ class LimitError(TsjError):
     """A database limit (statement_timeout, idle or lock timeout) stopped a statement."""
 
 
-class PreflightError(TsjError):
+class PreflightError(SchemaError):
     """The preflight found a blocker: the migration would fail or be wrong."""
 
 

@@ -29,10 +29,12 @@ from typing import Any
 import pandas as pd
 import psycopg
 
+from ..data import digest as days_digest
 from ..data import generate
 from ..provision import layout, schema
 from .. import queries
 from ..db import Endpoint, capabilities, connection
+from ..db.limits import bounded, lift, limit_error
 from ..domain import (CANDLE_BY_VIEW, CANDLE_VIEWS, OK, QUARANTINE, STATUSES, Finding, TickSpec,
                       interval_text)
 from ..errors import SchemaError
@@ -207,6 +209,9 @@ def run(
             raise SchemaError(f"table '{opts.table}' not found on the target; run 'tsj provision'")
         schema.require_unfiltered(conn, opts.table, side="target")
         conn.execute(queries.text("checks.session"))
+        # the suite's passes read the whole table by design: tsj's own statement_timeout
+        # for them, not a role's (Supabase's are meant for an application's requests)
+        lift(conn)
         ctx = _Run(conn, opts, caps.license, source_url, target=target_url)
         _run_steps(ctx, progress=progress, timings=timings)
         if stats is not None:
@@ -223,6 +228,10 @@ def _run_steps(ctx: _Run, *, progress: bool | None, timings: dict[str, float] | 
             try:
                 step(ctx)
             except psycopg.Error as exc:
+                limit = limit_error(exc, purpose=f"check step '{name}'", side="target",
+                                    lifted=True, fix="run 'tsj check' at a quieter time")
+                if limit is not None:
+                    raise limit from None
                 # e.g. a tick_data without the story's columns: one line, not a traceback
                 raise SchemaError(f"check step '{name}' failed on table '{ctx.opts.table}': "
                                   f"{str(exc).splitlines()[0]}") from None
@@ -589,8 +598,8 @@ def check_reconcile(ctx: _Run) -> None:
         # The two digests are independent full scans on two servers (or two databases):
         # run them at the same time.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tsj-digest") as ex:
-            pending = ex.submit(_digest, src, ctx.opts.table)
-            target = _digest(ctx.conn, ctx.opts.table)
+            pending = ex.submit(_digest, src, ctx.opts.table, side="source")
+            target = _digest(ctx.conn, ctx.opts.table, side="target")
             source = pending.result()
     quarantine = _quarantine_digest(ctx.conn)
     source, skipped = _kept_days(ctx.conn, source, target, db=ctx.target)
@@ -638,7 +647,10 @@ def _quarantine_digest(conn: psycopg.Connection[Any]) -> dict[tuple[str, Any], t
     """The digest of the rows the migration set aside (target + quarantine = source)."""
     if not schema.has_table(conn, QUARANTINE):
         return {}
-    return _digest(conn, QUARANTINE)
+    # small and without an index: one statement
+    rows = conn.execute(queries.compose("digest.day", table=QUARANTINE),
+                        {"since": "-infinity", "until": "infinity", "symbols": None}).fetchall()
+    return {(r[0], r[1]): tuple(r[2:]) for r in rows}
 
 
 def _sums(d: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -651,9 +663,12 @@ def _add(t: tuple[Any, ...] | None, q: tuple[Any, ...]) -> tuple[Any, ...]:
     return (t[0] + q[0], t[1], t[2], t[3] + q[3], t[4] + q[4])
 
 
-def _digest(conn: psycopg.Connection[Any], table: str) -> dict[tuple[str, Any], tuple[Any, ...]]:
-    rows = conn.execute(queries.compose("digest.day", table=table),
-                        {"since": "-infinity", "until": "infinity", "symbols": None}).fetchall()
+def _digest(conn: psycopg.Connection[Any], table: str, *,
+            side: str) -> dict[tuple[str, Any], tuple[Any, ...]]:
+    """digest.day's rows of ``table``, one statement per symbol-day (tsj_lab.data.digest)."""
+    with bounded(conn, f"reconcile's digest of {table} per symbol-day", side=side,
+                 fix="check that tick_data has an index on (symbol, time)"):
+        rows = days_digest.walk(conn, table=table)
     return {(r[0], r[1]): tuple(r[2:]) for r in rows}
 
 

@@ -1,7 +1,10 @@
 """The ``tsj`` command: one subcommand per phase, each a thin layer over the package.
 
 Every :class:`~tsj_lab.errors.TsjError` (and a bad value, ``ValueError``) is printed as one
-line on stderr, with passwords redacted, and exits with status 1; no traceback.
+line on stderr, with passwords redacted, and exits with status 1; no traceback. So is any
+database error a phase did not name itself (a role's statement_timeout on a statement tsj
+does not bound, a dropped connection): :func:`tsj_lab.db.limits.database_error` says which
+setting or what the server said, and the fix.
 Subcommands are registered with :func:`command`; each gets ``args`` and returns an exit
 status.
 
@@ -21,7 +24,10 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import psycopg
+
 from ..config import Settings, redact
+from ..db.limits import database_error
 from ..errors import TsjError
 
 if TYPE_CHECKING:
@@ -168,7 +174,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.handler(args) or 0)
     except (TsjError, ValueError) as exc:
-        print(f"tsj: error: {redact(str(exc))}", file=sys.stderr)
+        print(f"tsj: error: {_line(exc)}", file=sys.stderr)
+        return 1
+    except psycopg.Error as exc:
+        print(f"tsj: error: {_line(database_error(exc))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("tsj: interrupted", file=sys.stderr)
@@ -176,6 +185,11 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for ep in vars(args).get("_endpoints", {}).values():
             ep.close()
+
+
+def _line(exc: BaseException) -> str:
+    """The error as one line without a password."""
+    return redact(" ".join(str(exc).split()))
 
 
 if __name__ == "__main__":  # pragma: no cover

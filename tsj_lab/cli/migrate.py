@@ -10,6 +10,7 @@ from . import add_target, command, print_json, print_table, source_url, target_u
 if TYPE_CHECKING:
     from ..db import Endpoint
     from ..migrate import DryRun
+    from ..migrate.preflight import Preflight
 
 
 def _setup(p: argparse.ArgumentParser) -> None:
@@ -32,13 +33,16 @@ def _setup(p: argparse.ArgumentParser) -> None:
                    help="measure the ways history reaches compressed chunks on the target (in a "
                         "scratch schema; the source is not read) and print the figures")
     p.add_argument("--dry-run", action="store_true",
-                   help="counts per day and symbol and an estimated time; writes nothing")
+                   help="the preflight (what source and target allow this role, each item "
+                        "ok / warn / blocker with the fix), then counts per day and symbol "
+                        "and an estimated time; writes nothing")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
 
 
 @command("migrate", "copy tick_data from the source into the target hypertable", _setup)
 def _migrate(args: argparse.Namespace) -> int:
     from .. import migrate
+    from ..migrate import preflight
 
     if args.measure_paths:
         return _measure_paths(target_url(args), as_json=args.json)
@@ -47,7 +51,11 @@ def _migrate(args: argparse.Namespace) -> int:
     opts = {"batch_size": batch, "since": args.since, "until": args.until,
             "symbols": args.symbols, "include_expired": args.include_expired}
     if args.dry_run:
-        return _dry_run(migrate.dry_run(src, tgt, **opts), as_json=args.json)
+        pf = preflight.check(src, tgt)
+        if pf.blockers:  # counting would fail (or lie) the same way: the table says why
+            _print_preflight(pf, as_json=args.json)
+            pf.require()
+        return _dry_run(migrate.dry_run(src, tgt, **opts), pf, as_json=args.json)
     result = migrate.run(src, tgt, workers=args.workers,
                          direct_compress=args.direct_compress or None, **opts)
     if args.json:
@@ -75,7 +83,15 @@ def _migrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _dry_run(d: DryRun, *, as_json: bool) -> int:
+def _print_preflight(pf: Preflight, *, as_json: bool) -> None:
+    if as_json:
+        print_json({"preflight": pf.rows(), "preflight_status": pf.status})
+        return
+    print_table(pf.rows(), ["side", "item", "status", "value", "fix"])
+    print(f"\npreflight: {pf.status}\n")
+
+
+def _dry_run(d: DryRun, pf: Preflight, *, as_json: bool) -> int:
     summary = {"plan_key": d.plan_key, "batches": d.batches, "done": d.done, "rows": d.rows,
                "rate_rows_per_s": round(d.rate), "rate_from": d.rate_from,
                "estimated_s": round(d.estimated_s, 1),
@@ -84,8 +100,10 @@ def _dry_run(d: DryRun, *, as_json: bool) -> int:
     counts = [r | {"day": "odd" if r["day"] is None or r["day"] != r["day"] else str(r["day"])}
               for r in d.counts.to_dict("records")]
     if as_json:
-        print_json(summary | {"counts": counts})
+        print_json(summary | {"counts": counts, "preflight": pf.rows(),
+                              "preflight_status": pf.status})
         return 0
+    _print_preflight(pf, as_json=False)
     print_table(counts, ["day", "symbol", "rows"])
     print()
     print_table([{"field": k, "value": v} for k, v in summary.items()])

@@ -87,6 +87,9 @@ def explain(exc: BaseException, url: str) -> TsjError:
     elif "statement pooling mode" in low:
         cause = "a pooler in statement mode is there, and it refuses the transactions tsj needs"
         fix = "use the pooler's transaction-mode (or session-mode) port, e.g. Supabase's 6543"
+    elif "canceling statement due to statement timeout" in low:
+        cause = "the role's statement_timeout stopped tsj's first catalog read"
+        fix = "raise it for this role (ALTER ROLE ... SET statement_timeout = '15min')"
     elif "timeout" in low or isinstance(exc, PoolTimeout):
         cause, fix = "the connection timed out", "check the host, port and firewall"
     else:

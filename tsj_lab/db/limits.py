@@ -55,8 +55,7 @@ def bounded(conn: psycopg.Connection[Any], purpose: str, *, side: str,
     lifted = False
     try:
         with conn.transaction():
-            conn.execute(queries.text("limits.lift"),
-                         {"statement": STATEMENT_TIMEOUT, "idle": IDLE_TIMEOUT})
+            lift(conn)
             lifted = True
             yield conn
     except psycopg.Error as exc:
@@ -64,6 +63,11 @@ def bounded(conn: psycopg.Connection[Any], purpose: str, *, side: str,
         if err is None:
             raise
         raise err from None
+
+
+def lift(conn: psycopg.Connection[Any]) -> None:
+    """tsj's own limits for the rest of the connection's current transaction (SET LOCAL)."""
+    conn.execute(queries.text("limits.lift"), {"statement": STATEMENT_TIMEOUT, "idle": IDLE_TIMEOUT})
 
 
 def setting_of(exc: BaseException) -> str | None:

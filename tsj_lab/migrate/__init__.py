@@ -47,6 +47,7 @@ from ..db.limits import bounded
 from ..domain import QUARANTINE, utc_range
 from ..errors import MigrationError, SchemaError
 from ..parallel import rows_bar, run_parallel
+from . import preflight
 
 log = logging.getLogger("tsj_lab")
 
@@ -501,11 +502,13 @@ def run(
     if not 1 <= workers <= 16:
         raise ValueError(f"workers={workers} is out of range; use 1-16")
     w = window(since=since, until=until, symbols=symbols)
+    _refuse_same_table(source_url, target_url)
+    preflight.check(source_url, target_url).require()  # before anything is read or written
     p = plan(source_url, batch_size=batch_size, window=w, target_url=target_url,
              include_expired=include_expired)
     p = replace(p, direct_before=_direct_before(p.facts, direct_compress))
     w = p.window
-    done = _setup_target(target_url, p, source_url=source_url)
+    done = _setup_target(target_url, p)
     todo = [b for b in p.batches if b.batch_id not in done]
     log.info("plan %s: %d batches, %d already done, %d rows to copy", p.key, len(p.batches),
              len(p.batches) - len(todo), sum(b.expected_rows for b in todo))
@@ -542,15 +545,20 @@ def _direct_before(facts: TargetFacts, asked: bool | None) -> dt.datetime | None
     return facts.compress_before
 
 
-def _setup_target(target_url: Endpoint | str, p: Plan, *, source_url: Endpoint | str) -> set[int]:
-    """Checkpoint and quarantine tables in place; the batch ids this plan already finished."""
+def _refuse_same_table(source_url: Endpoint | str, target_url: Endpoint | str) -> None:
+    """Migrating a table onto itself would delete it batch by batch."""
     with connect(source_url, autocommit=True) as src:
         source_id = one(src, queries.text("migrate.identity"))
     with connect(target_url, autocommit=True) as conn:
-        _require(conn, "tick_data", "target", "run 'tsj provision'")
         if one(conn, queries.text("migrate.identity")) == source_id:
             raise MigrationError(f"source and target are the same table (database "
                                  f"'{source_id[1]}'); point --target at the TimescaleDB")
+
+
+def _setup_target(target_url: Endpoint | str, p: Plan) -> set[int]:
+    """Checkpoint and quarantine tables in place; the batch ids this plan already finished."""
+    with connect(target_url, autocommit=True) as conn:
+        _require(conn, "tick_data", "target", "run 'tsj provision'")
         _require_hypertable(conn)
         conn.execute(queries.text("migrate.create_batches"))
         conn.execute(queries.text("migrate.upgrade_batches"))

@@ -803,6 +803,20 @@ def has_table(conn: psycopg.Connection[Any], name: str) -> bool:
     return bool(scalar(conn, queries.text("schema_catalog.has_table"), {"name": name}))
 
 
+def row_security(conn: psycopg.Connection[Any], table: str) -> tuple[bool, bool, str]:
+    """Whether row-level security filters ``table`` for this connection's role, whether it
+    is on for the table at all, and the role's name (the preflight shows all three)."""
+    active, enabled, role = one(conn, queries.text("schema_catalog.row_security"), {"name": table})
+    return bool(active), bool(enabled), role
+
+
+def filtered_message(table: str, *, side: str, role: str) -> str:
+    """What a read of ``table`` filtered by row-level security would do, and the fix."""
+    return (f"row-level security filters table '{table}' on the {side} for role '{role}', so "
+            "a read would silently miss rows; connect as a role with BYPASSRLS, as the "
+            "table's owner, or as Supabase's 'postgres' role")
+
+
 def require_unfiltered(conn: psycopg.Connection[Any], table: str, *, side: str) -> None:
     """SchemaError when row-level security filters ``table`` for this connection's role.
 
@@ -811,12 +825,9 @@ def require_unfiltered(conn: psycopg.Connection[Any], table: str, *, side: str) 
     would agree on a partial result. Every phase that reads ``tick_data`` whole (the
     migration on both sides, reconciliation) asks this before its first read.
     """
-    active, role = one(conn, queries.text("schema_catalog.row_security"), {"name": table})
+    active, _enabled, role = row_security(conn, table)
     if active:
-        raise SchemaError(
-            f"row-level security filters table '{table}' on the {side} for role '{role}', so "
-            "a read would silently miss rows; connect as a role with BYPASSRLS, as the "
-            "table's owner, or as Supabase's 'postgres' role")
+        raise SchemaError(filtered_message(table, side=side, role=role))
 
 
 def has_rows(conn: psycopg.Connection[Any], table: str) -> bool:
