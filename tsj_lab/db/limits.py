@@ -65,6 +65,19 @@ def bounded(conn: psycopg.Connection[Any], purpose: str, *, side: str,
         raise err from None
 
 
+@contextmanager
+def naming(purpose: str, *, side: str, fix: str = "") -> Iterator[None]:
+    """A limit that stops a statement tsj cannot bound (one outside a transaction block,
+    such as a continuous aggregate's refresh) as one :class:`LimitError` naming it."""
+    try:
+        yield
+    except psycopg.Error as exc:
+        err = limit_error(exc, purpose=purpose, side=side, fix=fix)
+        if err is None:
+            raise
+        raise err from None
+
+
 def lift(conn: psycopg.Connection[Any]) -> None:
     """tsj's own limits for the rest of the connection's current transaction (SET LOCAL)."""
     conn.execute(queries.text("limits.lift"), {"statement": STATEMENT_TIMEOUT, "idle": IDLE_TIMEOUT})

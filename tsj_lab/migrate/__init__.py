@@ -43,7 +43,7 @@ from ..provision.layout import TargetFacts, target_facts
 from .. import queries
 from ..data import digest as days_digest
 from ..db import Endpoint, connect, one, pooling, scalar
-from ..db.limits import bounded
+from ..db.limits import bounded, naming
 from ..domain import QUARANTINE, utc_range
 from ..errors import MigrationError, SchemaError
 from ..parallel import rows_bar, run_parallel
@@ -521,8 +521,11 @@ def run(
         anomalies=anomalies(source_url, window=w), history=history(target_url, p.key),
         expired=p.expired, direct_compress=p.direct_before is not None)
     if result.copied_rows:  # the candle views show the new ticks only once refreshed
-        result.candles_refreshed = [
-            r.view for r in schema.refresh_written(target_url, start=w.since, end=w.until)]
+        # a refresh runs outside any transaction block: tsj cannot SET LOCAL its own limit
+        with naming("the candle views' refresh (the ticks are copied)", side="target",
+                    fix="then re-run 'tsj migrate' (copied batches are skipped)"):
+            result.candles_refreshed = [
+                r.view for r in schema.refresh_written(target_url, start=w.since, end=w.until)]
     if verify_after:
         result.verification = verify(source_url, target_url, window=w)
         raise_on_mismatch(result.verification)
