@@ -7,3 +7,9 @@
 -- statements, and nothing leaks into the session a transaction-mode pooler hands on.
 SELECT set_config('statement_timeout', %(statement)s, true),
        set_config('idle_in_transaction_session_timeout', %(idle)s, true);
+
+-- name: lift_session
+-- The same for the rest of a session tsj owns and closes (a direct connection that runs a
+-- statement no transaction block may hold, such as a continuous aggregate's refresh).
+SELECT set_config('statement_timeout', %(statement)s, false),
+       set_config('idle_in_transaction_session_timeout', %(idle)s, false);

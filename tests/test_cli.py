@@ -7,10 +7,18 @@ import subprocess
 import sys
 from types import SimpleNamespace
 from typing import Any
+from urllib.parse import urlsplit
 
+import psycopg
 import pytest
+from roles import drop_role, role_url
 
 from tsj_lab import bench
+from tsj_lab.config import with_database
+from tsj_lab.data import generate
+from tsj_lab.db import limits
+from tsj_lab.domain import TickSpec
+from tsj_lab.provision import schema
 from tsj_lab.lab import reports
 from tsj_lab.cli import main
 from tsj_lab.server.embedded import Embedded
@@ -118,3 +126,58 @@ def test_migrate_help_states_the_batch_size_it_uses(capsys) -> None:
     with pytest.raises(SystemExit):
         main(["migrate", "--help"])
     assert f"default {migrate.DEFAULT_BATCH_SIZE})" in " ".join(capsys.readouterr().out.split())
+
+
+def test_every_command_under_a_role_statement_timeout_finishes_or_says_so_in_one_line(
+        make_db, server: Embedded, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A role whose statement_timeout is 150 ms on both sides (Supabase's are 3-8 s, a DBA's
+    can be anything): each command finishes (tsj's own SET LOCAL limit inside its
+    transactions) or stops in one line naming the setting; never a traceback or a password.
+    Then tsj's own limit made tiny: the bounded phases stop in one line naming it."""
+    src, tgt, fresh = make_db(timescale=False), make_db(timescale=True), make_db(timescale=True)
+    schema.create_source(src)
+    schema.provision(tgt)
+    generate.load(src, TickSpec(("ES",), "2024-01-02", days=1, interval_ms=1000), workers=1)
+    role, password, as_role = role_url(src, server, options="SUPERUSER")
+    db = {u: with_database(as_role, urlsplit(u).path.lstrip("/")) for u in (src, tgt, fresh)}
+    with psycopg.connect(server.url("postgres"), autocommit=True) as conn:
+        conn.execute(f"""ALTER ROLE "{role}" SET statement_timeout = '150ms'""")
+    migrate = ["migrate", "--source", db[src], "--target", db[tgt], "--include-expired"]
+    check = ["check", "--source", db[src], "--target", db[tgt]]
+    commands = [
+        ["probe", "--target", db[tgt]],
+        ["validate", "--target", db[tgt]],
+        ["provision", "--target", db[fresh], "--no-validate"],
+        [*migrate, "--dry-run"], migrate, check,
+        ["refresh", "--target", db[tgt]],
+        ["retention", "--target", db[tgt], "--dry-run"],
+        ["generate", "--target", db[fresh], "--symbols", "NQ", "--start", "2024-01-02",
+         "--interval-ms", "60000", "--workers", "1"],
+    ]
+
+    def tsj(argv: list[str]) -> tuple[int, str, str]:
+        code = main(argv)
+        out, err = capsys.readouterr()
+        assert "Traceback" not in out + err and password not in out + err, argv
+        if err:  # stopped: one line naming the limit
+            assert code == 1 and err.count("\n") == 1 and err.startswith("tsj: error:"), (
+                argv, err)
+            assert "statement_timeout" in err, (argv, err)
+        return code, out, err
+
+    try:
+        done = {tuple(argv): tsj(argv) for argv in commands}
+        with capsys.disabled():  # what each did, for the -s reader
+            for argv, (code, _out, err) in done.items():
+                print(f"\n{' '.join(a for a in argv if '://' not in a)}: exit {code} {err.strip()}")
+        code, out, err = done[tuple(migrate)]
+        assert code == 0 and "verified 1 symbol-day(s)" in out, err
+        code, out, err = done[tuple(check)]
+        assert err == "" and "reconcile" not in out, out  # reconciled: not among findings
+        monkeypatch.setattr(limits, "STATEMENT_TIMEOUT", "1ms")
+        for argv in (migrate, check):
+            code, _out, err = tsj(argv)
+            assert code == 1 and "after tsj's own limit of 1ms" in err, (argv, err)
+    finally:
+        drop_role(server, role, src, tgt, fresh)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import signal
 import subprocess
@@ -15,7 +16,7 @@ import pytest
 
 from roles import drop_role, role_url
 
-from tsj_lab import checks, migrate
+from tsj_lab import checks, migrate, queries
 from tsj_lab.data import generate
 from tsj_lab.migrate import paths as migrate_paths
 from tsj_lab.lab import plots
@@ -475,3 +476,33 @@ def test_a_filtered_plain_target_is_refused_too(make_db, server) -> None:
             schema.require_unfiltered(conn, "tick_data", side="target")
     finally:
         drop_role(server, role, tgt)
+
+
+def test_a_150ms_role_timeout_on_the_source_migrates_and_checks_exactly(make_db, server,
+                                                                        capsys) -> None:
+    """Issue 26: with a read-only source role whose statement_timeout is 150 ms, a digest of
+    the window is one statement the limit ends; tsj's statements are one symbol-day each,
+    under tsj's own SET LOCAL limit, so migrate and check both finish exactly."""
+    src, tgt = _pair(make_db, symbols=("ES", "NQ"), days=3, interval_ms=1000)
+    role, password, as_role = role_url(src, server)
+    _exec(src, f'GRANT SELECT ON tick_data TO "{role}"')
+    _exec(server.url("postgres"), f"""ALTER ROLE "{role}" SET statement_timeout = '150ms'""")
+    try:
+        # the limit is real: the window's digest as one statement (518,400 rows) is ended
+        with psycopg.connect(as_role, autocommit=True) as conn:
+            with pytest.raises(psycopg.errors.QueryCanceled):
+                conn.execute(queries.compose("digest.day", table="tick_data"),
+                             {"since": "-infinity", "until": "infinity", "symbols": None})
+        assert main(["migrate", "--source", as_role, "--target", tgt, "--include-expired",
+                     "--batch-size", "50000"]) == 0
+        out, err = capsys.readouterr()
+        assert "verified 6 symbol-day(s): source = target + quarantine" in out, err
+        assert _one(tgt, "SELECT count(*) FROM tick_data") == 2 * 3 * 86_400
+        main(["check", "--source", as_role, "--target", tgt, "--json"])
+        out, err = capsys.readouterr()
+        rec = [r for r in json.loads(out)["results"] if r["check"] == "reconcile"]
+        assert err == "" and [r["status"] for r in rec] == ["ok"], (rec, err)
+        assert "6 symbol-days, 518400 rows match" in rec[0]["observed"]
+        assert password not in out + err
+    finally:
+        drop_role(server, role, src)

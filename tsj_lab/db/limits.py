@@ -25,6 +25,7 @@ import psycopg
 
 from .. import queries
 from ..errors import LimitError, TsjError
+from . import pooling
 
 #: tsj's own limit on each of its statements: a batch's COPY or a symbol-day's digest takes
 #: seconds; this bounds one that hangs (a lock, a missing index) without cutting real work
@@ -59,7 +60,8 @@ def bounded(conn: psycopg.Connection[Any], purpose: str, *, side: str,
             lifted = True
             yield conn
     except psycopg.Error as exc:
-        err = limit_error(exc, purpose=purpose, side=side, lifted=lifted, fix=fix)
+        err = limit_error(exc, purpose=purpose, side=side, lifted=lifted, fix=fix,
+                          role=conn.info.user)
         if err is None:
             raise
         raise err from None
@@ -83,6 +85,18 @@ def lift(conn: psycopg.Connection[Any]) -> None:
     conn.execute(queries.text("limits.lift"), {"statement": STATEMENT_TIMEOUT, "idle": IDLE_TIMEOUT})
 
 
+def lift_session(conn: psycopg.Connection[Any], url: str) -> bool:
+    """tsj's own limits for the rest of a session of its own, for statements no transaction
+    block may hold (``CALL refresh_continuous_aggregate``): on a direct connection only,
+    since through a transaction-mode pooler a session setting would stay on a server
+    connection other clients get next. Whether it was set."""
+    if pooling(url).pooled:
+        return False
+    conn.execute(queries.text("limits.lift_session"),
+                 {"statement": STATEMENT_TIMEOUT, "idle": IDLE_TIMEOUT})
+    return True
+
+
 def setting_of(exc: BaseException) -> str | None:
     """The limit setting that ended the statement behind ``exc`` (None: not a limit)."""
     state = getattr(exc, "sqlstate", None)
@@ -93,32 +107,34 @@ def setting_of(exc: BaseException) -> str | None:
 
 
 def limit_error(exc: BaseException, *, purpose: str, side: str, lifted: bool = False,
-                fix: str = "") -> LimitError | None:
+                fix: str = "", role: str | None = None) -> LimitError | None:
     """One line for a statement a limit stopped: the setting, whose it is, what the
     statement did and the fix; None when ``exc`` is not a limit."""
     setting = setting_of(exc)
     if setting is None:
         return None
-    role = role_of(exc)
+    role = role or role_of(exc)
     own = lifted and setting in ("statement_timeout", "idle_in_transaction_session_timeout")
     if own:
         value = STATEMENT_TIMEOUT if setting == "statement_timeout" else IDLE_TIMEOUT
         return LimitError(
             f"{setting} stopped {purpose} on the {side} after tsj's own limit of {value}; "
             + (fix or "find what holds it (a lock, a missing index) and re-run"))
+    whose, name = (f"of role '{role}'", f'"{role}"') if role else ("of the role", "...")
     return LimitError(
-        f"{setting} of role '{role}' stopped {purpose} on the {side}; "
-        f"raise it for this role (ALTER ROLE \"{role}\" SET {setting} = '{STATEMENT_TIMEOUT}') "
+        f"{setting} {whose} stopped {purpose} on the {side}; "
+        f"raise it for this role (ALTER ROLE {name} SET {setting} = '{STATEMENT_TIMEOUT}') "
         "or connect as a role without it" + (f", or {fix}" if fix else ""))
 
 
-def role_of(exc: BaseException) -> str:
-    """The user the failed connection logged in as ('?' when it is gone)."""
+def role_of(exc: BaseException) -> str | None:
+    """The user a failed connection attempt logged in as (psycopg keeps the connection on
+    those only; None otherwise)."""
     pgconn = getattr(exc, "pgconn", None)
     try:
-        return pgconn.user.decode() if pgconn is not None else "?"
+        return pgconn.user.decode() if pgconn is not None else None
     except Exception:  # a connection already closed answers nothing
-        return "?"
+        return None
 
 
 def database_error(exc: psycopg.Error) -> TsjError:
@@ -132,5 +148,5 @@ def database_error(exc: psycopg.Error) -> TsjError:
     if isinstance(exc, psycopg.OperationalError):
         return TsjError(f"the database connection failed: {msg}{state}; check that the server "
                         "is up and re-run (tsj's phases resume where they stopped)")
-    return TsjError(f"the database refused a statement for role '{role_of(exc)}': {msg}{state}; "
+    return TsjError(f"the database refused a statement: {msg}{state}; "
                     "re-run with -v for the step, and check the role's rights and the schema")

@@ -43,7 +43,7 @@ from ..provision.layout import TargetFacts, target_facts
 from .. import queries
 from ..data import digest as days_digest
 from ..db import Endpoint, connect, one, pooling, scalar
-from ..db.limits import bounded, naming
+from ..db.limits import bounded, lift, naming
 from ..domain import QUARANTINE, utc_range
 from ..errors import MigrationError, SchemaError
 from ..parallel import rows_bar, run_parallel
@@ -778,6 +778,7 @@ def _sample_rate(source_url: Endpoint | str, target_url: Endpoint | str, p: Plan
     with connect(source_url, autocommit=True) as src, connect(target_url) as tgt:
         t0 = time.perf_counter()
         try:
+            lift(tgt)  # as a batch's transaction does
             read, _ = _stream(src, tgt, first, "tick_data")
         except psycopg.DatabaseError:
             return FALLBACK_RATE, "default"

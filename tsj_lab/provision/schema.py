@@ -31,7 +31,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from .. import queries
-from ..db import Endpoint, as_endpoint, capabilities, clients, shown
+from ..db import Endpoint, as_endpoint, capabilities, clients, limits, shown
 from . import layout
 from ..db import Capabilities, connection, one, scalar, url_of, using
 from ..domain import (CANDLE_BY_VIEW, CANDLE_VIEWS, CANDLES, FAIL, OK, UNSUPPORTED, WARN,
@@ -516,6 +516,7 @@ def refresh_candles(url: Endpoint | str, *, start: datetime | None = None,
         caps = capabilities(url, conn)
         if caps.timescaledb_version is None:
             raise missing_extension_error(url, caps)
+        lifted = limits.lift_session(conn, url)  # a refresh is one long statement
         for view in CANDLE_VIEWS:
             t0 = time.perf_counter()
             try:
@@ -525,8 +526,10 @@ def refresh_candles(url: Endpoint | str, *, start: datetime | None = None,
                                   "run 'tsj provision' (it recreates the view's unique "
                                   "index)") from None
             except psycopg.Error as exc:
-                raise SchemaError(f"refresh of '{view}' failed: "
-                                  f"{str(exc).splitlines()[0]}") from None
+                limit = limits.limit_error(exc, purpose=f"the refresh of '{view}'",
+                                           side="target", lifted=lifted, role=conn.info.user)
+                raise limit or SchemaError(f"refresh of '{view}' failed: "
+                                           f"{str(exc).splitlines()[0]}") from None
             done.append(Refreshed(view, how, time.perf_counter() - t0))
             log.info("refresh: %s (%s) in %.3f s", view, how, done[-1].seconds)
     return done
