@@ -19,13 +19,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 
 from .. import queries
 from ..errors import LimitError, TsjError
-from . import pooling
+from .conn import pooling
+
+if TYPE_CHECKING:
+    from .endpoint import Endpoint
 
 #: tsj's own limit on each of its statements: a batch's COPY or a symbol-day's digest takes
 #: seconds; this bounds one that hangs (a lock, a missing index) without cutting real work
@@ -85,7 +88,7 @@ def lift(conn: psycopg.Connection[Any]) -> None:
     conn.execute(queries.text("limits.lift"), {"statement": STATEMENT_TIMEOUT, "idle": IDLE_TIMEOUT})
 
 
-def lift_session(conn: psycopg.Connection[Any], url: str) -> bool:
+def lift_session(conn: psycopg.Connection[Any], url: Endpoint | str) -> bool:
     """tsj's own limits for the rest of a session of its own, for statements no transaction
     block may hold (``CALL refresh_continuous_aggregate``): on a direct connection only,
     since through a transaction-mode pooler a session setting would stay on a server

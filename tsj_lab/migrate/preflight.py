@@ -21,7 +21,7 @@ import psycopg
 
 from .. import queries
 from ..data import digest as days_digest
-from ..db import Pooling, connect, pooling, probe, scalar
+from ..db import Endpoint, Pooling, capabilities, connect, pooling, scalar, url_text
 from ..db.limits import IDLE_TIMEOUT, STATEMENT_TIMEOUT, bounded
 from ..errors import PreflightError
 from ..provision import schema
@@ -116,13 +116,14 @@ class Facts:
     days: int | None = None  # UTC days with ticks (source)
 
 
-def check(source_url: str, target_url: str, *, table: str = "tick_data") -> Preflight:
+def check(source_url: Endpoint | str, target_url: Endpoint | str, *,
+          table: str = "tick_data") -> Preflight:
     """Read and judge both sides; blockers are items, not exceptions (see :meth:`require`)."""
     return Preflight((*judge_source(read(source_url, side="source", table=table)),
                       *judge_target(read(target_url, side="target", table=table))))
 
 
-def read(url: str, *, side: str, table: str = "tick_data") -> Facts:
+def read(url: Endpoint | str, *, side: str, table: str = "tick_data") -> Facts:
     """One side's :class:`Facts`: one catalog read, row-level security, the pooler."""
     with connect(url, autocommit=True) as conn:
         cur = conn.execute(queries.text("preflight.facts"), {"table": table})
@@ -131,11 +132,11 @@ def read(url: str, *, side: str, table: str = "tick_data") -> Facts:
         if row is None:  # the session's role is always in pg_roles
             raise PreflightError(f"the {side}'s role is not in pg_roles; check the URL's user")
         facts = Facts(side, table, **dict(zip(names, row)))
-        extra: dict[str, Any] = {"pooling": pooling(url), "url_port": urlsplit(url).port or 5432}
+        extra: dict[str, Any] = {"pooling": pooling(url), "url_port": urlsplit(url_text(url)).port or 5432}
         if facts.has_table:
             extra["rls_active"], extra["rls_enabled"], _role = schema.row_security(conn, table)
         if side == "target":
-            extra |= _target_facts(conn, facts)
+            extra |= _target_facts(conn, facts, url)
         elif facts.has_table and facts.can_select and not extra.get("rls_active"):
             extra["days"] = _days(conn, table)
     return _with(facts, extra)
@@ -145,8 +146,9 @@ def _with(facts: Facts, extra: dict[str, Any]) -> Facts:
     return Facts(**(asdict(facts) | extra | {"pooling": extra.get("pooling", facts.pooling)}))
 
 
-def _target_facts(conn: psycopg.Connection[Any], facts: Facts) -> dict[str, Any]:
-    caps = probe(conn)
+def _target_facts(conn: psycopg.Connection[Any], facts: Facts,
+                  db: Endpoint | str) -> dict[str, Any]:
+    caps = capabilities(db, conn)  # an Endpoint's, probed once per command
     hyper = bool(caps.timescaledb_version and facts.has_table
                  and scalar(conn, queries.text("migrate.is_hypertable")))
     return {"timescaledb": caps.timescaledb_version or "", "license": caps.license,
