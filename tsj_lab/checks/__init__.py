@@ -40,6 +40,7 @@ from ..domain import (CANDLE_BY_VIEW, CANDLE_VIEWS, OK, QUARANTINE, STATUSES, Fi
 from ..errors import SchemaError
 from ..provision.layout import facts_of
 from ..parallel import progress_bar
+from . import reconcile
 
 log = logging.getLogger("tsj_lab")
 
@@ -578,7 +579,6 @@ def _add_hour_shift(ctx: _Run, symbol: str, day: dt.date, first: dt.datetime,
 
 # -- reconciliation ----------------------------------------------------------------------
 
-_DIGEST_FIELDS = ("rows", "first_time", "last_time", "volume", "checksum")
 
 
 def check_reconcile(ctx: _Run) -> None:
@@ -603,29 +603,28 @@ def check_reconcile(ctx: _Run) -> None:
             source = pending.result()
     quarantine = _quarantine_digest(ctx.conn)
     source, skipped = _kept_days(ctx.conn, source, target, db=ctx.target)
-    bad = [k for k in sorted(source.keys() | target.keys(), key=_key_order)
-           if source.get(k) != target.get(k)]
+    compared = reconcile.compare(source, target, quarantine)
+    bad = [c for c in compared if c.status != reconcile.OK]
     if not bad:
         rows = sum(v[0] for v in source.values())
         ctx.add("reconcile", observed=f"{len(source)} symbol-days, {rows} rows match",
                 expected=expected, detail=skipped)
         return
-    for symbol, day in bad:
-        key = (symbol, day)
-        s, t, q = source.get(key), target.get(key), quarantine.get(key)
-        explained = s is not None and q is not None and _sums(s) == _sums(_add(t, q))
-        ctx.add("reconcile", status="warn" if explained else "fail", found=_reconcile_rows(s, t),
-                symbol=symbol, day=day, observed=_digest_text(t), expected=_digest_text(s),
-                samples=_digest_diff(s, t),
-                detail=(f"the {q[0]} missing rows are in the migration's quarantine "
-                        f"({QUARANTINE}): the target cannot hold them" if explained and q
-                        else "samples: field, source, target"))
+    for c in bad:
+        explained = c.status == reconcile.QUARANTINED
+        ctx.add("reconcile", status="warn" if explained else "fail",
+                found=_reconcile_rows(c.source, c.target), symbol=c.symbol, day=c.day,
+                observed=_digest_text(c.target), expected=_digest_text(c.source),
+                samples=[_jsonable(d) for d in c.differing_fields()],
+                detail=(f"the {c.quarantined[0]} missing rows are in the migration's quarantine "
+                        f"({QUARANTINE}): the target cannot hold them"
+                        if explained and c.quarantined else "samples: field, source, target"))
 
 
-def _kept_days(conn: psycopg.Connection[Any], source: dict[tuple[str, Any], tuple[Any, ...]],
-               target: dict[tuple[str, Any], tuple[Any, ...]], *,
+def _kept_days(conn: psycopg.Connection[Any], source: dict[reconcile.Key, reconcile.Digest],
+               target: dict[reconcile.Key, reconcile.Digest], *,
                db: Endpoint | str | None = None
-               ) -> tuple[dict[tuple[str, Any], tuple[Any, ...]], str]:
+               ) -> tuple[dict[reconcile.Key, reconcile.Digest], str]:
     """The source's symbol-days to compare, and what was left out: days older than the
     target's retention horizon that the target does not hold (its retention job drops
     them, and 'tsj migrate' skips them). Such days the target does hold are compared."""
@@ -636,44 +635,30 @@ def _kept_days(conn: psycopg.Connection[Any], source: dict[tuple[str, Any], tupl
             if k not in target and k[1] is not None and k[1] < kept.date()}
     if not gone:
         return source, ""
-    days = sorted({k[1] for k in gone})
+    days = sorted({k[1] for k in gone if k[1] is not None})
     rows = sum(v[0] for v in gone.values())
     note = (f"skipped {len(gone)} source symbol-day(s), {rows} rows ({days[0]}..{days[-1]}) "
             f"older than the target's retention (kept from {kept.date()}): not migrated")
     return {k: v for k, v in source.items() if k not in gone}, note
 
 
-def _quarantine_digest(conn: psycopg.Connection[Any]) -> dict[tuple[str, Any], tuple[Any, ...]]:
+def _quarantine_digest(conn: psycopg.Connection[Any]) -> dict[reconcile.Key, reconcile.Digest]:
     """The digest of the rows the migration set aside (target + quarantine = source)."""
     if not schema.has_table(conn, QUARANTINE):
         return {}
     # small and without an index: one statement
     rows = conn.execute(queries.compose("digest.day", table=QUARANTINE),
                         {"since": "-infinity", "until": "infinity", "symbols": None}).fetchall()
-    return {(r[0], r[1]): tuple(r[2:]) for r in rows}
-
-
-def _sums(d: tuple[Any, ...]) -> tuple[Any, ...]:
-    return d[0], d[3], d[4]  # rows, volume, checksum: additive
-
-
-def _add(t: tuple[Any, ...] | None, q: tuple[Any, ...]) -> tuple[Any, ...]:
-    if t is None:
-        return q
-    return (t[0] + q[0], t[1], t[2], t[3] + q[3], t[4] + q[4])
+    return reconcile.digests(rows)
 
 
 def _digest(conn: psycopg.Connection[Any], table: str, *,
-            side: str) -> dict[tuple[str, Any], tuple[Any, ...]]:
+            side: str) -> dict[reconcile.Key, reconcile.Digest]:
     """digest.day's rows of ``table``, one statement per symbol-day (tsj_lab.data.digest)."""
     with bounded(conn, f"reconcile's digest of {table} per symbol-day", side=side,
                  fix="check that tick_data has an index on (symbol, time)"):
         rows = days_digest.walk(conn, table=table)
-    return {(r[0], r[1]): tuple(r[2:]) for r in rows}
-
-
-def _key_order(key: tuple[str, Any]) -> tuple[str, str]:
-    return key[0], str(key[1])
+    return reconcile.digests(rows)
 
 
 def _reconcile_rows(s: tuple[Any, ...] | None, t: tuple[Any, ...] | None) -> int:
@@ -687,12 +672,6 @@ def _digest_text(d: tuple[Any, ...] | None) -> str:
     if d[1] is None:  # rows outside the tick domain have no first/last time
         return f"{d[0]} rows"
     return f"{d[0]} rows, volume {d[3]}, {d[1]:%H:%M:%S}..{d[2]:%H:%M:%S}"
-
-
-def _digest_diff(s: tuple[Any, ...] | None, t: tuple[Any, ...] | None) -> list[list[Any]]:
-    s = s or (None,) * len(_DIGEST_FIELDS)
-    t = t or (None,) * len(_DIGEST_FIELDS)
-    return [_jsonable((f, a, b)) for f, a, b in zip(_DIGEST_FIELDS, s, t) if a != b]
 
 
 # -- candles -----------------------------------------------------------------------------

@@ -38,6 +38,7 @@ from typing import Any
 import pandas as pd
 import psycopg
 
+from ..checks import reconcile
 from ..provision import schema
 from ..provision.layout import TargetFacts, target_facts
 from .. import queries
@@ -646,9 +647,13 @@ def digest(url: Endpoint | str, *, table: str = "tick_data", window: Window = Wi
     One statement per symbol-day (tsj_lab.data.digest), so a role's statement_timeout
     meets bounded statements; the quarantine, small and without an index, in one.
     """
+    return pd.DataFrame(_digest_rows(url, table=table, window=window), columns=_DIGEST)
+
+
+def _digest_rows(url: Endpoint | str, *, table: str, window: Window) -> list[tuple[Any, ...]]:
     with connect(url, autocommit=True) as conn:
         if not schema.has_table(conn, table):
-            return pd.DataFrame(columns=_DIGEST)
+            return []
         side = f"database '{conn.info.dbname}'"
         schema.require_unfiltered(conn, table, side=side)
         with bounded(conn, f"the digest of {table} per symbol-day", side=side, fix=_INDEX_FIX):
@@ -660,12 +665,13 @@ def digest(url: Endpoint | str, *, table: str = "tick_data", window: Window = Wi
                                         until=window.until, only=window.symbols)
     # digest.day's order: symbol, then day, NULLs last
     rows.sort(key=lambda r: (r[0] is None, r[0] or "", r[1] is None, r[1] or dt.date.min))
-    return pd.DataFrame(rows, columns=_DIGEST)
+    return [tuple(r) for r in rows]
 
 
 def verify(source_url: Endpoint | str, target_url: Endpoint | str, *,
            window: Window = Window()) -> pd.DataFrame:
-    """Per symbol and UTC day: source against target + quarantine (digests add up).
+    """Per symbol and UTC day: source against target + quarantine, judged by
+    :func:`tsj_lab.checks.reconcile.compare` (the comparison ``tsj check`` makes too).
 
     status is 'ok' when rows (target + quarantined), volume and checksum agree;
     'target_only' for a symbol-day the source does not have (rows the migration never
@@ -673,29 +679,22 @@ def verify(source_url: Endpoint | str, target_url: Endpoint | str, *,
     volume_target and checksum_target include the quarantined rows (the
     digests add up). day is None for rows outside the tick domain.
     """
-    src = digest(source_url, window=window)
-    tgt = digest(target_url, window=window)
-    qua = digest(target_url, table=QUARANTINE, window=window)
-    keys = ["symbol", "day"]
-    sums = ["rows", "volume", "checksum"]
-    side = (pd.concat([tgt[keys + sums].assign(q=0), qua[keys + sums].assign(q=1)])
-            .assign(quarantined=lambda d: d["rows"] * d["q"]))
-    side = side.groupby(keys, dropna=False, as_index=False)[sums + ["quarantined"]].sum()
-    out = src[keys + sums].merge(side, on=keys, how="outer", suffixes=("_source", "_target"),
-                                 indicator=False)
-    for col in ("rows_source", "rows_target", "quarantined", "volume_source", "volume_target"):
-        out[col] = out[col].fillna(0).astype("int64")
-    # the sums compare source with target + quarantine; show the target's own rows apart
-    out["rows_target"] -= out["quarantined"]
-    same = ((out["rows_source"] == out["rows_target"] + out["quarantined"])
-            & (out["volume_source"] == out["volume_target"])
-            & (out["checksum_source"].astype(object) == out["checksum_target"].astype(object)))
-    out["status"] = same.map({True: "ok", False: "mismatch"})
-    out.loc[~same & (out["rows_source"] == 0), "status"] = "target_only"
+    src, tgt, qua = (reconcile.digests(_digest_rows(url, table=table, window=window))
+                     for url, table in ((source_url, "tick_data"), (target_url, "tick_data"),
+                                        (target_url, QUARANTINE)))
+    rows = []
+    for c in reconcile.compare(src, tgt, qua):
+        both = reconcile.add(c.target, c.quarantined)
+        (n_src, vol_src, _), (n_both, vol_both, _) = reconcile.sums(c.source), reconcile.sums(both)
+        held_aside = c.quarantined[0] if c.quarantined else 0
+        rows.append((c.symbol, c.day, n_src, n_both - held_aside, held_aside, vol_src, vol_both,
+                     c.source[4] if c.source else None, both[4] if both else None,
+                     "ok" if c.same else c.status))
     cols = ["symbol", "day", "rows_source", "rows_target", "quarantined", "volume_source",
             "volume_target", "checksum_source", "checksum_target", "status"]
-    return out[cols].sort_values(["day", "symbol"], na_position="last", key=lambda s: s.astype(str)
-                                 ).reset_index(drop=True)
+    out = pd.DataFrame(rows, columns=cols)
+    return out.sort_values(["day", "symbol"], na_position="last", key=lambda s: s.astype(str)
+                           ).reset_index(drop=True)
 
 
 def raise_on_mismatch(verification: pd.DataFrame) -> None:
