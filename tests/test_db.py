@@ -103,9 +103,10 @@ def test_resolve_url_uses_configured_target() -> None:
 
 def test_a_command_probes_each_database_once(make_db, capsys) -> None:
     """The CLI resolves one Endpoint per database and hands it down: provisioning (plan,
-    apply, the AC1-AC6 validation) and the integrity suite probe the target once, and open
-    no more connections than they need (the AC6 pool's 50 clients aside: that pool is
-    what AC6 measures)."""
+    apply, the AC1-AC6 validation), the migration and the integrity suite probe the target
+    once, and open no more connections than they need (the AC6 pool's 50 clients aside:
+    that pool is what AC6 measures). Before: provision 3 probes, migrate 8 target and 5
+    source connections."""
     from tsj_lab.cli import main
     from tsj_lab.data import generate
     from tsj_lab.domain import TickSpec
@@ -128,6 +129,14 @@ def test_a_command_probes_each_database_once(make_db, capsys) -> None:
     assert rc == 0 and seen[("probe", "target")] == 2 and seen[("connect", "target")] == 2, seen
     rc, seen = counts("provision", "--target", tgt)  # nothing to do now
     assert rc == 0 and seen == {("probe", "target"): 1, ("connect", "target"): 2}, seen
+    # one connection per side for the run's single steps (preflight, plan, setup, history,
+    # refresh, verification) and one pair for the one worker's batches
+    rc, seen = counts("migrate", "--target", tgt, "--source", src, "--include-expired")
+    assert rc == 0 and seen == {("probe", "target"): 1, ("connect", "target"): 2,
+                                ("connect", "source"): 2}, seen
+    rc, seen = counts("migrate", "--target", tgt, "--source", src, "--include-expired")
+    assert rc == 0 and seen == {("probe", "target"): 1, ("connect", "target"): 1,
+                                ("connect", "source"): 1}, seen  # nothing left to copy
     rc, seen = counts("check", "--target", tgt, "--source", src)
     assert rc in (0, 1) and seen == {("probe", "target"): 1, ("connect", "target"): 1,
                                      ("connect", "source"): 1}, seen

@@ -35,9 +35,10 @@ class DayComparison:
 
     @property
     def status(self) -> str:
-        """ok (identical), quarantined (target + quarantine add up to the source),
-        target_only (the source has no such day), or mismatch."""
-        if self.source is not None and self.source == self.target and not self.quarantined:
+        """ok (the target holds exactly the source's rows), quarantined (target + the
+        quarantine add up to the source), target_only (the source has no such day), or
+        mismatch."""
+        if self.source is not None and self.source == self.target:
             return OK
         if self.source is None:
             return TARGET_ONLY

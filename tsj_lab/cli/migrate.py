@@ -41,12 +41,19 @@ def _setup(p: argparse.ArgumentParser) -> None:
 
 @command("migrate", "copy tick_data from the source into the target hypertable", _setup)
 def _migrate(args: argparse.Namespace) -> int:
-    from .. import migrate
-    from ..migrate import preflight
-
     if args.measure_paths:
         return _measure_paths(target_url(args), as_json=args.json)
     src, tgt = source_url(args), target_url(args)
+    # the command's single steps (preflight, plan, verification, the quarantine shown) share
+    # one connection per side; the batches have their own
+    with src.held(), tgt.held():
+        return _migrate_on(args, src, tgt)
+
+
+def _migrate_on(args: argparse.Namespace, src: Endpoint, tgt: Endpoint) -> int:
+    from .. import migrate
+    from ..migrate import preflight
+
     batch = migrate.DEFAULT_BATCH_SIZE if args.batch_size is None else args.batch_size
     opts = {"batch_size": batch, "since": args.since, "until": args.until,
             "symbols": args.symbols, "include_expired": args.include_expired}

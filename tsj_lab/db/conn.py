@@ -213,6 +213,12 @@ def pool(
 @contextmanager
 def connection(db: Endpoint | str, *,
                autocommit: bool = False) -> Iterator[psycopg.Connection[Any]]:
+    """A connection to ``db`` for a block: the Endpoint's held one (autocommit steps of a
+    phase share it, see :meth:`Endpoint.held`), else a new one, closed afterwards."""
+    shared = None if isinstance(db, str) or not autocommit else db.held_connection()
+    if shared is not None:
+        yield shared
+        return
     conn = connect(db, autocommit=autocommit)
     try:
         with conn:

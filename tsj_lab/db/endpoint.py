@@ -11,6 +11,7 @@ and :meth:`~Endpoint.through` (the same database behind a latency proxy or a poo
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -30,6 +31,7 @@ class Endpoint:
         self.name = name  # 'target', 'source', 'pooler', or what the caller calls it
         self._caps: Capabilities | None = None
         self._pool: ConnectionPool | None = None
+        self._held: tuple[int, psycopg.Connection[Any]] | None = None
 
     @property
     def url(self) -> str:
@@ -61,6 +63,30 @@ class Endpoint:
                 yield conn
         finally:
             conn.close()
+
+    @contextmanager
+    def held(self) -> Iterator[psycopg.Connection[Any]]:
+        """One autocommit connection that every single-statement step of a phase shares
+        while the block runs: :func:`tsj_lab.db.connection` (and ``using``) on this
+        Endpoint in autocommit mode hand it out instead of opening another. Only in the
+        thread that holds it: a worker thread still gets a connection of its own."""
+        if self._held is not None:  # nested: the outer block's connection serves
+            yield self._held[1]
+            return
+        conn = self.connect(autocommit=True)
+        self._held = (threading.get_ident(), conn)
+        try:
+            yield conn
+        finally:
+            self._held = None
+            conn.close()
+
+    def held_connection(self) -> psycopg.Connection[Any] | None:
+        """The connection :meth:`held` shares with this thread, if any (and still usable)."""
+        held = self._held
+        if held is None or held[0] != threading.get_ident() or held[1].closed:
+            return None
+        return held[1]
 
     def pool(self, *, min_size: int = 2, max_size: int = 20, name: str = "tsj") -> ConnectionPool:
         """This endpoint's pool, opened on first use and kept until :meth:`close`; a call

@@ -43,7 +43,7 @@ from ..provision import schema
 from ..provision.layout import TargetFacts, target_facts
 from .. import queries
 from ..data import digest as days_digest
-from ..db import Endpoint, connect, one, pooling, scalar
+from ..db import Endpoint, as_endpoint, connect, connection, one, pooling, scalar
 from ..db.limits import bounded, lift, naming
 from ..domain import QUARANTINE, utc_range
 from ..errors import MigrationError, SchemaError
@@ -166,7 +166,7 @@ def plan(source_url: Endpoint | str, *, batch_size: int = DEFAULT_BATCH_SIZE,
         raise ValueError(f"batch_size={batch_size} is out of range; use 1-10000000")
     facts = target_facts(target_url) if target_url else TargetFacts()
     asked = window
-    with connect(source_url, autocommit=True) as conn:
+    with connection(source_url, autocommit=True) as conn:
         _require(conn, "tick_data", "source", "create it or point --source at the Supabase database")
         with bounded(conn, "the plan's counts per symbol-day", side="source", fix=_INDEX_FIX):
             expired, old_symbols = _expired(conn, window, facts, include_expired=include_expired)
@@ -503,6 +503,18 @@ def run(
     if not 1 <= workers <= 16:
         raise ValueError(f"workers={workers} is out of range; use 1-16")
     w = window(since=since, until=until, symbols=symbols)
+    source, target = as_endpoint(source_url, name="source"), as_endpoint(target_url, name="target")
+    # the run's single steps (checks, plan, checkpoints' setup, history, refresh, digests)
+    # share one connection per side; the batches have one pair per worker
+    with source.held(), target.held():
+        return _run(source, target, w, batch_size=batch_size, workers=workers,
+                    progress=progress, verify_after=verify_after,
+                    include_expired=include_expired, direct_compress=direct_compress)
+
+
+def _run(source_url: Endpoint, target_url: Endpoint, w: Window, *, batch_size: int,
+         workers: int, progress: bool | None, verify_after: bool, include_expired: bool,
+         direct_compress: bool | None) -> MigrationResult:
     _refuse_same_table(source_url, target_url)
     preflight.check(source_url, target_url).require()  # before anything is read or written
     p = plan(source_url, batch_size=batch_size, window=w, target_url=target_url,
@@ -551,9 +563,9 @@ def _direct_before(facts: TargetFacts, asked: bool | None) -> dt.datetime | None
 
 def _refuse_same_table(source_url: Endpoint | str, target_url: Endpoint | str) -> None:
     """Migrating a table onto itself would delete it batch by batch."""
-    with connect(source_url, autocommit=True) as src:
+    with connection(source_url, autocommit=True) as src:
         source_id = one(src, queries.text("migrate.identity"))
-    with connect(target_url, autocommit=True) as conn:
+    with connection(target_url, autocommit=True) as conn:
         if one(conn, queries.text("migrate.identity")) == source_id:
             raise MigrationError(f"source and target are the same table (database "
                                  f"'{source_id[1]}'); point --target at the TimescaleDB")
@@ -561,7 +573,7 @@ def _refuse_same_table(source_url: Endpoint | str, target_url: Endpoint | str) -
 
 def _setup_target(target_url: Endpoint | str, p: Plan) -> set[int]:
     """Checkpoint and quarantine tables in place; the batch ids this plan already finished."""
-    with connect(target_url, autocommit=True) as conn:
+    with connection(target_url, autocommit=True) as conn:
         _require(conn, "tick_data", "target", "run 'tsj provision'")
         _require_hypertable(conn)
         conn.execute(queries.text("migrate.create_batches"))
@@ -608,7 +620,7 @@ def history(target_url: Endpoint | str, plan_key: str) -> pd.DataFrame:
     """The plan's checkpoints in commit order, with the cumulated rows (throughput chart)."""
     cols = ["batch_id", "symbol", "lo", "hi", "source_rows", "copied_rows", "quarantined_rows",
             "checksum", "seconds", "finished_at"]
-    with connect(target_url, autocommit=True) as conn:
+    with connection(target_url, autocommit=True) as conn:
         rows = conn.execute(queries.text("migrate.history"), {"plan_key": plan_key}).fetchall()
     df = pd.DataFrame(rows, columns=cols)
     df["cumulative_rows"] = df["source_rows"].cumsum()
@@ -623,7 +635,7 @@ def anomalies(source_url: Endpoint | str, *, window: Window = Window()) -> dict[
     """Crossed quotes, rows with NULL prices and duplicate rows in the source window,
     counted one symbol-day at a time (and the odd rows in one statement)."""
     w = window
-    with connect(source_url, autocommit=True) as conn, bounded(
+    with connection(source_url, autocommit=True) as conn, bounded(
             conn, "the count of source anomalies per symbol-day", side="source",
             fix=_INDEX_FIX):
         syms = list(w.symbols) if w.symbols else days_digest.symbols(conn)
@@ -651,7 +663,7 @@ def digest(url: Endpoint | str, *, table: str = "tick_data", window: Window = Wi
 
 
 def _digest_rows(url: Endpoint | str, *, table: str, window: Window) -> list[tuple[Any, ...]]:
-    with connect(url, autocommit=True) as conn:
+    with connection(url, autocommit=True) as conn:
         if not schema.has_table(conn, table):
             return []
         side = f"database '{conn.info.dbname}'"
@@ -750,7 +762,7 @@ def dry_run(
              include_expired=include_expired)
     done: set[int] = set()
     rate, rate_from = 0.0, "default"
-    with connect(target_url, autocommit=True) as conn:
+    with connection(target_url, autocommit=True) as conn:
         # counting works before provisioning too; only the estimate is then a guess
         provisioned = schema.has_table(conn, "tick_data")
         if provisioned:
@@ -793,7 +805,7 @@ def quarantined(target_url: Endpoint | str, *, limit: int = 100) -> pd.DataFrame
         raise ValueError(f"limit={limit} is out of range; use 1-100000")
     cols = ["time", "symbol", "bid_price", "ask_price", "last_price", "volume", "source",
             "trade_id", "account_id", "reason", "plan_key", "batch_id", "quarantined_at"]
-    with connect(target_url, autocommit=True) as conn:
+    with connection(target_url, autocommit=True) as conn:
         if not schema.has_table(conn, QUARANTINE):
             return pd.DataFrame(columns=cols)
         rows = conn.execute(queries.text("migrate.quarantine_rows"), {"limit": limit}).fetchall()

@@ -21,7 +21,7 @@ import psycopg
 
 from .. import queries
 from ..data import digest as days_digest
-from ..db import Endpoint, Pooling, capabilities, connect, pooling, scalar, url_text
+from ..db import Endpoint, Pooling, capabilities, connection, pooling, scalar, url_text
 from ..db.limits import IDLE_TIMEOUT, STATEMENT_TIMEOUT, bounded
 from ..errors import PreflightError
 from ..provision import schema
@@ -125,7 +125,7 @@ def check(source_url: Endpoint | str, target_url: Endpoint | str, *,
 
 def read(url: Endpoint | str, *, side: str, table: str = "tick_data") -> Facts:
     """One side's :class:`Facts`: one catalog read, row-level security, the pooler."""
-    with connect(url, autocommit=True) as conn:
+    with connection(url, autocommit=True) as conn:
         cur = conn.execute(queries.text("preflight.facts"), {"table": table})
         row = cur.fetchone()
         names = [d.name for d in cur.description or ()]

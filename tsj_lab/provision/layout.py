@@ -18,7 +18,7 @@ from typing import Any
 import psycopg
 
 from .. import queries
-from ..db import Endpoint, capabilities, connect, probe, scalar
+from ..db import Endpoint, capabilities, connection, probe, scalar
 from ..domain import FAIL, OK, UNSUPPORTED, Finding, interval_text
 
 CHUNK_INTERVAL = timedelta(days=1)
@@ -184,7 +184,7 @@ class TargetFacts:
 
 def target_facts(target_url: Endpoint | str) -> TargetFacts:
     """The target's retention and compression policies and what its COPY can do."""
-    with connect(target_url, autocommit=True) as conn:
+    with connection(target_url, autocommit=True) as conn:
         return facts_of(conn, db=target_url)
 
 
