@@ -33,6 +33,7 @@ from .. import queries
 from ..lab import recording
 from ..provision import schema
 from ..db.connections import pooler_url, resolve_url
+from ..config import Settings
 from ..db import Endpoint, connection, scalar
 from ..domain import CANDLES, TickSpec
 from ..errors import SchemaError
@@ -260,7 +261,8 @@ def _check_counts(**counts: int) -> None:
             raise ValueError(f"{name}={value} must be at least 1")
 
 
-def through_pooler(dbs: Sequence[Database], pooler: str | None) -> list[Database]:
+def through_pooler(dbs: Sequence[Database], pooler: str | None, *,
+                   settings: Settings) -> list[Database]:
     """The target of ``dbs`` through the pooler named ``pooler`` (a connection name or URL).
 
     'pooler' is TSJ_POOLER_URL, else tsj's own PgBouncer (transaction mode) in front of the
@@ -269,7 +271,8 @@ def through_pooler(dbs: Sequence[Database], pooler: str | None) -> list[Database
     """
     if not pooler:
         return []
-    url = pooler_url() if pooler == "pooler" else resolve_url(pooler)
+    url = (pooler_url(settings=settings) if pooler == "pooler"
+           else resolve_url(pooler, settings=settings))
     if url is None:
         log.warning("no pooler for the target: set TSJ_POOLER_URL to compare pooled clients")
         return []
