@@ -20,7 +20,7 @@ from tsj_lab.errors import ConfigError
 def test_ingest_benchmark_times_each_method_in_turns(make_db) -> None:
     url = make_db(timescale=True)
     res = ingest.ingest_benchmark(url, TickSpec(["ES"], "2024-01-02", interval_ms=1000), workers=2,
-                                  repeats=2)
+                                  repeats=2, settings=Settings.load())
     assert res.rows == 86_400 and res.repeats == 2
     assert set(res.seconds) == set(res.loaded) == set(ingest.INGEST_METHODS)
     for method in ingest.INGEST_METHODS:  # every load left exactly the same rows

@@ -229,9 +229,9 @@ def child_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-def progress_enabled(settings: Settings | None = None) -> bool:
+def progress_enabled(settings: Settings) -> bool:
     """Whether to draw progress bars: on a terminal, unless TSJ_NO_PROGRESS=1."""
-    return sys.stderr.isatty() and (settings or Settings.load()).progress
+    return sys.stderr.isatty() and settings.progress
 
 
 def _int(env: dict[str, str], key: str, default: int) -> int:

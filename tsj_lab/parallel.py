@@ -8,6 +8,7 @@ has failed, so the first failure is what the caller sees.
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
@@ -16,7 +17,6 @@ from typing import Any, TypeVar
 
 from tqdm.auto import tqdm
 
-from .config import progress_enabled
 
 S = TypeVar("S")  # a worker's session
 T = TypeVar("T")  # a work item
@@ -104,9 +104,9 @@ def _run_threads(work: Callable[[], None], count: int, *, name: str,
 def progress_bar(items: Any = None, *, desc: str, unit: str, total: int | None = None,
                  progress: bool | None = None, **kwargs: Any) -> Any:
     """tsj's one progress bar (tqdm; a context manager closing it), over ``items`` or a
-    ``total`` updated by hand. ``progress`` None: a bar only on a terminal and without
-    TSJ_NO_PROGRESS=1 (:func:`tsj_lab.config.progress_enabled`)."""
-    enabled = progress_enabled() if progress is None else progress
+    ``total`` updated by hand. ``progress`` None: a bar only on a terminal (the CLI passes
+    :func:`tsj_lab.config.progress_enabled`, which also honours TSJ_NO_PROGRESS=1)."""
+    enabled = sys.stderr.isatty() if progress is None else progress
     return tqdm(items, total=total, unit=unit, desc=desc, disable=not enabled, **kwargs)
 
 

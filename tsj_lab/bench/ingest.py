@@ -125,14 +125,18 @@ def ingest_benchmark(
     them in that order, into a scratch hypertable emptied and CHECKPOINTed before each load.
 
     The CSV and the pre-encoded buffers are written before any clock starts. ``psql``
-    None: the embedded server's under ``settings.home`` (None: :meth:`Settings.load`),
+    None: the embedded server's under ``settings.home``,
     else the one on PATH.
     """
     if repeats < 1:
         raise ValueError(f"repeats={repeats} is out of range; use 1 or more")
     parts = plan(spec)
     workers = default_workers() if workers is None else workers
-    psql = psql or _psql_binary(settings or Settings.load())
+    if psql is None:
+        if settings is None:
+            raise ValueError("ingest_benchmark needs psql (a path) or settings (to find the "
+                             "embedded server's psql); pass settings=Settings.load()")
+        psql = _psql_binary(settings)
     with tempfile.TemporaryDirectory(prefix="tsj-ingest-") as tmp:
         csv = os.path.join(tmp, "ticks.csv")
         rows = _write_csv(parts, csv)

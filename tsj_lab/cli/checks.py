@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any
 
-from . import add_target, command, print_json, print_table, source_url, target_url
+from ..config import progress_enabled
+from . import add_target, command, print_json, print_table, settings, source_url, target_url
 
 if TYPE_CHECKING:
     from ..checks import CheckResult
@@ -41,7 +42,8 @@ def _check(args: argparse.Namespace) -> int:
     checks.Options(**options)  # bad values fail here, before any connection
     target = target_url(args)
     source = None if args.no_source else source_url(args)
-    results = checks.run(target, source_url=source, **options)
+    results = checks.run(target, source_url=source, progress=progress_enabled(settings(args)),
+                         **options)
     status = checks.worst(results)
     if args.json:
         print_json({"target": target.redacted, "source": source.redacted if source else None,

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any
 
-from . import add_target, command, print_json, print_table, source_url, target_url
+from ..config import progress_enabled
+from . import add_target, command, print_json, print_table, settings, source_url, target_url
 
 if TYPE_CHECKING:
     from ..db import Endpoint
@@ -64,6 +65,7 @@ def _migrate_on(args: argparse.Namespace, src: Endpoint, tgt: Endpoint) -> int:
             pf.require()
         return _dry_run(migrate.dry_run(src, tgt, **opts), pf, as_json=args.json)
     result = migrate.run(src, tgt, workers=args.workers,
+                         progress=progress_enabled(settings(args)),
                          direct_compress=args.direct_compress or None, **opts)
     if args.json:
         print_json(result.summary())
