@@ -21,7 +21,7 @@ from tsj_lab.domain import TickSpec
 from tsj_lab.provision import schema
 from tsj_lab.lab import reports
 from tsj_lab.cli import main
-from tsj_lab.server.embedded import Embedded
+from tsj_lab.server.cluster import Embedded
 
 TSJ = [sys.executable, "-m", "tsj_lab.cli"]
 
