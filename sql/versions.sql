@@ -20,11 +20,11 @@ WITH gone AS (DELETE FROM tick_data WHERE time > now() RETURNING 1)
 SELECT count(*) FROM gone;
 
 -- name: refresh_jobs
--- Each candle view's refresh policy job (the jobs view names the materialization
--- hypertable, not the view).
-SELECT j.job_id, ca.view_name
+-- Each candle view's refresh policy job. The jobs view names the view itself (2.24) or
+-- its materialization hypertable: either is resolved to the view.
+SELECT j.job_id, coalesce(ca.view_name, j.hypertable_name) AS view_name
 FROM timescaledb_information.jobs j
-JOIN timescaledb_information.continuous_aggregates ca
+LEFT JOIN timescaledb_information.continuous_aggregates ca
   ON ca.materialization_hypertable_schema = j.hypertable_schema
  AND ca.materialization_hypertable_name = j.hypertable_name
 WHERE j.proc_name = 'policy_refresh_continuous_aggregate';
