@@ -334,7 +334,7 @@ class Embedded:
         self.ensure_binaries()
         self.ensure_cluster()
         self._clear_stale_pid()
-        if not self.status().running:
+        if self.pid() is None:  # not status(): that connects to read versions
             port = choose_port(self.port_file, requested=self.requested_port)
             try:
                 self._pg(
@@ -352,7 +352,7 @@ class Embedded:
     def stop(self) -> bool:
         """Stop the server cleanly; False when it was not running."""
         self._clear_stale_pid()
-        if not self.status().running:
+        if self.pid() is None:
             return False
         self._pg("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "-t", "120", "stop",
                  what="pg_ctl stop")
