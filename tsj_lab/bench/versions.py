@@ -8,7 +8,7 @@ every version, taking turns where a figure is a latency:
 
 * ingest: the loader's binary COPY into the hypertable (rows/s, one load);
 * refresh: candle views materialized up to ``tail_hours`` ago (manual refresh, as a
-  backfill does), then each refresh policy's job once (``CALL run_job``);
+  backfill does), and, after the reads, each refresh policy's job once (``CALL run_job``);
 * AC8 windows (:func:`tsj_lab.bench.workloads.window_fetch`);
 * candles with ``now()`` as an application writes the query: the last day of 1m (with
   the unmaterialized tail), the day before (materialized), the last day with the bound
@@ -87,7 +87,8 @@ class Comparison:
     figures: pd.DataFrame
     details: dict[str, pd.DataFrame] = field(default_factory=dict)
     servers: dict[str, dict[str, Any]] = field(default_factory=dict)
-    urls: dict[str, str] = field(default_factory=dict, repr=False)  # may name a passfile
+    #: the machine and production's version's server, as every report's environment
+    environment: dict[str, Any] = field(default_factory=dict)
 
     def findings(self) -> list[str]:
         return findings(self.figures, self.versions)
@@ -124,11 +125,14 @@ def compare(*, versions: Sequence[str] | None = None, settings: Settings | None 
         figures, details = _measure(urls, spec, samples=samples, warmup=warmup, seed=seed,
                                     tail_hours=tail_hours)
         info = {v: _described(u) for v, u in urls.items()}
+        # while the servers run: the environment probes the first one
+        env = reports.environment(urls[versions[0]]) | {"databases": info}
+        env["database"]["connection"] = f"versions: TimescaleDB {versions[0]}"  # not its URL
     finally:
         if not keep:
             for s in started:
                 s.stop()
-    return Comparison(versions, spec, figures, details, info, dict(urls))
+    return Comparison(versions, spec, figures, details, info, env)
 
 
 def write_report(result: Comparison, *, started: dt.datetime, reports_dir: Path = reports.REPORTS_DIR,
@@ -140,8 +144,7 @@ def write_report(result: Comparison, *, started: dt.datetime, reports_dir: Path 
     folder.mkdir(parents=True, exist_ok=True)
     stem = f"{started.strftime('%H%M%S')}-versions"
     out = {ext: folder / f"{stem}.{ext}" for ext in ("json", "html", "md")}
-    env = reports.environment(result.urls[result.versions[0]])
-    env["databases"] = result.servers
+    env = result.environment
     lines = result.findings()
     figures = result.figures.astype(object).where(result.figures.notna(), None)
     summary = {
@@ -212,24 +215,49 @@ def _described(url: str) -> dict[str, Any]:
 
 def _measure(urls: Mapping[str, str], spec: TickSpec, *, samples: int, warmup: int, seed: int,
              tail_hours: float) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
+    """The figures in an order that keeps each honest: candles are read while candle_1m
+    has its real-time tail; the policy jobs run after (a job's window, an hour for
+    candle_1m, moves the watermark past the rest of the tail, which the real-time view
+    then no longer shows); compression comes last (the reads before it see row chunks)."""
     rows: list[dict[str, Any]] = []
-    now = {}
+    now = {v: _load(v, u, spec, rows) for v, u in urls.items()}
+    start = dt.datetime.combine(spec.start, dt.time(), dt.UTC)
     for version, url in urls.items():
-        schema.provision(url)
-        t0 = time.perf_counter()
-        loaded = generate.load(url, spec)
-        seconds = time.perf_counter() - t0
-        with connection(url, autocommit=True) as conn:
-            scalar(conn, queries.text("versions.delete_future"))
-            conn.execute(queries.text("bench.analyze"))
-            now[version] = scalar(conn, queries.text("migrate.server_now"))
-        rows.append(_row("ingest: binary COPY into the hypertable", "rows/s", "higher",
-                         version, loaded / seconds, 1))
-        log.info("versions: %s loaded %d ticks in %.1f s", version, loaded, seconds)
-    for version, url in urls.items():
-        rows += _refreshes(version, url, now[version] - dt.timedelta(hours=tail_hours),
-                           start=dt.datetime.combine(spec.start, dt.time(), dt.UTC))
+        rows += _backfill(version, url, start=start,
+                          until=now[version] - dt.timedelta(hours=tail_hours))
     dataset = _dataset(spec, min(now.values()))
+    windows, candles = _latencies(urls, dataset, spec, rows, samples=samples, warmup=warmup,
+                                  seed=seed)
+    for version, url in urls.items():
+        rows += _policy_jobs(version, url)
+    today = dt.datetime.combine(dt.datetime.now(dt.UTC).date(), dt.time(), dt.UTC)
+    for version, url in urls.items():
+        rows += _compression(version, url, start=dataset.start, end=today)
+    history = [_history_paths(v, u, spec, rows) for v, u in urls.items()]
+    details = {"windows": windows, "candles": candles,
+               "history_paths": pd.concat(history, ignore_index=True)}
+    return _figures(rows, list(urls)), details
+
+
+def _load(version: str, url: str, spec: TickSpec, rows: list[dict[str, Any]]) -> dt.datetime:
+    """The story's DDL and the ticks, none after now; the server's now()."""
+    schema.provision(url)
+    t0 = time.perf_counter()
+    loaded = generate.load(url, spec)
+    seconds = time.perf_counter() - t0
+    with connection(url, autocommit=True) as conn:
+        scalar(conn, queries.text("versions.delete_future"))
+        conn.execute(queries.text("bench.analyze"))
+        now: dt.datetime = scalar(conn, queries.text("migrate.server_now"))
+    rows.append(_row("ingest: binary COPY into the hypertable", "rows/s", "higher", version,
+                     loaded / seconds, 1))
+    log.info("versions: %s loaded %d ticks in %.1f s", version, loaded, seconds)
+    return now
+
+
+def _latencies(urls: Mapping[str, str], dataset: Dataset, spec: TickSpec,
+               rows: list[dict[str, Any]], *, samples: int, warmup: int, seed: int
+               ) -> tuple[pd.DataFrame, pd.DataFrame]:
     dbs = [Database(v, u) for v, u in urls.items()]
     windows = window_fetch(dbs, dataset, windows=list(WINDOWS), samples=samples,
                            warmup=warmup, seed=seed)
@@ -238,30 +266,27 @@ def _measure(urls: Mapping[str, str], spec: TickSpec, *, samples: int, warmup: i
                          r["n"]))
     candles = _candles(urls, spec, samples=samples, warmup=warmup, seed=seed)
     for r in candles.to_dict("records"):
-        rows.append(_row(f"{CANDLE_QUERIES[r['query']][0]} p50", "ms", "lower", r["version"],
-                         r["p50_ms"], r["n"]))
-        rows.append(_row(f"{CANDLE_QUERIES[r['query']][0]}: planning p50", "ms", "lower",
-                         r["version"], r["plan_p50_ms"], r["n"]))
-        rows.append(_row(f"{CANDLE_QUERIES[r['query']][0]}: execution p50", "ms", "lower",
-                         r["version"], r["execution_p50_ms"], r["n"]))
-    today = dt.datetime.combine(dt.datetime.now(dt.UTC).date(), dt.time(), dt.UTC)
-    for version, url in urls.items():
-        rows += _compression(version, url, start=dataset.start, end=today)
-    history = []
-    for version, url in urls.items():
-        got = paths.measure(url, days=1, per_day=20_000, symbols=spec.symbols[:2], runs=1,
-                            ways=("policy", "direct")).assign(version=version)
-        history.append(got)
-        for r in got.to_dict("records"):
-            if r["supported"] and r["compressed"]:
-                rows.append(_row(f"COPY into compressed history: {r['how']}", "rows/s",
-                                 "higher", version, r["p50_rows_per_s"], r["runs"]))
-            else:
-                rows.append(_row(f"COPY into compressed history: {r['how']}", "rows/s",
-                                 "higher", version, math.nan, 0, note=r["note"] or "unsupported"))
-    details = {"windows": windows, "candles": candles,
-               "history_paths": pd.concat(history, ignore_index=True)}
-    return _figures(rows, list(urls)), details
+        label = CANDLE_QUERIES[r["query"]][0]
+        rows.append(_row(f"{label} p50", "ms", "lower", r["version"], r["p50_ms"], r["n"]))
+        rows.append(_row(f"{label}: planning p50", "ms", "lower", r["version"],
+                         r["plan_p50_ms"], r["n"]))
+        rows.append(_row(f"{label}: execution p50", "ms", "lower", r["version"],
+                         r["execution_p50_ms"], r["n"]))
+    return windows, candles
+
+
+def _history_paths(version: str, url: str, spec: TickSpec, rows: list[dict[str, Any]]
+                   ) -> pd.DataFrame:
+    got = paths.measure(url, days=1, per_day=20_000, symbols=spec.symbols[:2], runs=1,
+                        ways=("policy", "direct")).assign(version=version)
+    for r in got.to_dict("records"):
+        figure = f"COPY into compressed history: {r['how']}"
+        if r["supported"] and r["compressed"]:
+            rows.append(_row(figure, "rows/s", "higher", version, r["p50_rows_per_s"], r["runs"]))
+        else:
+            rows.append(_row(figure, "rows/s", "higher", version, math.nan, 0,
+                             note=r["note"] or "unsupported"))
+    return got
 
 
 def _dataset(spec: TickSpec, now: dt.datetime) -> Dataset:
@@ -272,10 +297,10 @@ def _dataset(spec: TickSpec, now: dt.datetime) -> Dataset:
     return Dataset(spec.symbols, start, end, per_symbol, spec.interval_ms)
 
 
-def _refreshes(version: str, url: str, until: dt.datetime, *, start: dt.datetime
-               ) -> list[dict[str, Any]]:
-    """Each candle view materialized over [start, until) (a backfill's manual refresh),
-    then its refresh policy's job run once: seconds each."""
+def _backfill(version: str, url: str, *, start: dt.datetime, until: dt.datetime
+              ) -> list[dict[str, Any]]:
+    """Each candle view materialized over [start, until), as a backfill's manual refresh
+    does (the rest is candle_1m's real-time tail): seconds each."""
     rows = []
     with connection(url, autocommit=True) as conn:
         for view in CANDLE_VIEWS:
@@ -284,8 +309,15 @@ def _refreshes(version: str, url: str, until: dt.datetime, *, start: dt.datetime
                                                           "end": until})
             rows.append(_row(f"refresh {view} over the history (manual)", "s", "lower",
                              version, time.perf_counter() - t0, 1))
-        jobs = dict((view, job) for job, view in conn.execute(
-            queries.text("versions.refresh_jobs")).fetchall())
+    return rows
+
+
+def _policy_jobs(version: str, url: str) -> list[dict[str, Any]]:
+    """Each view's refresh policy job run once over its own window: seconds each."""
+    rows = []
+    with connection(url, autocommit=True) as conn:
+        jobs = {view: job for job, view in conn.execute(
+            queries.text("versions.refresh_jobs")).fetchall()}
         for view in CANDLE_VIEWS:
             t0 = time.perf_counter()
             conn.execute(queries.text("policies.run_job"), {"job": jobs[view]})
