@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum | cut -d' ' -f1)
 
-.PHONY: setup db test test-quick test-shuffled lint bench bench-large report lab clean browser
+.PHONY: setup db test test-quick test-shuffled test-matrix lint bench bench-large bench-versions report lab clean browser
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -54,6 +54,21 @@ test-shuffled: setup
 	TSJ_NO_PROGRESS=1 $(BIN)/python -m pytest -o addopts="-ra" -p randomly \
 	  --randomly-seed=$(RANDOMLY_SEED) -n $(TEST_WORKERS) tests
 
+## test-matrix: the version-sensitive tests (provisioning, layout, policy proofs,
+## migration into compressed chunks, candle checks, history) on the other legs of the
+## version matrix: the newest vendored release, and PostgreSQL 17 (each builds its
+## TimescaleDB once); every leg also runs their apache-edition tests on Debian's package
+## of that PostgreSQL. CI runs it after make test (.ci/run)
+MATRIX_TESTS ?= tests/test_embedded.py tests/test_db.py tests/test_schema.py \
+  tests/test_layout.py tests/test_policies.py tests/test_migrate.py tests/test_checks.py \
+  tests/test_candles.py tests/test_history.py tests/test_versions.py
+MATRIX_LEGS ?= TSJ_TIMESCALEDB_VERSION=2.29.2 TSJ_PG_MAJOR=17
+test-matrix: setup
+	@for leg in $(MATRIX_LEGS); do t0=$$(date +%s); echo "== version matrix leg $$leg"; \
+	  env $$leg TSJ_NO_PROGRESS=1 $(BIN)/python -m pytest \
+	    -n $(TEST_WORKERS) --dist loadfile $(MATRIX_TESTS) || exit 1; \
+	  echo "== version matrix leg $$leg: $$(( $$(date +%s) - t0 )) s"; done
+
 ## lint: ruff and mypy, configured in pyproject.toml (part of make test, so of CI)
 LINT = $(BIN)/ruff check tsj_lab tests conftest.py && $(BIN)/mypy
 lint: $(STAMP)
@@ -67,6 +82,12 @@ bench: db
 ## bench-large: the same on 30 days x 4 symbols, with latency against table size (long)
 bench-large: db
 	$(BIN)/tsj bench --large $(BENCH_ARGS)
+
+## bench-versions: production's TimescaleDB (2.24.0) and the newest vendored release on the
+## same data and workloads, side by side, into reports/ (builds the newer one once;
+## VERSIONS_ARGS="--versions 2.24.0,2.29.2 --days 7" ... are passed to tsj bench-versions)
+bench-versions: setup
+	$(BIN)/tsj bench-versions $(VERSIONS_ARGS)
 
 ## lab: JupyterLab on this environment with the embedded server started; notebooks
 ## resolve "target"/"source" to it themselves (or to TSJ_DATABASE_URL when set)

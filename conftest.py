@@ -2,9 +2,12 @@
 
 The server is a separate instance ('test') of the embedded TimescaleDB, timescale edition
 (built from source, with the Timescale License half), so a test run never touches the
-data of `make bench` or `make lab`. It starts on first need: the ``server`` fixture (and
-every fixture built on it) or a notebook cell (nbval, whose kernels find it through
-TSJ_DATABASE_URL and TSJ_SOURCE_URL once it runs). Pure tests start nothing. What only the apache edition does
+data of `make bench` or `make lab`. It runs what the user configured (TSJ_PG_MAJOR,
+TSJ_TIMESCALEDB_VERSION; production's PostgreSQL 18 + TimescaleDB 2.24.0 by default): the
+CI's version matrix (`make test-matrix`) sets them per leg. It starts on first need: the
+``server`` fixture (and every fixture built on it) or a notebook cell (nbval, whose kernels
+find it through TSJ_DATABASE_URL and TSJ_SOURCE_URL once it runs). Pure tests start
+nothing. What only the apache edition does
 (Debian's build) is tested on a second instance, started on first use by
 ``apache_server``.
 
@@ -25,7 +28,7 @@ import pytest
 from psycopg import sql
 
 from tsj_lab.config import PROJECT_DIR, Settings, with_database
-from tsj_lab.server.embedded import SOURCE_DB, TARGET_DB, Embedded, default_home
+from tsj_lab.server.cluster import SOURCE_DB, TARGET_DB, Embedded, default_home
 from tsj_lab.server.pooler import PgBouncer
 
 _SERVER: Embedded | None = None
@@ -36,10 +39,12 @@ _LIVE: Embedded | None = None
 # pytest-xdist (make test runs four workers) each worker has its own ('test-gw0', ...).
 _WORKER = os.environ.get("PYTEST_XDIST_WORKER")
 _INSTANCE = os.environ.get("TSJ_TEST_INSTANCE", "test").lower() + (f"-{_WORKER}" if _WORKER else "")
-# the build's source archive and the apt mirror as a user configured them (not the
-# connection settings: the suite points those at its own server)
+# the versions, the build's source archive and the apt mirror as a user configured them
+# (not the connection settings: the suite points those at its own server)
+_SERVER_VARS = ("TSJ_PG_MAJOR", "TSJ_TIMESCALEDB_VERSION", "TSJ_TIMESCALEDB_SOURCE",
+                "TSJ_APT_MIRROR")
 _SETTINGS = Settings.load(dotenv=None, env={k: v for k, v in os.environ.items()
-                                             if k in ("TSJ_TIMESCALEDB_SOURCE", "TSJ_APT_MIRROR")})
+                                             if k in _SERVER_VARS})
 
 
 def _start_server() -> Embedded:
@@ -50,11 +55,13 @@ def _start_server() -> Embedded:
     if _SERVER is not None:
         return _SERVER
     server = Embedded(default_home(PROJECT_DIR / ".tsj"), instance=_INSTANCE,
+                      pg_major=_SETTINGS.pg_major,
+                      timescaledb_version=_SETTINGS.timescaledb_version,
                       timescaledb_source=_SETTINGS.timescaledb_source,
                       apt_mirror=_SETTINGS.apt_mirror)
     if not server.installed:
-        print("\nsetting up the test server: TimescaleDB builds from source once "
-              "(about 2 minutes on 2 cores)", flush=True)
+        print(f"\nsetting up the test server ({server.flavor}): TimescaleDB builds from "
+              "source once (1-3 minutes on 2 cores)", flush=True)
     server.start()
     _SERVER = server
     os.environ["TSJ_DATABASE_URL"] = server.url(TARGET_DB)
@@ -113,7 +120,8 @@ def apache_server() -> Embedded:
     global _APACHE
     if _APACHE is None:
         _APACHE = Embedded(default_home(PROJECT_DIR / ".tsj"), instance=_INSTANCE,
-                           edition="apache", apt_mirror=_SETTINGS.apt_mirror)
+                           edition="apache", pg_major=_SETTINGS.pg_major,
+                           apt_mirror=_SETTINGS.apt_mirror)
         _APACHE.start()
     return _APACHE
 
@@ -124,6 +132,8 @@ def _live_instance() -> Embedded:
     global _LIVE
     if _LIVE is None:
         _LIVE = Embedded(default_home(PROJECT_DIR / ".tsj"), instance=f"{_INSTANCE}-live",
+                         pg_major=_SETTINGS.pg_major,
+                         timescaledb_version=_SETTINGS.timescaledb_version,
                          timescaledb_source=_SETTINGS.timescaledb_source,
                          apt_mirror=_SETTINGS.apt_mirror, background_workers=8)
         _LIVE.start()
@@ -147,7 +157,7 @@ def pooler(server: Embedded) -> PgBouncer:
 
 @pytest.fixture(scope="session")
 def target_url(server: Embedded) -> str:
-    """The shared test target (TimescaleDB, apache edition)."""
+    """The shared test target (TimescaleDB, timescale edition)."""
     return server.url(TARGET_DB)
 
 

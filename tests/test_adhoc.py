@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import text
 
 from tsj_lab.lab import adhoc
-from tsj_lab.server.embedded import Embedded
+from tsj_lab.server.cluster import Embedded
 from tsj_lab.errors import QueryError
 
 

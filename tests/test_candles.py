@@ -21,7 +21,7 @@ from tsj_lab.lab import candles, reports
 from tsj_lab.data import generate
 from tsj_lab.provision import schema
 from tsj_lab.config import with_database
-from tsj_lab.server.embedded import TARGET_DB, Embedded
+from tsj_lab.server.cluster import TARGET_DB, Embedded
 from tsj_lab.errors import SchemaError
 
 DAY = datetime(2024, 1, 2, tzinfo=UTC)

@@ -25,7 +25,7 @@ from tsj_lab.checks import CheckResult
 from tsj_lab.cli import main
 from tsj_lab.config import with_database
 from tsj_lab.domain import TickSpec
-from tsj_lab.server.embedded import TARGET_DB, Embedded
+from tsj_lab.server.cluster import TARGET_DB, Embedded
 
 SYMBOLS = ["ES", "BTCUSD"]  # CME hours (daily halt, weekend) and 24x7
 DAYS = 3

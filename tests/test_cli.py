@@ -21,7 +21,7 @@ from tsj_lab.domain import TickSpec
 from tsj_lab.provision import schema
 from tsj_lab.lab import reports
 from tsj_lab.cli import main
-from tsj_lab.server.embedded import Embedded
+from tsj_lab.server.cluster import Embedded
 
 TSJ = [sys.executable, "-m", "tsj_lab.cli"]
 
@@ -42,6 +42,9 @@ def test_probe_prints_capabilities(target_url: str) -> None:
     res = run("probe", "--json", "--target", target_url)
     assert res.returncode == 0, res.stderr
     assert '"license": "timescale"' in res.stdout
+    # the story's production named, and how this server differs (Debian's 18.6 is not 18.1)
+    assert '"production": "differs from production (Tiger Cloud trading-journal-live, ' \
+        'PostgreSQL 18.1, TimescaleDB 2.24.0): PostgreSQL ' in res.stdout
 
 
 def test_wrong_password_one_line_no_traceback(server: Embedded, target_url: str) -> None:

@@ -11,7 +11,7 @@ import pytest
 from tsj_lab.bench import ingest
 from tsj_lab.lab import plots
 from tsj_lab.config import Settings
-from tsj_lab.server.embedded import default_home, from_settings
+from tsj_lab.server.cluster import default_home, from_settings
 from tsj_lab.domain import TickSpec
 from tsj_lab.errors import ConfigError
 

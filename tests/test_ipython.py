@@ -20,7 +20,7 @@ from sql.connection import ConnectionManager
 
 from tsj_lab.lab import ipython, reports
 from tsj_lab.config import PROJECT_DIR
-from tsj_lab.server.embedded import Embedded
+from tsj_lab.server.cluster import Embedded
 from tsj_lab.errors import ReportError
 
 

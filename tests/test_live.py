@@ -24,7 +24,7 @@ from tsj_lab.cli import main
 from tsj_lab.db import connection
 from tsj_lab.errors import SchemaError
 from tsj_lab.provision import schema
-from tsj_lab.server.embedded import TARGET_DB, Embedded
+from tsj_lab.server.cluster import TARGET_DB, Embedded
 
 #: a small history: every horizon crossed, little to load
 _HISTORY = live.History(days=93, old_spacing=dt.timedelta(hours=1),

@@ -88,7 +88,7 @@ def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
 def test_the_import_graph_sees_the_package() -> None:
     graph = _graph()
     assert len(graph) > 30 and "tsj_lab.db.connections" in graph["tsj_lab.cli"]
-    assert {"tsj_lab.server.embedded", "tsj_lab.server.pooler"} <= graph["tsj_lab.db.connections"]
+    assert {"tsj_lab.server.cluster", "tsj_lab.server.pooler"} <= graph["tsj_lab.db.connections"]
 
 
 def test_no_import_cycle_between_modules() -> None:
@@ -98,10 +98,10 @@ def test_no_import_cycle_between_modules() -> None:
 def test_a_cycle_is_found_when_there_is_one() -> None:
     graph = _graph()
     # the server asking the connections layer, which starts the server (issue 13 broke it)
-    graph["tsj_lab.server.embedded"] = graph["tsj_lab.server.embedded"] | {"tsj_lab.db.connections"}
+    graph["tsj_lab.server.cluster"] = graph["tsj_lab.server.cluster"] | {"tsj_lab.db.connections"}
     found = _cycle(graph)
     assert found and found[0] == found[-1]
-    assert set(found) == {"tsj_lab.db.connections", "tsj_lab.server.embedded"}
+    assert set(found) == {"tsj_lab.db.connections", "tsj_lab.server.cluster"}
 
 
 def test_config_is_the_only_reader_of_the_environment() -> None:

@@ -21,10 +21,10 @@ import pytest
 
 from tsj_lab.db import clients
 from tsj_lab import db
-from tsj_lab.server import embedded
+from tsj_lab.server import debs, process
 from tsj_lab.lab import reports
 from tsj_lab.provision import schema
-from tsj_lab.server.embedded import Embedded
+from tsj_lab.server.cluster import Embedded
 from tsj_lab.errors import EmbeddedError
 from tsj_lab.server.pooler import PgBouncer
 
@@ -50,8 +50,7 @@ def bouncer_with_prepares(server: Embedded) -> Iterator[PgBouncer]:
 
 def test_second_setup_downloads_nothing(pooler: PgBouncer, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[list[str]] = []
-    real_run = embedded._run
-    monkeypatch.setattr(embedded, "_run", lambda cmd, **kw: (calls.append(cmd), real_run(cmd, **kw)))
+    monkeypatch.setattr(debs, "run", lambda cmd, **kw: calls.append(cmd))
     assert pooler.ensure_binaries() is False
     assert calls == []
     assert "PgBouncer 1." in pooler.logfile.read_text()
@@ -63,7 +62,7 @@ def test_runs_unprivileged_on_loopback_with_a_secret_not_a_password(pooler: PgBo
     assert pid is not None
     owner = Path(f"/proc/{pid}").stat().st_uid
     if os.geteuid() == 0:
-        assert pwd.getpwuid(owner).pw_name == embedded.UNPRIVILEGED
+        assert pwd.getpwuid(owner).pw_name == process.UNPRIVILEGED
     assert "listen_addr = 127.0.0.1" in pooler.config.read_text()
     password = server.passfile.read_text().strip().rsplit(":", 1)[1]
     secret = pooler.auth_file.read_text()

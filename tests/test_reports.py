@@ -21,7 +21,7 @@ from browser import rendered_dom
 from tsj_lab.lab import recording, reports
 from tsj_lab.cli import main
 from tsj_lab.config import Settings, redact
-from tsj_lab.server.embedded import Embedded
+from tsj_lab.server.cluster import Embedded
 from tsj_lab.errors import ConfigError, ReportError
 
 FIXTURES = Path(__file__).parent / "notebooks"

@@ -17,6 +17,7 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 from dotenv import dotenv_values
 from psycopg.conninfo import conninfo_to_dict
 
+from .domain import PRODUCTION
 from .errors import ConfigError
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -33,6 +34,10 @@ CONNECTION_NAMES = ("target", "source", "pooler", "live")
 #: the embedded server's TimescaleDB builds (TSJ_EDITION): built from the full source
 #: with the Timescale License half, or Debian's apache-only package
 EDITIONS = ("timescale", "apache")
+#: the PostgreSQL majors the embedded server can run (TSJ_PG_MAJOR): 18 as production
+#: does (Debian forky's packages), 17 (Debian 13's)
+PG_MAJORS = (17, 18)
+_VERSION = re.compile(r"\d+\.\d+\.\d+(-[a-z0-9.-]+)?")
 
 _PASSWORD_IN_TEXT = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)([^@\s]+)(@)")
 _PASSWORD_KV = re.compile(r"(password\s*=\s*)('[^']*'|\S+)", re.IGNORECASE)
@@ -153,7 +158,11 @@ class Settings:
     pool_max: int = 20
     port: int | None = None  # the embedded server's port; None: chosen once, remembered
     edition: str = "timescale"  # the embedded server's TimescaleDB: 'timescale' or 'apache'
-    timescaledb_source: str | None = None  # archive the timescale edition builds (path/URL)
+    pg_major: int = PRODUCTION.pg_major  # TSJ_PG_MAJOR: the embedded server's PostgreSQL
+    #: TSJ_TIMESCALEDB_VERSION: the release the timescale edition builds (its vendored
+    #: archive, else GitHub's of that tag); production's unless told otherwise
+    timescaledb_version: str = PRODUCTION.timescaledb
+    timescaledb_source: str | None = None  # an archive to build instead (path/URL)
     apt_mirror: str | None = None  # TSJ_APT_MIRROR: a Debian mirror for the server's packages
     progress: bool = True  # TSJ_NO_PROGRESS=1: no progress bars (CI, logs)
 
@@ -166,6 +175,14 @@ class Settings:
         if self.edition not in EDITIONS:
             raise ConfigError(f"TSJ_EDITION={self.edition!r} is unknown; set it to 'timescale' "
                               "(built from source, the default) or 'apache' (Debian's build)")
+        if self.pg_major not in PG_MAJORS:
+            raise ConfigError(f"TSJ_PG_MAJOR={self.pg_major} is not one the embedded server "
+                              f"runs; set it to {PG_MAJORS[-1]} (production's) or "
+                              f"{PG_MAJORS[0]}")
+        if not _VERSION.fullmatch(self.timescaledb_version):
+            raise ConfigError(f"TSJ_TIMESCALEDB_VERSION={self.timescaledb_version!r} is not a "
+                              f"TimescaleDB version; use e.g. {PRODUCTION.timescaledb} "
+                              "(production's) or 2.29.2")
         for name, what in (("target_url", "target URL"), ("source_url", "source URL"),
                            ("pooler_url", "pooler URL"), ("live_url", "live URL")):
             if url := getattr(self, name):  # key=value strings become URLs here, once
@@ -175,7 +192,8 @@ class Settings:
         return (
             f"Settings(target={self.describe('target')!r}, source={self.describe('source')!r}, "
             f"home={str(self.home)!r}, pool_min={self.pool_min}, pool_max={self.pool_max}, "
-            f"edition={self.edition!r})"
+            f"edition={self.edition!r}, pg_major={self.pg_major}, "
+            f"timescaledb_version={self.timescaledb_version!r})"
         )
 
     def describe(self, name: str) -> str:
@@ -206,6 +224,9 @@ class Settings:
             "pool_max": _int(merged, "TSJ_POOL_MAX", 20),
             "port": _int(merged, "TSJ_PORT", 0) or None,
             "edition": (merged.get("TSJ_EDITION") or "timescale").strip().lower(),
+            "pg_major": _int(merged, "TSJ_PG_MAJOR", PRODUCTION.pg_major),
+            "timescaledb_version": (merged.get("TSJ_TIMESCALEDB_VERSION") or "").strip()
+                                   or PRODUCTION.timescaledb,
             "timescaledb_source": merged.get("TSJ_TIMESCALEDB_SOURCE") or None,
             "apt_mirror": (merged.get("TSJ_APT_MIRROR") or "").rstrip("/") or None,
             "progress": merged.get("TSJ_NO_PROGRESS") != "1",

@@ -184,3 +184,41 @@ TICK_COLUMNS = ("time", "symbol", "bid_price", "ask_price", "last_price", "volum
 
 #: the target table where the migration sets aside the rows the target refuses (reason kept)
 QUARANTINE = "tsj_migration_quarantine"
+
+
+@dataclass(frozen=True)
+class Production:
+    """The story's production database, which the embedded server runs by default and every
+    report compares its target with."""
+
+    name: str
+    postgres: str  # '18.1'
+    timescaledb: str  # '2.24.0'
+
+    @property
+    def pg_major(self) -> int:
+        return int(self.postgres.split(".", 1)[0])
+
+    def differences(self, postgres: str | None, timescaledb: str | None) -> list[str]:
+        """How a server of these versions differs from production, one phrase per version
+        that differs ('PostgreSQL 17.12, production 18.1'); empty when both match."""
+        said = []
+        if postgres and postgres.split()[0] != self.postgres:
+            said.append(f"PostgreSQL {postgres.split()[0]}, production {self.postgres}")
+        if timescaledb != self.timescaledb:
+            said.append(f"TimescaleDB {timescaledb or 'absent'}, production {self.timescaledb}")
+        return said
+
+    def versus(self, postgres: str | None, timescaledb: str | None) -> str:
+        """One line: the same versions as production, or what differs."""
+        diff = self.differences(postgres, timescaledb)
+        if not diff:
+            return f"as production ({self})"
+        return f"differs from production ({self}): {'; '.join(diff)}"
+
+    def __str__(self) -> str:
+        return f"{self.name}, PostgreSQL {self.postgres}, TimescaleDB {self.timescaledb}"
+
+
+#: Tiger Cloud 'trading-journal-live' (the story's "Environment Configuration")
+PRODUCTION = Production("Tiger Cloud trading-journal-live", "18.1", "2.24.0")

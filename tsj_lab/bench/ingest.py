@@ -26,7 +26,7 @@ from ..config import Settings, redact
 from ..data.copybin import Encoded, encode
 from ..db import Endpoint, connect, url_text
 from ..domain import DEFAULT_SYMBOLS, TickSpec
-from ..server.embedded import from_settings
+from ..server.cluster import from_settings
 from ..errors import ConfigError, TsjError
 from ..data.generate import default_workers, write_parts
 from ..data.prices import Part, columns, frame, plan

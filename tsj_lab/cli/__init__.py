@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="tsj: %(message)s")
     # setting up the embedded server takes minutes once (the build): always say so
-    logging.getLogger("tsj_lab.server.embedded").setLevel(logging.INFO)
+    logging.getLogger("tsj_lab.server").setLevel(logging.INFO)
     try:
         return int(args.handler(args) or 0)
     except (TsjError, ValueError) as exc:

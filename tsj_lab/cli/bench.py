@@ -68,3 +68,41 @@ def _bench(args: argparse.Namespace) -> int:
     # its own instance with the scheduler on (or --live / TSJ_LIVE_URL): the ticks above
     # have fixed dates, and their instance never runs a job by itself
     return 0 if run_report(config, quick=args.quick) else 1
+
+
+def _versions_setup(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--versions", default=None, metavar="A,B",
+                   help="TimescaleDB versions to compare, production's first (default: "
+                        "production's 2.24.0 and the newest vendored release)")
+    p.add_argument("--days", type=int, default=3, help="days of ticks, ending now (default 3)")
+    p.add_argument("--symbols", default="ES,NQ", help="symbols (default ES,NQ)")
+    p.add_argument("--interval-ms", type=int, default=1000,
+                   help="tick spacing in ms (default 1000: a few minutes in all)")
+    p.add_argument("--samples", type=int, default=10, help="samples per latency (default 10)")
+    p.add_argument("--keep", action="store_true", help="leave the servers running")
+
+
+@command("bench-versions", "the same data and workloads on production's TimescaleDB and a "
+         "newer release, side by side, into a dated report", _versions_setup)
+def _bench_versions(args: argparse.Namespace) -> int:
+    from ..bench import versions
+
+    started = dt.datetime.now(dt.UTC)
+    chosen = [v.strip() for v in args.versions.split(",")] if args.versions else None
+    result = versions.compare(versions=chosen, settings=settings(args), days=args.days,
+                              symbols=tuple(s.strip() for s in args.symbols.split(",")),
+                              interval_ms=args.interval_ms, samples=args.samples,
+                              keep=args.keep)
+    paths = versions.write_report(result, started=started,
+                                  parameters={"samples": args.samples})
+    def shown(x: float) -> str:
+        return "-" if x != x else f"{x:.4g}"  # NaN: not measured on that version
+
+    print_table([{"figure": r["figure"], **{v: shown(r[v]) for v in result.versions},
+                  "ratio": shown(r["ratio"]), "n": r["n"]}
+                 for r in result.figures.to_dict("records")])
+    for line in result.findings():
+        print(f"- {line}")
+    print(f"report: {paths['html']}")
+    print(f"summary: {paths['json']}")
+    return 0

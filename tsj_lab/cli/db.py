@@ -1,14 +1,15 @@
-"""tsj db start|stop|status|url|setup, and tsj probe."""
+"""tsj db start|stop|status|url|setup|pooler|upgrade, and tsj probe."""
 
 from __future__ import annotations
 
 import argparse
 
+from ..domain import PRODUCTION
 from . import add_json, add_target, command, print_json, print_table, settings, target_url
 
 
 def _embedded(args: argparse.Namespace):
-    from ..server.embedded import from_settings
+    from ..server.cluster import from_settings
 
     return from_settings(settings(args))
 
@@ -38,8 +39,9 @@ def _db_stop(args: argparse.Namespace) -> int:
 def _db_status(args: argparse.Namespace) -> int:
     st = _embedded(args).status()
     data = {"running": st.running, "pid": st.pid, "port": st.port, "data_dir": st.data_dir,
-            "postgres": st.postgres_version, "timescaledb": st.timescaledb_version,
-            "license": st.license, "edition": st.edition}
+            "flavor": st.flavor, "postgres": st.postgres_version,
+            "timescaledb": st.timescaledb_version, "license": st.license,
+            "edition": st.edition, "production": st.versus_production}
     if args.json:
         print_json(data)
     else:
@@ -52,7 +54,7 @@ def _db_status(args: argparse.Namespace) -> int:
          lambda p: p.add_argument("--source", dest="source_db", action="store_true",
                                   help="the plain source database"))
 def _db_url(args: argparse.Namespace) -> int:
-    from ..server.embedded import SOURCE_DB, TARGET_DB
+    from ..server.cluster import SOURCE_DB, TARGET_DB
 
     print(_embedded(args).url(SOURCE_DB if args.source_db else TARGET_DB))
     return 0
@@ -83,7 +85,7 @@ def _pooler_args(p: argparse.ArgumentParser) -> None:
 @command("db pooler", "PgBouncer in front of the embedded server: start it, print its URL",
          _pooler_args)
 def _db_pooler(args: argparse.Namespace) -> int:
-    from ..server.embedded import SOURCE_DB, TARGET_DB
+    from ..server.cluster import SOURCE_DB, TARGET_DB
     from ..server.pooler import PgBouncer
 
     bouncer = PgBouncer(_embedded(args), mode=args.mode)
@@ -97,13 +99,37 @@ def _db_pooler(args: argparse.Namespace) -> int:
     return 0
 
 
+def _upgrade_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--from", dest="from_version", required=True, metavar="VERSION",
+                   help="the TimescaleDB version whose data folder to take over (e.g. 2.24.0); "
+                        "the version to update to is TSJ_TIMESCALEDB_VERSION")
+
+
+@command("db upgrade", "take over the data folder of another TimescaleDB version and update "
+         "the extension (ALTER EXTENSION timescaledb UPDATE; there is no way back)",
+         _upgrade_args)
+def _db_upgrade(args: argparse.Namespace) -> int:
+    from ..server.cluster import Embedded
+
+    server = _embedded(args)
+    older = Embedded(server.home, instance=server.instance, pg_major=server.pg_major,
+                     timescaledb_version=args.from_version, apt_mirror=server.apt_mirror)
+    updated = server.upgrade_from(older)
+    print(f"{older.dir} is now {server.dir}; TimescaleDB updated to "
+          f"{server.timescaledb_version} in {', '.join(updated) or 'no database'}")
+    return 0
+
+
 @command("probe", "capability table of the target: versions, license, edition",
          add_target, add_json)
 def _probe(args: argparse.Namespace) -> int:
     from ..db import probe_url
 
     url = target_url(args)
-    caps = probe_url(url).as_dict() | {"target": url.redacted}
+    caps = probe_url(url).as_dict()
+    caps |= {"production": PRODUCTION.versus(caps["postgres_version"],
+                                             caps["timescaledb_version"]),
+             "target": url.redacted}
     if args.json:
         print_json(caps)
     else:

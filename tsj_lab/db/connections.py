@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from ..config import CONNECTION_NAMES, Settings, validate_url
 from ..errors import ConfigError
-from ..server.embedded import SOURCE_DB, TARGET_DB, Embedded, default_home, from_settings
+from ..server.cluster import SOURCE_DB, TARGET_DB, Embedded, from_settings
 from ..server.pooler import PgBouncer
 from .endpoint import Endpoint
 
@@ -60,9 +60,7 @@ LIVE_WORKERS = 8
 def live_server(settings: Settings) -> Embedded:
     """tsj's own server for the live run: the embedded edition and binaries, its own data
     folder (instance 'live'), the scheduler on. The bench's instance never runs it."""
-    return Embedded(default_home(settings.home), instance=LIVE_INSTANCE,
-                    edition=settings.edition, timescaledb_source=settings.timescaledb_source,
-                    apt_mirror=settings.apt_mirror, background_workers=LIVE_WORKERS)
+    return from_settings(settings, instance=LIVE_INSTANCE, background_workers=LIVE_WORKERS)
 
 
 def pooler_url(*, settings: Settings | None = None) -> str | None:

@@ -52,6 +52,7 @@ from . import plots
 from ..config import CONNECTION_NAMES, PROJECT_DIR, Settings, child_env, redact, validate_url
 from ..db.connections import resolve_url
 from ..db import Endpoint, probe_url, shown
+from ..domain import PRODUCTION
 from ..errors import ReportError, TsjError
 from .recording import RECORD_MIME, collect, plain
 
@@ -341,7 +342,9 @@ def _database(target: str, *, settings: Settings | None) -> dict[str, Any]:
     """The probe of connection ``target``; its error, redacted, when it cannot be reached."""
     try:
         url = resolve_url(target, settings=settings)
-        return {"connection": target, "url": _safe_url(url)} | probe_url(url).as_dict()
+        caps = probe_url(url).as_dict()
+        return {"connection": target, "url": _safe_url(url)} | caps | {
+            "production": PRODUCTION.versus(caps["postgres_version"], caps["timescaledb_version"])}
     except (TsjError, ValueError) as exc:
         return {"connection": target, "error": redact(str(exc))}
 
@@ -458,7 +461,8 @@ def _prepare_cell(cell: nbformat.NotebookNode) -> None:
 def _heading(summary: Mapping[str, Any]) -> str:
     db = summary.get("environment", {}).get("database", {})
     server = (f"PostgreSQL {db.get('postgres_version')}, TimescaleDB "
-              f"{db.get('timescaledb_version') or '-'} ({db.get('license') or 'no license'})"
+              f"{db.get('timescaledb_version') or '-'} ({db.get('license') or 'no license'}); "
+              f"{db.get('production') or 'production not compared'}"
               if "postgres_version" in db else f"database not probed: {db.get('error', '-')}")
     params = ", ".join(f"`{k}={v!r}`" for k, v in summary.get("parameters", {}).items())
     params = params or "defaults"

@@ -1,8 +1,9 @@
 """PgBouncer in front of the embedded server: fetch, configure, start, stop, url.
 
 PgBouncer comes from Debian 13's ``pgbouncer`` package, fetched and relocated the way
-:mod:`tsj_lab.server.embedded` fetches the server (private apt state, ``dpkg-deb -x``,
-patchelf), into ``<home>/pgbouncer``. One PgBouncer per server instance lives in
+the server is (:mod:`tsj_lab.server.debs`: private apt state, ``dpkg-deb -x``, patchelf),
+into ``<home>/pgbouncer``; its port, pid and user are handled as the server's are
+(:mod:`tsj_lab.server.process`). One PgBouncer per server instance lives in
 ``<home>/<instance>/pgbouncer-<mode>``: it listens on 127.0.0.1 only, on a port chosen once
 and remembered, and runs as ``nobody`` when tsj runs as root, like the server.
 
@@ -19,31 +20,20 @@ from __future__ import annotations
 
 import logging
 import os
-import pwd
 import re
 import signal
 import socket
 import subprocess
 import time
-from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 
 from .. import queries
-from .embedded import (
-    SOURCE_DB,
-    SUPERUSER,
-    TARGET_DB,
-    UNPRIVILEGED,
-    Embedded,
-    _check_platform,
-    _port_free,
-    fetch_debs,
-    mark_complete,
-    unpack,
-)
 from ..errors import EmbeddedError
+from . import debs
+from .cluster import SOURCE_DB, SUPERUSER, TARGET_DB, Embedded
+from .process import choose_port, give_to_server_user, live_pid, read_port, server_user
 
 log = logging.getLogger("tsj_lab")
 
@@ -89,18 +79,13 @@ class PgBouncer:
 
     @property
     def installed(self) -> bool:
-        return (self.root / ".complete").is_file()
+        return debs.installed(self.root)
 
     def ensure_binaries(self) -> bool:
         """Fetch and relocate PgBouncer; False when it was already there."""
-        _check_platform()
-        with self.server._lock():
-            if self.installed:
-                return False
-            debs = fetch_debs(self.server.home / "apt", PACKAGES, mirror=self.server.apt_mirror)
-            unpack(debs, self.root, self.exe.parent)
-            mark_complete(self.root, debs)
-            return True
+        return debs.install(self.root, home=self.server.home, suite=debs.TOOLS_SUITE,
+                            packages=PACKAGES, bindir=self.exe.parent,
+                            mirror=self.server.apt_mirror)
 
     # -- process ----------------------------------------------------------------------
 
@@ -109,17 +94,17 @@ class PgBouncer:
         self.ensure_binaries()
         self.server.start()
         if self.pid() is not None:
-            port = self._remembered_port()
+            port = read_port(self.port_file)
             if port and self.config.is_file() and self.config.read_text() == self._config_text(port):
                 return self.url()
             self.stop()  # other settings, or the server moved to another port: restart
         self.dir.mkdir(parents=True, exist_ok=True)
         self.logfile.unlink(missing_ok=True)  # its errors are this start's, if any
-        port = self._choose_port()
+        port = choose_port(self.port_file)
         self._write_auth_file()
         self._write_config(port)
         self.pidfile.unlink(missing_ok=True)
-        self._give_to_unprivileged(self.dir, self.config, self.auth_file)
+        give_to_server_user(self.dir, self.config, self.auth_file)
         self._run_pgbouncer("-d", str(self.config))
         self.port_file.write_text(f"{port}\n")
         self._wait_listening(port)
@@ -139,16 +124,11 @@ class PgBouncer:
         raise EmbeddedError(f"pgbouncer (pid {pid}) did not stop in 10 s; see {self.logfile}")
 
     def pid(self) -> int | None:
-        try:
-            pid = int(self.pidfile.read_text().split()[0])
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except (OSError, ValueError, IndexError):
-            return None
-        return pid if b"pgbouncer" in cmdline else None
+        return live_pid(self.pidfile, program="pgbouncer")
 
     def url(self, dbname: str = TARGET_DB) -> str:
         """``dbname`` through PgBouncer: the server's URL with the pooler's port."""
-        port = self._remembered_port()
+        port = read_port(self.port_file)
         if port is None:
             raise EmbeddedError("the pooler was never started; run 'tsj db pooler'")
         return (f"postgresql://{SUPERUSER}@127.0.0.1:{port}/{dbname}"
@@ -159,7 +139,7 @@ class PgBouncer:
 
     def through(self, url: str) -> str:
         """``url`` (a database of the server, its URL as the server gives it) through PgBouncer."""
-        port = self._remembered_port()
+        port = read_port(self.port_file)
         if port is None:
             raise EmbeddedError("the pooler was never started; run 'tsj db pooler'")
         p = urlsplit(url)
@@ -199,18 +179,14 @@ class PgBouncer:
             "log_connections": 0,
             "log_disconnections": 0,
         }
-        lines = ["[databases]", f"* = host=127.0.0.1 port={self.server._remembered_port()}",
+        lines = ["[databases]", f"* = host=127.0.0.1 port={self.server.port()}",
                  "", "[pgbouncer]", *(f"{k} = {v}" for k, v in settings.items())]
         return "\n".join(lines) + "\n"
 
     def _run_pgbouncer(self, *args: str) -> None:
-        kwargs: dict[str, object] = {}
-        if os.geteuid() == 0:
-            user = pwd.getpwnam(UNPRIVILEGED)
-            kwargs = {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
         try:
             res = subprocess.run([str(self.exe), *args], cwd=self.dir, capture_output=True,
-                                 text=True, timeout=30, **kwargs)  # type: ignore[call-overload]
+                                 text=True, timeout=30, **server_user())  # type: ignore[call-overload]
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise EmbeddedError(f"pgbouncer could not run ({exc}); remove {self.root} and "
                                 "re-run 'tsj db pooler'") from None
@@ -221,13 +197,6 @@ class PgBouncer:
             cause = said[0].split(" ", 4)[-1] if said else f"exit {res.returncode}"
             raise EmbeddedError(f"pgbouncer did not start: {cause}; see {self.config} "
                                 f"and {self.logfile}")
-
-    def _give_to_unprivileged(self, *paths: Path) -> None:
-        if os.geteuid() != 0:
-            return
-        user = pwd.getpwnam(UNPRIVILEGED)
-        for p in paths:
-            os.chown(p, user.pw_uid, user.pw_gid)
 
     def _wait_listening(self, port: int, timeout: float = 10.0) -> None:
         """Until PgBouncer runs (its pidfile names a live process) and takes connections."""
@@ -249,17 +218,3 @@ class PgBouncer:
             return None
         errors = [ln.split(" ", 4)[-1] for ln in lines if " FATAL " in ln or " ERROR " in ln]
         return errors[-1] if errors else None
-
-    def _choose_port(self) -> int:
-        remembered = self._remembered_port()
-        if remembered and _port_free(remembered):
-            return remembered
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            return int(s.getsockname()[1])
-
-    def _remembered_port(self) -> int | None:
-        try:
-            return int(self.port_file.read_text().strip())
-        except (FileNotFoundError, ValueError):
-            return None
