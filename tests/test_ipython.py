@@ -125,8 +125,9 @@ def test_every_kernel_has_target_and_source_and_one_line_errors(server: Embedded
                      "%sql --connections",
                      "%%sql nosuchconn\nSELECT 1",
                      "%config SqlMagic.autolimit = 3\n",
-                     "%%sql target\nSELECT g FROM generate_series(1, 10) g")
-    ok, names, source, bad, listing, wrong, _, capped = nb.cells
+                     "%%sql target\nSELECT g FROM generate_series(1, 10) g",
+                     "%%sql target\nSELECT 4297.25::numeric(20, 8) AS last_price")
+    ok, names, source, bad, listing, wrong, _, capped, numeric = nb.cells
     assert "tsj" in _text(ok) and "error" not in _text(ok)
     assert names.outputs[0]["text"] == "['source', 'target']\n"
     assert "tsj_source" in _text(source)
@@ -146,6 +147,9 @@ def test_every_kernel_has_target_and_source_and_one_line_errors(server: Embedded
     note = next(o for o in capped.outputs if "more than 3 rows" in json.dumps(o))
     assert note.output_type == "display_data" and "<span" in note.data["text/html"]
     assert not [o for o in capped.outputs if o.get("name") == "stderr"]
+    # NUMERIC(20,8) shows the decimals it needs, not 4297.25000000
+    html = next(o.data["text/html"] for o in numeric.outputs if "text/html" in o.get("data", {}))
+    assert "<td>4,297.25</td>" in html and "4297.25000000" not in html
 
 
 def test_a_report_names_the_failing_sql(tmp_path: Path, server: Embedded) -> None:

@@ -64,6 +64,10 @@ def test_html_is_offline_and_has_no_record_junk(ok_run: reports.Report) -> None:
     assert recording.RECORD_MIME not in page and "vnd.tsj" not in page
     assert "Plotly.newPlot" in page and "A small report" in page
     assert "renderers.default" not in page and "record_metric" not in page  # inputs hidden
+    # the heading: a time in UTC, the parameters one per row (a bench's 30 ran on as one line)
+    assert re.search(r"Run \d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} UTC", page)
+    assert "<summary>Parameters: 1 passed" in page
+    assert "<tr><td><code>n</code></td><td><code>4</code></td></tr>" in page
     # the executed notebook keeps the records (that is where the JSON came from)
     nb = nbformat.read(str(ok_run.notebook), as_version=4)
     assert recording.collect(nb)["metrics"][0]["name"] == "answer"

@@ -86,23 +86,31 @@ def _heading(summary: Mapping[str, Any]) -> str:
     server = (f"PostgreSQL {db.get('postgres_version')}, TimescaleDB "
               f"{db.get('timescaledb_version') or '-'} ({db.get('license') or 'no license'})"
               if "postgres_version" in db else f"database not probed: {db.get('error', '-')}")
-    params = ", ".join(f"`{k}={v!r}`" for k, v in summary.get("parameters", {}).items())
-    params = params or "defaults"
-    params = html.escape(params, quote=False)
     status = summary.get("status", "?")
     error = summary.get("error")
     lines = [
         f"# {summary.get('name')} — {'FAILED' if status == 'failed' else status}",
-        f"Run {str(summary.get('started_at'))[:19]} UTC "
-        f"({summary.get('duration_s')} s) · {server} · "
+        f"Run {str(summary.get('started_at'))[:19].replace('T', ' ')} UTC "
+        f"({summary.get('duration_s') or 0:,.1f} s) · {server} · "
         f"tsj_lab {summary.get('environment', {}).get('tsj_lab')} "
         f"@ {str(summary.get('environment', {}).get('git_commit'))[:10]}",
-        f"Parameters: {params}",
+        _parameters(summary.get("parameters") or {}),
     ]
     if error:
         what = html.escape(f"{error.get('ename')}: {error.get('evalue')}", quote=False)
         lines.append(f"**Error in cell {error.get('cell')}: {what}**")
     return "\n\n".join(lines)
+
+
+def _parameters(params: Mapping[str, Any]) -> str:
+    """The run's parameters one per row, folded (a bench passes 30: one paragraph ran on)."""
+    if not params:
+        return "Parameters: the notebook's defaults"
+    rows = "".join(f"<tr><td><code>{html.escape(str(k))}</code></td>"
+                   f"<td><code>{html.escape(repr(v))}</code></td></tr>"
+                   for k, v in params.items())
+    return (f"<details><summary>Parameters: {len(params)} passed (the others: the "
+            f"notebook's defaults)</summary><table>{rows}</table></details>")
 
 
 # -- the index -------------------------------------------------------------------------------

@@ -34,6 +34,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import psycopg
 import sqlalchemy
 import sqlparse
@@ -48,7 +49,7 @@ from sql.connection import ConnectionManager, SQLAlchemyConnection
 from sql.magic import RenderMagic, SqlCmdMagic, SqlMagic, SqlPlotMagic
 from sqlalchemy.engine.result import IteratorResult, SimpleResultMetaData
 
-from . import adhoc
+from . import adhoc, tables
 from ..db import explain
 from ..errors import TsjError
 
@@ -207,6 +208,13 @@ def register(shell: Any, names: tuple[str, ...] = ANALYST_CONNECTIONS) -> None:
         NamedConnection(adhoc.engine(name), name, magic)
     ConnectionManager.current = ConnectionManager.connections["target"]
     shell.push({"engines": {name: adhoc.engine(name) for name in names}})
+    # Frames read as people read figures (tables.formatters): NUMERIC(20,8)'s
+    # 4297.25000000 as 4297.25, counts as 345,600, not 345600.000000 or 1.86e+05
+    html = shell.display_formatter.formatters["text/html"]
+    html.for_type(pd.DataFrame, tables.frame_html)
+    html.for_type(pd.Series, tables.series_html)
+    # the benchmark's data set, shown by its notebook, by name: bench is a layer above lab
+    html.for_type_by_name("tsj_lab.bench", "Dataset", tables.record_html)
 
 
 def _checked(magic: Any) -> Any:
