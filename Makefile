@@ -18,12 +18,15 @@ $(STAMP): pyproject.toml constraints.txt
 
 # Notebooks run in place (make lab) stay out of commits: git's clean filter drops outputs,
 # keeps cell ids (a commit changes only what was edited), and drops language_info, which
-# every kernel rewrites (Python's version, codemirror_mode): a Run All leaves git clean.
+# every kernel rewrites (Python's version, codemirror_mode); JupyterLab's saves re-stage a
+# notebook whose filtered content is unchanged (tsj_lab.lab.savehook: git status trusts
+# the file's size), so a Run All leaves git status clean.
 NBSTRIPOUT = "$(abspath $(BIN))/python" -m nbstripout --keep-id --extra-keys metadata.language_info
 
 ## setup: venv, pinned packages, and the embedded server's binaries (no-op when done)
 setup: $(STAMP)
 	@! git rev-parse --git-dir >/dev/null 2>&1 || git config filter.nbstripout.clean '$(NBSTRIPOUT)'
+	@$(BIN)/python -m tsj_lab.lab.savehook install >/dev/null
 	$(BIN)/tsj db setup
 
 ## db: start the embedded TimescaleDB (set TSJ_DATABASE_URL to use your own instead)

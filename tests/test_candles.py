@@ -151,11 +151,11 @@ def test_consistency_names_a_broken_candle() -> None:
 
 def test_explorer_builds_its_controls(url: str) -> None:
     box = candles.explorer(url, choice=candles.choose(url), timeframe="15m")
-    controls = box.children[0].children
+    dropdowns, days = box.children[0].children
+    controls = [*dropdowns.children, days]
     assert [c.description for c in controls] == ["symbol", "timeframe",
                                                  "from / to (UTC, to excl.)"]
     assert controls[0].options == ("BTCUSD", "ES")
-    days = controls[2]
     assert days.value == (DAY.date(), DAY.date() + timedelta(days=1))  # the last day of ticks
     assert days.label == ("2024-01-02", "2024-01-03")  # ISO, as every message says it
 

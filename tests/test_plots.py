@@ -50,7 +50,7 @@ def test_candle_controls_redraw_on_a_change() -> None:
     box = plots.candle_controls(lambda **pick: calls.append(pick), symbols=["ES", "NQ"],
                                 timeframes=candles.TIMEFRAMES, symbol="ES", timeframe="2h",
                                 days=days, start=date(2024, 1, 2), end=date(2024, 1, 3))
-    symbol, timeframe, span = box.children[0].children
+    (symbol, timeframe), span = box.children[0].children[0].children, box.children[0].children[1]
     assert "2h" in timeframe.options  # a width the list lacks is still offered
     assert span.label == ("2024-01-02", "2024-01-03")  # ISO days, not the browser's 01/02/2024
     symbol.value = "NQ"

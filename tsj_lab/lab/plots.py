@@ -278,14 +278,15 @@ def candle_controls(show: Any, *, symbols: list[str], timeframes: Iterable[str],
                                        description="from / to (UTC, to excl.)",
                                        continuous_update=False,
                                        style={"description_width": "initial"},
-                                       layout={"width": "32em"}),
+                                       layout={"width": "44em"}),
     }
 
     def redraw(symbol: str, timeframe: str, days: tuple[Any, Any]) -> None:
         show(symbol=symbol, timeframe=timeframe, start=days[0], end=days[1])
 
     out = w.interactive_output(redraw, pick)
-    return w.VBox([w.HBox(list(pick.values())), out])
+    # the days on a row of their own: beside the dropdowns the slider's readout was cut
+    return w.VBox([w.VBox([w.HBox([pick["symbol"], pick["timeframe"]]), pick["days"]]), out])
 
 
 # -- integrity -----------------------------------------------------------------------------
