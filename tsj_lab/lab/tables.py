@@ -35,6 +35,16 @@ def tick_decimals(symbol: str | None = None, values: Iterable[Any] = ()) -> int:
     return max(found, default=2)
 
 
+def _float_decimals(values: pd.Series) -> int:
+    """The fewest decimals that keep every float of ``values`` (one pass per decimal, not
+    per value: a frame is formatted each time it is displayed)."""
+    x = values.to_numpy(dtype=float)
+    for d in range(MAX_DECIMALS + 1):
+        if np.allclose(np.round(x, d), x, rtol=0, atol=1e-9):
+            return d
+    return MAX_DECIMALS
+
+
 def _decimals(value: Any) -> int:
     if isinstance(value, Decimal):
         exponent = value.normalize().as_tuple().exponent
@@ -110,13 +120,13 @@ def formatters(df: pd.DataFrame) -> dict[Any, Any]:
             out[col] = _fixed(0)
         elif pd.api.types.is_float_dtype(kind):
             if col in PRICE_COLUMNS:
-                out[col] = _fixed(max(_decimals(v) for v in sample))
+                out[col] = _fixed(_float_decimals(sample))
             elif bool((sample == sample.round()).all()):
                 out[col] = _fixed(0)
             else:
                 size = float(sample.abs().median())
                 cap = 0 if size >= 1000 else 2 if size >= 1 else 4
-                out[col] = _fixed(min(cap, max(_decimals(v) for v in sample)))
+                out[col] = _fixed(min(cap, _float_decimals(sample)))
     return out
 
 
@@ -130,15 +140,18 @@ def frame_html(df: pd.DataFrame) -> str:
     """pandas' own notebook HTML of ``df`` (display options and truncation as
     ``DataFrame._repr_html_``), each column read as :func:`formatters` says; a frame
     pandas would describe by ``info()``, or a ``display.float_format`` someone set, wins."""
-    found = {} if pd.get_option("display.float_format") else formatters(df)
-    if not found or df._info_repr() or not pd.get_option("display.notebook_repr_html"):
+    try:
+        found = {} if pd.get_option("display.float_format") else formatters(df)
+        if not found or df._info_repr() or not pd.get_option("display.notebook_repr_html"):
+            return df._repr_html_() or ""
+        max_rows = pd.get_option("display.max_rows")
+        if max_rows and len(df) > max_rows:
+            max_rows = pd.get_option("display.min_rows") or max_rows  # as _repr_html_ does
+        return df.to_html(formatters=found, notebook=True, max_rows=max_rows,
+                          max_cols=pd.get_option("display.max_columns"),
+                          show_dimensions=pd.get_option("display.show_dimensions"))
+    except Exception:  # a frame these rules do not fit (odd labels, odd values): pandas' own
         return df._repr_html_() or ""
-    max_rows = pd.get_option("display.max_rows")
-    if max_rows and len(df) > max_rows:
-        max_rows = pd.get_option("display.min_rows") or max_rows  # as _repr_html_ does
-    return df.to_html(formatters=found, notebook=True, max_rows=max_rows,
-                      max_cols=pd.get_option("display.max_columns"),
-                      show_dimensions=pd.get_option("display.show_dimensions"))
 
 
 def series_html(s: pd.Series) -> str:
