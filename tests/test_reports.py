@@ -20,7 +20,7 @@ from browser import rendered_dom
 
 from tsj_lab.lab import environment, html, recording, reports
 from tsj_lab.cli import main
-from tsj_lab.config import Settings, redact
+from tsj_lab.config import CONNECTION_NAMES, Settings, redact
 from tsj_lab.server.embedded import Embedded
 from tsj_lab.errors import ConfigError, ReportError
 
@@ -249,7 +249,7 @@ def test_unknown_parameter_and_notebook_fail_up_front(tmp_path: Path) -> None:
 
 def test_a_connection_parameter_must_name_a_connection(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"notebook 'ok' parameter 'target' is 'prod', not a "
-                                         r"connection; use one of \('target', 'source', 'pooler'\)"):
+                                         r"connection; use one of " + re.escape(str(CONNECTION_NAMES))):
         reports.run("ok", parameters={"target": "prod"}, notebooks_dir=FIXTURES,
                     reports_dir=tmp_path)
     with pytest.raises(ConfigError, match="parameter 'target' 'mysql://h/db' is not a PostgreSQL"):
@@ -286,9 +286,10 @@ def test_a_command_line_value_of_the_wrong_kind_fails_up_front() -> None:
 def test_secrets_come_from_the_configured_urls() -> None:
     settings = Settings(target_url="postgresql://u:longsecret@h/db",
                         source_url="postgresql://u@h/db?password=othersecret",
-                        pooler_url="postgresql://u:p%40oler@h:6543/db")
-    assert environment.secrets_of(settings) == ["othersecret", "longsecret", "p%40oler",
-                                                "p@oler"]
+                        pooler_url="postgresql://u:p%40oler@h:6543/db",
+                        live_url="postgresql://u:livepass1@h/db")
+    assert environment.secrets_of(settings) == ["othersecret", "longsecret", "livepass1",
+                                                "p%40oler", "p@oler"]
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x")])
     nb.cells[0].outputs = [nbformat.v4.new_output("stream", text="longsecret othersecret\n")]
     environment.scrub(nb, secrets=environment.secrets_of(settings))

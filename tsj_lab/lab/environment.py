@@ -68,10 +68,11 @@ def _git(*args: str) -> str | None:
 
 
 def secrets_of(settings: Settings) -> list[str]:
-    """The passwords in every configured URL: target, source and pooler (URL userinfo or a
-    ``password=`` parameter), as written and percent-decoded (a kernel prints either)."""
+    """The passwords in every configured URL a kernel gets (config.child_env): target,
+    source, pooler and live (URL userinfo or a ``password=`` parameter), as written and
+    percent-decoded (a kernel prints either)."""
     found: list[str] = []
-    for url in (settings.target_url, settings.source_url, settings.pooler_url):
+    for url in (settings.target_url, settings.source_url, settings.pooler_url, settings.live_url):
         if not url:
             continue
         p = urlsplit(url)

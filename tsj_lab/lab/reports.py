@@ -93,7 +93,7 @@ def _check_connection(key: str, value: str, *, notebook: str) -> None:
     elif value not in CONNECTION_NAMES:
         raise ValueError(f"{notebook} parameter {key!r} is {value!r}, not a connection; use "
                          f"one of {CONNECTION_NAMES} (their URLs come from TSJ_DATABASE_URL, "
-                         "TSJ_SOURCE_URL and TSJ_POOLER_URL)")
+                         "TSJ_SOURCE_URL, TSJ_POOLER_URL and TSJ_LIVE_URL)")
 
 
 def coerce_parameters(raw: Mapping[str, str], declared: Mapping[str, Mapping[str, Any]], *,
