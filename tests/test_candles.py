@@ -151,16 +151,16 @@ def test_consistency_names_a_broken_candle() -> None:
 
 def test_explorer_builds_its_controls(url: str) -> None:
     box = candles.explorer(url, choice=candles.choose(url), timeframe="15m")
-    dropdowns, days = box.children[0].children
-    controls = [*dropdowns.children, days]
-    assert [c.description for c in controls] == ["symbol", "timeframe",
-                                                 "from / to (UTC, to excl.)"]
+    rows = box.children[0].children
+    controls = [c for row in rows for c in row.children]
+    assert [c.description for c in controls] == ["symbol", "timeframe", "from (UTC)",
+                                                 "to (UTC, excl.)"]
     assert controls[0].options == ("BTCUSD", "ES")
-    assert days.value == (DAY.date(), DAY.date() + timedelta(days=1))  # the last day of ticks
-    assert days.label == ("2024-01-02", "2024-01-03")  # ISO, as every message says it
+    start, end = controls[2:]
+    assert (start.value, end.value) == (DAY.date(), DAY.date() + timedelta(days=1))  # last day
+    assert (start.label, end.label) == ("2024-01-02", "2024-01-03")  # ISO, as messages say it
 
 
-@pytest.mark.slow
 def test_candle_report_renders_its_candlestick(url: str, tmp_path: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     # the notebook gets the connection name 'target'; the kernel finds this database

@@ -50,14 +50,15 @@ def test_candle_controls_redraw_on_a_change() -> None:
     box = plots.candle_controls(lambda **pick: calls.append(pick), symbols=["ES", "NQ"],
                                 timeframes=candles.TIMEFRAMES, symbol="ES", timeframe="2h",
                                 days=days, start=date(2024, 1, 2), end=date(2024, 1, 3))
-    (symbol, timeframe), span = box.children[0].children[0].children, box.children[0].children[1]
+    (symbol, timeframe), (start, end) = (row.children for row in box.children[0].children)
     assert "2h" in timeframe.options  # a width the list lacks is still offered
-    assert span.label == ("2024-01-02", "2024-01-03")  # ISO days, not the browser's 01/02/2024
+    assert (start.label, end.label) == ("2024-01-02", "2024-01-03")  # ISO, not 01/02/2024
+    assert (start.description, end.description) == ("from (UTC)", "to (UTC, excl.)")
     symbol.value = "NQ"
     assert calls[-1] == {"symbol": "NQ", "timeframe": "2h", "start": date(2024, 1, 2),
                          "end": date(2024, 1, 3)}
-    span.value = (date(2024, 1, 3), date(2024, 1, 5))
-    assert calls[-1]["start"] == date(2024, 1, 3) and calls[-1]["end"] == date(2024, 1, 5)
+    end.value = date(2024, 1, 5)
+    assert calls[-1]["start"] == date(2024, 1, 2) and calls[-1]["end"] == date(2024, 1, 5)
 
 
 def test_candlestick_reads_prices_at_the_tick_and_times_in_utc() -> None:

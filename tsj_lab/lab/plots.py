@@ -258,13 +258,13 @@ def hourly_volume(by_hour: pd.DataFrame, *, title: str = "Volume by hour (UTC)")
 
 def candle_controls(show: Any, *, symbols: list[str], timeframes: Iterable[str],
                     symbol: str, timeframe: str, days: list[Any], start: Any, end: Any) -> Any:
-    """ipywidgets to pick symbol, timeframe and a range of UTC days; ``show(**choice)`` redraws.
+    """ipywidgets to pick symbol, timeframe and UTC days; ``show(**choice)`` redraws on change.
 
     ``show`` gets symbol, timeframe, start and end (dates, end exclusive) and displays what
-    it likes; its output lands in the box's output area. The days are one range slider
-    labelled in ISO dates (a date picker shows the browser's 01/18/2026 while every message
-    says 2026-01-18): ``days`` are the midnights it offers, ``start``/``end`` among them.
-    Returns the box (display it).
+    it likes; its output lands in the box's output area. The days are dropdowns of ISO
+    dates (a date picker shows the browser's 01/18/2026 while every message says
+    2026-01-18; a range slider's readout cut the two dates off): ``days`` are the
+    midnights offered, ``start``/``end`` among them. Returns the box (display it).
     """
     # deferred: only the candle explorer's controls need ipywidgets (0.2 s to import)
     import ipywidgets as w  # noqa: PLC0415
@@ -274,19 +274,13 @@ def candle_controls(show: Any, *, symbols: list[str], timeframes: Iterable[str],
         "symbol": w.Dropdown(options=symbols, value=symbol, description="symbol"),
         "timeframe": w.Dropdown(options=list(dict.fromkeys([*timeframes, timeframe])),
                                 value=timeframe, description="timeframe"),
-        "days": w.SelectionRangeSlider(options=labels, value=(start, end),
-                                       description="from / to (UTC, to excl.)",
-                                       continuous_update=False,
-                                       style={"description_width": "initial"},
-                                       layout={"width": "44em"}),
+        "start": w.Dropdown(options=labels, value=start, description="from (UTC)"),
+        "end": w.Dropdown(options=labels, value=end, description="to (UTC, excl.)",
+                          style={"description_width": "initial"}),
     }
-
-    def redraw(symbol: str, timeframe: str, days: tuple[Any, Any]) -> None:
-        show(symbol=symbol, timeframe=timeframe, start=days[0], end=days[1])
-
-    out = w.interactive_output(redraw, pick)
-    # the days on a row of their own: beside the dropdowns the slider's readout was cut
-    return w.VBox([w.VBox([w.HBox([pick["symbol"], pick["timeframe"]]), pick["days"]]), out])
+    out = w.interactive_output(show, pick)
+    return w.VBox([w.VBox([w.HBox([pick["symbol"], pick["timeframe"]]),
+                           w.HBox([pick["start"], pick["end"]])]), out])
 
 
 # -- integrity -----------------------------------------------------------------------------
