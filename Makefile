@@ -13,14 +13,20 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]'
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	$(BIN)/python -m tsj_lab.lab.ipython install >/dev/null
-	@# notebooks run in place (make lab) keep their outputs out of commits: git's clean
-	@# filter (cell ids kept, so a commit changes only what was edited)
-	@! git rev-parse --git-dir >/dev/null 2>&1 || { $(BIN)/nbstripout --install && \
-	  git config filter.nbstripout.clean '"$(abspath $(BIN))/python" -m nbstripout --keep-id'; }
+	@! git rev-parse --git-dir >/dev/null 2>&1 || $(BIN)/nbstripout --install
 	@rm -f $(VENV)/.installed-*; touch $@
+
+# Notebooks run in place (make lab) stay out of commits: git's clean filter drops outputs,
+# keeps cell ids (a commit changes only what was edited), and drops language_info, which
+# every kernel rewrites (Python's version, codemirror_mode); JupyterLab's saves re-stage a
+# notebook whose filtered content is unchanged (tsj_lab.lab.savehook: git status trusts
+# the file's size), so a Run All leaves git status clean.
+NBSTRIPOUT = "$(abspath $(BIN))/python" -m nbstripout --keep-id --extra-keys metadata.language_info
 
 ## setup: venv, pinned packages, and the embedded server's binaries (no-op when done)
 setup: $(STAMP)
+	@! git rev-parse --git-dir >/dev/null 2>&1 || git config filter.nbstripout.clean '$(NBSTRIPOUT)'
+	@$(BIN)/python -m tsj_lab.lab.savehook install >/dev/null
 	$(BIN)/tsj db setup
 
 ## db: start the embedded TimescaleDB (set TSJ_DATABASE_URL to use your own instead)

@@ -7,6 +7,7 @@ the tests only read it.
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -86,12 +87,14 @@ def test_a_view_and_the_raw_ticks_give_the_same_candles(url: str) -> None:
 def test_bad_choices_fail_up_front(url: str) -> None:
     with pytest.raises(ValueError, match="timeframe '5 min' is not a width like"):
         candles.width("5 min")
-    with pytest.raises(ValueError, match=r"start 2024-01-02T00:30:00\+00:00 is not on a 1h "):
+    with pytest.raises(ValueError, match=r"^from 2024-01-02 00:30 UTC is not on a 1h "):
         candles.read(url, symbol="ES", timeframe="1h", start=DAY + timedelta(minutes=30),
                      end=DAY + timedelta(days=1))
-    with pytest.raises(ValueError, match="is not after start"):
+    # the words and the time format of the controls: from / to, 2024-01-02 00:00 UTC
+    with pytest.raises(ValueError, match=r"^to 2024-01-02T00:00:00\+00:00 is not after from "
+                                         r"2024-01-03T00:00:00\+00:00; swap them"):
         candles.window("2024-01-03", "2024-01-02")
-    with pytest.raises(ValueError, match="start 'yesterday-ish' is not a date"):
+    with pytest.raises(ValueError, match="from 'yesterday-ish' is not a date"):
         candles.window("yesterday-ish")
     with pytest.raises(ValueError, match=r"symbol 'XX' has no ticks; the target has \['BTCUSD', "):
         candles.choose(url, symbol="XX")
@@ -129,9 +132,13 @@ def test_summary_and_volume_by_hour() -> None:
     assert by_hour.set_index("hour").loc[[9, 14], "share_pct"].tolist() == [40.0, 60.0]
     with pytest.raises(ValueError, match="no candles to summarize"):
         candles.summary(df.iloc[0:0])
-    shown = candles.summary_frame(s).to_string()  # what the explorer displays
-    assert "3.000000e+00" not in shown and "e+" not in shown
-    assert candles.summary_frame(s).loc["candles", "value"] == 3
+    shown = candles.summary_frame(s | {"volume": 1631676, "return_pct": -3.909477},
+                                  symbol="NQ").to_html()  # what the notebook and report show
+    cells = dict(re.findall(r'row_heading[^>]*>(\w+)</th>\s*<td[^>]*>([^<]*)</td>', shown))
+    assert cells["candles"] == "3" and cells["volume"] == "1,631,676"  # counts, separated
+    assert cells["return_pct"] == "-3.91 %" and cells["range_pct"] == "30.00 %"
+    assert cells["high"] == "120.00" and cells["open"] == "100.00"  # NQ's tick: 0.25
+    assert candles.summary_frame(s).data.loc["candles", "value"] == 3  # the value itself stays
 
 
 def test_consistency_names_a_broken_candle() -> None:
@@ -144,12 +151,16 @@ def test_consistency_names_a_broken_candle() -> None:
 
 def test_explorer_builds_its_controls(url: str) -> None:
     box = candles.explorer(url, choice=candles.choose(url), timeframe="15m")
-    controls = box.children[0].children
-    assert [c.description for c in controls] == ["symbol", "timeframe", "from", "to (excl.)"]
+    rows = box.children[0].children
+    controls = [c for row in rows for c in row.children]
+    assert [c.description for c in controls] == ["symbol", "timeframe", "from (UTC)",
+                                                 "to (UTC, excl.)"]
     assert controls[0].options == ("BTCUSD", "ES")
+    start, end = controls[2:]
+    assert (start.value, end.value) == (DAY.date(), DAY.date() + timedelta(days=1))  # last day
+    assert (start.label, end.label) == ("2024-01-02", "2024-01-03")  # ISO, as messages say it
 
 
-@pytest.mark.slow
 def test_candle_report_renders_its_candlestick(url: str, tmp_path: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     # the notebook gets the connection name 'target'; the kernel finds this database

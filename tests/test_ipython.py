@@ -55,11 +55,11 @@ def test_big_results_stop_at_the_cap_and_say_so(magic, capsys) -> None:  # type:
     magic.autolimit = 1_000
     df = ipython.run_cell("SELECT g FROM generate_series(1, 5000000) g")
     assert len(df) == 1_000 and df["g"].iloc[-1] == 1_000
-    err = capsys.readouterr().err
-    assert "the result has more than 1,000 rows; %%sql kept the first 1,000" in err
-    assert "tsj_lab.lab.adhoc.read(" in err
+    said = capsys.readouterr()
+    assert "The result has more than 1,000 rows; %%sql kept the first 1,000" in said.out
+    assert "tsj_lab.lab.adhoc.read(" in said.out and not said.err  # a note, not an error
     exact = ipython.run_cell("SELECT g FROM generate_series(1, 1000) g")
-    assert len(exact) == 1_000 and "more than" not in capsys.readouterr().err
+    assert len(exact) == 1_000 and "more than" not in capsys.readouterr().out
     # statements that return no rows still run (and commit)
     ipython.run_cell("CREATE TEMP TABLE IF NOT EXISTS adhoc_t (x int)")
 
@@ -73,6 +73,20 @@ def test_bad_sql_is_postgresqls_one_line(magic) -> None:  # type: ignore[no-unty
     with pytest.raises(UsageError, match=r"^Cannot execute query because the following "
                                          r"variables are undefined: symbol$"):  # JupySQL's
         ipython.run_cell("SELECT :symbol")
+
+
+def test_a_wrong_connection_name_lists_the_right_ones(magic) -> None:  # type: ignore[no-untyped-def]
+    from IPython.core.error import UsageError
+
+    for bad in ("nosuchconn", "tagret"):
+        with pytest.raises(UsageError) as err:
+            ipython.run_cell("SELECT 1", connection=bad)
+        assert str(err.value) == (f"no connection {bad!r}; the connections are 'source', "
+                                  "'target' (e.g. %%sql target)")
+    # a first word that starts SQL, or names a variable (an engine), is not a connection name
+    for line in ("SELECT", "with", "VACUUM", "--connections"):
+        ipython.check_connection(magic, line, {})
+    ipython.check_connection(magic, "my_engine", {"my_engine": object()})
 
 
 def test_a_refused_connection_is_one_line_without_url(magic, server: Embedded,
@@ -108,8 +122,12 @@ def test_every_kernel_has_target_and_source_and_one_line_errors(server: Embedded
                      "assert _['db'][0] == 'tsj', _\nprint(sorted(engines))",
                      "%%sql source\nSELECT current_database() AS db",
                      "%%sql target\nSELEC 1",
-                     "%sql --connections")
-    ok, names, source, bad, listing = nb.cells
+                     "%sql --connections",
+                     "%%sql nosuchconn\nSELECT 1",
+                     "%config SqlMagic.autolimit = 3\n",
+                     "%%sql target\nSELECT g FROM generate_series(1, 10) g",
+                     "%%sql target\nSELECT 4297.25::numeric(20, 8) AS last_price")
+    ok, names, source, bad, listing, wrong, _, capped, numeric = nb.cells
     assert "tsj" in _text(ok) and "error" not in _text(ok)
     assert names.outputs[0]["text"] == "['source', 'target']\n"
     assert "tsj_source" in _text(source)
@@ -121,6 +139,17 @@ def test_every_kernel_has_target_and_source_and_one_line_errors(server: Embedded
     for cell in nb.cells:
         assert "://" not in _text(cell) and "passfile" not in _text(cell), _text(cell)
     assert re.search(r"\|\s+\*\s+\|\s+target\s+\|\s+target\s+\|", _text(listing))
+    (error,) = wrong.outputs
+    assert error.evalue == ("no connection 'nosuchconn'; the connections are 'source', "
+                            "'target' (e.g. %%sql target)")
+    assert error.traceback == [f"UsageError: {error.evalue}"]
+    # the cap's note is a note (display data, as JupySQL's own), not the stderr of an error
+    note = next(o for o in capped.outputs if "more than 3 rows" in json.dumps(o))
+    assert note.output_type == "display_data" and "<span" in note.data["text/html"]
+    assert not [o for o in capped.outputs if o.get("name") == "stderr"]
+    # NUMERIC(20,8) shows the decimals it needs, not 4297.25000000
+    html = next(o.data["text/html"] for o in numeric.outputs if "text/html" in o.get("data", {}))
+    assert "<td>4,297.25</td>" in html and "4297.25000000" not in html
 
 
 def test_a_report_names_the_failing_sql(tmp_path: Path, server: Embedded) -> None:
@@ -174,4 +203,4 @@ def test_a_report_of_the_sql_notebook_holds_no_password_or_url(
     for leak in ("postgresql:", "postgresql+", "postgres:", "tsj:***", "passfile", host):
         assert leak not in outputs, f"{leak!r} in the notebook's outputs"
     assert "Running query in" not in outputs or "Running query in 'target'" in outputs
-    assert "the result has more than 1,000 rows" in outputs  # the cap's message shows
+    assert "The result has more than 1,000 rows" in outputs  # the cap's note shows

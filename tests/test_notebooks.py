@@ -17,10 +17,12 @@ from pathlib import Path
 import nbformat
 import papermill
 import pytest
+from nbclient import NotebookClient
 
 from tsj_lab import bench
 from tsj_lab.lab import reports
 from tsj_lab.config import CONNECTION_NAMES, PROJECT_DIR
+from tsj_lab.server.cluster import Embedded
 
 NOTEBOOKS = sorted((PROJECT_DIR / "notebooks").glob("*.ipynb"))
 FIXTURES = Path(__file__).parent / "notebooks"
@@ -140,3 +142,66 @@ def test_outputs_of_a_notebook_run_in_place_stay_out_of_commits(tmp_path: Path) 
     assert "a result an analyst saw" not in staged, "run 'make setup' (installs nbstripout)"
     assert '"execution_count": null' in staged
     assert '"parameters"' in staged  # the papermill tag survives the filter
+
+
+def _git(*args: str) -> str:
+    return subprocess.run(["git", *args], cwd=PROJECT_DIR, capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def _staged(path: Path, content: Path) -> str:
+    """What git would commit for ``path`` holding ``content``: its clean filter applied."""
+    return _git("hash-object", "--path", str(path.relative_to(PROJECT_DIR)), str(content))
+
+
+def _configured_filter() -> str:
+    return _git("config", "filter.nbstripout.clean")
+
+
+@pytest.fixture(scope="module")
+def ran_candles(tmp_path_factory: pytest.TempPathFactory, server: Embedded) -> Path:
+    """notebooks/05_candles.ipynb after an nbclient Run All (plotly, widgets, the kernel's
+    language_info), written where JupyterLab would save it, but in a temporary folder."""
+    if subprocess.run(["git", "rev-parse", "--git-dir"], cwd=PROJECT_DIR,
+                      capture_output=True).returncode:
+        pytest.skip("not a git checkout: there is no git status to keep clean")
+    path = PROJECT_DIR / "notebooks" / "05_candles.ipynb"
+    nb = _read(path)
+    NotebookClient(nb, timeout=600, resources={"metadata": {"path": str(path.parent)}}).execute()
+    assert nb.metadata.language_info.get("version"), "the kernel wrote no language_info"
+    ran = tmp_path_factory.mktemp("ran") / path.name
+    nbformat.write(nb, str(ran))
+    return ran
+
+
+def test_run_all_leaves_git_clean(ran_candles: Path) -> None:
+    """An analyst who only ran a notebook sees a clean `git status`: the kernel's rewrite of
+    metadata.language_info (Python's version, codemirror_mode) is filtered out with the
+    outputs (nbstripout --extra-keys, installed by `make setup`)."""
+    path = PROJECT_DIR / "notebooks" / ran_candles.name
+    assert any(c.get("outputs") for c in _read(ran_candles).cells), "nothing ran"
+    assert _staged(path, ran_candles) == _staged(path, path), (
+        f"{path.name}: a Run All changes what git commits; run 'make setup' (git's clean "
+        f"filter, now: {_configured_filter()})")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
+def test_what_a_run_writes_is_filtered_from_every_notebook(path: Path, ran_candles: Path,
+                                                           tmp_path: Path) -> None:
+    """What the run above wrote into 05_candles (kernel metadata, outputs, execution
+    counts and timings) written into each notebook: git commits each unchanged. (One real
+    run, not six: each costs 40-120 s, and nbval runs them all anyway.)"""
+    ran = _read(ran_candles)
+    nb = _read(path)
+    nb.metadata = ran.metadata
+    cell_ran = next(c for c in ran.cells if c.cell_type == "code" and c.outputs)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = cell_ran.outputs, cell_ran.execution_count
+            cell.metadata = {**cell.metadata, **{k: v for k, v in cell_ran.metadata.items()
+                                                 if k != "tags"}}
+    out = tmp_path / path.name
+    nbformat.write(nb, str(out))
+    assert _staged(path, out) == _staged(path, path), (
+        f"{path.name}: what a Run All writes changes what git commits; run 'make setup' "
+        f"(git's clean filter, now: {_configured_filter()})")

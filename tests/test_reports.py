@@ -18,9 +18,9 @@ import nbformat
 import pytest
 from browser import rendered_dom
 
-from tsj_lab.lab import recording, reports
+from tsj_lab.lab import environment, html, recording, reports
 from tsj_lab.cli import main
-from tsj_lab.config import Settings, redact
+from tsj_lab.config import CONNECTION_NAMES, Settings, redact
 from tsj_lab.server.cluster import Embedded
 from tsj_lab.errors import ConfigError, ReportError
 
@@ -64,6 +64,10 @@ def test_html_is_offline_and_has_no_record_junk(ok_run: reports.Report) -> None:
     assert recording.RECORD_MIME not in page and "vnd.tsj" not in page
     assert "Plotly.newPlot" in page and "A small report" in page
     assert "renderers.default" not in page and "record_metric" not in page  # inputs hidden
+    # the heading: a time in UTC, the parameters one per row (a bench's 30 ran on as one line)
+    assert re.search(r"Run \d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} UTC", page)
+    assert "<summary>Parameters: 1 passed" in page
+    assert "<tr><td><code>n</code></td><td><code>4</code></td></tr>" in page
     # the executed notebook keeps the records (that is where the JSON came from)
     nb = nbformat.read(str(ok_run.notebook), as_version=4)
     assert recording.collect(nb)["metrics"][0]["name"] == "answer"
@@ -137,14 +141,14 @@ def test_index_is_regenerated_newest_first(tmp_path: Path) -> None:
     _fake_run(tmp_path / "2026-01-17", "080000-04_bench", "2026-01-17T08:00:00+00:00", 100.0)
     _fake_run(tmp_path / "2026-01-18", "080000-04_bench", "2026-01-18T08:00:00+00:00", 150.0)
     (tmp_path / "2026-01-18" / "junk.json").write_text("{not json")
-    page = reports.write_index(tmp_path).read_text()
+    page = html.write_index(tmp_path).read_text()
     newer, older = "2026-01-18/080000-04_bench.html", "2026-01-17/080000-04_bench.html"
     assert page.index(newer) < page.index(older)
     assert "04_bench: rows_per_s (rows" in page  # the chart's title
     _fake_run(tmp_path / "2026-01-19", "070000-04_bench", "2026-01-19T07:00:00+00:00", 0, "failed")
-    page = reports.write_index(tmp_path).read_text()
+    page = html.write_index(tmp_path).read_text()
     assert page.index("2026-01-19/070000-04_bench.html") < page.index(newer)
-    series = reports.trend_series(reports.runs(tmp_path))["04_bench: rows_per_s (rows/s)"]
+    series = html.trend_series(html.runs(tmp_path))["04_bench: rows_per_s (rows/s)"]
     assert [p["value"] for p in series] == [0, 150.0, 100.0]
     dom = rendered_dom(tmp_path / "index.html")
     assert dom.count('class="main-svg"') >= 1 and "trace scatter" in dom
@@ -154,14 +158,14 @@ def test_trends_never_join_runs_of_other_parameters(tmp_path: Path) -> None:
     for day, value, samples in (("17", 100.0, 30), ("18", 150.0, 30), ("19", 9000.0, 5)):
         _fake_run(tmp_path / f"2026-01-{day}", "080000-04_bench", f"2026-01-{day}T08:00:00+00:00",
                   value, parameters={"samples": samples, "symbols": ["ES"]})
-    all_runs = reports.runs(tmp_path)
-    full, quick = reports.parameter_tag(all_runs[1]), reports.parameter_tag(all_runs[0])
-    assert full == reports.parameter_tag(all_runs[2]) != quick
-    charts = reports.trend_series(all_runs)
+    all_runs = html.runs(tmp_path)
+    full, quick = html.parameter_tag(all_runs[1]), html.parameter_tag(all_runs[0])
+    assert full == html.parameter_tag(all_runs[2]) != quick
+    charts = html.trend_series(all_runs)
     assert sorted(charts) == sorted([f"04_bench {full}: rows_per_s (rows/s)",
                                      f"04_bench {quick}: rows_per_s (rows/s)"])
     assert [p["value"] for p in charts[f"04_bench {full}: rows_per_s (rows/s)"]] == [150, 100]
-    page = reports.write_index(tmp_path).read_text()
+    page = html.write_index(tmp_path).read_text()
     assert f"04_bench {full}: rows_per_s" in page
     assert f"04_bench {quick}: rows_per_s" not in page  # one run: no trend yet
     assert "samples=5, symbols=[&#39;ES&#39;]" in page  # the runs table says what a tag means
@@ -184,8 +188,25 @@ def test_a_password_never_reaches_any_artifact(tmp_path: Path, server: Embedded,
     assert len(files) == 4  # ipynb, html, json, index.html
     for path in files:
         assert password not in path.read_text(errors="replace"), f"password in {path.name}"
-    html = tmp_path / summary["started_at"][:10] / summary["files"]["html"]
-    assert "tsj:***@" in html.read_text()
+    page = tmp_path / summary["started_at"][:10] / summary["files"]["html"]
+    assert "tsj:***@" in page.read_text()
+
+
+def test_the_pooler_password_never_reaches_any_artifact(tmp_path: Path, server: Embedded,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """TSJ_POOLER_URL reaches the kernel too (config.child_env): its password is scrubbed."""
+    password = "pooler-s3cret-pw"
+    monkeypatch.setenv("TSJ_POOLER_URL", f"postgresql://tsj:{password}@127.0.0.1:6432/tsj")
+    assert password in environment.secrets_of(Settings.load())
+    # the leaky notebook prints the pooler's conninfo as a dict, which no URL pattern finds
+    summary = reports.run("leak", notebooks_dir=FIXTURES, reports_dir=tmp_path).summary
+    assert summary["status"] == "ok"
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert sorted(p.suffix for p in files) == [".html", ".html", ".ipynb", ".json"]
+    for path in files:
+        assert password not in path.read_text(errors="replace"), f"password in {path.name}"
+    notebook = next(p for p in files if p.suffix == ".ipynb").read_text()
+    assert "'password': '***'" in notebook  # it was printed, and scrubbed
 
 
 def test_cli_target_reaches_the_kernel_without_changing_this_environment(
@@ -228,7 +249,7 @@ def test_unknown_parameter_and_notebook_fail_up_front(tmp_path: Path) -> None:
 
 def test_a_connection_parameter_must_name_a_connection(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"notebook 'ok' parameter 'target' is 'prod', not a "
-                                         r"connection; use one of \('target', 'source', 'pooler'\)"):
+                                         r"connection; use one of " + re.escape(str(CONNECTION_NAMES))):
         reports.run("ok", parameters={"target": "prod"}, notebooks_dir=FIXTURES,
                     reports_dir=tmp_path)
     with pytest.raises(ConfigError, match="parameter 'target' 'mysql://h/db' is not a PostgreSQL"):
@@ -264,9 +285,12 @@ def test_a_command_line_value_of_the_wrong_kind_fails_up_front() -> None:
 
 def test_secrets_come_from_the_configured_urls() -> None:
     settings = Settings(target_url="postgresql://u:longsecret@h/db",
-                        source_url="postgresql://u@h/db?password=othersecret")
-    assert reports.secrets_of(settings) == ["othersecret", "longsecret"]
+                        source_url="postgresql://u@h/db?password=othersecret",
+                        pooler_url="postgresql://u:p%40oler@h:6543/db",
+                        live_url="postgresql://u:livepass1@h/db")
+    assert environment.secrets_of(settings) == ["othersecret", "longsecret", "livepass1",
+                                                "p%40oler", "p@oler"]
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x")])
     nb.cells[0].outputs = [nbformat.v4.new_output("stream", text="longsecret othersecret\n")]
-    reports.scrub(nb, secrets=reports.secrets_of(settings))
+    environment.scrub(nb, secrets=environment.secrets_of(settings))
     assert nb.cells[0].outputs[0].text == "*** ***\n"

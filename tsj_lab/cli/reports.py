@@ -54,13 +54,13 @@ def _reports_dir(p: argparse.ArgumentParser) -> None:
          _reports_dir, add_json)
 def _reports_list(args: argparse.Namespace) -> int:
     # deferred: papermill and nbconvert take a second to import, and `tsj --help` loads every command
-    from ..lab import reports
+    from ..lab import html
 
-    where = args.reports_dir or reports.REPORTS_DIR
+    where = args.reports_dir or html.REPORTS_DIR
     rows = [{"started": r.get("started_at", "")[:19], "name": r.get("name"),
              "status": r.get("status"), "duration_s": r.get("duration_s"),
              "html": str(Path(where) / r["folder"] / f"{r['stem']}.html")}
-            for r in reports.runs(where)]
+            for r in html.runs(where)]
     if args.json:
         print_json(rows)
     else:
@@ -72,7 +72,7 @@ def _reports_list(args: argparse.Namespace) -> int:
          _reports_dir)
 def _reports_index(args: argparse.Namespace) -> int:
     # deferred: papermill and nbconvert take a second to import, and `tsj --help` loads every command
-    from ..lab import reports
+    from ..lab import html
 
-    print(reports.write_index(args.reports_dir or reports.REPORTS_DIR))
+    print(html.write_index(args.reports_dir or html.REPORTS_DIR))
     return 0

@@ -14,10 +14,11 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pandas as pd
+from pandas.io.formats.style import Styler
 from IPython.display import display
 
 from ..data import generate
-from . import plots
+from . import plots, tables
 from .. import queries
 from ..provision import schema
 from ..db.connections import resolve_url
@@ -50,14 +51,19 @@ def window(start: str | date | datetime, end: str | date | datetime | None = Non
 
     Without ``end`` the window is ``days`` days long.
     """
-    lo = utc_time(start, "start")
+    lo = utc_time(start, "from")
     if lo is None:
-        raise ValueError("start is empty; use a date like '2024-01-02'")
+        raise ValueError("from is empty; use a date like '2024-01-02'")
     if end is None:
         return lo, lo + timedelta(days=days)
-    hi = utc_range(lo, end)[1]
+    hi = utc_range(lo, end, names=("from", "to"))[1]  # the controls' words
     assert hi is not None  # end is given
     return lo, hi
+
+
+def _shown(t: datetime) -> str:
+    """A time as the controls and the chart say it: '2026-01-18 09:30 UTC'."""
+    return f"{t:%Y-%m-%d %H:%M} UTC"
 
 
 def read(url: Endpoint | str, *, symbol: str, timeframe: str, start: datetime, end: datetime) -> pd.DataFrame:
@@ -75,7 +81,9 @@ def read(url: Endpoint | str, *, symbol: str, timeframe: str, start: datetime, e
         df = read_frame(url, "candles.raw_range", params | {"width": step})
     df = df[list(COLUMNS)]
     df["bucket"] = pd.to_datetime(df["bucket"], utc=True)
-    df.attrs.update(source=view or "raw ticks", symbol=symbol, timeframe=timeframe)
+    # what the chart needs to read right: the instrument's tick, the window asked for
+    df.attrs.update(source=view or "raw ticks", symbol=symbol, timeframe=timeframe,
+                    window=(start, end), decimals=tables.tick_decimals(symbol, df["close"]))
     return df
 
 
@@ -83,9 +91,9 @@ def _check_aligned(start: datetime, end: datetime, step: timedelta, timeframe: s
     # A view's buckets start on multiples of the width: a range cutting one would
     # drop its ticks from the candles but not from the raw totals.
     epoch = datetime(2000, 1, 1, tzinfo=UTC)
-    for name, t in (("start", start), ("end", end)):
+    for name, t in (("from", start), ("to", end)):
         if (t - epoch) % step:
-            raise ValueError(f"{name} {t.isoformat()} is not on a {timeframe} boundary; "
+            raise ValueError(f"{name} {_shown(t)} is not on a {timeframe} boundary; "
                              f"round it, or pick a width without a view")
 
 
@@ -162,9 +170,17 @@ def _as_date(value: str | date) -> date:
     return value if isinstance(value, date) else date.fromisoformat(value)
 
 
-def summary_frame(stats: dict[str, Any]) -> pd.DataFrame:
-    """:func:`summary` as a one-column table that shows counts as counts (96, not 9.6e+01)."""
-    return pd.Series(stats, dtype=object).to_frame("value")
+#: how summary() figures read: counts whole with separators, prices at the tick, percents
+_COUNTS = ("candles", "ticks", "volume", "up_candles", "down_candles")
+_PRICES = ("open", "close", "high", "low")
+_PERCENTS = ("return_pct", "range_pct", "best_candle_pct", "worst_candle_pct")
+
+
+def summary_frame(stats: dict[str, Any], *, symbol: str | None = None) -> Styler:
+    """:func:`summary` as a one-column table: counts as 1,631,676, prices at ``symbol``'s
+    tick precision, percentages to two decimals (not 9.6e+01, 1631676 or -3.909477)."""
+    return tables.value_column(stats, symbol=symbol, counts=_COUNTS, prices_=_PRICES,
+                               percents=_PERCENTS)
 
 
 def summary(df: pd.DataFrame) -> dict[str, Any]:
@@ -232,12 +248,23 @@ def explorer(url: Endpoint | str, *, choice: Choice, timeframe: str) -> Any:
         try:
             lo, hi = window(start, end)
             df = read(url, symbol=symbol, timeframe=timeframe, start=lo, end=hi)
+            print(f"{symbol} {timeframe} candles from {_shown(lo)} to {_shown(hi)} (excl.), "
+                  f"from {df.attrs['source']}")
             display(plots.candlestick(df, title=f"{symbol} {timeframe} ({df.attrs['source']})"))
-            display(summary_frame(summary(df)))
+            display(summary_frame(summary(df), symbol=symbol))
         except (ValueError, SchemaError) as exc:
             print(exc)  # a bad pick in the controls is a message, not a traceback
 
-    known = list(symbols(url)["symbol"])
-    return plots.candle_controls(show, symbols=known, timeframes=TIMEFRAMES, symbol=choice.symbol,
-                                 timeframe=timeframe, start=choice.start.date(),
-                                 end=choice.end.date())
+    found = symbols(url)
+    return plots.candle_controls(show, symbols=list(found["symbol"]), timeframes=TIMEFRAMES,
+                                 symbol=choice.symbol, timeframe=timeframe, days=day_choices(found),
+                                 start=choice.start.date(), end=choice.end.date())
+
+
+def day_choices(found: pd.DataFrame) -> list[date]:
+    """The UTC midnights from the first tick's day to the day after the last (the ``to``
+    of a range is exclusive), from :func:`symbols`; the newest 3,660 at most."""
+    first = pd.Timestamp(found["first_time"].min()).tz_convert("UTC").floor("D")
+    last = pd.Timestamp(found["last_time"].max()).tz_convert("UTC").floor("D")
+    span = pd.date_range(first, last + pd.Timedelta(days=1), freq="D")
+    return [d.date() for d in span[-3660:]]

@@ -34,18 +34,22 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import psycopg
 import sqlalchemy
+import sqlparse
 from IPython import get_ipython
 from IPython.core.interactiveshell import InteractiveShell
-from sql import exceptions
+from IPython.core.magic import needs_local_scope
+from sql import display as sql_display
+from sql import exceptions, parse
 from sql._current import _set_sql_magic
 from sql._patch import patch_ipython_usage_error
 from sql.connection import ConnectionManager, SQLAlchemyConnection
 from sql.magic import RenderMagic, SqlCmdMagic, SqlMagic, SqlPlotMagic
 from sqlalchemy.engine.result import IteratorResult, SimpleResultMetaData
 
-from . import adhoc
+from . import adhoc, tables
 from ..db import explain
 from ..errors import TsjError
 
@@ -115,10 +119,12 @@ class NamedConnection(SQLAlchemyConnection):
                                    values, limit=limit)
         if len(rows) > limit:
             rows = rows[:limit]
-            print(f"tsj: the result has more than {limit:,} rows; %%sql kept the first "
-                  f"{limit:,}. Read it whole with tsj_lab.lab.adhoc.read(query, params, "
-                  f"connection={self.alias!r}) (Arrow), or narrow the query.",
-                  file=sys.stderr)
+            # a note, not an error: JupySQL's own message display (as 'Switching to
+            # connection'), which wraps at words; stderr's pink box read as a failure
+            sql_display.message(
+                f"The result has more than {limit:,} rows; %%sql kept the first {limit:,}. "
+                f"Read it whole with tsj_lab.lab.adhoc.read(query, params, "
+                f"connection={self.alias!r}) (Arrow), or narrow the query.")
         return IteratorResult(SimpleResultMetaData(keys), iter(rows))
 
 
@@ -191,6 +197,7 @@ def register(shell: Any, names: tuple[str, ...] = ANALYST_CONNECTIONS) -> None:
     _set_sql_magic(magic)
     for m in (magic, RenderMagic, SqlPlotMagic, SqlCmdMagic):
         shell.register_magics(m)
+    shell.register_magic_function(_checked(magic), magic_kind="line_cell", magic_name="sql")
     patch_ipython_usage_error(shell)
     shell.show_usage_error = types.MethodType(_show_usage_error, shell)
     # JupySQL closes its connections at exit saying so through IPython's display, which
@@ -201,6 +208,55 @@ def register(shell: Any, names: tuple[str, ...] = ANALYST_CONNECTIONS) -> None:
         NamedConnection(adhoc.engine(name), name, magic)
     ConnectionManager.current = ConnectionManager.connections["target"]
     shell.push({"engines": {name: adhoc.engine(name) for name in names}})
+    # Frames read as people read figures (tables.formatters): NUMERIC(20,8)'s
+    # 4297.25000000 as 4297.25, counts as 345,600, not 345600.000000 or 1.86e+05
+    html = shell.display_formatter.formatters["text/html"]
+    html.for_type(pd.DataFrame, tables.frame_html)
+    html.for_type(pd.Series, tables.series_html)
+    # the benchmark's data set, shown by its notebook, by name: bench is a layer above lab
+    html.for_type_by_name("tsj_lab.bench", "Dataset", tables.record_html)
+
+
+def _checked(magic: Any) -> Any:
+    """JupySQL's ``%sql``/``%%sql``, first checking that a lone first word names a connection.
+
+    JupySQL reads a word it does not know as the start of the SQL: ``%%sql nosuchconn``
+    answered "'nosuchconn\\nSELECT' is not a valid connection identifier" (the cell's first
+    word in it), or sent ``nosuchconn SELECT ...`` to the server. A word that is no SQL
+    keyword, no connection and no variable of the notebook is a mistyped connection name.
+    """
+    @needs_local_scope
+    def sql(line: str = "", cell: str | None = None, local_ns: Any = None) -> Any:
+        check_connection(magic, line, local_ns or {})
+        return magic.execute(line, cell or "", local_ns)
+
+    sql.__doc__ = magic.execute.__doc__
+    return sql
+
+
+def check_connection(magic: Any, line: str, local_ns: Mapping[str, Any]) -> None:
+    """A UsageError naming the connections when the line's one word is not one of them."""
+    words = parse.magic_args(magic.execute, line, "sql", allowed_duplicates=_DUPLICATES).line
+    if len(words) == 1 and _unknown_connection(words[0], local_ns):
+        known = sorted(ConnectionManager.connections)
+        raise _usage_error(f"no connection {words[0]!r}; the connections are "
+                           f"{', '.join(map(repr, known))} (e.g. %%sql {_first(known)})",
+                           "UsageError")
+
+
+#: JupySQL's own list (sql.command.SQLCommand), so the line parses as it would there
+_DUPLICATES = ["-w", "--with", "--append", "--interact"]
+
+
+def _unknown_connection(word: str, local_ns: Mapping[str, Any]) -> bool:
+    if not word.isidentifier() or word in ConnectionManager.connections or word in local_ns:
+        return False
+    first = sqlparse.parse(word)[0].token_first()
+    return first is None or not first.is_keyword  # SELECT, WITH, VACUUM... start SQL
+
+
+def _first(names: list[str]) -> str:
+    return "target" if "target" in names else next(iter(names), "target")
 
 
 def load_ipython_extension(shell: Any) -> None:
@@ -227,6 +283,7 @@ def run_cell(query: str, params: Mapping[str, Any] | None = None, *,
     """
     magic = sql_magic()
     feedback = magic.feedback
+    check_connection(magic, connection, params or {})
     if quiet:
         magic.feedback = 0
     try:

@@ -13,6 +13,12 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from . import tables
+
+#: how a time reads on every time axis and in every hover: ISO, and in UTC
+TIME_HOVER = "%Y-%m-%d %H:%M:%S UTC"
+
+
 # -- reports -------------------------------------------------------------------------------
 
 
@@ -26,8 +32,9 @@ def trend(points: Iterable[Mapping[str, Any]], *, title: str) -> go.Figure:
         fig.add_trace(go.Scatter(
             x=[p.get("at") for p in pts], y=[p.get("value") for p in pts], name=name,
             mode="lines+markers", customdata=[p.get("n") for p in pts],
-            hovertemplate="%{x}<br>%{y}<br>n=%{customdata}<extra>" + name + "</extra>"))
+            hovertemplate="%{x}<br>%{y:,.4~g}<br>n=%{customdata}<extra>" + name + "</extra>"))
     fig.update_layout(title=title, margin={"l": 50, "r": 20, "t": 50, "b": 40},
+                      xaxis={"title": "run started (UTC)", "hoverformat": TIME_HOVER},
                       showlegend=len(by_series) > 1, template="plotly_white")
     return fig
 
@@ -201,8 +208,17 @@ def _rtt_label(rtt: float) -> str:
 # -- candle explorer -------------------------------------------------------------------------
 
 
-def candlestick(candles: pd.DataFrame, *, title: str = "") -> go.Figure:
-    """Candlestick over a volume pane, sharing one time axis with a range slider under it."""
+def candlestick(candles: pd.DataFrame, *, title: str = "", decimals: int | None = None,
+                window: tuple[Any, Any] | None = None) -> go.Figure:
+    """Candlestick over a volume pane, sharing one time axis (UTC) with a range slider under it.
+
+    Prices read at ``decimals`` (the instrument's tick: 16,452.75, not 16.45k; default: what
+    the prices need); volumes as whole numbers. ``window`` ([from, to), UTC) fixes the time
+    axis: one candle alone would otherwise zoom it to fractions of a millisecond. Both
+    default to what :func:`tsj_lab.lab.candles.read` noted in ``candles.attrs``.
+    """
+    decimals = candles.attrs.get("decimals") if decimals is None else decimals
+    window = candles.attrs.get("window") if window is None else window
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.03,
                         row_heights=[0.75, 0.25])
     fig.add_trace(go.Candlestick(
@@ -212,13 +228,20 @@ def candlestick(candles: pd.DataFrame, *, title: str = "") -> go.Figure:
     fig.add_trace(go.Bar(x=candles["bucket"], y=candles["volume"], name="volume",
                          marker_color=["#26a69a" if r else "#ef5350" for r in rising]),
                   row=2, col=1)
+    if decimals is None:
+        decimals = tables.tick_decimals(None, candles[["open", "high", "low", "close"]].stack())
+    price = f",.{decimals}f"
     # the slider belongs under the last pane, not between price and volume
     fig.update_xaxes(rangeslider_visible=False, row=1, col=1)
-    fig.update_xaxes(rangeslider={"visible": True, "thickness": 0.06}, row=2, col=1)
-    fig.update_yaxes(title_text="price", row=1, col=1)
-    fig.update_yaxes(title_text="volume", row=2, col=1)
+    fig.update_xaxes(rangeslider={"visible": True, "thickness": 0.06}, title_text="time (UTC)",
+                     row=2, col=1)
+    fig.update_xaxes(hoverformat=TIME_HOVER)
+    if window is not None:
+        fig.update_xaxes(range=[pd.Timestamp(window[0]), pd.Timestamp(window[1])])
+    fig.update_yaxes(title_text="price", tickformat=price, hoverformat=price, row=1, col=1)
+    fig.update_yaxes(title_text="volume", tickformat=",d", hoverformat=",d", row=2, col=1)
     fig.update_layout(title=title, showlegend=False, height=620, template="plotly_white",
-                      margin={"l": 60, "r": 20, "t": 50, "b": 30})
+                      margin={"l": 70, "r": 20, "t": 50, "b": 30})
     return fig
 
 
@@ -226,31 +249,38 @@ def hourly_volume(by_hour: pd.DataFrame, *, title: str = "Volume by hour (UTC)")
     """Bars of volume per hour of day, from :func:`tsj_lab.lab.candles.volume_by_hour`."""
     fig = go.Figure(go.Bar(x=by_hour["hour"], y=by_hour["volume"],
                            customdata=by_hour["share_pct"],
-                           hovertemplate="%{x}h: %{y} (%{customdata:.1f}%)<extra></extra>"))
-    fig.update_layout(title=title, xaxis={"title": "hour", "dtick": 1}, yaxis_title="volume",
-                      height=320, template="plotly_white")
+                           hovertemplate="%{x}:00 UTC: %{y:,d} (%{customdata:.1f}%)<extra></extra>"))
+    fig.update_layout(title=title, xaxis={"title": "hour of day (UTC)", "dtick": 1},
+                      yaxis={"title": "volume", "tickformat": ",d"}, height=320,
+                      template="plotly_white")
     return fig
 
 
 def candle_controls(show: Any, *, symbols: list[str], timeframes: Iterable[str],
-                    symbol: str, timeframe: str, start: Any, end: Any) -> Any:
-    """ipywidgets to pick symbol, timeframe and dates; ``show(**choice)`` redraws on change.
+                    symbol: str, timeframe: str, days: list[Any], start: Any, end: Any) -> Any:
+    """ipywidgets to pick symbol, timeframe and UTC days; ``show(**choice)`` redraws on change.
 
-    ``show`` gets symbol, timeframe, start and end (dates) and displays what it likes;
-    its output lands in the box's output area. Returns the box (display it).
+    ``show`` gets symbol, timeframe, start and end (dates, end exclusive) and displays what
+    it likes; its output lands in the box's output area. The days are dropdowns of ISO
+    dates (a date picker shows the browser's 01/18/2026 while every message says
+    2026-01-18; a range slider's readout cut the two dates off): ``days`` are the
+    midnights offered, ``start``/``end`` among them. Returns the box (display it).
     """
     # deferred: only the candle explorer's controls need ipywidgets (0.2 s to import)
     import ipywidgets as w  # noqa: PLC0415
 
+    labels = [(f"{d:%Y-%m-%d}", d) for d in days]
     pick = {
         "symbol": w.Dropdown(options=symbols, value=symbol, description="symbol"),
         "timeframe": w.Dropdown(options=list(dict.fromkeys([*timeframes, timeframe])),
                                 value=timeframe, description="timeframe"),
-        "start": w.DatePicker(value=start, description="from"),
-        "end": w.DatePicker(value=end, description="to (excl.)"),
+        "start": w.Dropdown(options=labels, value=start, description="from (UTC)"),
+        "end": w.Dropdown(options=labels, value=end, description="to (UTC, excl.)",
+                          style={"description_width": "initial"}),
     }
     out = w.interactive_output(show, pick)
-    return w.VBox([w.HBox(list(pick.values())), out])
+    return w.VBox([w.VBox([w.HBox([pick["symbol"], pick["timeframe"]]),
+                           w.HBox([pick["start"], pick["end"]])]), out])
 
 
 # -- integrity -----------------------------------------------------------------------------
@@ -295,7 +325,8 @@ def migration_throughput(history: pd.DataFrame, *, title: str = "Migration throu
         x=history["finished_at"], y=history["rows_per_s"], name="batch rows/s", mode="markers",
         yaxis="y2", customdata=list(zip(history["symbol"], history["batch_id"])),
         hovertemplate="batch %{customdata[1]} %{customdata[0]}<br>%{y:,.0f} rows/s<extra></extra>"))
-    fig.update_layout(title=title, xaxis_title="commit time", yaxis_title="rows copied",
+    fig.update_layout(title=title, xaxis_title="commit time (UTC)", yaxis_title="rows copied",
+                      xaxis_hoverformat=TIME_HOVER,
                       yaxis2={"title": "rows/s per batch", "overlaying": "y", "side": "right",
                               "rangemode": "tozero"},
                       legend={"orientation": "h", "y": -0.2}, **_LAYOUT)

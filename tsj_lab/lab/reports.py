@@ -21,48 +21,34 @@ defence every artifact is scrubbed of the configured passwords before it is writ
 from __future__ import annotations
 
 import ast
-import copy
-import hashlib
-import html
 import json
 import logging
 import os
-import platform
 import re
-import subprocess
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
 
-import jinja2
 import nbformat
 import papermill
 from jupyter_client.manager import AsyncKernelManager
-from nbconvert import HTMLExporter
-from nbconvert.preprocessors import TagRemovePreprocessor
 from papermill.exceptions import PapermillExecutionError
 from traitlets import Dict, Unicode
 from traitlets.config import Config
 
-from . import plots
 from ..config import CONNECTION_NAMES, PROJECT_DIR, Settings, child_env, redact, validate_url
-from ..db.connections import resolve_url
-from ..db import Endpoint, probe_url, shown
-from ..domain import PRODUCTION
-from ..errors import ReportError, TsjError
-from .recording import RECORD_MIME, collect, plain
+from ..errors import ReportError
+from .environment import environment, scrub, scrub_text, secrets_of
+from .html import REPORTS_DIR, write_html, write_index
+from .recording import collect, plain
 
 log = logging.getLogger("tsj_lab")
 
 FORMAT_VERSION = 1
 NOTEBOOKS_DIR = PROJECT_DIR / "notebooks"
-REPORTS_DIR = PROJECT_DIR / "reports"
 _SECRET_KEY = re.compile(r"pass(word|wd)?|secret|token|api_?key|credential", re.IGNORECASE)
-_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 
 # -- parameters ------------------------------------------------------------------------
 
@@ -107,7 +93,7 @@ def _check_connection(key: str, value: str, *, notebook: str) -> None:
     elif value not in CONNECTION_NAMES:
         raise ValueError(f"{notebook} parameter {key!r} is {value!r}, not a connection; use "
                          f"one of {CONNECTION_NAMES} (their URLs come from TSJ_DATABASE_URL, "
-                         "TSJ_SOURCE_URL and TSJ_POOLER_URL)")
+                         "TSJ_SOURCE_URL, TSJ_POOLER_URL and TSJ_LIVE_URL)")
 
 
 def coerce_parameters(raw: Mapping[str, str], declared: Mapping[str, Mapping[str, Any]], *,
@@ -209,7 +195,7 @@ def run(
     nbformat.write(nb, str(paths["ipynb"]))
     summary = _summary(source.stem, paths, params, env, started, finished, error, collect(nb))
     write_html(nb, paths["html"], summary=summary)
-    paths["json"].write_text(_scrub_text(json.dumps(summary, indent=2, default=str),
+    paths["json"].write_text(scrub_text(json.dumps(summary, indent=2, default=str),
                                          secrets_of(settings)) + "\n")
     write_index(reports_dir)
     report = Report(source.stem, summary["status"], paths["ipynb"], paths["html"], paths["json"],
@@ -314,267 +300,3 @@ def _summary(name: str, paths: dict[str, Path], params: dict[str, Any], env: dic
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-# -- environment stamp and secrets -------------------------------------------------------
-
-
-def environment(target: str = "target", *, settings: Settings | None = None) -> dict[str, Any]:
-    """tsj_lab version, git commit, machine, and the target's versions and license."""
-    try:
-        tsj_version = version("tsj-lab")
-    except PackageNotFoundError:  # pragma: no cover - running from a bare checkout
-        tsj_version = None
-    return {
-        "tsj_lab": tsj_version,
-        "git_commit": _git("rev-parse", "HEAD"),
-        "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpu_count": os.cpu_count(),
-        # benchmarks share the cores with whatever else runs: say how busy they were
-        "load_average": list(os.getloadavg()),
-        "database": _database(target, settings=settings),
-    }
-
-
-def _database(target: str, *, settings: Settings | None) -> dict[str, Any]:
-    """The probe of connection ``target``; its error, redacted, when it cannot be reached."""
-    try:
-        url = resolve_url(target, settings=settings)
-        caps = probe_url(url).as_dict()
-        return {"connection": target, "url": _safe_url(url)} | caps | {
-            "production": PRODUCTION.versus(caps["postgres_version"], caps["timescaledb_version"])}
-    except (TsjError, ValueError) as exc:
-        return {"connection": target, "error": redact(str(exc))}
-
-
-def _safe_url(url: Endpoint | str) -> str:
-    """``url`` without password and query (a passfile path is nobody's business)."""
-    p = urlsplit(shown(url))
-    return f"{p.scheme}://{p.netloc}{p.path}"
-
-
-def _git(*args: str) -> str | None:
-    try:
-        out = subprocess.run(["git", *args], cwd=PROJECT_DIR, capture_output=True, text=True,
-                             timeout=10, check=True)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip()
-
-
-def secrets_of(settings: Settings) -> list[str]:
-    """The passwords in the configured URLs (URL userinfo or a ``password=`` parameter)."""
-    found = []
-    for url in (settings.target_url, settings.source_url):
-        if not url:
-            continue
-        p = urlsplit(url)
-        found += [p.password or "", *(v for k, v in parse_qsl(p.query) if k == "password")]
-    # very short "passwords" would blank out ordinary text; redact() still catches URLs
-    return sorted({s for s in found if len(s) >= 4}, key=len, reverse=True)
-
-
-def scrub(nb: nbformat.NotebookNode, *, secrets: list[str]) -> None:
-    """Remove passwords from every source, output and metadata string of ``nb`` (in place)."""
-    nb.metadata = _scrub_tree(nb.metadata, secrets, text=True)
-    for cell in nb.cells:
-        cell.source = _scrub_text(cell.source, secrets, text=True)
-        for out in cell.get("outputs", []):
-            for key in ("text", "evalue", "traceback"):
-                if key in out:
-                    out[key] = _scrub_tree(out[key], secrets, text=True)
-            for mime, value in out.get("data", {}).items():
-                # HTML and JS (plotly.js) only lose literal secrets: redact()'s
-                # 'password=' pattern could match inside minified code
-                out["data"][mime] = _scrub_tree(value, secrets, text=mime.startswith("text/plain"))
-
-
-def _scrub_tree(value: Any, secrets: list[str], *, text: bool) -> Any:
-    if isinstance(value, str):
-        return _scrub_text(value, secrets, text=text)
-    if isinstance(value, list):
-        return [_scrub_tree(v, secrets, text=text) for v in value]
-    if isinstance(value, dict):
-        return type(value)({k: _scrub_tree(v, secrets, text=text) for k, v in value.items()})
-    return value
-
-
-def _scrub_text(value: str, secrets: list[str], *, text: bool = True) -> str:
-    for secret in secrets:
-        value = value.replace(secret, "***")
-    return redact(value) if text else value
-
-
-# -- HTML ----------------------------------------------------------------------------------
-
-# The lab template with every CDN reference removed: require.js (which would also make
-# the inlined plotly.js register as an AMD module instead of window.Plotly), MathJax,
-# mermaid and the widget manager. The report must open offline.
-_HTML_TEMPLATE = """{%- extends 'index.html.j2' -%}
-{%- block html_head_js_requirejs -%}{%- endblock html_head_js_requirejs -%}
-{%- block jupyter_widgets -%}{%- endblock jupyter_widgets -%}
-{%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
-{%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
-"""
-_CDN_SCRIPT = re.compile(r"<script[^>]*\bsrc=[\"']https?://[^\"']*[\"'][^>]*>\s*</script>", re.I)
-_HIDE_INPUT = "tsj-hide-input"
-
-
-def write_html(nb: nbformat.NotebookNode, path: Path, *,
-               summary: Mapping[str, Any] | None = None) -> Path:
-    """``nb`` as one offline HTML file: inputs hidden except a failing cell's, records dropped."""
-    nb = copy.deepcopy(nb)
-    for cell in nb.cells:
-        _prepare_cell(cell)
-    if summary is not None:
-        nb.cells.insert(0, nbformat.v4.new_markdown_cell(_heading(summary)))
-    exporter = HTMLExporter(template_name="lab", raw_template=_HTML_TEMPLATE,
-                            exclude_input_prompt=True, exclude_output_prompt=True)
-    exporter.register_preprocessor(
-        TagRemovePreprocessor(remove_input_tags={_HIDE_INPUT}), enabled=True)
-    body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": path.stem}})
-    path.write_text(body, encoding="utf-8")
-    return path
-
-
-def _prepare_cell(cell: nbformat.NotebookNode) -> None:
-    if cell.cell_type != "code":
-        return
-    outputs = []
-    for out in cell.get("outputs", []):
-        data = out.get("data")
-        if data is not None:
-            data.pop(RECORD_MIME, None)
-            if not data:
-                continue  # a record: it is in the JSON, not for reading
-            if "text/html" in data:
-                data["text/html"] = _CDN_SCRIPT.sub("", "".join(data["text/html"]))
-        outputs.append(out)
-    cell.outputs = outputs
-    # the code stays visible only where it failed, next to its traceback
-    if not any(o.get("output_type") == "error" for o in outputs):
-        cell.metadata.setdefault("tags", []).append(_HIDE_INPUT)
-
-
-def _heading(summary: Mapping[str, Any]) -> str:
-    db = summary.get("environment", {}).get("database", {})
-    server = (f"PostgreSQL {db.get('postgres_version')}, TimescaleDB "
-              f"{db.get('timescaledb_version') or '-'} ({db.get('license') or 'no license'}); "
-              f"{db.get('production') or 'production not compared'}"
-              if "postgres_version" in db else f"database not probed: {db.get('error', '-')}")
-    params = ", ".join(f"`{k}={v!r}`" for k, v in summary.get("parameters", {}).items())
-    params = params or "defaults"
-    params = html.escape(params, quote=False)
-    status = summary.get("status", "?")
-    error = summary.get("error")
-    lines = [
-        f"# {summary.get('name')} — {'FAILED' if status == 'failed' else status}",
-        f"Run {str(summary.get('started_at'))[:19]} UTC "
-        f"({summary.get('duration_s')} s) · {server} · "
-        f"tsj_lab {summary.get('environment', {}).get('tsj_lab')} "
-        f"@ {str(summary.get('environment', {}).get('git_commit'))[:10]}",
-        f"Parameters: {params}",
-    ]
-    if error:
-        what = html.escape(f"{error.get('ename')}: {error.get('evalue')}", quote=False)
-        lines.append(f"**Error in cell {error.get('cell')}: {what}**")
-    return "\n\n".join(lines)
-
-
-# -- the index -------------------------------------------------------------------------------
-
-
-def runs(reports_dir: Path = REPORTS_DIR) -> list[dict[str, Any]]:
-    """Every run's JSON summary under ``reports_dir``, newest first, with its folder."""
-    found = []
-    for path in Path(reports_dir).glob("*/*.json"):
-        try:
-            summary = json.loads(path.read_text())
-        except (OSError, ValueError):
-            log.warning("skipping unreadable report summary %s", path)
-            continue
-        if isinstance(summary, dict) and summary.get("format_version"):
-            found.append(summary | {"folder": path.parent.name, "stem": path.stem})
-    return sorted(found, key=lambda s: (s.get("started_at", ""), s["stem"]), reverse=True)
-
-
-def trend_series(all_runs: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    """Points per chart: each metric, and each workload's p50/p95, per notebook, over runs.
-
-    Runs of one notebook with other parameters (the tiny defaults, a quick and a full
-    bench) measured other things: each parameter set gets its own charts, titled by the
-    parameters that differ, so a line never joins a tiny run to a full one.
-    """
-    variants = _variants(all_runs)
-    charts: dict[str, list[dict[str, Any]]] = {}
-    for summary in all_runs:
-        at, name = summary.get("started_at"), variants[id(summary)]
-        for m in summary.get("metrics", []):
-            title = f"{name}: {m['name']}" + (f" ({m['unit']})" if m.get("unit") else "")
-            charts.setdefault(title, []).append(
-                {"at": at, "series": _series_label(m.get("params", {})), "value": m.get("value"),
-                 "n": m.get("n")})
-        for r in summary.get("results", []):
-            for stat in ("p50_ms", "p95_ms"):
-                charts.setdefault(f"{name}: {r['workload']} latency (ms)", []).append(
-                    {"at": at, "series": f"{stat} {_series_label(r.get('params', {}))}".strip(),
-                     "value": r.get(stat), "n": r.get("n")})
-    return charts
-
-
-def _variants(all_runs: list[dict[str, Any]]) -> dict[int, str]:
-    """Each run's chart prefix: its notebook, and its parameter set's tag when siblings differ."""
-    by_name: dict[Any, list[dict[str, Any]]] = {}
-    for summary in all_runs:
-        by_name.setdefault(summary.get("name"), []).append(summary)
-    out: dict[int, str] = {}
-    for name, group in by_name.items():
-        tags = [parameter_tag(s) for s in group]
-        for summary, tag in zip(group, tags):
-            out[id(summary)] = f"{name} {tag}" if len(set(tags)) > 1 else str(name)
-    return out
-
-
-def parameter_tag(summary: Mapping[str, Any]) -> str:
-    """A short tag of a run's parameters ('#3fa2c1'): runs with the same tag are comparable."""
-    text = json.dumps(summary.get("parameters") or {}, sort_keys=True, default=str)
-    return "#" + hashlib.sha1(text.encode()).hexdigest()[:6]
-
-
-def _parameter_text(summary: Mapping[str, Any]) -> str:
-    params = summary.get("parameters") or {}
-    return ", ".join(f"{k}={v}" for k, v in sorted(params.items())) or "defaults"
-
-
-def _series_label(params: Mapping[str, Any]) -> str:
-    return ", ".join(f"{k}={v}" for k, v in sorted(params.items())) or "value"
-
-
-def write_index(reports_dir: Path = REPORTS_DIR) -> Path:
-    """``reports_dir/index.html``: runs newest first, then a trend chart per figure.
-
-    A figure gets a chart once two runs recorded it.
-    """
-    all_runs = runs(reports_dir)
-    for summary in all_runs:
-        summary["tag"], summary["parameter_text"] = parameter_tag(summary), _parameter_text(summary)
-    charts: list[str] = []
-    for title, points in sorted(trend_series(all_runs).items()):
-        if len({p["at"] for p in points}) < 2:
-            continue  # one run is a point, not a trend: its figures are in its report
-        fig = plots.trend(points, title=title)
-        # plotly.js inlined once, in the first chart: the page opens offline
-        charts.append(fig.to_html(full_html=False, include_plotlyjs=not charts,
-                                  include_mathjax=False, default_height=320))
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
-                             autoescape=True)
-    page = env.get_template("index.html.j2").render(
-        runs=all_runs, charts=charts, generated=_now().isoformat(timespec="seconds"))
-    path = Path(reports_dir) / "index.html"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(path)  # two runs finishing together: each writes a whole page
-    return path
