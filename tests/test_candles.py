@@ -21,7 +21,7 @@ from browser import rendered_dom
 from tsj_lab.lab import candles, reports
 from tsj_lab.data import generate
 from tsj_lab.provision import schema
-from tsj_lab.config import with_database
+from tsj_lab.config import Settings, with_database
 from tsj_lab.server.cluster import TARGET_DB, Embedded
 from tsj_lab.errors import SchemaError
 
@@ -166,7 +166,8 @@ def test_candle_report_renders_its_candlestick(url: str, tmp_path: Path,
     # the notebook gets the connection name 'target'; the kernel finds this database
     # through the environment it inherits
     monkeypatch.setenv("TSJ_DATABASE_URL", url)
-    report = reports.run("05_candles", parameters={"symbol": "ES", "timeframe": "30m",
+    report = reports.run("05_candles", settings=Settings.load(),
+                         parameters={"symbol": "ES", "timeframe": "30m",
                                                    "start": "2024-01-02"}, reports_dir=tmp_path)
     summary = json.loads(report.json.read_text())
     assert summary["status"] == "ok"

@@ -19,7 +19,7 @@ from nbclient import NotebookClient
 from sql.connection import ConnectionManager
 
 from tsj_lab.lab import ipython, reports
-from tsj_lab.config import PROJECT_DIR
+from tsj_lab.config import PROJECT_DIR, Settings
 from tsj_lab.server.cluster import Embedded
 from tsj_lab.errors import ReportError
 
@@ -162,7 +162,8 @@ def test_a_report_names_the_failing_sql(tmp_path: Path, server: Embedded) -> Non
     nbformat.write(nb, str(tmp_path / "bad_sql.ipynb"))
     with pytest.raises(ReportError, match=r"failed in cell 2: SQLError: relation "
                                                   r"\"tick_datta\" does not exist \(on 'target'\)"):
-        reports.run("bad_sql", notebooks_dir=tmp_path, reports_dir=tmp_path / "reports")
+        reports.run("bad_sql", settings=Settings.load(),
+                    notebooks_dir=tmp_path, reports_dir=tmp_path / "reports")
     (summary,) = (tmp_path / "reports").glob("*/*-bad_sql.json")
     assert json.loads(summary.read_text())["error"] == {
         "cell": 2, "ename": "SQLError", "evalue": "relation \"tick_datta\" does not exist (on 'target')"}
@@ -190,7 +191,8 @@ def test_a_report_of_the_sql_notebook_holds_no_password_or_url(
     password = _password(server)
     url = target_url.replace("tsj@", f"tsj:{password}@", 1).split("?", 1)[0]
     monkeypatch.setenv("TSJ_DATABASE_URL", url)
-    run = reports.run("06_sql", notebooks_dir=PROJECT_DIR / "notebooks", reports_dir=tmp_path)
+    run = reports.run("06_sql", settings=Settings.load(),
+                      notebooks_dir=PROJECT_DIR / "notebooks", reports_dir=tmp_path)
     assert run.summary["status"] == "ok"
     files = [p for p in tmp_path.rglob("*") if p.is_file()]
     assert len(files) == 4  # ipynb, html, json, index.html

@@ -112,6 +112,17 @@ def test_config_is_the_only_reader_of_the_environment() -> None:
                     and isinstance(node.value, ast.Name) and node.value.id == "os"):
                 readers.append(f"{path.relative_to(PACKAGE)}:{node.lineno}")
     assert readers and all(r.startswith("config.py:") for r in readers), readers
+    # nor does a library module load the settings (which reads the environment): the CLI
+    # and the notebooks' first cells do, and the kernel extension, which is a notebook's
+    # first cell for %%sql; everything below them is handed Settings or Endpoints
+    loaders = []
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Attribute) and node.attr == "load"
+                    and isinstance(node.value, ast.Name) and node.value.id == "Settings"):
+                loaders.append(f"{path.relative_to(PACKAGE)}:{node.lineno}")
+    assert loaders and all(r.startswith(("cli/", "config.py:", "lab/ipython.py:"))
+                           for r in loaders), loaders
 
 
 #: the layers, lowest first (docs/architecture.md): a module imports its own layer's

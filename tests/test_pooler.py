@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 import psycopg
 import pytest
 
+from tsj_lab.config import Settings
 from tsj_lab.db import clients
 from tsj_lab import db
 from tsj_lab.server import debs, process
@@ -275,7 +276,8 @@ def test_notebook_through_transaction_pooler(notebook: str, loaded_pair: tuple[s
     target, source = loaded_pair
     monkeypatch.setenv("TSJ_DATABASE_URL", target)
     monkeypatch.setenv("TSJ_SOURCE_URL", source)
-    report = reports.run(notebook, parameters={"target": "target", "source": "source"},
+    report = reports.run(notebook, settings=Settings.load(),
+                         parameters={"target": "target", "source": "source"},
                          reports_dir=tmp_path)
     assert report.status == "ok"
     statuses = {c["status"] for c in report.summary.get("checks", [])}

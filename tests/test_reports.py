@@ -30,7 +30,8 @@ FIXTURES = Path(__file__).parent / "notebooks"
 @pytest.fixture(scope="module")
 def ok_run(tmp_path_factory: pytest.TempPathFactory, server: Embedded) -> reports.Report:
     out = tmp_path_factory.mktemp("reports")
-    return reports.run("ok", parameters={"n": 4}, notebooks_dir=FIXTURES, reports_dir=out)
+    return reports.run("ok", settings=Settings.load(),
+                       parameters={"n": 4}, notebooks_dir=FIXTURES, reports_dir=out)
 
 
 def test_successful_run_writes_notebook_html_and_json(ok_run: reports.Report) -> None:
@@ -90,7 +91,8 @@ def test_index_lists_the_run(ok_run: reports.Report) -> None:
 def test_failing_notebook_still_writes_its_report(tmp_path: Path, server: Embedded) -> None:
     with pytest.raises(ReportError, match=r"'fail' failed in cell 3: AssertionError: "
                                           r"arithmetic is broken; see .*\.html"):
-        reports.run("fail", notebooks_dir=FIXTURES, reports_dir=tmp_path)
+        reports.run("fail", settings=Settings.load(),
+                    notebooks_dir=FIXTURES, reports_dir=tmp_path)
     (summary_path,) = tmp_path.glob("*/*-fail.json")
     summary = json.loads(summary_path.read_text())
     assert summary["status"] == "failed"
@@ -182,7 +184,8 @@ def test_a_password_never_reaches_any_artifact(tmp_path: Path, server: Embedded,
     url = target_url.replace("tsj@", f"tsj:{password}@", 1).split("?", 1)[0]
     monkeypatch.setenv("TSJ_DATABASE_URL", url)
     # the leaky notebook prints the URL, shows it in a table and records it
-    summary = reports.run("leak", notebooks_dir=FIXTURES, reports_dir=tmp_path).summary
+    summary = reports.run("leak", settings=Settings.load(),
+                          notebooks_dir=FIXTURES, reports_dir=tmp_path).summary
     assert summary["environment"]["database"]["license"] == "timescale"  # it did connect
     files = [p for p in tmp_path.rglob("*") if p.is_file()]
     assert len(files) == 4  # ipynb, html, json, index.html
@@ -199,7 +202,8 @@ def test_the_pooler_password_never_reaches_any_artifact(tmp_path: Path, server: 
     monkeypatch.setenv("TSJ_POOLER_URL", f"postgresql://tsj:{password}@127.0.0.1:6432/tsj")
     assert password in environment.secrets_of(Settings.load())
     # the leaky notebook prints the pooler's conninfo as a dict, which no URL pattern finds
-    summary = reports.run("leak", notebooks_dir=FIXTURES, reports_dir=tmp_path).summary
+    summary = reports.run("leak", settings=Settings.load(),
+                          notebooks_dir=FIXTURES, reports_dir=tmp_path).summary
     assert summary["status"] == "ok"
     files = [p for p in tmp_path.rglob("*") if p.is_file()]
     assert sorted(p.suffix for p in files) == [".html", ".html", ".ipynb", ".json"]
@@ -230,7 +234,8 @@ def test_cli_target_reaches_the_kernel_without_changing_this_environment(
 
 def test_a_url_with_a_password_is_refused_as_parameter(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="parameter 'target' carries a secret") as err:
-        reports.run("ok", parameters={"target": "postgresql://u:s3cretpw@db:5432/x"},
+        reports.run("ok", settings=Settings.load(),
+                    parameters={"target": "postgresql://u:s3cretpw@db:5432/x"},
                     notebooks_dir=FIXTURES, reports_dir=tmp_path)
     assert "s3cretpw" not in str(err.value)
     with pytest.raises(ValueError, match="'api_token' carries a secret"):
@@ -241,7 +246,8 @@ def test_a_url_with_a_password_is_refused_as_parameter(tmp_path: Path) -> None:
 def test_unknown_parameter_and_notebook_fail_up_front(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"notebook 'ok' has no parameter 'symbl'; its "
                                          r"parameters are \['n', 'target', 'title'\]"):
-        reports.run("ok", parameters={"symbl": "ES"}, notebooks_dir=FIXTURES,
+        reports.run("ok", settings=Settings.load(),
+                    parameters={"symbl": "ES"}, notebooks_dir=FIXTURES,
                     reports_dir=tmp_path)
     with pytest.raises(ValueError, match=r"notebook 'nope' not found in .*; known: fail, leak, ok"):
         reports.notebook_path("nope", notebooks_dir=FIXTURES)
@@ -250,7 +256,8 @@ def test_unknown_parameter_and_notebook_fail_up_front(tmp_path: Path) -> None:
 def test_a_connection_parameter_must_name_a_connection(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"notebook 'ok' parameter 'target' is 'prod', not a "
                                          r"connection; use one of " + re.escape(str(CONNECTION_NAMES))):
-        reports.run("ok", parameters={"target": "prod"}, notebooks_dir=FIXTURES,
+        reports.run("ok", settings=Settings.load(),
+                    parameters={"target": "prod"}, notebooks_dir=FIXTURES,
                     reports_dir=tmp_path)
     with pytest.raises(ConfigError, match="parameter 'target' 'mysql://h/db' is not a PostgreSQL"):
         reports.check_parameters({"target": "mysql://h/db"}, notebook="notebook 'ok'")

@@ -101,7 +101,7 @@ def servers(versions: Sequence[str], *, settings: Settings, instance: str = "ver
                      timescaledb_version=v, apt_mirror=settings.apt_mirror) for v in versions]
 
 
-def compare(*, versions: Sequence[str] | None = None, settings: Settings | None = None,
+def compare(*, settings: Settings, versions: Sequence[str] | None = None,
             days: int = 3, symbols: Sequence[str] = ("ES", "NQ"), interval_ms: int = 1000,
             samples: int = 10, warmup: int = 2, seed: int = DEFAULT_SEED,
             tail_hours: float = 6.0, keep: bool = False, instance: str = "versions"
@@ -109,7 +109,6 @@ def compare(*, versions: Sequence[str] | None = None, settings: Settings | None 
     """Every figure on every version of ``versions`` (default: production's and the newest
     vendored release), on ``days`` days of ``symbols`` ending now. Servers it started are
     stopped again unless ``keep``."""
-    settings = settings or Settings.load()
     versions = list(versions or (PRODUCTION.timescaledb, newest_release()))
     if len(set(versions)) < 2:
         raise ValueError(f"versions {versions} must name at least two different versions")
@@ -126,7 +125,7 @@ def compare(*, versions: Sequence[str] | None = None, settings: Settings | None 
                                     tail_hours=tail_hours)
         info = {v: _described(u) for v, u in urls.items()}
         # while the servers run: the environment probes the first one
-        env = reports.environment(urls[versions[0]]) | {"databases": info}
+        env = reports.environment(urls[versions[0]], settings=settings) | {"databases": info}
         env["database"]["connection"] = f"versions: TimescaleDB {versions[0]}"  # not its URL
     finally:
         if not keep:

@@ -22,7 +22,7 @@ def resolve(name: str = "target", *, settings: Settings) -> Endpoint:
     return Endpoint(url, name=name if name in CONNECTION_NAMES else "database")
 
 
-def resolve_url(name: str = "target", *, settings: Settings | None = None) -> str:
+def resolve_url(name: str = "target", *, settings: Settings) -> str:
     """The URL of connection ``name`` ('target', 'source', 'pooler', 'live', or a URL).
 
     With no URL configured, the embedded server is started on demand: its ``tsj`` database
@@ -34,7 +34,6 @@ def resolve_url(name: str = "target", *, settings: Settings | None = None) -> st
         return validate_url(name)
     if name not in CONNECTION_NAMES:
         raise ValueError(f"connection name {name!r} is unknown; use one of {CONNECTION_NAMES}")
-    settings = settings or Settings.load()
     if name == "live":
         return settings.live_url or live_server(settings).start()
     if name == "pooler":
@@ -63,11 +62,10 @@ def live_server(settings: Settings) -> Embedded:
     return from_settings(settings, instance=LIVE_INSTANCE, background_workers=LIVE_WORKERS)
 
 
-def pooler_url(*, settings: Settings | None = None) -> str | None:
+def pooler_url(*, settings: Settings) -> str | None:
     """The target through a pooler: TSJ_POOLER_URL, else tsj's PgBouncer in front of the
     embedded server (started on demand), else None (a configured target, no pooler named).
     """
-    settings = settings or Settings.load()
     if settings.pooler_url:
         return settings.pooler_url
     if settings.target_url:

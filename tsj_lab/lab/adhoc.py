@@ -22,8 +22,8 @@ from sqlalchemy.dialects.postgresql import psycopg as pg_dialect
 
 from ..db import connections
 from .. import db
-from ..config import CONNECTION_NAMES, redact
-from ..errors import QueryError, TsjError
+from ..config import CONNECTION_NAMES, Settings, redact
+from ..errors import ConfigError, QueryError, TsjError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -45,12 +45,31 @@ def engine(name: str = "target") -> Engine:
     """A SQLAlchemy engine (psycopg 3) on connection ``name``; its URL never leaves the process.
 
     The engine is made with an empty URL and a ``creator`` that resolves ``name`` with
-    :func:`tsj_lab.db.connections.resolve_url` on the first connection (starting the embedded
+    :func:`tsj_lab.db.connections.resolve_url` and the settings of :func:`use_settings` on
+    the first connection (starting the embedded
     server if that is the configured target), so making an engine connects to nothing.
     """
     _check_name(name)
     return create_engine("postgresql+psycopg://", creator=_connector(name),
                          pool_pre_ping=True, hide_parameters=True)
+
+
+_SETTINGS: list[Settings] = []  # the kernel's, set once by use_settings
+
+
+def use_settings(settings: Settings) -> None:
+    """The settings connection names resolve with in this process: the kernel extension
+    (:mod:`tsj_lab.lab.ipython`, at the notebook boundary) loads them once and hands them
+    here, so that this module never reads the environment itself."""
+    _SETTINGS[:] = [settings]
+
+
+def _settings() -> Settings:
+    if not _SETTINGS:
+        raise ConfigError("connection names are not configured in this process; run "
+                          "'%load_ext tsj_lab.lab.ipython' (kernels of this environment do) or "
+                          "tsj_lab.lab.adhoc.use_settings(Settings.load())")
+    return _SETTINGS[0]
 
 
 def _connector(name: str) -> Any:
@@ -59,7 +78,7 @@ def _connector(name: str) -> Any:
     def connect() -> Any:
         with lock:
             if not url:
-                url.append(connections.resolve_url(name))
+                url.append(connections.resolve_url(name, settings=_settings()))
         return db.connect(url[0])
 
     return connect
@@ -67,7 +86,7 @@ def _connector(name: str) -> Any:
 
 def url_of(name: str) -> str:
     """The URL behind connection ``name`` (for the Arrow path; never display it)."""
-    return connections.resolve_url(_check_name(name))
+    return connections.resolve_url(_check_name(name), settings=_settings())
 
 
 def to_psycopg(query: str, params: Mapping[str, Any] | None = None) -> tuple[str, dict[str, Any]]:

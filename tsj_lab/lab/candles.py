@@ -21,7 +21,6 @@ from ..data import generate
 from . import plots, tables
 from .. import queries
 from ..provision import schema
-from ..db.connections import resolve_url
 from ..db import Endpoint, connection, one, read_frame
 from ..domain import CANDLES, DEFAULT_SEED, TickSpec, utc_range, utc_time
 from ..errors import SchemaError
@@ -141,17 +140,17 @@ def choose(url: Endpoint | str, *, symbol: str | None = None, start: str | date 
     return Choice(symbol, lo, hi)
 
 
-def ensure_sample(url: Endpoint | str, *, source: str | None = None,
+def ensure_sample(url: Endpoint | str, *, source: Endpoint | str | None = None,
                   symbols: tuple[str, ...] = ("ES", "BTCUSD"), start: str | date | None = None,
                   days: int = 1, interval_ms: int = 2000, seed: int | None = None) -> int:
     """Provision and load a small synthetic data set when the target has no ticks yet.
 
     A fresh `make lab` or CI run thus has something to chart; a target with ticks is
-    left alone (0 rows loaded). ``source`` (a connection name or URL, resolved only when
-    needed) gets the same rows when it is empty too, so a later migration or
-    reconciliation finds both sides equal; when it holds ticks the target stays empty
-    (migrate those instead). The days end yesterday (UTC) unless ``start`` says
-    otherwise: nothing is past a retention policy or in the future.
+    left alone (0 rows loaded). ``source`` (an Endpoint or URL) gets the same rows when
+    it is empty too, so a later migration or reconciliation finds both sides equal; when
+    it holds ticks the target stays empty (migrate those instead). The days end yesterday
+    (UTC) unless ``start`` says otherwise: nothing is past a retention policy or in the
+    future.
     """
     if generate.holds_ticks(url):
         return 0
@@ -160,7 +159,7 @@ def ensure_sample(url: Endpoint | str, *, source: str | None = None,
         spec = TickSpec.ending_yesterday(symbols, days=days, interval_ms=interval_ms, seed=seed)
     else:
         spec = TickSpec(tuple(symbols), _as_date(start), days, interval_ms, seed)
-    rows, _ = generate.ensure_data(url, spec, source_url=resolve_url(source) if source else None)
+    rows, _ = generate.ensure_data(url, spec, source_url=source)
     if rows:
         log.info("candles: loaded %d sample ticks into an empty target", rows)
     return rows

@@ -25,7 +25,7 @@ from ..domain import PRODUCTION
 from ..errors import TsjError
 
 
-def environment(target: str = "target", *, settings: Settings | None = None) -> dict[str, Any]:
+def environment(target: str = "target", *, settings: Settings) -> dict[str, Any]:
     """tsj_lab version, git commit, machine, and the target's versions and license."""
     try:
         tsj_version = version("tsj-lab")
@@ -44,7 +44,7 @@ def environment(target: str = "target", *, settings: Settings | None = None) -> 
     }
 
 
-def _database(target: str, *, settings: Settings | None) -> dict[str, Any]:
+def _database(target: str, *, settings: Settings) -> dict[str, Any]:
     """The probe of connection ``target``; its error, redacted, when it cannot be reached."""
     try:
         url = resolve_url(target, settings=settings)

@@ -50,6 +50,7 @@ from sql.magic import RenderMagic, SqlCmdMagic, SqlMagic, SqlPlotMagic
 from sqlalchemy.engine.result import IteratorResult, SimpleResultMetaData
 
 from . import adhoc, tables
+from ..config import Settings
 from ..db import explain
 from ..errors import TsjError
 
@@ -191,6 +192,9 @@ ANALYST_CONNECTIONS = ("target", "source")
 
 def register(shell: Any, names: tuple[str, ...] = ANALYST_CONNECTIONS) -> None:
     """JupySQL's magics in ``shell``, configured, with ``names`` as connections ('target' current)."""
+    # the notebook boundary: the kernel reads its settings once, and the names resolve
+    # with them (adhoc.engine connects on first use)
+    adhoc.use_settings(Settings.load())
     magic = SqlMagic(shell)
     for key, value in SETTINGS.items():
         setattr(magic, key, value)

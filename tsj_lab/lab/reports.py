@@ -174,7 +174,7 @@ def run(
     reports_dir: Path = REPORTS_DIR,
     progress: bool = False,
     kernel_name: str | None = None,
-    settings: Settings | None = None,
+    settings: Settings,
 ) -> Report:
     """Execute ``NAME.ipynb`` into a dated report, write HTML and JSON, refresh the index.
 
@@ -183,7 +183,6 @@ def run(
     source = notebook_path(name, notebooks_dir=notebooks_dir)
     params = check_parameters(parameters or {}, declared=notebook_parameters(source),
                               notebook=f"notebook {source.stem!r}")
-    settings = settings or Settings.load()
     paths = claim(reports_dir, source.stem)
     started = _now()
     env = environment(str(params.get("target", "target")), settings=settings)
