@@ -72,7 +72,7 @@ def test_key_value_urls_connect(server: object, target_url: str) -> None:
 
     kv = " ".join(f"{k}={v}" for k, v in conninfo_to_dict(target_url).items())
     assert "port=" in kv and "://" not in kv
-    assert probe_url(resolve_url(kv)).timescaledb_version is not None
+    assert probe_url(resolve_url(kv, settings=Settings.load())).timescaledb_version is not None
 
 
 def test_bad_pool_sizes_fail_up_front() -> None:
