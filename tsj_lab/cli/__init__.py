@@ -92,7 +92,7 @@ def source(args: argparse.Namespace) -> Endpoint:
     return endpoint(args, "source")
 
 
-# the names the subcommands used before endpoints (kept for branches in flight)
+# the names the subcommands call them by (their locals are often named target and source)
 target_url, source_url = target, source
 
 
