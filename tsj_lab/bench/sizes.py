@@ -64,7 +64,7 @@ def latency_by_size(target_url: Endpoint | str, source_url: Endpoint | str, *, s
             done = step
             if not compress:
                 continue
-            chunk_s = _compress(target_url, new.start, new.end)
+            chunk_s = compress_chunks(target_url, new.start, new.end)
             got = window_fetch([*plain, *hyper], ds, windows=windows, samples=samples,
                                warmup=warmup, seed=seed)
             sizes = {d.label: table_bytes(d) for d in dbs}
@@ -84,8 +84,9 @@ def _median(values: Sequence[float]) -> float:
     return percentile(values, 50) if values else math.nan
 
 
-def _compress(url: Endpoint | str, start: dt.datetime, end: dt.datetime) -> list[float]:
-    """Each uncompressed chunk in [start, end) compressed; seconds per chunk."""
+def compress_chunks(url: Endpoint | str, start: dt.datetime, end: dt.datetime) -> list[float]:
+    """Each uncompressed chunk in [start, end) compressed one by one, as the compression
+    policy's job does; seconds per chunk."""
     seconds = []
     with connection(url, autocommit=True) as conn:
         chunks = [r[0] for r in conn.execute(queries.text("history.uncompressed_chunks"),

@@ -53,6 +53,7 @@ from ..server.build import vendored_versions
 from ..server.cluster import Embedded, default_home
 from ..stats import percentile
 from . import WINDOWS, Database, Dataset, time_interleaved
+from .sizes import compress_chunks
 from .workloads import window_fetch
 
 log = logging.getLogger("tsj_lab")
@@ -376,14 +377,8 @@ def _fetcher(conn: psycopg.Connection[Any], query: str) -> Callable[[Mapping[str
 def _compression(version: str, url: str, *, start: dt.datetime, end: dt.datetime
                  ) -> list[dict[str, Any]]:
     """The chunks wholly before today compressed one by one, as the policy's job would."""
-    seconds = []
+    seconds = compress_chunks(url, start, end)
     with connection(url, autocommit=True) as conn:
-        chunks = [r[0] for r in conn.execute(queries.text("history.uncompressed_chunks"),
-                                             {"start": start, "end": end}).fetchall()]
-        for chunk in chunks:
-            t0 = time.perf_counter()
-            conn.execute(queries.text("history.compress_chunk"), {"chunk": chunk})
-            seconds.append(time.perf_counter() - t0)
         before, after, n = one(conn, queries.text("versions.compression_stats"))
     if not seconds or not after:
         return [_row("compression ratio", "x", "higher", version, math.nan, 0,
