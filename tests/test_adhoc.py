@@ -7,9 +7,26 @@ import psycopg
 import pytest
 from sqlalchemy import text
 
+from tsj_lab.config import Settings
+from tsj_lab.errors import ConfigError, QueryError
 from tsj_lab.lab import adhoc
 from tsj_lab.server.cluster import Embedded
-from tsj_lab.errors import QueryError
+
+
+@pytest.fixture(autouse=True)
+def _kernel_settings(request: pytest.FixtureRequest) -> None:
+    """What the kernel extension does at a notebook's start: the settings, loaded once
+    (after the test server runs, for the tests that use one)."""
+    if "server" in request.fixturenames:
+        request.getfixturevalue("server")  # the environment points at it from then on
+        adhoc.use_settings(Settings.load())
+
+
+def test_names_resolve_only_with_the_kernels_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(adhoc, "_SETTINGS", [])
+    with pytest.raises(ConfigError, match=r"not configured in this process; run '%load_ext "
+                                          r"tsj_lab.lab.ipython'"):
+        adhoc.url_of("target")
 
 
 def test_engines_know_names_not_urls(server: Embedded, target_url: str) -> None:
