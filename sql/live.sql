@@ -120,3 +120,10 @@ SELECT s.job_id, s.total_runs, s.total_failures, s.last_run_status,
        CASE WHEN isfinite(s.next_start) THEN s.next_start END AS next_start
 FROM timescaledb_information.job_stats s
 WHERE s.job_id = ANY(%(jobs)s);
+
+-- name: job_finished_runs
+-- How many runs of job %(job)s have finished (succeeded or failed): total_runs counts a run
+-- from its start, so it cannot say that a running job is done.
+SELECT coalesce(sum(s.total_successes + s.total_failures), 0)
+FROM timescaledb_information.job_stats s
+WHERE s.job_id = %(job)s;
