@@ -44,23 +44,10 @@ SELECT (SELECT c.tick_count FROM candle_1m c, b
 
 -- name: jobs
 -- The policy jobs of the scratch schema's objects, named as the proofs name them
--- ('compression', 'retention', '<view> refresh'), with their schedule.
+-- ('compression', 'retention', '<view> refresh': {named} is policies.jobs), with their
+-- schedule. %(views)s: the candle view names.
 SELECT p.policy, p.job_id, j.schedule_interval
-FROM (
-  SELECT CASE j.proc_name WHEN 'policy_compression' THEN 'compression'
-                          ELSE 'retention' END AS policy, j.job_id
-  FROM timescaledb_information.jobs j
-  WHERE j.hypertable_schema = current_schema() AND j.hypertable_name = 'tick_data'
-    AND j.proc_name IN ('policy_compression', 'policy_retention')
-  UNION ALL
-  SELECT ca.view_name || ' refresh', j.job_id
-  FROM timescaledb_information.continuous_aggregates ca
-  JOIN timescaledb_information.jobs j
-    ON (j.hypertable_schema, j.hypertable_name)
-       IN ((ca.view_schema, ca.view_name),
-           (ca.materialization_hypertable_schema, ca.materialization_hypertable_name))
-  WHERE j.proc_name = 'policy_refresh_continuous_aggregate'
-    AND ca.view_schema = current_schema()) p
+FROM ({named}) AS p (policy, job_id)
 JOIN timescaledb_information.jobs j USING (job_id)
 ORDER BY p.job_id;
 

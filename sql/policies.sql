@@ -18,7 +18,8 @@ FROM generate_series(now() - INTERVAL '50 minutes', now() - INTERVAL '2 minutes'
 -- name: jobs
 -- The policy jobs on the scratch schema's objects, named as the proof names them:
 -- 'compression', 'retention', '<view> refresh'. A refresh policy's job names the view
--- since 2.20 and its materialization hypertable before: both are accepted.
+-- since 2.20 and its materialization hypertable before: both are accepted. No semicolon:
+-- live.jobs composes it in.
 SELECT CASE j.proc_name WHEN 'policy_compression' THEN 'compression'
                         ELSE 'retention' END AS policy, j.job_id
 FROM timescaledb_information.jobs j
@@ -32,7 +33,7 @@ JOIN timescaledb_information.jobs j
      IN ((ca.view_schema, ca.view_name),
          (ca.materialization_hypertable_schema, ca.materialization_hypertable_name))
 WHERE j.proc_name = 'policy_refresh_continuous_aggregate'
-  AND ca.view_schema = current_schema() AND ca.view_name = ANY(%(views)s);
+  AND ca.view_schema = current_schema() AND ca.view_name = ANY(%(views)s)
 
 -- name: run_job
 -- Run job %(job)s now, in this session, as its schedule would (a procedure: autocommit).

