@@ -129,7 +129,7 @@ def test_a_job_that_fails_on_the_scheduler_is_named_with_its_fix(
                     "view": "candle_1m", "start_offset": pol.start_offset,
                     "end_offset": pol.end_offset, "schedule_interval": pol.schedule_interval})
                 conn.execute("RESET ROLE")
-                jobs = {p: j for p, j, _ in conn.execute(queries.text("live.jobs"))}
+                jobs = {p: j for p, j, _ in live.policy_jobs(conn)}
                 job = jobs["candle_1m refresh"]
                 conn.execute(sql.SQL("REVOKE SELECT ON tick_data FROM {}").format(ident(role)))
                 conn.execute("INSERT INTO tick_data (time, symbol, last_price, volume) "
@@ -180,7 +180,7 @@ def test_the_bench_server_runs_no_scheduler_and_keeps_its_fixed_dates(
         conn.execute("INSERT INTO tick_data (time, symbol, last_price, volume) "
                      "SELECT t, 'ES', 100, 1 FROM generate_series("
                      "'2024-01-02'::timestamptz, '2024-01-04', interval '1 hour') t")
-        jobs = [j for _, j, _ in conn.execute(queries.text("live.jobs"))]
+        jobs = [j for _, j, _ in live.policy_jobs(conn)]
         for job in jobs:
             conn.execute(queries.text("live.schedule_job"), {"job": job, "at": time.time()})
         time.sleep(3.0)

@@ -259,14 +259,20 @@ def run(db: Endpoint | str, *, phases: Sequence[Phase] = (STORY, STRESS), histor
                         read_every=read_every)
 
 
+def policy_jobs(conn: psycopg.Connection[Any]) -> list[tuple[str, int, dt.timedelta]]:
+    """(policy, job id, schedule interval) of the story's jobs in the connection's schema,
+    named as the policy proofs name them ('compression', 'retention', '<view> refresh')."""
+    stmt = queries.compose("live.jobs", named=queries.compose("policies.jobs"))
+    return [tuple(r) for r in conn.execute(stmt, {"views": list(CANDLE_VIEWS)})]
+
+
 def _prepare(db: Endpoint, history: History
              ) -> tuple[dict[str, Any], dict[str, int], dict[str, float]]:
     """The story's DDL, its jobs paused, the history loaded and materialized."""
     t0 = time.perf_counter()
     schema.provision(db)
     with connection(db, autocommit=True) as conn:
-        listed = conn.execute(queries.compose("live.jobs", named=queries.compose("policies.jobs")),
-                              {"views": list(CANDLE_VIEWS)}).fetchall()
+        listed = policy_jobs(conn)
         jobs = {policy: job for policy, job, _ in listed}
         schedules = {policy: every.total_seconds() for policy, _, every in listed}
         for job in jobs.values():
