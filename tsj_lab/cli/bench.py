@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import tempfile
+from pathlib import Path
+from typing import Any
 
 from ..config import progress_enabled
+from ..db import Endpoint
 from ..domain import TickSpec
 from . import add_target, command, print_table, settings, source_url, target_url
 from .live import add_live_options, run_report
@@ -34,6 +38,7 @@ def _setup(p: argparse.ArgumentParser) -> None:
 def _bench(args: argparse.Namespace) -> int:
     # deferred: papermill and nbconvert take a second to import, and `tsj --help` loads every command
     from .. import bench
+    from ..bench import memory
     from ..lab import reports
 
     # Parameters first: a misspelt -p fails before any server starts or data is generated.
@@ -43,6 +48,26 @@ def _bench(args: argparse.Namespace) -> int:
                                             notebook="notebook '04_benchmark'"))
     reports.check_parameters(params, declared=declared, notebook="notebook '04_benchmark'")
     target, source = target_url(args), source_url(args)
+    # the run's processes watched from here on: the notebook records their peak memory
+    with tempfile.TemporaryDirectory(prefix="tsj-memory-") as tmp, \
+            memory.watch_for(target, out=Path(tmp) / "memory.json") as watch:
+        params["memory_file"] = str(watch.out)
+        ok = _bench_report(args, params, target, source)
+        table = watch.snapshot().table()
+    print_table([{"process": r["process"], "processes": r["processes"],
+                  "peak RSS MiB": f"{r['peak_rss_mib']:,.0f}",
+                  "peak private MiB": f"{r['peak_private_mib']:,.0f}"}
+                 for r in table.to_dict("records")])
+    print(f"run: {watch.snapshot().seconds:,.0f} s")
+    return 0 if ok else 1
+
+
+def _bench_report(args: argparse.Namespace, params: dict[str, Any], target: Endpoint,
+                  source: Endpoint) -> bool:
+    """The data set, the benchmark report and (unless --no-live) the live report."""
+    from .. import bench
+    from ..lab import reports
+
     # Generate up front, with progress bars in the terminal, rather than inside the report;
     # with size steps only the first, so that the notebook measures the table as it grows.
     days = min(params["size_steps"]) if params["size_steps"] else params["days"]
@@ -64,10 +89,10 @@ def _bench(args: argparse.Namespace) -> int:
     print(f"{report.status}: {report.html}")
     print(f"summary: {report.json}")
     if args.no_live:
-        return 0
+        return True
     # its own instance with the scheduler on (or --live / TSJ_LIVE_URL): the ticks above
     # have fixed dates, and their instance never runs a job by itself
-    return 0 if run_report(config, quick=args.quick) else 1
+    return run_report(config, quick=args.quick)
 
 
 def _versions_setup(p: argparse.ArgumentParser) -> None:
