@@ -7,6 +7,7 @@ when an acceptance criterion is missed.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import pandas as pd
@@ -19,6 +20,11 @@ GOAL_DAY_TICKS_PER_S = 1_000_000.0
 GOAL_CANDLE_SPEEDUP = 20.0  # a day of 1m candles, view vs raw aggregation
 #: fetch paths an analyst takes without tsj's fast path, shown beside the goal's figure
 ANALYST_PATHS = {"pandas_sqlalchemy": "pandas.read_sql", "jupysql": "%%sql"}
+
+
+COLUMNS = ["check", "target", "measured", "status", "detail", "ratio"]
+#: how far a ratio may move between two runs and still count as the same verdict
+TOLERANCE = 0.15
 
 
 def judge(*, windows: pd.DataFrame | None = None, paths: pd.DataFrame | None = None,
@@ -57,7 +63,8 @@ def judge(*, windows: pd.DataFrame | None = None, paths: pd.DataFrame | None = N
                                  rec["ratio"], _ok(rec["ratio"] <= GOAL_FETCH_RATIO),
                                  f"{rec['ratio']:.2f}x: client p50 {rec['p50_ms']:.1f} ms, "
                                  f"server p50 {rec['server_p50_ms']:.1f} ms"
-                                 + (f"; analyst paths: {others}" if others else "")))
+                                 + (f"; analyst paths: {others}" if others else ""),
+                                 ratio=True))
     if candle is not None:
         one = candle[(candle["db"] == db) & (candle["width"] == "1m")].set_index("source")
         if {"view", "raw"} <= set(one.index):
@@ -66,8 +73,8 @@ def judge(*, windows: pd.DataFrame | None = None, paths: pd.DataFrame | None = N
                                  speedup, _ok(speedup >= GOAL_CANDLE_SPEEDUP),
                                  f"{speedup:.1f}x: view p50 {one.loc['view', 'p50_ms']:.1f} "
                                  f"ms, raw p50 "
-                                 f"{one.loc['raw', 'p50_ms']:.1f} ms"))
-    return pd.DataFrame(rows, columns=["check", "target", "measured", "status", "detail"])
+                                 f"{one.loc['raw', 'p50_ms']:.1f} ms", ratio=True))
+    return pd.DataFrame(rows, columns=COLUMNS)
 
 
 def _clients_verdicts(clients: pd.DataFrame) -> list[dict[str, Any]]:
@@ -119,9 +126,12 @@ def _replay_verdicts(play: pd.DataFrame) -> list[dict[str, Any]]:
     return rows
 
 
-def _verdict(check: str, target: str, measured: float, status: str, detail: str) -> dict[str, Any]:
+def _verdict(check: str, target: str, measured: float, status: str, detail: str, *,
+             ratio: bool = False) -> dict[str, Any]:
+    """One row; ``ratio`` marks a figure that is a ratio of two measured in the same run
+    (what :func:`compare` holds to a tolerance between runs)."""
     return {"check": check, "target": target, "measured": float(measured), "status": status,
-            "detail": detail}
+            "detail": detail, "ratio": ratio}
 
 
 def _ok(good: bool) -> str:
@@ -132,3 +142,34 @@ def record(table: pd.DataFrame) -> None:
     """Each verdict as a report check (ok / warn / fail)."""
     for rec in table.to_dict("records"):
         recording.record_check(rec["check"], rec["status"], detail=f"{rec['target']}: {rec['detail']}")
+
+
+def compare(first: Mapping[str, Any], second: Mapping[str, Any], *,
+            tolerance: float = TOLERANCE) -> pd.DataFrame:
+    """The verdicts of two benchmark reports (their JSON summaries) side by side.
+
+    A verdict ``holds`` when its status is the same in both and, for a ratio, the second
+    run's figure is within ``tolerance`` of the first's. A check in one report only is
+    listed with ``holds`` False.
+    """
+    a, b = _verdict_table(first), _verdict_table(second)
+    both = a.merge(b, on="check", how="outer", suffixes=("_1", "_2"), sort=False)
+    both["change"] = both["measured_2"] / both["measured_1"]
+    is_ratio = both["ratio_1"].fillna(False).astype(bool) | both["ratio_2"].fillna(False).astype(bool)
+    drift = (both["change"] - 1).abs()
+    both["holds"] = ((both["status_1"] == both["status_2"])
+                     & (~is_ratio | (drift <= tolerance))).astype(bool)
+    return both[["check", "target_1", "measured_1", "measured_2", "change", "status_1",
+                 "status_2", "holds"]].rename(columns={"target_1": "target"})
+
+
+def _verdict_table(summary: Mapping[str, Any]) -> pd.DataFrame:
+    found = [t for t in summary.get("tables", []) if t.get("name") == "verdicts"]
+    if not found:
+        raise ValueError(f"report {summary.get('name', '?')} started "
+                         f"{summary.get('started_at', '?')} has no verdicts table; compare "
+                         "two reports of notebook 04_benchmark")
+    df = pd.DataFrame(found[0]["rows"], columns=found[0]["columns"])
+    if "ratio" not in df:
+        df["ratio"] = False
+    return df[COLUMNS[:-2] + ["ratio"]].drop_duplicates("check")
