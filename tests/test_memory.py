@@ -10,7 +10,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tsj_lab.bench import memory
+from tsj_lab.bench import memory, verdicts
 from tsj_lab.lab import recording
 from tsj_lab.server.pooler import PgBouncer
 
@@ -59,7 +59,7 @@ def test_the_servers_processes_and_pooler_are_watched(target_url: str, pooler: P
             "pgbouncer"} <= roles
 
 
-def test_record_names_each_process_and_judges_the_goal() -> None:
+def test_record_names_each_process_and_the_goal_is_judged() -> None:
     snap = memory.Snapshot(0.0, 12.0, 24, {
         1: memory.Peak(1, "tsj", 300.0, 250.0), 2: memory.Peak(2, "kernel", 1500.0, 1400.0),
         3: memory.Peak(3, "server backend", 200.0, 20.0),
@@ -70,8 +70,9 @@ def test_record_names_each_process_and_judges_the_goal() -> None:
     rss = {r["params"]["process"]: r["value"] for r in new if r.get("name") == "peak RSS"}
     assert rss == {"tsj": 300.0, "kernel": 1500.0, "server backend": 200.0}
     assert table.set_index("process").loc["server backend", "sum_private_mib"] == 50.0
-    check = [r for r in new if r.get("kind") == "check"]
-    assert check[0]["status"] == "warn" and "kernel 1,500 MiB" in check[0]["detail"]
+    verdict = verdicts.speed(new).set_index("check").loc["goal: peak RSS of each process"]
+    assert verdict["status"] == "warn" and verdict["measured"] == 1500.0
+    assert "missed by 46%" in verdict["detail"] and "largest kernel of 3 roles" in verdict["detail"]
 
 
 def test_no_watch_file_means_nothing_to_record(tmp_path: Path) -> None:

@@ -69,3 +69,34 @@ def test_tsj_reports_compare_picks_the_last_two_runs_measured_alike(tmp_path: Pa
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode != 0 and "Traceback" not in bad.stderr
     assert "cannot read report summary" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+
+
+def _metric(name: str, value: float, n: int = 1, **params: Any) -> dict[str, Any]:
+    return {"kind": "metric", "name": name, "value": value, "n": n, "unit": "", "params": params}
+
+
+def test_speed_goals_are_judged_at_the_longest_round_trip_and_say_the_miss() -> None:
+    records = [
+        _metric("migration extra round trips", 3.0, rtt_ms=50, rows=454_600, batches=5),
+        _metric("migration extra round trips", 44.0, rtt_ms=300, rows=454_600, batches=5),
+        _metric("migration extra round trips", 8.0, rtt_ms=300, rows=2_592_000, batches=30),
+        _metric("migration fraction of direct", 0.95, rtt_ms=150, rows=2_592_000),
+        _metric("migration fraction of direct", 0.84, rtt_ms=300, rows=2_592_000),
+        _metric("ingest speedup_vs_psql", 1.18, n=5),
+        _metric("load speedup_vs_psql", 3.3, n=3, path="history_direct"),
+        _metric("load speedup_vs_psql", 1.6, n=3, path="tsj_copy"),
+        {"kind": "check", "name": "x", "status": "ok"},
+    ]
+    got = verdicts.speed(records).set_index("check")
+    assert list(got.index) == [
+        "goal: migration at 300 ms, extra round trips (454,600 rows)",
+        "goal: migration at 300 ms, extra round trips (2,592,000 rows)",
+        "goal: migration at 300 ms vs direct rows/s (2,592,000 rows)",
+        "goal: bulk load vs psql \\copy", "goal: history load (old days, compressed) vs psql \\copy"]
+    trips = got.loc["goal: migration at 300 ms, extra round trips (454,600 rows)"]
+    assert trips["status"] == "warn" and "missed by 340%" in trips["detail"]
+    assert got.loc["goal: migration at 300 ms, extra round trips (2,592,000 rows)", "status"] == "ok"
+    load = got.loc["goal: bulk load vs psql \\copy"]
+    assert load["status"] == "warn" and "missed by 27%" in load["detail"] and load["ratio"]
+    assert got["status"].tolist().count("ok") == 3
+    assert verdicts.speed([]).empty

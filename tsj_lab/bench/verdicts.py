@@ -7,7 +7,7 @@ when an acceptance criterion is missed.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pandas as pd
@@ -18,6 +18,12 @@ from . import TIMESCALE
 GOAL_FETCH_RATIO = 2.0  # 1 h window to DataFrame, client p50 / server p50
 GOAL_DAY_TICKS_PER_S = 1_000_000.0
 GOAL_CANDLE_SPEEDUP = 20.0  # a day of 1m candles, view vs raw aggregation
+#: issue 24: extra round trips of a migration through a 300 ms link over direct, per run
+GOAL_MIGRATION_ROUND_TRIPS = 10.0
+GOAL_MIGRATION_FRACTION = 0.8  # its rows/s against direct
+GOAL_LOAD_SPEEDUP = 1.5  # the bulk loader against psql \copy
+GOAL_HISTORY_SPEEDUP = 3.0  # old days into compressed chunks against psql \copy + compression
+GOAL_PEAK_RSS_MIB = 1024.0  # each process of a bench-large run
 #: fetch paths an analyst takes without tsj's fast path, shown beside the goal's figure
 ANALYST_PATHS = {"pandas_sqlalchemy": "pandas.read_sql", "jupysql": "%%sql"}
 
@@ -29,8 +35,10 @@ TOLERANCE = 0.15
 
 def judge(*, windows: pd.DataFrame | None = None, paths: pd.DataFrame | None = None,
           candle: pd.DataFrame | None = None, play: pd.DataFrame | None = None,
-          clients: pd.DataFrame | None = None, db: str = TIMESCALE) -> pd.DataFrame:
-    """AC6-AC8 and the performance goals, judged on ``db``'s figures: one row each."""
+          clients: pd.DataFrame | None = None, db: str = TIMESCALE,
+          records: Sequence[Mapping[str, Any]] = ()) -> pd.DataFrame:
+    """AC6-AC8 and the performance goals, judged on ``db``'s figures: one row each; then
+    the goals judged from the run's ``records`` (:func:`speed`)."""
     rows: list[dict[str, Any]] = []
     if windows is not None:
         for rec in windows[(windows["db"] == db) & windows["target_ms"].notna()].to_dict("records"):
@@ -74,7 +82,71 @@ def judge(*, windows: pd.DataFrame | None = None, paths: pd.DataFrame | None = N
                                  f"{speedup:.1f}x: view p50 {one.loc['view', 'p50_ms']:.1f} "
                                  f"ms, raw p50 "
                                  f"{one.loc['raw', 'p50_ms']:.1f} ms", ratio=True))
+    return pd.DataFrame(rows + speed(records).to_dict("records"), columns=COLUMNS)
+
+
+def speed(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """Issue 24's goals where users wait, judged from the run's recorded metrics (by name:
+    the sections that measure them record them; a goal not measured in the run has no row).
+    Each missed goal's detail says by how much."""
+    metrics = [r for r in records if r.get("kind", "metric") == "metric" and "value" in r]
+    rows: list[dict[str, Any]] = []
+    for m in _each(metrics, "migration extra round trips"):
+        if m["params"].get("rtt_ms") == _largest(metrics, "migration extra round trips", "rtt_ms"):
+            p = m["params"]
+            rows.append(_goal(f"goal: migration at {p['rtt_ms']:g} ms, extra round trips "
+                              f"({p.get('rows', 0):,.0f} rows)", m["value"],
+                              GOAL_MIGRATION_ROUND_TRIPS, higher=False, unit=" round trips",
+                              detail=f"{p.get('batches', '?')} batches, n = {m.get('n')} run"))
+    for m in _each(metrics, "migration fraction of direct"):
+        p = m["params"]
+        if p.get("rtt_ms") == _largest(metrics, "migration fraction of direct", "rtt_ms"):
+            rows.append(_goal(f"goal: migration at {p['rtt_ms']:g} ms vs direct rows/s "
+                              f"({p.get('rows', 0):,.0f} rows)", m["value"],
+                              GOAL_MIGRATION_FRACTION, higher=True, unit="x", ratio=True,
+                              detail=f"n = {m.get('n')} run each"))
+    for name, path, goal in (("ingest speedup_vs_psql", None, GOAL_LOAD_SPEEDUP),
+                             ("load speedup_vs_psql", "history_direct", GOAL_HISTORY_SPEEDUP)):
+        for m in _each(metrics, name):
+            if path is not None and m["params"].get("path") != path:
+                continue
+            what = "bulk load" if path is None else "history load (old days, compressed)"
+            rows.append(_goal(f"goal: {what} vs psql \\copy", m["value"], goal, higher=True,
+                              unit="x", ratio=True, detail=f"n = {m.get('n')} each, in turns"))
+    peaks = [m for m in _each(metrics, "peak RSS")]
+    if peaks:
+        worst = max(peaks, key=lambda m: m["value"])
+        rows.append(_goal("goal: peak RSS of each process", worst["value"], GOAL_PEAK_RSS_MIB,
+                          higher=False, unit=" MiB", strict=True,
+                          detail=f"largest {worst['params'].get('process')} of "
+                                 f"{len(peaks)} roles, n = {worst.get('n')} samples"))
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def _each(metrics: Sequence[Mapping[str, Any]], name: str) -> list[Mapping[str, Any]]:
+    return [m for m in metrics if m.get("name") == name and m.get("value") is not None]
+
+
+def _largest(metrics: Sequence[Mapping[str, Any]], name: str, param: str) -> Any:
+    values = [m["params"].get(param) for m in _each(metrics, name)]
+    values = [v for v in values if v is not None]
+    return max(values) if values else None
+
+
+def _goal(check: str, measured: float, goal: float, *, higher: bool, unit: str, detail: str,
+          ratio: bool = False, strict: bool = False) -> dict[str, Any]:
+    """A goal's row: ok when met, else warn with how far it is missed."""
+    if higher:
+        met = measured > goal if strict else measured >= goal
+        target = f"{'>' if strict else '>='} {goal:,.4g}{unit}"
+    else:
+        met = measured < goal if strict else measured <= goal
+        target = f"{'<' if strict else '<='} {goal:,.4g}{unit}"
+    shown = f"{measured:,.3g}{unit}"
+    if not met and goal:
+        gap = (goal / measured - 1 if higher else measured / goal - 1) if measured else float("inf")
+        shown += f", missed by {gap:.0%}"
+    return _verdict(check, target, measured, _ok(met), f"{shown}; {detail}", ratio=ratio)
 
 
 def _clients_verdicts(clients: pd.DataFrame) -> list[dict[str, Any]]:
