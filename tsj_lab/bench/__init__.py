@@ -204,14 +204,16 @@ def explainer(url: Endpoint | str, query_name: str, *, identifiers: Mapping[str,
 
         def explain(params: Mapping[str, Any]) -> ServerTime:
             args = params if names is None else [params[n] for n in names]
-            plan = cur.execute(stmt, args).fetchone()[0][0]
+            row = cur.execute(stmt, args).fetchone()
+            assert row is not None  # EXPLAIN returns its plan as one row
+            plan = row[0][0]
             return ServerTime(float(plan["Planning Time"]), float(plan["Execution Time"]))
 
         yield explain
 
 
 def _prepare_generic(conn: psycopg.Connection[Any], query: sql.Composable
-                     ) -> tuple[sql.Composed, list[str]]:
+                     ) -> tuple[sql.SQL | sql.Composed, list[str]]:
     """``PREPARE`` ``query`` on ``conn`` for generic plans; returns the ``EXECUTE`` taking its
     parameters (in the order of the names returned) as ``%s`` values."""
     numbered, names = numbered_params(query.as_string(conn))

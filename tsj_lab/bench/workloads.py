@@ -128,9 +128,9 @@ def fetch_paths(db: Database, dataset: Dataset, *, window: str = "1h", samples: 
 
 
 #: what candle_paths reads: (query, identifiers, numpy types of the columns for copy_numpy)
-_CANDLE_DAY = ("candles.view_range", {"view": "candle_1m"},
+_CANDLE_DAY: tuple[str, dict[str, str], tuple[str, ...]] = ("candles.view_range", {"view": "candle_1m"},
                ("ts", "f8", "f8", "f8", "f8", "i8", "i8"))
-_WINDOW = ("bench.window", {}, ("ts", "f8", "f8", "f8", "i8"))
+_WINDOW: tuple[str, dict[str, str], tuple[str, ...]] = ("bench.window", {}, ("ts", "f8", "f8", "f8", "i8"))
 #: what -> (query, identifiers, column types, span in seconds; None: the data set's first day)
 FAST_READS = {"candles_1m_day": (*_CANDLE_DAY, None), "window_1h": (*_WINDOW, 3600),
               "day": (*_WINDOW, None)}
@@ -192,7 +192,7 @@ def _fast_read_params(dataset: Dataset, seconds: float | None, *, samples: int,
              "end": day + dt.timedelta(days=1)} for _ in range(samples)]
 
 
-def copy_frame(conn: psycopg.Connection[Any], query: psycopg.sql.Composable,
+def copy_frame(conn: psycopg.Connection[Any], query: psycopg.sql.SQL | psycopg.sql.Composed,
                params: Mapping[str, Any], *, types: Sequence[str]) -> pd.DataFrame:
     """``query``'s rows by binary COPY, parsed by one numpy structured dtype: ``types`` are
     the columns' numpy types ('i8', 'f8'; 'ts' for timestamptz, as UTC); no NULLs."""
@@ -213,7 +213,7 @@ def copy_frame(conn: psycopg.Connection[Any], query: psycopg.sql.Composable,
     return pd.DataFrame(out)
 
 
-def _prepared_frame(conn: psycopg.Connection[Any], query: psycopg.sql.Composable,
+def _prepared_frame(conn: psycopg.Connection[Any], query: psycopg.sql.SQL | psycopg.sql.Composed,
                     params: Mapping[str, Any], *, prepare: bool) -> pd.DataFrame:
     cur = conn.cursor(binary=True)
     cur.execute(query, params, prepare=prepare)

@@ -33,7 +33,9 @@ class _ArrayLoader(Loader):
     def __init__(self, oid: int, context: Any = None):
         super().__init__(oid, context)
         # psycopg's own loader for this array type, for arrays holding NULLs
-        self._fallback = psycopg.adapters.get_loader(oid, Format.BINARY)(oid, context)
+        fallback = psycopg.adapters.get_loader(oid, Format.BINARY)
+        assert fallback is not None  # psycopg loads every built-in array type
+        self._fallback = fallback(oid, context)
 
     def load(self, data: Any) -> Any:
         values = elements(data, self.wire)

@@ -69,7 +69,7 @@ class _Shape:
 
     names: tuple[str, ...]
     oids: tuple[int, ...]  # element type oid per column
-    folded: sql.Composed
+    folded: sql.SQL | sql.Composed
 
 
 class _Frames:
@@ -88,7 +88,7 @@ class _Frames:
         self.shapes: dict[bytes, _Shape] = {}
         self._arrow: Any = None
 
-    def shape(self, query: sql.Composable, params: Mapping[str, Any] | None) -> _Shape:
+    def shape(self, query: sql.SQL | sql.Composed, params: Mapping[str, Any] | None) -> _Shape:
         key = query.as_bytes(self.pg)
         if key not in self.shapes:
             inner = sql.SQL(key.decode().strip().rstrip(";"))  # our own named SQL, a subquery
@@ -169,7 +169,7 @@ def read_query(db: Endpoint | str, query: str | sql.SQL | sql.Composed,
     return _retrying(db, run)
 
 
-def _read_columns(frames: _Frames, query: sql.Composable,
+def _read_columns(frames: _Frames, query: sql.SQL | sql.Composed,
                   params: Mapping[str, Any] | None) -> pd.DataFrame:
     shape = frames.shape(query, params)
     cur = frames.pg.cursor(binary=True)
