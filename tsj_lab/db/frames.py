@@ -178,8 +178,9 @@ def _read_columns(frames: _Frames, query: sql.SQL | sql.Composed,
     assert row is not None  # an aggregate without GROUP BY returns one row
     import pandas as pd  # noqa: PLC0415  # deferred, as in _Frames
 
+    # the columns are fresh arrays of this read (numpy's byte-swapping copy): no second copy
     return pd.DataFrame({name: _column(value, oid)
-                         for name, value, oid in zip(shape.names, row, shape.oids)})
+                         for name, value, oid in zip(shape.names, row, shape.oids)}, copy=False)
 
 
 def _column(value: Any, oid: int) -> Any:
