@@ -99,7 +99,7 @@ def test_exact_candles_keep_the_decimal_prices(target: str) -> None:
 
 
 def test_prepared_generic_reads_follow_the_views_watermark(target: str) -> None:
-    assert frames.prepares(target)  # direct: read_frame prepares, generic plans
+    assert frames.prepares(target) and frames.generic_plans(target)  # direct
     later = DAY + dt.timedelta(days=2)
     params = _day() | {"end": later + dt.timedelta(days=2)}
 
@@ -129,7 +129,7 @@ def test_prepared_generic_reads_follow_the_views_watermark(target: str) -> None:
 def test_through_a_pooler_without_prepared_statements_nothing_is_prepared(target: str,
                                                                            pooler) -> None:
     pooled = pooler.url(psycopg.conninfo.conninfo_to_dict(target)["dbname"])
-    assert not frames.prepares(pooled)
+    assert not frames.prepares(pooled) and not frames.generic_plans(pooled)
     for _ in range(7):
         got = db.read_frame(pooled, "candles.view_range", _day(), identifiers={"view": "candle_1h"})
     assert len(got) == 24 and got["tick_count"].sum() == 1440

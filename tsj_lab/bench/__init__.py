@@ -188,10 +188,11 @@ def explainer(url: Endpoint | str, query_name: str, *, identifiers: Mapping[str,
     :class:`ServerTime`), from ``EXPLAIN (ANALYZE, TIMING OFF)`` on a connection of its own.
 
     ``prepared``: the query is planned as :func:`tsj_lab.db.read_frame` plans it where it
-    prepares (:func:`tsj_lab.db.frames.prepares`): ``PREPARE`` once on this connection under
-    ``plan_cache_mode = force_generic_plan``, then ``EXPLAIN ... EXECUTE`` with each sample's
-    values, whose "Planning Time" is what a generic plan costs per run (the plan cache
-    lookup); unprepared, the statement is planned for its values every time.
+    runs generic plans (:func:`tsj_lab.db.frames.generic_plans`: direct): ``PREPARE`` once
+    on this connection under ``plan_cache_mode = force_generic_plan``, then ``EXPLAIN ...
+    EXECUTE`` with each sample's values, whose "Planning Time" is what a generic plan
+    costs per run (the plan cache lookup); unprepared, the statement is planned for its
+    values every time.
     """
     inner = queries.compose(query_name, **(identifiers or {}))
     with connection(url, autocommit=True) as conn:

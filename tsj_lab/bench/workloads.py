@@ -32,7 +32,7 @@ from . import (BATCH_SIZES, CANDLE_WIDTHS, PLAIN, WINDOW_TARGETS_MS, WINDOWS, Da
                     window_params)
 from ..db import connection, engine, read_frame
 from ..db.columns import PG_EPOCH
-from ..db.frames import prepares, read_arrow
+from ..db.frames import generic_plans, read_arrow
 
 log = logging.getLogger("tsj_lab")
 
@@ -59,7 +59,7 @@ def window_fetch(dbs: Sequence[Database], dataset: Dataset, *,
             for db in dbs:
                 fns[db.label, "client"] = partial(_window_rows, db.url)
                 fns[db.label, "server"] = stack.enter_context(
-                    explainer(db.url, "bench.window", prepared=prepares(db.url)))
+                    explainer(db.url, "bench.window", prepared=generic_plans(db.url)))
             got = time_interleaved(fns, params, warmup=warmup)
         for db in dbs:
             latencies, counts = got[db.label, "client"]
@@ -97,7 +97,7 @@ def fetch_paths(db: Database, dataset: Dataset, *, window: str = "1h", samples: 
     cols = ["time", "bid_price", "ask_price", "last_price", "volume"]
     analyst_sql = from_psycopg(queries.text("bench.window"))
     sa_engine = engine(db.url)
-    generic = prepares(db.url)
+    generic = generic_plans(db.url)
     with (ExitStack() as stack, connection(db.url, autocommit=True) as conn,
           explainer(db.url, "bench.window") as explain,
           explainer(db.url, "bench.window", prepared=generic) as explain_prepared,
@@ -150,7 +150,7 @@ def candle_paths(db: Database, dataset: Dataset, *, what: Sequence[str] = tuple(
     (planning + execution), the server planning as the path does (``prepared``).
     """
     _check_counts(samples=samples)
-    generic = prepares(db.url)
+    generic = generic_plans(db.url)
     rows = []
     for name in what:
         query_name, ident, types, seconds = FAST_READS[name]
@@ -292,7 +292,7 @@ def candles(dbs: Sequence[Database], dataset: Dataset, *,
                                                            identifiers=ident)
                     fns[db.label, how, "server"] = stack.enter_context(
                         explainer(db.url, query_name, identifiers=ident,
-                                  prepared=prepares(db.url)))
+                                  prepared=generic_plans(db.url)))
             got = time_interleaved(fns, params, warmup=warmup)
         for (label, how, kind), (latencies, frames) in got.items():
             if kind == "client":

@@ -77,13 +77,15 @@ class _Frames:
 
     def __init__(self, db: Endpoint | str):
         self.db = db
-        self.prepares = prepares(db)
         # deferred: numpy and pandas are for frame reads; the CLI's start never pays for them
         from . import columns  # noqa: PLC0415
 
-        self.pg = connect(db, autocommit=True)
+        self.pg = connect(db, autocommit=True)  # detects the pooling first: no extra connect
         columns.register(self.pg)
-        if self.prepares:  # plan once per connection, not per read (see the note above)
+        self.prepares = prepares(db)
+        if generic_plans(db):
+            # plan once per connection, not per read (the note above); a session setting,
+            # so never through a pooler, where it would stay on a shared server connection
             self.pg.execute(queries.text("frames.generic_plans"))
         self.shapes: dict[bytes, _Shape] = {}
         self._arrow: Any = None
@@ -121,11 +123,19 @@ class _Frames:
 
 
 def prepares(db: Endpoint | str) -> bool:
-    """Whether :func:`read_frame` prepares its statements on ``db`` (generic plans)."""
+    """Whether :func:`read_frame` prepares its statements on ``db``: direct (with generic
+    plans), or through a pooler that manages prepared statements (plans as the server
+    chooses); not through a transaction-mode pooler without that support."""
     try:
         return pooling(db).prepares
     except ConnectError:
         return False
+
+
+def generic_plans(db: Endpoint | str) -> bool:
+    """Whether :func:`read_frame`'s statements on ``db`` run generic plans: where it
+    prepares them and nothing stands between (``plan_cache_mode`` is a session setting)."""
+    return prepares(db) and not pooling(db).pooled
 
 
 def read_frame(
@@ -140,7 +150,9 @@ def read_frame(
     ``identifiers`` fill ``{name}`` placeholders (a view or table name). float8, int and
     timestamp columns arrive as numpy columns (timestamptz as UTC); NUMERIC columns as
     exact ``Decimal`` objects (cast to float8 in the query when the frame wants floats);
-    other types as psycopg loads them. The query's ORDER BY is the frame's order.
+    other types as psycopg loads them. The query's ORDER BY is the frame's order. The
+    server holds the result as arrays while it sends them: one read is limited to
+    PostgreSQL's 1 GB per value, about 89 million rows of a float8 column; page longer reads.
     """
     query = queries.compose(query_name, **(identifiers or {}))
     return _retrying(db, lambda frames: _read_columns(frames, query, params))
