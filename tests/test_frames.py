@@ -144,3 +144,22 @@ def test_the_server_figure_is_planned_as_the_client_plans(target: str) -> None:
     row = bench.point("candles", "timescaledb", [2.0, 3.0, 4.0], server=times)
     assert row["server_plan_p50_ms"] == sorted(t.plan_ms for t in times)[1]
     assert row["server_p50_ms"] == sorted(times)[1]
+
+
+def test_a_view_made_again_with_other_columns_is_read_afresh(target: str, monkeypatch) -> None:
+    params = _day() | {"end": DAY + dt.timedelta(hours=2)}
+    with psycopg.connect(target, autocommit=True) as conn:
+        conn.execute("CREATE VIEW odd AS SELECT * FROM candle_1h")
+    for _ in range(3):
+        got = db.read_frame(target, "candles.view_range", params, identifiers={"view": "odd"})
+    assert str(got["bucket"].dtype) == "datetime64[us, UTC]" and len(got) == 2
+    with psycopg.connect(target, autocommit=True) as conn:  # bucket becomes another type
+        conn.execute("DROP VIEW odd")
+        conn.execute("CREATE VIEW odd AS SELECT bucket::date AS bucket, symbol, open, high, low, "
+                     "close, volume, tick_count FROM candle_1h")
+    dropped: list[str] = []
+    monkeypatch.setattr(frames, "_drop", lambda url, drop=frames._drop: (dropped.append(url), drop(url)))
+    again = db.read_frame(target, "candles.view_range", params, identifiers={"view": "odd"})
+    assert dropped == [target]  # the prepared read failed once, then was made afresh
+    # a date now: every hour of the day is on or after the day's midnight and before 02:00
+    assert set(again["bucket"]) == {DAY.date()} and again["tick_count"].sum() == 1440

@@ -214,6 +214,13 @@ def _retrying(db: Endpoint | str, read: Callable[[_Frames], T]) -> T:
         frames = _frames(db)
         try:
             return read(frames)
+        except psycopg.errors.FeatureNotSupported:
+            # "cached plan must not change result type": a view or table was made again
+            # with other columns since this connection prepared its read (and described
+            # it); a new connection describes and prepares afresh
+            if attempt == 2:
+                raise
+            _drop(url_text(db))
         except Exception:
             # A dropped connection (server restart) is retried once on a new one;
             # a second failure, or a failing query, is the caller's to see.
@@ -252,9 +259,15 @@ def _frame_connection_broken(url: str) -> bool:
                 cur.fetchall()
         return False
     except Exception:
-        cache.pop(url, None)
-        frames.close()
+        _drop(url)
         return True
+
+
+def _drop(url: str) -> None:
+    cache: dict[str, _Frames] = getattr(_FRAME_CONNS, "cache", {})
+    frames = cache.pop(url, None)
+    if frames is not None:
+        frames.close()
 
 
 def _close_quietly(conn: Any) -> None:
