@@ -117,3 +117,19 @@ GROUP BY 1, 2;
 -- before it is generated again (only with 'tsj bench --replace').
 DELETE FROM tick_data
 WHERE symbol = %(symbol)s AND time >= %(start)s AND time < %(end)s;
+
+-- name: prepare
+-- A statement prepared under the name {statement} on the explaining connection, its values as
+-- $1, $2, ... (psycopg's conversion): what read_frame's prepared statements are, so that
+-- EXPLAIN EXECUTE times it planned as the client's is (bench.explainer, prepared=True).
+PREPARE {statement} AS {query}
+
+-- name: execute
+-- The prepared statement {statement} with the values {args} (%s placeholders, bound client
+-- side: EXECUTE takes values in its text), for bench.explain.
+EXECUTE {statement}({args})
+
+-- name: copy_binary
+-- {query} (bound, its semicolon cut) as binary COPY: the copy_numpy candidate of
+-- bench.workloads.candle_paths, parsed by one numpy structured dtype.
+COPY ({query}) TO STDOUT (FORMAT BINARY)

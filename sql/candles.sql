@@ -13,6 +13,16 @@ FROM {view}
 WHERE symbol = %(symbol)s AND bucket >= %(start)s AND bucket < %(end)s
 ORDER BY bucket;
 
+-- name: view_range_exact
+-- view_range with the prices as the view holds them, NUMERIC: read_frame hands them over
+-- as exact Decimal objects (candles.read(..., exact=True): 71234.25, 0.00000001 as stored).
+SELECT bucket, open, high, low, close,
+       volume::bigint AS volume,
+       tick_count::bigint AS tick_count
+FROM {view}
+WHERE symbol = %(symbol)s AND bucket >= %(start)s AND bucket < %(end)s
+ORDER BY bucket;
+
 -- name: raw_range
 -- The same columns for a width no view has ('2 minutes', '4 hours'), aggregated from the
 -- raw ticks of [start, end) with TimescaleDB's time_bucket and first/last.
@@ -21,6 +31,20 @@ SELECT time_bucket(%(width)s::interval, time) AS bucket,
        max(last_price)::float8 AS high,
        min(last_price)::float8 AS low,
        last(last_price, time)::float8 AS close,
+       sum(volume)::bigint AS volume,
+       count(*)::bigint AS tick_count
+FROM tick_data
+WHERE symbol = %(symbol)s AND time >= %(start)s AND time < %(end)s
+GROUP BY 1
+ORDER BY 1;
+
+-- name: raw_range_exact
+-- raw_range with NUMERIC prices (exact Decimal objects in the frame), as view_range_exact.
+SELECT time_bucket(%(width)s::interval, time) AS bucket,
+       first(last_price, time) AS open,
+       max(last_price) AS high,
+       min(last_price) AS low,
+       last(last_price, time) AS close,
        sum(volume)::bigint AS volume,
        count(*)::bigint AS tick_count
 FROM tick_data

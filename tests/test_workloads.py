@@ -59,10 +59,21 @@ def test_workloads_run_on_both_databases(pair) -> None:
     assert (windows["server_p50_ms"] > 0).all()
     assert windows.set_index(["db", "window"]).loc[("timescaledb", "1h"), "rows"] == 60
     paths = workloads.fetch_paths(dbs[1], ds, samples=2, warmup=0)
-    assert set(paths["path"]) == {"psycopg_decimal", "psycopg_float", "adbc_arrow",
+    assert set(paths["path"]) == {"psycopg_decimal", "psycopg_float", "adbc_arrow", "columns",
                                   "pandas_sqlalchemy", "jupysql"}
     assert (paths["rows"] == 60).all() and (paths["ratio"] > 0).all()
     assert (paths["n"] == 2).all() and (paths["server_n"] == 2).all()
+    # the server figure is planning + execution, planning beside it; read_frame's path
+    # against the generic plan it uses (direct: prepared)
+    assert (paths["server_plan_p50_ms"] > 0).all()
+    assert paths.set_index("path")["prepared"].to_dict()["columns"]
+    fast = workloads.candle_paths(dbs[1], ds, samples=2, warmup=0)
+    by_what = fast.set_index(["what", "path"])
+    assert by_what["rows"].to_dict() == {
+        (w, p): n for w, n in (("candles_1m_day", 1440), ("window_1h", 60), ("day", 1440))
+        for p in ("columns", "adbc_arrow", "copy_numpy", "psycopg_prepared")
+        if (w, p) != ("day", "psycopg_prepared")}
+    assert (fast["ratio"] > 0).all() and (fast["server_n"] == 2).all()
     batches = workloads.batch_fetch(dbs, ds, sizes=[10, 50], samples=3, warmup=1)
     assert set(batches["rows"]) == {10.0, 50.0}
     candles = workloads.candles(dbs, ds, widths=["1m", "1h"], samples=2, warmup=0)

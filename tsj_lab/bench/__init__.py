@@ -6,7 +6,8 @@ distribution of its timed samples (warm-up runs excluded, :func:`point`). What i
 compared within a point's family (both databases, client and server time) is timed in
 turns, sample by sample (:func:`time_interleaved`), so a busy machine weighs on all
 alike. Server time is ``EXPLAIN (ANALYZE, TIMING OFF)`` of the same query with the same
-parameters, run separately from the client's fetch. :func:`record` hands rows to
+parameters, run separately from the client's fetch: planning + execution, and planning alone
+beside it (``server_plan_p50_ms``), planned the way the client's statement is. :func:`record` hands rows to
 :mod:`tsj_lab.lab.reports`.
 
 The workloads are in :mod:`tsj_lab.bench.workloads`, the replay player in :mod:`tsj_lab.bench.replay`,
@@ -19,6 +20,7 @@ import datetime as dt
 import logging
 import math
 import random
+import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -26,6 +28,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
+import psycopg
+from psycopg import sql
 
 from ..data import generate as gen
 from ..data.prices import plan as plan_parts
@@ -42,7 +46,7 @@ from ..stats import percentile, summarize
 log = logging.getLogger("tsj_lab")
 
 #: the meaning of the benchmark's figures; bumped when a workload or a figure changes
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: server_p50_ms is planning + execution (was execution), issue 24
 #: window name -> seconds
 WINDOWS = {"1m": 60, "5m": 300, "15m": 900, "1h": 3600, "1d": 86400}
 #: the story's latency targets per window (AC8 asks < 100 ms for every standard window)
@@ -165,37 +169,104 @@ def time_interleaved(fns: Mapping[Any, Callable[[Any], Any]], params: Sequence[A
     return out
 
 
+class ServerTime(float):
+    """The server's time of one statement in ms, planning + execution, with
+    ``plan_ms`` (planning alone) beside it; a float, so percentiles take it as it is."""
+
+    plan_ms: float
+
+    def __new__(cls, plan_ms: float, execution_ms: float) -> ServerTime:
+        self = super().__new__(cls, plan_ms + execution_ms)
+        self.plan_ms = plan_ms
+        return self
+
+
 @contextmanager
-def explainer(url: Endpoint | str, query_name: str, *, identifiers: Mapping[str, str] | None = None
-              ) -> Iterator[Callable[[Mapping[str, Any]], float]]:
-    """A function giving the server's execution time (ms) of the named query, on one connection."""
+def explainer(url: Endpoint | str, query_name: str, *, identifiers: Mapping[str, str] | None = None,
+              prepared: bool = False) -> Iterator[Callable[[Mapping[str, Any]], ServerTime]]:
+    """A function giving the server's time of the named query (planning + execution,
+    :class:`ServerTime`), from ``EXPLAIN (ANALYZE, TIMING OFF)`` on a connection of its own.
+
+    ``prepared``: the query is planned as :func:`tsj_lab.db.read_frame` plans it where it
+    runs generic plans (:func:`tsj_lab.db.frames.generic_plans`: direct): ``PREPARE`` once
+    on this connection under ``plan_cache_mode = force_generic_plan``, then ``EXPLAIN ...
+    EXECUTE`` with each sample's values, whose "Planning Time" is what a generic plan
+    costs per run (the plan cache lookup); unprepared, the statement is planned for its
+    values every time.
+    """
     inner = queries.compose(query_name, **(identifiers or {}))
-    stmt = queries.compose("bench.explain", query=inner)
     with connection(url, autocommit=True) as conn:
-        def explain(params: Mapping[str, Any]) -> float:
-            plan = scalar(conn, stmt, params)
-            return float(plan[0]["Execution Time"])
+        if prepared:
+            execute, names = _prepare_generic(conn, inner)
+            stmt = queries.compose("bench.explain", query=execute)
+        else:
+            stmt, names = queries.compose("bench.explain", query=inner), None
+        cur = psycopg.ClientCursor(conn)  # EXECUTE's arguments are values in its text
+
+        def explain(params: Mapping[str, Any]) -> ServerTime:
+            args = params if names is None else [params[n] for n in names]
+            row = cur.execute(stmt, args).fetchone()
+            assert row is not None  # EXPLAIN returns its plan as one row
+            plan = row[0][0]
+            return ServerTime(float(plan["Planning Time"]), float(plan["Execution Time"]))
 
         yield explain
 
 
+def _prepare_generic(conn: psycopg.Connection[Any], query: sql.Composable
+                     ) -> tuple[sql.SQL | sql.Composed, list[str]]:
+    """``PREPARE`` ``query`` on ``conn`` for generic plans; returns the ``EXECUTE`` taking its
+    parameters (in the order of the names returned) as ``%s`` values."""
+    numbered, names = numbered_params(query.as_string(conn))
+    conn.execute(queries.text("frames.generic_plans"))
+    conn.execute(queries.compose("bench.prepare", statement="tsj_explained",
+                                 query=sql.SQL(numbered.strip().rstrip(";"))))
+    args = sql.SQL(", ").join(sql.Placeholder() for _ in names)
+    return queries.compose("bench.execute", statement="tsj_explained", args=args), names
+
+
+_PARAM = re.compile(r"%%|%\((\w+)\)s")
+
+
+def numbered_params(query: str) -> tuple[str, list[str]]:
+    """A query's ``%(name)s`` parameters as ``$1, $2, ...`` (one number per name, in order
+    of first use; ``%%`` is ``%``), as psycopg sends a prepared statement, and the names."""
+    names: list[str] = []
+
+    def number(m: re.Match[str]) -> str:
+        if m.group(1) is None:
+            return "%"
+        if m.group(1) not in names:
+            names.append(m.group(1))
+        return f"${names.index(m.group(1)) + 1}"
+
+    return _PARAM.sub(number, query), names
+
+
 def server_times(url: Endpoint | str, query_name: str, params_list: Sequence[Mapping[str, Any]], *,
-                 identifiers: Mapping[str, str] | None = None) -> list[float]:
-    """The server's execution time (ms) of the named query, once per parameter set."""
-    with explainer(url, query_name, identifiers=identifiers) as explain:
+                 identifiers: Mapping[str, str] | None = None,
+                 prepared: bool = False) -> list[ServerTime]:
+    """The server's time (planning + execution) of the named query, once per parameter set."""
+    with explainer(url, query_name, identifiers=identifiers, prepared=prepared) as explain:
         return [explain(p) for p in params_list]
 
 
 def point(workload: str, db: str, latencies: Sequence[float], *, rows: Sequence[int] | None = None,
           server: Sequence[float] | None = None, **params: Any) -> dict[str, Any]:
-    """One result row: parameters, latency percentiles, server time and rows per second."""
+    """One result row: parameters, latency percentiles, server time and rows per second.
+
+    ``server`` holds the server's times (planning + execution; :class:`ServerTime`s also
+    give ``server_plan_p50_ms``, the planner's share).
+    """
     st = summarize(latencies)
     total_rows = sum(rows) if rows else None
+    plans = [t.plan_ms for t in server or () if isinstance(t, ServerTime)]
     return {
         "workload": workload, "db": db, **params,
         "n": st.n, "p50_ms": st.p50_ms, "p95_ms": st.p95_ms, "p99_ms": st.p99_ms,
         "max_ms": st.max_ms, "mean_ms": st.mean_ms,
         "server_p50_ms": percentile(server, 50) if server else None,
+        "server_plan_p50_ms": percentile(plans, 50) if plans else None,
         "server_n": len(server) if server else 0,
         "rows": sum(rows) / len(rows) if rows else None,
         "rows_per_s": total_rows / (sum(latencies) / 1000.0) if total_rows else None,
@@ -204,7 +275,7 @@ def point(workload: str, db: str, latencies: Sequence[float], *, rows: Sequence[
 
 
 #: result columns recorded as extra figures of a point, and those not recorded at all
-EXTRAS = ("mean_ms", "rows", "server_n", "qps", "errors", "peak_connections", "ratio",
+EXTRAS = ("mean_ms", "rows", "server_n", "server_plan_p50_ms", "qps", "errors", "peak_connections", "ratio",
           "connect_ms", "server_connections")
 _NOT_PARAMS = ("workload", "n", "p50_ms", "p95_ms", "p99_ms", "max_ms", "server_p50_ms",
                "rows_per_s", "samples_ms", "cause", *EXTRAS)

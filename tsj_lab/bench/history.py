@@ -42,6 +42,7 @@ from ..provision import schema
 from . import (CANDLE_WIDTHS, Database, Dataset, explainer, point,
                     time_calls, time_interleaved, window_params)
 from ..db import Endpoint, close_frames, connection, one, probe_url, read_frame, scalar
+from ..db.frames import generic_plans
 from ..domain import CANDLE_BY_NAME, CANDLES, DAY_MS
 from .replay import maybe_proxy
 from .workloads import keyset_pages, window_fetch
@@ -425,7 +426,8 @@ def _time_candles(url: Endpoint | str, ds: Dataset, width: str, views_of: list[t
             q, ident = ("candles.raw_range", {}) if view is None else \
                 ("candles.view_range", {"view": view})
             fns[how, "client"] = lambda p, q=q, i=ident: read_frame(url, q, p, identifiers=i)
-            fns[how, "server"] = stack.enter_context(explainer(url, q, identifiers=ident))
+            fns[how, "server"] = stack.enter_context(  # planned as read_frame plans it
+                explainer(url, q, identifiers=ident, prepared=generic_plans(url)))
         got = time_interleaved(fns, params, warmup=warmup)
     out = []
     for how, view in sources:

@@ -18,7 +18,9 @@ from contextlib import ExitStack
 from functools import partial
 from typing import Any, TypeVar
 
+import numpy as np
 import pandas as pd
+import psycopg
 from sqlalchemy import text
 
 from .. import queries
@@ -29,6 +31,8 @@ from . import (BATCH_SIZES, CANDLE_WIDTHS, PLAIN, WINDOW_TARGETS_MS, WINDOWS, Da
                     Dataset, _check_counts, explainer, point, time_interleaved,
                     window_params)
 from ..db import connection, engine, read_frame
+from ..db.columns import PG_EPOCH
+from ..db.frames import generic_plans, read_arrow
 
 log = logging.getLogger("tsj_lab")
 
@@ -40,7 +44,8 @@ def window_fetch(dbs: Sequence[Database], dataset: Dataset, *,
     """Window fetch through :func:`read_frame` at random starts: client and server time.
 
     Per sample, each database is fetched from and EXPLAIN ANALYZEd on the same window,
-    taking turns (:func:`time_interleaved`).
+    taking turns (:func:`time_interleaved`); the EXPLAIN plans the query as read_frame
+    does (a generic plan of a prepared statement where the endpoint allows them).
     """
     _check_counts(samples=samples)
     rows = []
@@ -53,7 +58,8 @@ def window_fetch(dbs: Sequence[Database], dataset: Dataset, *,
             fns: dict[Any, Callable[[Any], Any]] = {}
             for db in dbs:
                 fns[db.label, "client"] = partial(_window_rows, db.url)
-                fns[db.label, "server"] = stack.enter_context(explainer(db.url, "bench.window"))
+                fns[db.label, "server"] = stack.enter_context(
+                    explainer(db.url, "bench.window", prepared=generic_plans(db.url)))
             got = time_interleaved(fns, params, warmup=warmup)
         for db in dbs:
             latencies, counts = got[db.label, "client"]
@@ -73,23 +79,28 @@ def _window_rows(url: Endpoint | str, params: Mapping[str, Any]) -> int:
 
 def fetch_paths(db: Database, dataset: Dataset, *, window: str = "1h", samples: int = 20,
                 warmup: int = 3, seed: int = 0) -> pd.DataFrame:
-    """Ticks -> DataFrame by five paths on the same windows, against the server's time.
+    """Ticks -> DataFrame by six paths on the same windows, against the server's time.
 
     ``psycopg_decimal`` is the naive path (NUMERIC into Python Decimal, then a frame),
-    ``psycopg_float`` casts in SQL but still builds Python rows, ``adbc_arrow`` is
-    :func:`read_frame`. The analyst's own paths, with the same query written with
-    ``:name`` binds: ``pandas_sqlalchemy`` is ``pandas.read_sql`` over a SQLAlchemy engine
-    (psycopg 3, pooled), ``jupysql`` is a ``%%sql`` cell (JupySQL on that engine, as
-    :mod:`tsj_lab.lab.ipython` sets it up). ``ratio`` is client p50 / server p50 (the goal:
-    <= 2 for 1 h, judged on ``adbc_arrow``).
+    ``psycopg_float`` casts in SQL but still builds Python rows, ``adbc_arrow`` is ADBC
+    (:func:`read_arrow`, read_frame's engine until issue 24), ``columns`` is
+    :func:`read_frame` (one row of column arrays, prepared where the endpoint allows). The
+    analyst's own paths, with the same query written with ``:name`` binds:
+    ``pandas_sqlalchemy`` is ``pandas.read_sql`` over a SQLAlchemy engine (psycopg 3,
+    pooled), ``jupysql`` is a ``%%sql`` cell (JupySQL on that engine, as
+    :mod:`tsj_lab.lab.ipython` sets it up). ``ratio`` is client p50 / server p50, the server
+    planning the statement as the path does: ``columns`` against the generic plan where it
+    prepares (``prepared``), every other path against a plan made for its values.
     """
     params = window_params(dataset, WINDOWS[window], samples=samples,
                            rng=random.Random(f"{seed}-paths"))
     cols = ["time", "bid_price", "ask_price", "last_price", "volume"]
     analyst_sql = from_psycopg(queries.text("bench.window"))
     sa_engine = engine(db.url)
+    generic = generic_plans(db.url)
     with (ExitStack() as stack, connection(db.url, autocommit=True) as conn,
           explainer(db.url, "bench.window") as explain,
+          explainer(db.url, "bench.window", prepared=generic) as explain_prepared,
           ipython.connection(sa_engine, f"bench-{db.label}") as alias):
         stack.callback(sa_engine.dispose)
 
@@ -99,17 +110,114 @@ def fetch_paths(db: Database, dataset: Dataset, *, window: str = "1h", samples: 
         got = time_interleaved({
             "psycopg_decimal": lambda p: rows_frame("bench.window_numeric", p),
             "psycopg_float": lambda p: rows_frame("bench.window", p),
-            "adbc_arrow": lambda p: read_frame(db.url, "bench.window", p),
+            "adbc_arrow": lambda p: read_arrow(db.url, "bench.window", p),
+            "columns": lambda p: read_frame(db.url, "bench.window", p),
             "pandas_sqlalchemy": lambda p: pd.read_sql(text(analyst_sql), sa_engine, params=p),
             "jupysql": lambda p: ipython.run_cell(analyst_sql, p, connection=alias, quiet=True),
             "server": explain,
+            "server_prepared": explain_prepared,
         }, params, warmup=warmup)
-    server = got.pop("server")[1]
+    server, server_prepared = got.pop("server")[1], got.pop("server_prepared")[1]
     out = pd.DataFrame([point("fetch_path", db.label, latencies, rows=[len(f) for f in frames],
-                              server=server, window=window, path=path)
+                              server=server_prepared if path == "columns" else server,
+                              window=window, path=path,
+                              prepared=generic and path == "columns")
                         for path, (latencies, frames) in got.items()])
     out["ratio"] = out["p50_ms"] / out["server_p50_ms"]
     return out
+
+
+#: what candle_paths reads: (query, identifiers, numpy types of the columns for copy_numpy)
+_CANDLE_DAY: tuple[str, dict[str, str], tuple[str, ...]] = ("candles.view_range", {"view": "candle_1m"},
+               ("ts", "f8", "f8", "f8", "f8", "i8", "i8"))
+_WINDOW: tuple[str, dict[str, str], tuple[str, ...]] = ("bench.window", {}, ("ts", "f8", "f8", "f8", "i8"))
+#: what -> (query, identifiers, column types, span in seconds; None: the data set's first day)
+FAST_READS = {"candles_1m_day": (*_CANDLE_DAY, None), "window_1h": (*_WINDOW, 3600),
+              "day": (*_WINDOW, None)}
+
+
+def candle_paths(db: Database, dataset: Dataset, *, what: Sequence[str] = tuple(FAST_READS),
+                 samples: int = 20, warmup: int = 3, seed: int = 0) -> pd.DataFrame:
+    """The fast fetch candidates on the reads users wait for, against the server's time.
+
+    ``what``: a day of 1m candles from the real-time view (``candles_1m_day``), a 1 h window
+    of ticks (``window_1h``), a day of one symbol's ticks (``day``). Paths, taking turns
+    with the server's EXPLAIN (planned each way) on the same parameters: ``columns``
+    (:func:`read_frame`), ``adbc_arrow`` (:func:`read_arrow`), ``copy_numpy`` (binary COPY
+    parsed by one numpy structured dtype: fixed-width columns without NULLs only, hence a
+    candidate, not the path), ``psycopg_prepared`` (a prepared statement's binary rows,
+    then a frame; not for the day: 345,600 Python rows). ``ratio`` = client p50 / server p50
+    (planning + execution), the server planning as the path does (``prepared``).
+    """
+    _check_counts(samples=samples)
+    generic = generic_plans(db.url)
+    rows = []
+    for name in what:
+        query_name, ident, types, seconds = FAST_READS[name]
+        params = _fast_read_params(dataset, seconds, samples=samples,
+                                   rng=random.Random(f"{seed}-fast-{name}"))
+        query = queries.compose(query_name, **ident)
+        with (connection(db.url, autocommit=True) as conn,
+              explainer(db.url, query_name, identifiers=ident) as explain,
+              explainer(db.url, query_name, identifiers=ident, prepared=generic) as explain_prepared):
+            if generic:  # psycopg_prepared planned as read_frame plans
+                conn.execute(queries.text("frames.generic_plans"))
+            fns: dict[str, Callable[[Any], Any]] = {
+                "columns": partial(read_frame, db.url, query_name, identifiers=ident),
+                "adbc_arrow": partial(read_arrow, db.url, query_name, identifiers=ident),
+                "copy_numpy": partial(copy_frame, conn, query, types=types),
+                "psycopg_prepared": partial(_prepared_frame, conn, query, prepare=generic),
+                "server": explain, "server_prepared": explain_prepared}
+            if name == "day":
+                del fns["psycopg_prepared"]
+            got = time_interleaved(fns, params, warmup=warmup)
+        server, server_prepared = got.pop("server")[1], got.pop("server_prepared")[1]
+        for path, (latencies, frames) in got.items():
+            planned = generic and path in ("columns", "psycopg_prepared")
+            rows.append(point("candle_path", db.label, latencies, rows=[len(f) for f in frames],
+                              server=server_prepared if planned else server, what=name,
+                              path=path, prepared=planned))
+        log.info("candle_path %s: columns p50 %.1f ms", name, rows[-len(got)]["p50_ms"])
+    out = pd.DataFrame(rows)
+    out["ratio"] = out["p50_ms"] / out["server_p50_ms"]
+    return out
+
+
+def _fast_read_params(dataset: Dataset, seconds: float | None, *, samples: int,
+                      rng: random.Random) -> list[dict[str, Any]]:
+    if seconds is not None:
+        return window_params(dataset, seconds, samples=samples, rng=rng)
+    day = dataset.start.replace(hour=0, minute=0, second=0, microsecond=0)
+    return [{"symbol": rng.choice(dataset.symbols), "start": day,
+             "end": day + dt.timedelta(days=1)} for _ in range(samples)]
+
+
+def copy_frame(conn: psycopg.Connection[Any], query: psycopg.sql.SQL | psycopg.sql.Composed,
+               params: Mapping[str, Any], *, types: Sequence[str]) -> pd.DataFrame:
+    """``query``'s rows by binary COPY, parsed by one numpy structured dtype: ``types`` are
+    the columns' numpy types ('i8', 'f8'; 'ts' for timestamptz, as UTC); no NULLs."""
+    bound = psycopg.ClientCursor(conn).mogrify(query, params).strip().rstrip(";")
+    with conn.cursor().copy(queries.compose("bench.copy_binary",
+                                            query=psycopg.sql.SQL(bound))) as copy:
+        buf = b"".join(bytes(b) for b in copy)
+    names = [f"c{i}" for i in range(len(types))]
+    wire = ["i8" if t == "ts" else t for t in types]
+    row = np.dtype([("fields", ">i2")] + [f for i, t in enumerate(wire)
+                                           for f in ((f"len{i}", ">i4"), (names[i], ">" + t))])
+    # 19 bytes of header (signature, flags, extension length), 2 of trailer (-1)
+    body = np.frombuffer(buf, row, (len(buf) - 21) // row.itemsize, 19)
+    out = {n: body[n].astype(t) for n, t in zip(names, wire)}
+    for n, t in zip(names, types):
+        if t == "ts":
+            out[n] = pd.DatetimeIndex(out[n].view("m8[us]") + PG_EPOCH).tz_localize("UTC")
+    return pd.DataFrame(out)
+
+
+def _prepared_frame(conn: psycopg.Connection[Any], query: psycopg.sql.SQL | psycopg.sql.Composed,
+                    params: Mapping[str, Any], *, prepare: bool) -> pd.DataFrame:
+    cur = conn.cursor(binary=True)
+    cur.execute(query, params, prepare=prepare)
+    return pd.DataFrame(cur.fetchall())
 
 
 def pages(url: Endpoint | str, *, symbol: str, start: dt.datetime, end: dt.datetime,
@@ -183,7 +291,8 @@ def candles(dbs: Sequence[Database], dataset: Dataset, *,
                     fns[db.label, how, "client"] = partial(read_frame, db.url, query_name,
                                                            identifiers=ident)
                     fns[db.label, how, "server"] = stack.enter_context(
-                        explainer(db.url, query_name, identifiers=ident))
+                        explainer(db.url, query_name, identifiers=ident,
+                                  prepared=generic_plans(db.url)))
             got = time_interleaved(fns, params, warmup=warmup)
         for (label, how, kind), (latencies, frames) in got.items():
             if kind == "client":

@@ -3,7 +3,8 @@ connections and pools on it, the capability probe, fast DataFrame reads, concurr
 clients, and the resolution of connection names ('target', 'source', 'pooler').
 
 ``conn`` (connect, pool, probe, one/scalar), ``endpoint`` (the Endpoint type), ``frames``
-(Arrow and SQLAlchemy reads), ``clients`` (N clients at once, AC6) and ``connections``
+(named queries as column arrays, Arrow for ad-hoc SQL, SQLAlchemy) with ``columns``
+(binary arrays into numpy), ``clients`` (N clients at once, AC6) and ``connections``
 (names to Endpoints, starting the embedded server on demand) are its modules; the names
 most phases use are importable from here.
 """

@@ -2,7 +2,10 @@
 
 Widths with a candle view (1m, 5m, 15m, 1h) are read from it; any other width ('2m',
 '4h', '1d') is aggregated from the raw ticks with time_bucket. Both go through the fast
-fetch path :func:`tsj_lab.db.read_frame`. Every range is [start, end) in UTC.
+fetch path :func:`tsj_lab.db.read_frame` (one row of column arrays, a prepared statement
+with a generic plan where the database allows: the real-time view is not planned again on
+every read). Prices are floats for the chart; ``exact=True`` keeps them as the database
+holds them, ``Decimal``. Every range is [start, end) in UTC.
 """
 
 from __future__ import annotations
@@ -65,19 +68,23 @@ def _shown(t: datetime) -> str:
     return f"{t:%Y-%m-%d %H:%M} UTC"
 
 
-def read(url: Endpoint | str, *, symbol: str, timeframe: str, start: datetime, end: datetime) -> pd.DataFrame:
+def read(url: Endpoint | str, *, symbol: str, timeframe: str, start: datetime, end: datetime,
+         exact: bool = False) -> pd.DataFrame:
     """One symbol's candles in [start, end): from its view when the width has one.
 
     ``df.attrs['source']`` says where they came from ('candle_5m' or 'raw ticks').
+    ``exact``: open, high, low and close as ``Decimal`` (NUMERIC(20,8) as stored: 71234.25,
+    0.00000001), not float.
     """
     step = width(timeframe)
     view = VIEWS.get(timeframe)
     params: dict[str, Any] = {"symbol": symbol, "start": start, "end": end}
+    suffix = "_exact" if exact else ""
     if view:
         _check_aligned(start, end, step, timeframe)
-        df = read_frame(url, "candles.view_range", params, identifiers={"view": view})
+        df = read_frame(url, f"candles.view_range{suffix}", params, identifiers={"view": view})
     else:
-        df = read_frame(url, "candles.raw_range", params | {"width": step})
+        df = read_frame(url, f"candles.raw_range{suffix}", params | {"width": step})
     df = df[list(COLUMNS)]
     df["bucket"] = pd.to_datetime(df["bucket"], utc=True)
     # what the chart needs to read right: the instrument's tick, the window asked for
