@@ -17,6 +17,7 @@ from typing import Any
 
 from .. import queries
 from ..provision import schema
+from . import columnstore
 from .copybin import COPY_SIGNATURE, COPY_TRAILER, Encoded, encode
 from ..db import Endpoint, connect, scalar
 from ..domain import TickSpec
@@ -33,13 +34,15 @@ def default_workers() -> int:
 
 
 def load(url: Endpoint | str, spec: TickSpec, *, table: str = "tick_data", workers: int | None = None,
-         progress: bool | None = None) -> int:
+         progress: bool | None = None, direct: bool | None = None) -> int:
     """Generate ``spec``'s ticks and bulk-load them into ``table``; returns the rows loaded.
 
     Parts are generated lazily, one per worker at a time, so memory stays bounded by
-    ``workers * PART_ROWS`` rows whatever ``spec.days`` is.
+    ``workers * PART_ROWS`` rows whatever ``spec.days`` is. ``direct``: see
+    :func:`write_parts`.
     """
-    return write_parts(url, plan(spec), table=table, workers=workers, progress=progress)
+    return write_parts(url, plan(spec), table=table, workers=workers, progress=progress,
+                       direct=direct)
 
 
 def pending_parts(url: Endpoint | str, parts: Sequence[Part], *, table: str = "tick_data",
@@ -79,23 +82,33 @@ def write_parts(
     table: str = "tick_data",
     workers: int | None = None,
     progress: bool | None = None,
+    direct: bool | None = None,
 ) -> int:
-    """Binary-COPY ``parts`` into ``table`` over ``workers`` connections, a commit per part.
+    """Binary-COPY ``parts`` into ``table`` over ``workers`` connections, a commit per part,
+    each part newest tick first (the replay index grows at its right edge).
 
     A :class:`Part` is generated and encoded by the worker that loads it; an
-    :class:`Encoded` one (from :func:`encode`) is sent as it is.
+    :class:`Encoded` one (from :func:`encode`) is sent as it is. Days older than the
+    compression horizon go straight into compressed chunks, a day per transaction,
+    verified without reading a row back (:mod:`tsj_lab.data.columnstore`) when the server
+    can (``direct`` None); ``direct`` True: every day must (else ConfigError); False:
+    every part goes in plain.
     """
     workers = default_workers() if workers is None else workers
     check_workers(workers)
     _require_table(url, table)
+    days, plain = ([], list(parts)) if direct is False else columnstore.split(
+        url, parts, table=table, required=bool(direct))
     stmt = queries.compose("generate.copy_ticks_in", table=table)
+    units: list[columnstore.Day | Part | Encoded] = [*days, *plain]
     t0 = _time.perf_counter()
     with rows_bar(sum(p.nominal_rows for p in parts), desc=f"load {table}", progress=progress) as bar:
-        done = run_parallel(parts, lambda conn, part: _copy_part(conn, stmt, part),
+        done = run_parallel(units, lambda conn, unit: _copy_unit(conn, stmt, unit, table),
                             session=lambda: connect(url), workers=workers, name="tsj-load",
-                            on_done=lambda part, _rows: bar.update(part.nominal_rows))
+                            on_done=lambda unit, _rows: bar.update(unit.nominal_rows))
     total = sum(done)
-    log.info("loaded %d rows into %s in %.1f s", total, table, _time.perf_counter() - t0)
+    log.info("loaded %d rows into %s in %.1f s (%d days compressed on COPY)", total, table,
+             _time.perf_counter() - t0, len(days))
     return total
 
 
@@ -135,6 +148,12 @@ def ensure_source(url: Endpoint | str, spec: TickSpec) -> int:
     if holds_ticks(url):
         return 0
     return write_parts(url, parts, progress=False)
+
+
+def _copy_unit(conn: Any, stmt: Any, unit: columnstore.Day | Part | Encoded, table: str) -> int:
+    if isinstance(unit, columnstore.Day):
+        return columnstore.copy_day(conn, stmt, unit, table=table)
+    return _copy_part(conn, stmt, unit)
 
 
 def _copy_part(conn: Any, stmt: Any, part: Part | Encoded) -> int:
