@@ -22,7 +22,7 @@ def test_ingest_benchmark_times_each_method_in_turns(make_db) -> None:
     res = ingest.ingest_benchmark(url, TickSpec(["ES"], "2024-01-02", interval_ms=1000), workers=2,
                                   repeats=2, settings=Settings.load())
     assert res.rows == 86_400 and res.repeats == 2
-    assert set(res.seconds) == set(res.loaded) == set(ingest.INGEST_METHODS)
+    assert set(res.seconds) == set(res.loaded) == set(ingest.INGEST_METHODS)  # old days: all
     for method in ingest.INGEST_METHODS:  # every load left exactly the same rows
         assert res.loaded[method] == (res.rows, res.rows)
         assert len(res.seconds[method]) == 2 and min(res.seconds[method]) > 0
@@ -32,6 +32,17 @@ def test_ingest_benchmark_times_each_method_in_turns(make_db) -> None:
     assert fig["repeats"] == 2 and fig["workers"] == 2
     assert fig["speedup_vs_psql"] == round(res.ratio("pre_encoded"), 2)
     assert len(plots.ingest_rates(fig).data[0].y) == 4
+    # the history path left compressed chunks, not unordered; psql's after the job too
+    assert res.statuses["history_direct"] == res.statuses["psql_then_compress"] == ((1,), (1,))
+    assert set(res.statuses["psql"]) == {(0,)}
+    loads = ingest.load_table(res).set_index("path")
+    assert list(loads.index) == list(ingest.LOAD_PATHS)
+    assert (loads["bytes_written"] > 0).all() and (loads["bytes_stored"] > 0).all()
+    # compressed on COPY: a fraction of the WAL and of the bytes psql's plain load writes
+    assert loads.at["history_direct", "bytes_written"] < loads.at["psql_copy", "bytes_written"] / 4
+    ratio = res.ratio("history_direct", "psql_then_compress")
+    assert loads.at["history_direct", "speedup"] == round(ratio, 2)
+    assert loads.at["tsj_copy", "goal"] == 1.5 and loads.at["history_direct", "goal"] == 3.0
     with psycopg.connect(url) as conn:  # the scratch table is gone
         assert conn.execute("SELECT to_regclass('tsj_ingest_bench')").fetchone()[0] is None
 

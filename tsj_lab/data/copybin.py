@@ -75,7 +75,7 @@ def copy_buffer(cols: Columns, *, source: str = SOURCE_TAG, descending: bool = T
     are then dropped (a NULL uuid has a length and no bytes), so the rows keep their order.
     """
     if descending:
-        cols = cols.take(slice(None, None, -1))
+        cols = cols.take(np.arange(len(cols) - 1, -1, -1))
     sym, src = cols.symbol.encode(), source.encode()
     dtype = _row_dtype(len(sym), len(src), with_ids=True)
     rec = np.zeros(len(cols), dtype=dtype)
@@ -95,7 +95,7 @@ def copy_buffer(cols: Columns, *, source: str = SOURCE_TAG, descending: bool = T
         return rec.tobytes()
     keep = np.ones((len(cols), dtype.itemsize), dtype=bool)
     for field in ("tr", "ac"):
-        offset = dtype.fields[field][1]
+        offset = int(dtype.fields[field][1]) if dtype.fields else 0
         keep[~ids, offset:offset + 16] = False
     return rec.view(np.uint8).reshape(len(cols), dtype.itemsize)[keep].tobytes()
 
