@@ -149,7 +149,7 @@ def ingest_benchmark(
     workers: int | None = None,
     psql: str | None = None,
     settings: Settings | None = None,
-    repeats: int = 3,
+    repeats: int = 5,
     history: bool | None = None,
 ) -> IngestResult:
     """Load the same ticks by each of :data:`INGEST_METHODS`, ``repeats`` turns of all of
@@ -246,10 +246,13 @@ class _Sample:
 
 
 def _turns(url: Endpoint | str, loads: Mapping[str, Any], repeats: int) -> dict[str, list[_Sample]]:
-    """``repeats`` turns of every load in :data:`INGEST_METHODS` order."""
+    """``repeats`` turns of every load, turn i starting at the i-th method of
+    :data:`INGEST_METHODS` (as ``bench.time_interleaved`` does): no method always follows
+    the same one (the compression job, say) on a busy machine."""
     runs: dict[str, list[_Sample]] = {m: [] for m in INGEST_METHODS if m in loads}
-    for _ in range(repeats):
-        for method in runs:
+    order = list(runs)
+    for i in range(repeats):
+        for method in order[i % len(order):] + order[:i % len(order)]:
             runs[method].append(_timed(loads[method], url))
     return runs
 
