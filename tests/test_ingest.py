@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import shutil
 from pathlib import Path
 
@@ -67,3 +68,23 @@ def test_psql_is_the_embedded_servers_under_the_settings_home(
     bundled.parent.mkdir(parents=True)
     bundled.write_text("#!/bin/sh\n")
     assert ingest._psql_binary(settings) == str(bundled)
+
+
+def test_each_turn_starts_at_the_next_method(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No load always follows the same one (the compression job) on a busy machine."""
+    ran: list[str] = []
+    monkeypatch.setattr(ingest, "_timed", lambda load, url: load())
+    loads = {m: (lambda m=m: ran.append(m) or ingest._Sample(1.0, 1, 1, 1, ()))
+             for m in ("psql", "pre_encoded", "history_direct")}
+    runs = ingest._turns("postgresql://unused", loads, 3)
+    assert ran == ["psql", "pre_encoded", "history_direct", "pre_encoded", "history_direct",
+                   "psql", "history_direct", "psql", "pre_encoded"]
+    assert {m: len(r) for m, r in runs.items()} == {m: 3 for m in loads}
+
+
+def test_the_history_loads_run_where_the_server_compresses_old_days(make_db) -> None:
+    ts, plain = make_db(timescale=True), make_db(timescale=False)
+    recent = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=20)
+    assert ingest._history_possible(ts, TickSpec(["ES"], "2024-01-02"))
+    assert not ingest._history_possible(ts, TickSpec(["ES"], recent))  # inside 30 days
+    assert not ingest._history_possible(plain, TickSpec(["ES"], "2024-01-02"))
