@@ -10,7 +10,7 @@ import psycopg
 import pytest
 
 from tsj_lab.bench import ingest
-from tsj_lab.lab import plots
+from tsj_lab.lab import plots, recording
 from tsj_lab.config import Settings
 from tsj_lab.server.cluster import default_home, from_settings
 from tsj_lab.domain import TickSpec
@@ -44,6 +44,14 @@ def test_ingest_benchmark_times_each_method_in_turns(make_db) -> None:
     ratio = res.ratio("history_direct", "psql_then_compress")
     assert loads.at["history_direct", "speedup"] == round(ratio, 2)
     assert loads.at["tsj_copy", "goal"] == 1.5 and loads.at["history_direct", "goal"] == 3.0
+    before = len(recording.recorded())
+    ingest.record_loads(res)  # what the notebook records for the report
+    metrics = [r for r in recording.recorded()[before:] if r["kind"] == "metric"]
+    assert sorted({(r["name"], r["params"]["path"]) for r in metrics}) == sorted(
+        [(f"load {m}", p) for m in ("rows_per_s", "bytes_written", "bytes_stored")
+         for p in ingest.LOAD_PATHS]
+        + [("load speedup_vs_psql", "tsj_copy"), ("load speedup_vs_psql", "history_direct")])
+    assert all(r["n"] == 2 for r in metrics)
     with psycopg.connect(url) as conn:  # the scratch table is gone
         assert conn.execute("SELECT to_regclass('tsj_ingest_bench')").fetchone()[0] is None
 

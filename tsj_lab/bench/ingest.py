@@ -359,7 +359,7 @@ def record_loads(result: IngestResult) -> pd.DataFrame:
                                 of="wal", **scope)
         recording.record_metric("load bytes_stored", r["bytes_stored"], unit="bytes", n=r["n"],
                                 **scope)
-        if r["speedup"] is not None:
+        if pd.notna(r["speedup"]):
             recording.record_metric("load speedup_vs_psql", r["speedup"], unit="x", n=r["n"],
                                     base=r["base"], goal=r["goal"], **scope)
     recording.record_table("loads", table)
