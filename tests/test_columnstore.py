@@ -40,6 +40,15 @@ def test_copy_buffer_sends_the_newest_tick_first() -> None:
     assert len(data) == len(copybin.copy_buffer(cols, descending=False))
 
 
+def test_encoded_keeps_the_order_and_the_bytes_while_encoding_ahead() -> None:
+    parts = prices.plan(TickSpec(["ES", "NQ"], OLD, interval_ms=60_000))
+    mixed = [parts[0], copybin.encode(parts[1])]
+    for items in (parts, mixed):
+        got = list(copybin.encoded(items))
+        assert [(e.symbol, e.data) for e in got] == [
+            (p.symbol, copybin.encode(p).data) for p in parts]
+
+
 def test_old_days_go_in_compressed_and_sorted_new_days_plain(make_db) -> None:
     url, plain = make_db(timescale=True), make_db(timescale=True)
     recent = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=2)
@@ -73,13 +82,13 @@ def test_a_refused_day_is_one_line_and_not_written(make_db) -> None:
 def test_a_day_that_does_not_verify_is_rolled_back(make_db, monkeypatch: pytest.MonkeyPatch) -> None:
     url = make_db(timescale=True)
     schema.provision(url)
-    real = columnstore.encode
+    real = copybin.encode
 
     def off_by_one(part: prices.Part) -> copybin.Encoded:  # the client's newest tick, wrong
         enc = real(part)
         return dataclasses.replace(enc, max_us=enc.max_us + 1) if part.symbol == "NQ" else enc
 
-    monkeypatch.setattr(columnstore, "encode", off_by_one)
+    monkeypatch.setattr(copybin, "encode", off_by_one)
     with pytest.raises(LoadError, match=r"2024-01-02 of tick_data did not verify: the "
                                         r"columnstore holds ES 1,440 ticks .*rolled back"):
         generate.load(url, TickSpec(["ES", "NQ"], OLD, interval_ms=60_000), progress=False)

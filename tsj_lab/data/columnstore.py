@@ -31,7 +31,7 @@ from .. import queries
 from ..db import Endpoint, capabilities, connect, scalar
 from ..errors import ConfigError, LoadError
 from ..provision import layout
-from .copybin import COPY_SIGNATURE, COPY_TRAILER, Encoded, encode
+from .copybin import COPY_SIGNATURE, COPY_TRAILER, Encoded, encoded
 from .prices import PG_EPOCH_US, Part
 
 log = logging.getLogger("tsj_lab")
@@ -158,8 +158,7 @@ def copy_day(conn: psycopg.Connection[Any], stmt: Any, unit: Day, *,
             try:
                 with cur.copy(stmt) as copy:
                     copy.write(COPY_SIGNATURE)
-                    for item in unit.items:
-                        enc = item if isinstance(item, Encoded) else encode(item)
+                    for enc in encoded(unit.items):
                         sent.setdefault(enc.symbol, _Totals()).add(enc)
                         copy.write(enc.data)
                     copy.write(COPY_TRAILER)

@@ -9,6 +9,8 @@ numeric layout, sent binary so the server parses no text.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -117,6 +119,27 @@ class Encoded:
     @property
     def nominal_rows(self) -> int:
         return self.rows
+
+
+def encoded(items: Sequence[Part | Encoded]) -> Iterator[Encoded]:
+    """``items`` encoded in order, the next one generated and encoded in a thread while the
+    caller sends this one (numpy releases the GIL for most of the work, and the COPY waits
+    on the server): a symbol-day streamed 22 % faster (1.22 against 1.57 s for 345,600
+    rows, n = 6, in turns), for one more part in memory per connection."""
+    if all(isinstance(i, Encoded) for i in items) or len(items) < 2:
+        yield from (i if isinstance(i, Encoded) else encode(i) for i in items)
+        return
+    with ThreadPoolExecutor(1, thread_name_prefix="tsj-encode") as pool:
+        ahead = pool.submit(_encoded_one, items[0])
+        for nxt in [*items[1:], None]:
+            enc = ahead.result()
+            if nxt is not None:
+                ahead = pool.submit(_encoded_one, nxt)
+            yield enc
+
+
+def _encoded_one(item: Part | Encoded) -> Encoded:
+    return item if isinstance(item, Encoded) else encode(item)
 
 
 def encode(part: Part) -> Encoded:

@@ -1,6 +1,6 @@
 """The loader: synthetic ticks (:mod:`tsj_lab.data.prices`) bulk-loaded by binary COPY.
 
-Loading never holds more than one part (at most ``PART_ROWS`` rows) per worker: the
+Loading never holds more than two parts (at most ``PART_ROWS`` rows each) per worker: the
 binary COPY buffer of a part is built with numpy (:mod:`tsj_lab.data.copybin`), newest tick
 first, and streamed on the worker's own connection, one transaction per part, a symbol-day's
 parts one after the other on one connection (:class:`Run`). Days past the compression
@@ -22,7 +22,7 @@ from typing import Any
 from .. import queries
 from ..provision import schema
 from . import columnstore
-from .copybin import COPY_SIGNATURE, COPY_TRAILER, Encoded, encode
+from .copybin import COPY_SIGNATURE, COPY_TRAILER, Encoded, encode, encoded
 from ..db import Endpoint, connect, scalar
 from ..domain import TickSpec
 from ..errors import SchemaError
@@ -41,8 +41,9 @@ def load(url: Endpoint | str, spec: TickSpec, *, table: str = "tick_data", worke
          progress: bool | None = None, direct: bool | None = None) -> int:
     """Generate ``spec``'s ticks and bulk-load them into ``table``; returns the rows loaded.
 
-    Parts are generated lazily, one per worker at a time, so memory stays bounded by
-    ``workers * PART_ROWS`` rows whatever ``spec.days`` is. ``direct``: see
+    Parts are generated lazily, at most two per worker at a time (the one sent, the next
+    one being encoded), so memory stays bounded by ``2 * workers * PART_ROWS`` rows
+    whatever ``spec.days`` is. ``direct``: see
     :func:`write_parts`.
     """
     return write_parts(url, plan(spec), table=table, workers=workers, progress=progress,
@@ -181,7 +182,7 @@ def runs_of(parts: Sequence[Part | Encoded]) -> list[Run]:
 def _copy_unit(conn: Any, stmt: Any, unit: columnstore.Day | Run, table: str) -> int:
     if isinstance(unit, columnstore.Day):
         return columnstore.copy_day(conn, stmt, unit, table=table)
-    return sum(_copy_part(conn, stmt, p) for p in unit.items)
+    return sum(_copy_part(conn, stmt, enc) for enc in encoded(unit.items))
 
 
 def _copy_part(conn: Any, stmt: Any, part: Part | Encoded) -> int:
