@@ -29,3 +29,36 @@ DROP TABLE IF EXISTS {table};
 -- name: checkpoint
 -- Flushes dirty pages between benchmark loads so one load does not pay for the previous.
 CHECKPOINT;
+
+-- name: compression
+-- The story's columnstore settings on the scratch table (segment by symbol, newest first):
+-- its history loads end in compressed chunks, by direct compression or by the job.
+ALTER TABLE {table} SET (timescaledb.compress,
+                         timescaledb.compress_segmentby = 'symbol',
+                         timescaledb.compress_orderby = 'time DESC');
+
+-- name: compression_policy
+-- The story's compression policy on the scratch table; its job compresses psql's load.
+SELECT add_compression_policy(%(name)s::regclass, compress_after => INTERVAL '30 days');
+
+-- name: wal_lsn
+-- Where the WAL stands: the bytes a load wrote are the difference before and after it.
+SELECT pg_current_wal_lsn()::text;
+
+-- name: wal_since
+-- WAL bytes written since %(lsn)s (by the load, on an otherwise idle benchmark server).
+SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), %(lsn)s::pg_lsn)::bigint;
+
+-- name: size
+-- Bytes {table} holds after a load: its chunks, their indexes and compressed chunks.
+SELECT hypertable_size(%(name)s::regclass);
+
+-- name: chunk_status
+-- The catalog status of each chunk of %(name)s (0 plain; 1 compressed; +2 unordered, +8
+-- partial): what a load left.
+SELECT coalesce(array_agg(c.status ORDER BY c.id), '{}')
+FROM _timescaledb_catalog.chunk c
+JOIN _timescaledb_catalog.hypertable h ON h.id = c.hypertable_id
+WHERE (quote_ident(h.schema_name) || '.' || quote_ident(h.table_name))::regclass
+      = to_regclass(%(name)s)
+  AND NOT c.dropped;

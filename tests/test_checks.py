@@ -531,7 +531,8 @@ def test_compression_rules_on_a_timescale_license(make_db: Callable[..., str]) -
     assert compression().status == "ok"
     # an old chunk the policy has not compressed yet: a finding, until the job runs
     old = (dt.datetime.now(dt.UTC) - dt.timedelta(days=40)).date()
-    generate.load(url, TickSpec(["ES"], old, days=1, interval_ms=60_000), progress=False, workers=1)
+    generate.load(url, TickSpec(["ES"], old, days=1, interval_ms=60_000), progress=False, workers=1,
+                  direct=False)  # plain: the loader would write it compressed
     late = compression()
     assert late.status == "warn" and late.rows_affected == 1 and "not run" in late.detail
     with psycopg.connect(url, autocommit=True) as conn:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import shutil
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import psycopg
 import pytest
 
 from tsj_lab.bench import ingest
-from tsj_lab.lab import plots
+from tsj_lab.lab import plots, recording
 from tsj_lab.config import Settings
 from tsj_lab.server.cluster import default_home, from_settings
 from tsj_lab.domain import TickSpec
@@ -22,7 +23,7 @@ def test_ingest_benchmark_times_each_method_in_turns(make_db) -> None:
     res = ingest.ingest_benchmark(url, TickSpec(["ES"], "2024-01-02", interval_ms=1000), workers=2,
                                   repeats=2, settings=Settings.load())
     assert res.rows == 86_400 and res.repeats == 2
-    assert set(res.seconds) == set(res.loaded) == set(ingest.INGEST_METHODS)
+    assert set(res.seconds) == set(res.loaded) == set(ingest.INGEST_METHODS)  # old days: all
     for method in ingest.INGEST_METHODS:  # every load left exactly the same rows
         assert res.loaded[method] == (res.rows, res.rows)
         assert len(res.seconds[method]) == 2 and min(res.seconds[method]) > 0
@@ -32,6 +33,25 @@ def test_ingest_benchmark_times_each_method_in_turns(make_db) -> None:
     assert fig["repeats"] == 2 and fig["workers"] == 2
     assert fig["speedup_vs_psql"] == round(res.ratio("pre_encoded"), 2)
     assert len(plots.ingest_rates(fig).data[0].y) == 4
+    # the history path left compressed chunks, not unordered; psql's after the job too
+    assert res.statuses["history_direct"] == res.statuses["psql_then_compress"] == ((1,), (1,))
+    assert set(res.statuses["psql"]) == {(0,)}
+    loads = ingest.load_table(res).set_index("path")
+    assert list(loads.index) == list(ingest.LOAD_PATHS)
+    assert (loads["bytes_written"] > 0).all() and (loads["bytes_stored"] > 0).all()
+    # compressed on COPY: a fraction of the WAL and of the bytes psql's plain load writes
+    assert loads.at["history_direct", "bytes_written"] < loads.at["psql_copy", "bytes_written"] / 4
+    ratio = res.ratio("history_direct", "psql_then_compress")
+    assert loads.at["history_direct", "speedup"] == round(ratio, 2)
+    assert loads.at["tsj_copy", "goal"] == 1.5 and loads.at["history_direct", "goal"] == 3.0
+    before = len(recording.recorded())
+    ingest.record_loads(res)  # what the notebook records for the report
+    metrics = [r for r in recording.recorded()[before:] if r["kind"] == "metric"]
+    assert sorted({(r["name"], r["params"]["path"]) for r in metrics}) == sorted(
+        [(f"load {m}", p) for m in ("rows_per_s", "bytes_written", "bytes_stored")
+         for p in ingest.LOAD_PATHS]
+        + [("load speedup_vs_psql", "tsj_copy"), ("load speedup_vs_psql", "history_direct")])
+    assert all(r["n"] == 2 for r in metrics)
     with psycopg.connect(url) as conn:  # the scratch table is gone
         assert conn.execute("SELECT to_regclass('tsj_ingest_bench')").fetchone()[0] is None
 
@@ -56,3 +76,23 @@ def test_psql_is_the_embedded_servers_under_the_settings_home(
     bundled.parent.mkdir(parents=True)
     bundled.write_text("#!/bin/sh\n")
     assert ingest._psql_binary(settings) == str(bundled)
+
+
+def test_each_turn_starts_at_the_next_method(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No load always follows the same one (the compression job) on a busy machine."""
+    ran: list[str] = []
+    monkeypatch.setattr(ingest, "_timed", lambda load, url: load())
+    loads = {m: (lambda m=m: ran.append(m) or ingest._Sample(1.0, 1, 1, 1, ()))
+             for m in ("psql", "pre_encoded", "history_direct")}
+    runs = ingest._turns("postgresql://unused", loads, 3)
+    assert ran == ["psql", "pre_encoded", "history_direct", "pre_encoded", "history_direct",
+                   "psql", "history_direct", "psql", "pre_encoded"]
+    assert {m: len(r) for m, r in runs.items()} == {m: 3 for m in loads}
+
+
+def test_the_history_loads_run_where_the_server_compresses_old_days(make_db) -> None:
+    ts, plain = make_db(timescale=True), make_db(timescale=False)
+    recent = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=20)
+    assert ingest._history_possible(ts, TickSpec(["ES"], "2024-01-02"))
+    assert not ingest._history_possible(ts, TickSpec(["ES"], recent))  # inside 30 days
+    assert not ingest._history_possible(plain, TickSpec(["ES"], "2024-01-02"))

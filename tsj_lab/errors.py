@@ -45,3 +45,7 @@ class CheckFailed(TsjError):
 
 class ReportError(TsjError):
     """A notebook run failed; its report was still written."""
+
+
+class LoadError(TsjError):
+    """A bulk load was refused or did not verify; the unit it names was not written."""

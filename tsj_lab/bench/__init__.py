@@ -392,7 +392,7 @@ def prepare(target_url: Endpoint | str, source_url: Endpoint | str, spec: TickSp
             # go in one load over one set of connections (not one set per symbol-day)
             parts = [part for symbol, day in missing for part in plan_parts(
                 TickSpec((symbol,), day, 1, interval_ms, spec.seed, spec.sessions))]
-            gen.write_parts(db.url, parts)
+            gen.write_parts(db.url, parts, direct=False)  # plain, as figures were measured
             log.info("generated %d symbol-days into %s", len(missing), db.label)
             with connection(db.url, autocommit=True) as conn:
                 conn.execute(queries.text("bench.analyze"))

@@ -90,7 +90,8 @@ def _prove_in(url: Endpoint | str, *, days: int, symbols: tuple[str, ...], inter
     today = datetime.now(UTC).date()
     generate.load(url,
                   TickSpec(tuple(symbols), today - timedelta(days=days + 1), days=days,
-                           interval_ms=interval_ms, seed=seed), workers=1, progress=False)
+                           interval_ms=interval_ms, seed=seed), workers=1, progress=False,
+                  direct=False)  # plain: the compression job must find its chunks
     hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     schema.refresh_candles(url, end=hour - timedelta(hours=2))
     with connection(url, autocommit=True) as conn:

@@ -26,6 +26,10 @@ def _setup(p: argparse.ArgumentParser) -> None:
     p.add_argument("--replace", action="store_true",
                    help="regenerate ranges that hold other ticks (default: refuse; ranges "
                    "already holding the generated ticks are always skipped)")
+    p.add_argument("--no-direct", action="store_true",
+                   help="write every day plain (default: days older than the target's "
+                   "compression horizon go straight into compressed chunks, verified, when "
+                   "the server can)")
     p.add_argument("--into", choices=("target", "source"), default=None,
                    help="load the target hypertable (default) or the plain source table; "
                    "--source URL implies source")
@@ -67,7 +71,8 @@ def _generate(args: argparse.Namespace) -> int:
         return 0
     t0 = time.perf_counter()
     rows = generate.write_parts(url, todo, workers=args.workers,
-                                progress=progress_enabled(settings(args)))
+                                progress=progress_enabled(settings(args)),
+                                direct=False if args.no_direct else None)
     secs = time.perf_counter() - t0
     print(f"loaded {rows:,} ticks into {into} tick_data in {secs:.1f} s "
           f"({rows / max(secs, 1e-9):,.0f} rows/s){skipped if len(todo) < len(parts) else ''}")
