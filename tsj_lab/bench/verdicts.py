@@ -30,6 +30,10 @@ GOAL_MIGRATION_FRACTION = 0.8  # its rows/s against direct
 GOAL_LOAD_SPEEDUP = 1.5  # the bulk loader against psql \copy
 GOAL_HISTORY_SPEEDUP = 3.0  # old days into compressed chunks against psql \copy + compression
 GOAL_PEAK_RSS_MIB = 1024.0  # each process of a bench-large run
+#: the load paths judged (bench.ingest's `load speedup_vs_psql`, each against its psql base)
+LOAD_GOALS = {"tsj_copy": ("bulk load vs psql \\copy", GOAL_LOAD_SPEEDUP),
+              "history_direct": ("history load (old days, compressed) vs psql \\copy + "
+                                 "compression", GOAL_HISTORY_SPEEDUP)}
 #: fetch paths an analyst takes without tsj's fast path, shown beside the goal's figure
 ANALYST_PATHS = {"pandas_sqlalchemy": "pandas.read_sql", "jupysql": "%%sql"}
 
@@ -125,14 +129,14 @@ def speed(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
                               f"({p.get('rows', 0):,.0f} rows)", m["value"],
                               GOAL_MIGRATION_FRACTION, higher=True, unit="x", ratio=True,
                               detail=f"n = {m.get('n')} run each"))
-    for name, path, goal in (("ingest speedup_vs_psql", None, GOAL_LOAD_SPEEDUP),
-                             ("load speedup_vs_psql", "history_direct", GOAL_HISTORY_SPEEDUP)):
-        for m in _each(metrics, name):
-            if path is not None and m["params"].get("path") != path:
-                continue
-            what = "bulk load" if path is None else "history load (old days, compressed)"
-            rows.append(_goal(f"goal: {what} vs psql \\copy", m["value"], goal, higher=True,
-                              unit="x", ratio=True, detail=f"n = {m.get('n')} each, in turns"))
+    for m in _each(metrics, "load speedup_vs_psql"):
+        p = m["params"]
+        if p.get("path") not in LOAD_GOALS:
+            continue
+        what, goal = LOAD_GOALS[p["path"]]
+        rows.append(_goal(f"goal: {what}", m["value"], goal, higher=True, unit="x", ratio=True,
+                          detail=f"{p.get('path')} against {p.get('base', 'psql_copy')}, "
+                                 f"{p.get('rows', 0):,.0f} rows, n = {m.get('n')} each, in turns"))
     peaks = [m for m in _each(metrics, "peak RSS")]
     if peaks:
         worst = max(peaks, key=lambda m: m["value"])
