@@ -32,9 +32,11 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import psycopg
 
 from .. import queries
 from ..db import Endpoint, connection, scalar
+from ..errors import TsjError
 from ..lab import recording
 
 log = logging.getLogger("tsj_lab")
@@ -242,9 +244,15 @@ def postmaster_of(backend_pid: int) -> int | None:
 def watch_for(target: Endpoint | str, *, out: Path | None = None,
               interval_s: float = 0.5) -> Watch:
     """A :class:`Watch` of this process and, when the target's server runs on this
-    machine, of that server and its PgBouncer."""
-    with connection(target, autocommit=True) as conn:  # the backend lives while it is open
-        postmaster = postmaster_of(int(scalar(conn, queries.text("schema_catalog.backend_pid"))))
+    machine, of that server and its PgBouncer (a target it cannot reach now is left out:
+    the run's own first step says why)."""
+    try:
+        with connection(target, autocommit=True) as conn:  # the backend lives while it is open
+            backend = int(scalar(conn, queries.text("schema_catalog.backend_pid")))
+            postmaster = postmaster_of(backend)
+    except (TsjError, psycopg.Error) as exc:
+        log.info("memory watch: the target's server is not watched (%s)", exc)
+        postmaster = None
     return Watch(out=out, postmaster=postmaster, interval_s=interval_s)
 
 
