@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
@@ -74,19 +75,25 @@ def _via(url: Endpoint, rtt: float | None, name: str) -> Iterator[tuple[Endpoint
 
 def run_once(source: Endpoint, target_url: Endpoint | str, spec: TickSpec,
              rtt: float | None) -> dict[str, Any]:
-    """One verified migration of ``spec`` from ``source`` into a fresh scratch target."""
+    """One verified migration of ``spec`` from ``source`` into a fresh scratch target:
+    ``seconds`` is the copy (``MigrationResult.seconds``, what rows/s divides by),
+    ``run_seconds`` the whole ``migrate.run``."""
     name = f"tsj_mig_{uuid.uuid4().hex[:8]}_target"
     with schema.scratch_schema(target_url, name) as url:
         schema.provision(url)
         with ExitStack() as stack:
             src, ps = stack.enter_context(_via(source, rtt, "source via proxy"))
             tgt, pt = stack.enter_context(_via(url, rtt, "target via proxy"))
+            t0 = time.perf_counter()
             res = migrate.run(src, tgt, since=spec.start.isoformat(), symbols=[SYMBOL],
                               progress=False, include_expired=True)
+            wall = time.perf_counter() - t0
             counted = {side: p.stats() for side, p in (("source", ps), ("target", pt)) if p}
     row: dict[str, Any] = {
         "via": "direct" if rtt is None else "proxy", "rtt_ms": rtt, "rows": res.source_rows,
         "batches": res.batches, "workers": res.workers, "seconds": res.seconds,
+        # the whole run: checks, plan, setup, the batches, anomalies, refresh, verification
+        "run_seconds": wall,
         "rows_per_s": res.rows_per_s, "verified": res.ok}
     for side, st in counted.items():
         row[f"{side}_connections"] = st.connections
