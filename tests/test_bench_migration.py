@@ -21,9 +21,9 @@ def test_migration_direct_and_through_the_proxy(make_db) -> None:
     src, tgt = make_db(timescale=False), make_db(timescale=True)
     mig = migration.measure(src, tgt, rtts=[None, 20], days=2, interval_ms=60_000,
                             story_interval_ms=60_000)
-    assert mig["size"].tolist() == ["story", "story", "2 days", "2 days"]
-    assert mig["via"].tolist() == ["direct", "proxy"] * 2
-    assert mig["rows"].tolist() == [1440, 1440, 2880, 2880] and mig["verified"].all()
+    assert mig["size"].tolist() == ["story"] * 3 + ["2 days"] * 3
+    assert mig["via"].tolist() == ["direct", "proxy", "direct"] * 2  # direct around the rest
+    assert mig["rows"].tolist() == [1440] * 3 + [2880] * 3 and mig["verified"].all()
     proxied = mig[mig["via"] == "proxy"]
     # both sides behind a proxy: each counted its connections and exchanges
     assert (proxied["source_connections"] >= 2).all() and (proxied["target_connections"] >= 2).all()
@@ -33,13 +33,15 @@ def test_migration_direct_and_through_the_proxy(make_db) -> None:
 
 
 def test_judge_counts_round_trips_against_direct_of_the_same_size() -> None:
-    df = pd.DataFrame({"size": ["a", "a", "b", "b"], "via": ["direct", "proxy"] * 2,
-                       "rtt_ms": [None, 300.0, None, 0.0], "seconds": [1.0, 4.0, 2.0, 2.5],
-                       "rows_per_s": [100.0, 25.0, 50.0, 40.0]})
-    out = migration.judge(df)
+    df = pd.DataFrame({"size": ["a", "a", "a", "b", "b"],
+                       "via": ["direct", "proxy", "direct", "direct", "proxy"],
+                       "rtt_ms": [None, 300.0, None, None, 0.0],
+                       "seconds": [0.8, 4.0, 1.2, 2.0, 2.5],
+                       "rows_per_s": [120.0, 25.0, 80.0, 50.0, 40.0]})
+    out = migration.judge(df)  # a's direct: the mean of its two runs, 1.0 s and 100 rows/s
     assert out["extra_round_trips"].tolist()[1] == pytest.approx(10.0)
-    assert out["extra_round_trips"].isna().tolist() == [True, False, True, True]  # 0 ms: none
-    assert out["fraction_of_direct"].tolist() == pytest.approx([1.0, 0.25, 1.0, 0.8])
+    assert out["extra_round_trips"].isna().tolist() == [True, False, True, True, True]  # 0 ms
+    assert out["fraction_of_direct"].tolist() == pytest.approx([1.2, 0.25, 0.8, 1.0, 0.8])
 
 
 @pytest.mark.parametrize(("rtt_ms", "workers"), [(0.3, 1), (20, 1), (50, 2), (150, 4), (300, 8),

@@ -102,7 +102,7 @@ QUICK = {"samples": 10, "warmup": 2, "candle_samples": 5, "fetch_path_samples": 
          "rtts": [None, 0, 300], "replay_batches": [500, 2000], "replay_samples": 5,
          "replay_duration_s": 10.0, "levels": [1, 10, 50, 200], "queries_per_client": 5,
          "ingest_interval_ms": 0, "history_samples": 5, "follow_seconds": 10.0,
-         "catchup_days": 10}
+         "catchup_days": 10, "migration_days": 7}
 #: 30 days x 4 symbols, latency measured again as the table grows
 LARGE = {"symbols": ["ES", "NQ", "EURUSD", "BTCUSD"], "days": 30, "samples": 20,
          "size_steps": [1, 7, 30]}

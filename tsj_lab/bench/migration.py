@@ -104,15 +104,18 @@ def run_once(source: Endpoint, target_url: Endpoint | str, spec: TickSpec,
 def measure(source_url: Endpoint | str, target_url: Endpoint | str, *,
             rtts: Sequence[float | None], days: int, interval_ms: int,
             story_interval_ms: int = STORY_INTERVAL_MS) -> pd.DataFrame:
-    """Rows/s per size and RTT (None: direct), direct first, with each run's counted round
-    trips per side and, against direct of the same size, the extra round trips and the
-    fraction of direct rows/s."""
+    """Rows/s per size and RTT (None: direct), with each run's counted round trips per side
+    and, against direct of the same size, the extra round trips and the fraction of direct
+    rows/s. Direct runs first and last of each size (the proxied runs in between, longest
+    round trip first), and the proxied runs are judged against the mean of the two, so a
+    machine that slows down or speeds up during the section does not tilt the ratios."""
     rows = []
-    rtts = [None] + [r for r in rtts if r is not None]
+    proxied = sorted({float(r) for r in rtts if r is not None}, reverse=True)
+    order: list[float | None] = [None, *proxied, None]
     specs = sizes(days=days, interval_ms=interval_ms, story_interval_ms=story_interval_ms)
     for size, spec in specs.items():
         with _source(as_endpoint(source_url, name="source"), spec) as src:
-            for rtt in rtts:
+            for rtt in order:
                 row = run_once(src, target_url, spec, rtt) | {"size": size}
                 log.info("migration %s at RTT %s: %.0f rows/s", size, rtt, row["rows_per_s"])
                 rows.append(row)
@@ -120,8 +123,9 @@ def measure(source_url: Endpoint | str, target_url: Endpoint | str, *,
 
 
 def judge(df: pd.DataFrame) -> pd.DataFrame:
-    """Adds ``extra_round_trips`` ((seconds - direct's) / rtt) and ``fraction_of_direct``."""
-    direct = df[df["via"] == "direct"].set_index("size")
+    """Adds ``extra_round_trips`` ((seconds - direct's) / rtt) and ``fraction_of_direct``
+    (rows/s over direct's), direct being the mean of the size's direct runs."""
+    direct = df[df["via"] == "direct"].groupby("size")[["seconds", "rows_per_s"]].mean()
     base_s = df["size"].map(direct["seconds"])
     base_rate = df["size"].map(direct["rows_per_s"])
     rtt_s = df["rtt_ms"].astype(float) / 1000.0
