@@ -95,7 +95,7 @@ FULL = {
     "history_samples": 10, "history_rtt_ms": 300.0, "history_tail_hours": 6.0,
     "follow_seconds": 30.0, "follow_rates_ms": [250, 2.5], "catchup_days": 30,
     "catchup_interval_ms": 10_000,
-    "migration_days": 30, "migration_interval_ms": 1000, "migration_story_interval_ms": 190,
+    "migration_days": 30, "migration_interval_ms": 2000, "migration_story_interval_ms": 190,
 }
 #: fewer samples and points, same data set: a minute or two
 QUICK = {"samples": 10, "warmup": 2, "candle_samples": 5, "fetch_path_samples": 10,
