@@ -682,7 +682,7 @@ def _refuse_same_table(source_url: Endpoint | str, target_url: Endpoint | str) -
     return max(t2 - t1, t4 - t3)
 
 
-#: batches in flight per second of round trip: a batch waits about 5 round trips
+#: batches in flight per second of round trip: a batch waits about 7 round trips
 #: (_copy_pipelined), so on a long link more of them must be under way to keep both
 #: servers busy (docs/migration.md, "Round trips")
 WORKERS_PER_SECOND_RTT = 25
