@@ -45,14 +45,15 @@ GROUP BY 1, 2
 ORDER BY 1, 2;
 
 -- name: range
--- The same digest for one batch: symbol = %(symbol)s and lo <= time < hi.
+-- The same digest for one batch: symbol = %(symbol)s and lo <= time < hi (no ";": the
+-- batch's checkpoint holds it as a subquery, migrate.checkpoint_held).
 SELECT count(*) AS rows,
        coalesce(sum(hashtextextended(
            ROW(extract(epoch FROM time::timestamptz), symbol::text, bid_price::numeric(20, 8),
                ask_price::numeric(20, 8), last_price::numeric(20, 8), volume::bigint,
                source::text, trade_id::uuid, account_id::uuid)::text, 0)::numeric), 0) AS checksum
 FROM {table}
-WHERE symbol = %(symbol)s AND time >= %(lo)s AND time < %(hi)s;
+WHERE symbol = %(symbol)s AND time >= %(lo)s AND time < %(hi)s
 
 -- The same digest one symbol-day at a time (tsj_lab.data.digest): no statement of tsj's
 -- reads more than one symbol's day, so a role's statement_timeout meets a bounded

@@ -59,6 +59,13 @@ SELECT EXISTS (SELECT 1 FROM timescaledb_information.hypertables h
 -- Checkpoint tables made before batch_key existed get the column (their rows never match).
 ALTER TABLE tsj_migration_batches ADD COLUMN IF NOT EXISTS batch_key TEXT;
 
+-- name: upgrade_batches_held
+-- held_rows: what the target holds in the batch's range when its checkpoint is written
+-- (checkpoint_held); the CHECK refuses a checkpoint whose range holds other than the
+-- copied rows (another writer, a trigger), so the batch's transaction fails, whole.
+ALTER TABLE tsj_migration_batches ADD COLUMN IF NOT EXISTS held_rows BIGINT
+  CONSTRAINT tsj_migration_batches_held CHECK (held_rows = copied_rows);
+
 -- name: done
 -- Which of these batch keys already have their checkpoint.
 SELECT batch_key FROM tsj_migration_batches WHERE batch_key = ANY(%(keys)s::text[]);
@@ -114,6 +121,27 @@ INSERT INTO tsj_migration_batches (plan_key, batch_id, batch_key, symbol, lo, hi
                                    copied_rows, quarantined_rows, checksum, seconds)
 VALUES (%(plan_key)s, %(batch_id)s, %(batch_key)s, %(symbol)s, %(lo)s, %(hi)s,
         %(source_rows)s, %(copied_rows)s, %(quarantined_rows)s, %(checksum)s, %(seconds)s);
+
+-- name: checkpoint_held
+-- The batch's checkpoint with its checksum and held rows computed where the rows are
+-- ({digest} is digest.range over the batch), so the checksum costs no exchange of its own:
+-- it is sent with the COMMIT (tsj_lab.migrate._finish). The CHECK on held_rows fails the
+-- batch when the range holds other than the copied rows.
+INSERT INTO tsj_migration_batches (plan_key, batch_id, batch_key, symbol, lo, hi, source_rows,
+                                   copied_rows, quarantined_rows, checksum, seconds, held_rows)
+SELECT %(plan_key)s, %(batch_id)s, %(batch_key)s, %(symbol)s, %(lo)s, %(hi)s, %(source_rows)s,
+       %(copied_rows)s, %(quarantined_rows)s, d.checksum, %(seconds)s, d.rows
+FROM (
+  {digest}
+) d;  -- on a line of its own: the digest block may end in a comment
+
+-- name: begin
+-- A batch's transaction, opened explicitly so its first statements travel in one pipeline.
+BEGIN;
+
+-- name: commit
+-- A batch's end, sent in the pipeline of its checkpoint (skipped when one of them fails).
+COMMIT;
 
 -- name: create_stage
 -- The fallback's staging table: the batch without constraints, numbered for bisection.

@@ -95,15 +95,6 @@ def test_history_says_unsupported_on_the_apache_edition(make_apache_db) -> None:
     assert reason is not None and reason.startswith("unsupported on this edition (apache")
 
 
-def test_migration_direct_and_through_the_proxy(pair) -> None:
-    dbs, ds = pair
-    mig = history.migration(dbs[0].url, dbs[1].url, ds, rtts=[None, 20])
-    assert mig["via"].tolist() == ["direct", "proxy"]
-    assert mig["rows"].tolist() == [1440, 1440] and mig["verified"].all()
-    assert _scratch_schemas(dbs[1].url) == 0
-
-
-
 def test_first_day_is_one_day_of_two_symbols() -> None:
     lo = dt.datetime(2026, 1, 18, tzinfo=dt.UTC)
     big = bench.Dataset(("ES", "NQ", "EURUSD", "BTCUSD"), lo, lo + dt.timedelta(days=30),

@@ -94,3 +94,48 @@ def test_proxy_url_keeps_user_database_and_options() -> None:
 def test_negative_rtt_is_refused() -> None:
     with pytest.raises(ValueError, match="negative"):
         LatencyProxy("127.0.0.1", 5432, rtt_ms=-1)
+
+
+def _wait_for(check, timeout: float = 2.0) -> None:
+    """The proxy's thread counts a delivery just after writing it: give it a moment."""
+    end = time.monotonic() + timeout
+    while not check() and time.monotonic() < end:
+        time.sleep(0.01)
+
+
+def test_proxy_counts_connections_and_turns(echo) -> None:
+    with LatencyProxy(*echo, rtt_ms=0) as proxy:
+        _round_trips((proxy.host, proxy.port), n=4)  # 5 exchanges with the warm-up
+        _wait_for(lambda: proxy.stats().turns == 5)
+        before = proxy.stats()
+        with socket.create_connection((proxy.host, proxy.port)) as s:
+            s.sendall(b"a")
+            s.sendall(b"b")  # sent before the answer: the same turn
+            got = b""
+            while len(got) < 2:
+                got += s.recv(16)
+            s.sendall(b"unanswered")  # a turn only once answered
+            while len(got) < 12:
+                got += s.recv(16)
+        _wait_for(lambda: proxy.stats().connections == 2 and proxy.stats().turns >= 7)
+        stats = proxy.stats()
+    assert (before.connections, before.turns, before.per_connection) == (1, 5, (5,))
+    assert (stats.connections, stats.turns, stats.per_connection) == (2, 7, (5, 2))
+    assert (stats - before).per_connection == (0, 2)
+    assert stats.bytes_up == stats.bytes_down == 5 * 4 + 12
+
+
+def test_proxy_counts_a_postgres_exchange(target_url: str) -> None:
+    with LatencyProxy.for_url(target_url, rtt_ms=0) as proxy:
+        with psycopg.connect(proxy.url(target_url), autocommit=True) as conn:
+            connected = proxy.stats()
+            conn.execute("SELECT 1")
+            with conn.pipeline():
+                for i in range(5):
+                    conn.execute("SELECT %s::int", [i])
+            after = proxy.stats()
+        _wait_for(lambda: False, timeout=0.1)
+        closed = proxy.stats()
+    assert connected.connections == 1 and connected.turns >= 2  # startup and auth
+    assert (after - connected).turns == 2  # one statement, one pipeline
+    assert closed.turns == after.turns  # the Terminate is not answered

@@ -99,13 +99,14 @@ FULL = {
     "history_samples": 10, "history_rtt_ms": 300.0, "history_tail_hours": 6.0,
     "follow_seconds": 30.0, "follow_rates_ms": [250, 2.5], "catchup_days": 30,
     "catchup_interval_ms": 10_000,
+    "migration_days": 30, "migration_interval_ms": 2000, "migration_story_interval_ms": 190,
 }
 #: fewer samples and points, same data set: a minute or two
 QUICK = {"samples": 10, "warmup": 2, "candle_samples": 5, "fetch_path_samples": 10,
          "rtts": [None, 0, 300], "replay_batches": [500, 2000], "replay_samples": 5,
          "replay_duration_s": 10.0, "levels": [1, 10, 50, 200], "queries_per_client": 5,
          "ingest_interval_ms": 0, "history_samples": 5, "follow_seconds": 10.0,
-         "catchup_days": 10}
+         "catchup_days": 10, "migration_days": 7}
 #: 30 days x 4 symbols, latency measured again as the table grows
 LARGE = {"symbols": ["ES", "NQ", "EURUSD", "BTCUSD"], "days": 30, "samples": 20,
          "size_steps": [1, 7, 30]}

@@ -36,7 +36,6 @@ import pandas as pd
 import psycopg
 from psycopg import sql
 
-from .. import migrate
 from .. import queries
 from ..provision import schema
 from . import (CANDLE_WIDTHS, Database, Dataset, explainer, point,
@@ -482,33 +481,4 @@ def policy_costs(copies: Copies, refreshes: pd.DataFrame, dropped: pd.DataFrame)
     rows += [{"job": "retention", "what": f"drop the {r.copy} copy", "n": int(r.chunks),
               "seconds": r.seconds, "ticks_per_s": r.ticks / r.seconds if r.seconds else None}
              for r in dropped.itertuples()]
-    return pd.DataFrame(rows)
-
-
-# -- the migration into this target, direct and through the latency proxy -------------
-
-
-def migration(source_url: Endpoint | str, target_url: Endpoint | str, dataset: Dataset, *,
-              rtts: Sequence[float | None] = (None, 300), symbol: str | None = None
-              ) -> pd.DataFrame:
-    """``migrate.run`` of one symbol's data set into a scratch schema of the target, per RTT.
-
-    Each run gets its own provisioned scratch schema (an empty story table), dropped after;
-    ``rtt_ms`` None is direct, a number is the target through :class:`LatencyProxy`.
-    """
-    symbol = symbol or dataset.symbols[0]
-    rows = []
-    for rtt in rtts:
-        name = f"tsj_hist_{uuid.uuid4().hex[:8]}_migrate"
-        with schema.scratch_schema(target_url, name) as url:
-            schema.provision(url)
-            with maybe_proxy(url, rtt) as via:
-                # the bench's fixed dates may lie past the 90-day retention: copied anyway
-                res = migrate.run(source_url, via, since=dataset.start, until=dataset.end,
-                                  symbols=[symbol], progress=False, include_expired=True)
-        rows.append({"via": "direct" if rtt is None else "proxy", "rtt_ms": rtt,
-                     "rows": res.source_rows, "batches": res.batches,
-                     "seconds": res.seconds, "rows_per_s": res.rows_per_s,
-                     "verified": res.ok})
-        log.info("history: migration at RTT %s: %.0f rows/s", rtt, res.rows_per_s)
     return pd.DataFrame(rows)

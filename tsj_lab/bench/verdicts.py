@@ -124,7 +124,9 @@ def speed(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
                               detail=f"{p.get('batches', '?')} batches, n = {m.get('n')} run"))
     for m in _each(metrics, "migration fraction of direct"):
         p = m["params"]
-        if p.get("rtt_ms") == _largest(metrics, "migration fraction of direct", "rtt_ms"):
+        # the goal is the long history's (a day's copy lasts a few round trips in all)
+        if (p.get("rtt_ms") == _largest(metrics, "migration fraction of direct", "rtt_ms")
+                and p.get("rows") == _largest(metrics, "migration fraction of direct", "rows")):
             rows.append(_goal(f"goal: migration at {p['rtt_ms']:g} ms vs direct rows/s "
                               f"({p.get('rows', 0):,.0f} rows)", m["value"],
                               GOAL_MIGRATION_FRACTION, higher=True, unit="x", ratio=True,

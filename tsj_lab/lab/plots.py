@@ -201,6 +201,26 @@ def latency_vs_size(sized: pd.DataFrame, *, title: str = "Latency against table 
     return fig
 
 
+def migration_by_rtt(runs: pd.DataFrame, *, title: str = "Migration by round trip") -> go.Figure:
+    """Rows/s of each size against the round trip (source and target both behind it),
+    direct as a dashed line per size, from ``bench.migration.measure``."""
+    fig = go.Figure()
+    for size, group in runs.groupby("size", sort=False):
+        proxied = group[group["via"] == "proxy"].sort_values("rtt_ms")
+        fig.add_trace(go.Scatter(
+            x=proxied["rtt_ms"], y=proxied["rows_per_s"], name=f"{size} via proxy",
+            mode="lines+markers", customdata=proxied[["fraction_of_direct", "workers"]],
+            hovertemplate="%{x:.0f} ms: %{y:,.0f} rows/s (%{customdata[0]:.2f} of direct, "
+                          "%{customdata[1]} in flight)<extra></extra>"))
+        for r in group[group["via"] == "direct"].itertuples():
+            fig.add_hline(y=r.rows_per_s, line_dash="dash",
+                          annotation_text=f"{size} direct {r.rows_per_s:,.0f} rows/s")
+    fig.update_layout(title=title, xaxis_title="round trip (ms), source and target",
+                      yaxis_title="rows/s", yaxis_tickformat=",.0f", yaxis_rangemode="tozero",
+                      legend={"orientation": "h", "y": -0.2}, **_LAYOUT)
+    return fig
+
+
 def _rtt_label(rtt: float) -> str:
     return "direct" if rtt < 0 else f"{rtt:g} ms"
 

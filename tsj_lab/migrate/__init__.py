@@ -44,7 +44,7 @@ from ..provision.layout import TargetFacts, target_facts
 from .. import queries
 from ..data import digest as days_digest
 from ..db import Endpoint, as_endpoint, connect, connection, one, pooling, scalar
-from ..db.limits import bounded, lift, naming
+from ..db.limits import bounded, lift, limit_error, naming
 from ..domain import QUARANTINE, utc_range
 from ..errors import MigrationError, SchemaError
 from ..parallel import rows_bar, run_parallel
@@ -284,11 +284,18 @@ def _params(batch: Batch, plan_key: str) -> dict[str, Any]:
 
 def copy_batch(src: psycopg.Connection[Any], tgt: psycopg.Connection[Any], batch: Batch, *,
                plan: Plan) -> BatchResult:
-    """Copy one batch with its checkpoint in one target transaction; see the module doc."""
+    """Copy one batch with its checkpoint in one target transaction; see the module doc.
+
+    On two idle autocommit connections (a run's batches) the batch is pipelined
+    (:func:`_copy_pipelined`); inside a caller's transaction (``tsj sync`` holds its lock
+    in one) each statement runs on its own, in a savepoint of that transaction.
+    """
     t0 = time.perf_counter()
     if batch.odd:
         return _quarantine_odd(src, tgt, batch, plan, t0)
     try:
+        if _idle_autocommit(src) and _idle_autocommit(tgt):
+            return _copy_pipelined(src, tgt, batch, plan, t0)
         with bounded(tgt, f"batch {batch.label()}", side="target", fix=_BATCH_FIX):
             _tune(tgt, batch, plan)
             _clear_range(tgt, batch, plan.key)
@@ -300,6 +307,98 @@ def copy_batch(src: psycopg.Connection[Any], tgt: psycopg.Connection[Any], batch
         log.info("batch %s refused (%s); retrying row by row", batch.label(), _reason(exc))
         _settle(src)
         return _copy_with_quarantine(src, tgt, batch, plan, t0)
+
+
+def _idle_autocommit(conn: psycopg.Connection[Any]) -> bool:
+    return conn.autocommit and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+
+
+def _copy_pipelined(src: psycopg.Connection[Any], tgt: psycopg.Connection[Any], batch: Batch,
+                    plan: Plan, t0: float) -> BatchResult:
+    """The batch in 7 round trips whatever its size (3 source, 4 target), where 15 were.
+
+    1. each side's opening in one pipeline: BEGIN and tsj's limits (SET LOCAL); on the
+       target also its own settings and the range cleared;
+    2. the source's COPY out, then the target's COPY in (libpq waits for each to start,
+       and for the target's to end: COPY cannot run inside a pipeline);
+    3. each side's ending in one pipeline: the source's COMMIT; the target's checkpoint,
+       its checksum computed in the same statement (``migrate.checkpoint_held``), and COMMIT.
+
+    psycopg sends a pipeline when it is synced and waits for it then, so the two sides'
+    pipelines wait one after the other (nested, as here, or not).
+
+    A failing statement skips the rest of its pipeline, COMMIT included, and the
+    transaction is rolled back: the batch is still whole with its checkpoint or absent.
+    """
+    params = _params(batch, plan.key)
+    try:
+        with _limits(src, f"the read of batch {batch.label()}", side="source"), \
+                _limits(tgt, f"batch {batch.label()}", side="target"):
+            with src.pipeline(), tgt.pipeline():
+                src.execute(queries.text("migrate.begin"))
+                lift(src)
+                tgt.execute(queries.text("migrate.begin"))
+                lift(tgt)
+                _tune(tgt, batch, plan)
+                _clear_range(tgt, batch, plan.key)
+            read, copied = _pump(src, tgt, queries.text("migrate.copy_out"), params,
+                                 queries.compose("migrate.copy_in", table="tick_data"))
+            if read != copied:
+                raise MigrationError(f"batch {batch.label()}: read {read} rows but wrote "
+                                     f"{copied}; re-run 'tsj migrate'")
+            seconds = time.perf_counter() - t0
+            with _held_rows(batch, copied), src.pipeline(), tgt.pipeline():
+                src.execute(queries.text("migrate.commit"))
+                tgt.execute(queries.text("migrate.invalidate"), params)
+                tgt.execute(queries.compose("migrate.checkpoint_held", digest=queries.compose(
+                    "digest.range", table="tick_data")), params | {
+                    "source_rows": read, "copied_rows": copied, "quarantined_rows": 0,
+                    "seconds": seconds})
+                tgt.execute(queries.text("migrate.commit"))
+    except BaseException:
+        for conn in (src, tgt):
+            if not conn.closed and conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                conn.rollback()
+        raise
+    return BatchResult(batch, read, copied, 0, seconds)
+
+
+@contextmanager
+def _limits(conn: psycopg.Connection[Any], purpose: str, *, side: str) -> Iterator[None]:
+    """:func:`tsj_lab.db.limits.bounded`'s one line for a limit that stops a statement, for
+    a transaction opened by hand (so that its first statements share one pipeline)."""
+    try:
+        yield
+    except psycopg.Error as exc:
+        err = limit_error(exc, purpose=purpose, side=side, lifted=True, fix=_BATCH_FIX,
+                          role=conn.info.user)
+        if err is None:
+            raise
+        raise err from None
+
+
+def _pump(src: psycopg.Connection[Any], tgt: psycopg.Connection[Any], copy_out: Any,
+          params: dict[str, Any], copy_in: Any) -> tuple[int, int]:
+    """Stream COPY out of the source into COPY in on the target: (rows read, written)."""
+    with src.cursor() as sc, tgt.cursor() as tc:
+        with sc.copy(copy_out, params) as out, tc.copy(copy_in) as inp:
+            for data in out:
+                inp.write(data)
+        return sc.rowcount, tc.rowcount
+
+
+@contextmanager
+def _held_rows(batch: Batch, copied: int) -> Iterator[None]:
+    """``migrate.checkpoint_held``'s CHECK, refused: the range holds other than the copied
+    rows (the error arrives when the pipeline ends, not when the statement is queued)."""
+    try:
+        yield
+    except psycopg.errors.CheckViolation as exc:
+        if getattr(exc.diag, "constraint_name", None) != "tsj_migration_batches_held":
+            raise
+        raise MigrationError(f"batch {batch.label()}: wrote {copied} rows but the target "
+                             "holds another number in that range; stop other writers and "
+                             "re-run") from None
 
 
 #: what helps when one batch's statement outlasts tsj's own limit
@@ -452,6 +551,7 @@ class MigrationResult:
     candles_refreshed: list[str] = field(default_factory=list)  # views brought up to date
     expired: Expired | None = None  # ticks past the target's retention (skipped or not)
     direct_compress: bool = False  # old days were COPYed straight into compressed batches
+    workers: int = 1  # batches in flight (given, or from the round trip: auto_workers)
 
     @property
     def rows_per_s(self) -> float:
@@ -470,7 +570,7 @@ class MigrationResult:
                 "rows_per_s": round(self.rows_per_s), **self.anomalies,
                 "verified_days": len(self.verification),
                 **self._days(), **(self.expired.summary() if self.expired else {}),
-                "direct_compress": self.direct_compress}
+                "direct_compress": self.direct_compress, "workers": self.workers}
 
     def _days(self) -> dict[str, int]:
         status = self.verification.get("status", pd.Series(dtype=object))
@@ -486,7 +586,7 @@ def run(
     since: dt.datetime | str | None = None,
     until: dt.datetime | str | None = None,
     symbols: Sequence[str] | str | None = None,
-    workers: int = 1,
+    workers: int | None = None,
     progress: bool | None = None,
     verify_after: bool = True,
     include_expired: bool = False,
@@ -499,8 +599,9 @@ def run(
     ``direct_compress`` True COPYs days older than the target's compress_after with direct
     compression where the server has it (plain COPY elsewhere); None takes
     :data:`DIRECT_COMPRESS_DEFAULT`, chosen by the figures in docs/migration.md.
+    ``workers`` None sizes the batches in flight by the round trip (:func:`auto_workers`).
     """
-    if not 1 <= workers <= 16:
+    if workers is not None and not 1 <= workers <= 16:
         raise ValueError(f"workers={workers} is out of range; use 1-16")
     w = window(since=since, until=until, symbols=symbols)
     source, target = as_endpoint(source_url, name="source"), as_endpoint(target_url, name="target")
@@ -513,9 +614,12 @@ def run(
 
 
 def _run(source_url: Endpoint, target_url: Endpoint, w: Window, *, batch_size: int,
-         workers: int, progress: bool | None, verify_after: bool, include_expired: bool,
+         workers: int | None, progress: bool | None, verify_after: bool, include_expired: bool,
          direct_compress: bool | None) -> MigrationResult:
-    _refuse_same_table(source_url, target_url)
+    round_trip = _refuse_same_table(source_url, target_url)
+    if workers is None:
+        workers = auto_workers(round_trip)
+        log.info("round trip %.0f ms: %d batch(es) in flight", round_trip * 1000, workers)
     preflight.check(source_url, target_url).require()  # before anything is read or written
     p = plan(source_url, batch_size=batch_size, window=w, target_url=target_url,
              include_expired=include_expired)
@@ -532,7 +636,8 @@ def _run(source_url: Endpoint, target_url: Endpoint, w: Window, *, batch_size: i
         p.key, len(p.batches), len(p.batches) - len(todo), sum(r.source_rows for r in results),
         sum(r.copied_rows for r in results), sum(r.quarantined_rows for r in results), seconds,
         anomalies=anomalies(source_url, window=w), history=history(target_url, p.key),
-        expired=p.expired, direct_compress=p.direct_before is not None)
+        expired=p.expired, direct_compress=p.direct_before is not None,
+        workers=min(workers, max(len(todo), 1)))
     if result.copied_rows:  # the candle views show the new ticks only once refreshed
         # a refresh runs outside any transaction block: tsj cannot SET LOCAL its own limit
         with naming("the candle views' refresh (the ticks are copied)", side="target",
@@ -561,14 +666,33 @@ def _direct_before(facts: TargetFacts, asked: bool | None) -> dt.datetime | None
     return facts.compress_before
 
 
-def _refuse_same_table(source_url: Endpoint | str, target_url: Endpoint | str) -> None:
-    """Migrating a table onto itself would delete it batch by batch."""
+def _refuse_same_table(source_url: Endpoint | str, target_url: Endpoint | str) -> float:
+    """Migrating a table onto itself would delete it batch by batch. Returns the longer
+    side's round trip (seconds) as the identity reads took: what sizes the batches in flight."""
     with connection(source_url, autocommit=True) as src:
+        t1 = time.perf_counter()
         source_id = one(src, queries.text("migrate.identity"))
+        t2 = time.perf_counter()
     with connection(target_url, autocommit=True) as conn:
+        t3 = time.perf_counter()
         if one(conn, queries.text("migrate.identity")) == source_id:
             raise MigrationError(f"source and target are the same table (database "
                                  f"'{source_id[1]}'); point --target at the TimescaleDB")
+        t4 = time.perf_counter()
+    return max(t2 - t1, t4 - t3)
+
+
+#: batches in flight per second of round trip: a batch waits about 7 round trips
+#: (_copy_pipelined), so on a long link more of them must be under way to keep both
+#: servers busy (docs/migration.md, "Round trips")
+WORKERS_PER_SECOND_RTT = 25
+MAX_WORKERS = 8
+
+
+def auto_workers(round_trip_s: float) -> int:
+    """The batches in flight for a link whose round trip is ``round_trip_s``: 1 when near
+    (the source is production), up to :data:`MAX_WORKERS` at 300 ms."""
+    return max(1, min(MAX_WORKERS, 1 + int(round_trip_s * WORKERS_PER_SECOND_RTT)))
 
 
 def _setup_target(target_url: Endpoint | str, p: Plan) -> set[int]:
@@ -576,10 +700,13 @@ def _setup_target(target_url: Endpoint | str, p: Plan) -> set[int]:
     with connection(target_url, autocommit=True) as conn:
         _require(conn, "tick_data", "target", "run 'tsj provision'")
         _require_hypertable(conn)
-        conn.execute(queries.text("migrate.create_batches"))
-        conn.execute(queries.text("migrate.upgrade_batches"))
-        conn.execute(queries.text("migrate.create_quarantine"))
-        return _done(conn, p)
+        with conn.pipeline():  # one round trip for the five (a far target pays 1, not 5)
+            for block in ("create_batches", "upgrade_batches", "upgrade_batches_held",
+                          "create_quarantine"):
+                conn.execute(queries.text(f"migrate.{block}"))
+            done = conn.execute(queries.text("migrate.done"), {"keys": [b.key for b in p.batches]})
+        have = {r[0] for r in done.fetchall()}
+        return {b.batch_id for b in p.batches if b.key in have}
 
 
 def _require_hypertable(conn: psycopg.Connection[Any]) -> None:
@@ -599,7 +726,9 @@ def _copy_all(source_url: Endpoint | str, target_url: Endpoint | str, p: Plan,
     """The batches over ``workers`` pairs of connections, with a rows/s and ETA bar."""
     @contextmanager
     def pair() -> Iterator[tuple[psycopg.Connection[Any], psycopg.Connection[Any]]]:
-        with connect(source_url, autocommit=True) as src, connect(target_url) as tgt:
+        # autocommit both: copy_batch opens each batch's transaction in its first pipeline
+        with connect(source_url, autocommit=True) as src, \
+                connect(target_url, autocommit=True) as tgt:
             yield src, tgt
 
     def step(conns: tuple[psycopg.Connection[Any], psycopg.Connection[Any]],

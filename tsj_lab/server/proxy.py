@@ -8,6 +8,14 @@ blocking clients (psycopg, ADBC) can use it from ordinary code::
 
     with LatencyProxy("127.0.0.1", 5432, rtt_ms=150) as proxy:
         psycopg.connect(proxy.url(url))
+
+It counts what crosses it (:meth:`LatencyProxy.stats`): connections opened and *turns*,
+the request/response exchanges a client waited for. A turn starts when the client sends
+after having received (or sends first on a connection) and counts once the server's
+answer reaches the client, so a connect with SCRAM is 3 turns (startup, two SASL steps), a
+pipeline of statements 1, a COPY into the server 2 (the statement, then the data and its
+end) and a closing Terminate, which nobody answers, none. The figures count round trips
+instead of guessing them from the time they took.
 """
 
 from __future__ import annotations
@@ -16,11 +24,61 @@ import asyncio
 import logging
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit, urlunsplit
 
 log = logging.getLogger("tsj_lab")
 
 _CHUNK = 1 << 16
+
+
+@dataclass
+class Link:
+    """What crossed one proxied connection: turns (see the module doc) and bytes."""
+
+    turns: int = 0
+    bytes_up: int = 0  # client -> server
+    bytes_down: int = 0  # server -> client
+    #: the client spoke since the server's last delivery to it: the next delivery ends a turn
+    _asked: bool = field(default=False, repr=False)
+    #: the client has spoken and nothing was delivered to it since
+    _spoke: bool = field(default=False, repr=False)
+
+    def sent(self, n: int) -> None:
+        """The client's bytes reached the proxy."""
+        self.bytes_up += n
+        if not self._spoke:
+            self._asked, self._spoke = True, True
+
+    def delivered(self, n: int) -> None:
+        """The server's bytes reached the client."""
+        self.bytes_down += n
+        self._spoke = False
+        if self._asked:
+            self.turns += 1
+            self._asked = False
+
+
+@dataclass(frozen=True)
+class ProxyStats:
+    """The proxy's counters so far: connections opened and turns, in total and per
+    connection (in the order they were opened)."""
+
+    connections: int
+    turns: int
+    bytes_up: int
+    bytes_down: int
+    per_connection: tuple[int, ...]  # turns of each connection
+
+    def __sub__(self, before: ProxyStats) -> ProxyStats:
+        """What happened between ``before`` and this snapshot."""
+        k = before.connections
+        per = tuple(t - (before.per_connection[i] if i < k else 0)
+                    for i, t in enumerate(self.per_connection))
+        return ProxyStats(self.connections - k, self.turns - before.turns,
+                          self.bytes_up - before.bytes_up, self.bytes_down - before.bytes_down,
+                          per)
 
 
 class LatencyProxy:
@@ -45,6 +103,7 @@ class LatencyProxy:
         self._server: asyncio.AbstractServer | None = None
         self._thread: threading.Thread | None = None
         self._connections: set[asyncio.Task[None]] = set()
+        self._links: list[Link] = []
 
     @classmethod
     def for_url(cls, url: str, *, rtt_ms: float) -> LatencyProxy:
@@ -58,6 +117,13 @@ class LatencyProxy:
         userinfo = parts.netloc.rsplit("@", 1)[0] + "@" if "@" in parts.netloc else ""
         netloc = f"{userinfo}{self.host}:{self.port}"
         return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+    def stats(self) -> ProxyStats:
+        """The counters so far (a snapshot; subtract two for what happened between)."""
+        links = list(self._links)
+        return ProxyStats(len(links), sum(k.turns for k in links),
+                          sum(k.bytes_up for k in links), sum(k.bytes_down for k in links),
+                          tuple(k.turns for k in links))
 
     def start(self) -> LatencyProxy:
         ready = threading.Event()
@@ -124,8 +190,11 @@ class LatencyProxy:
         me = asyncio.current_task()
         assert me is not None
         self._connections.add(me)
+        link = Link()
+        self._links.append(link)
         try:
-            await asyncio.gather(_pipe(client_r, up_w, delay), _pipe(up_r, client_w, delay),
+            await asyncio.gather(_pipe(client_r, up_w, delay, on_read=link.sent),
+                                 _pipe(up_r, client_w, delay, on_write=link.delivered),
                                  return_exceptions=True)
         except asyncio.CancelledError:
             # close() cancels live connections; ending quietly keeps asyncio from
@@ -136,17 +205,25 @@ class LatencyProxy:
             self._connections.discard(me)
 
 
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay: float) -> None:
+def _ignore(n: int) -> None:
+    pass
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay: float, *,
+                on_read: Callable[[int], None] = _ignore,
+                on_write: Callable[[int], None] = _ignore) -> None:
     """Copy ``reader`` to ``writer``, each chunk held back ``delay`` seconds from its arrival.
 
     A reader task stamps chunks as they arrive and a writer task releases them when due,
     so a chunk's delay does not add to the next one's (latency, not a throughput cap).
+    ``on_read`` hears of each chunk as it arrives, ``on_write`` as it is delivered.
     """
     queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
 
     async def read() -> None:
         try:
             while data := await reader.read(_CHUNK):
+                on_read(len(data))
                 queue.put_nowait((time.monotonic() + delay, data))
         finally:  # EOF or a reset: let the writer finish what it holds, then close
             queue.put_nowait((time.monotonic() + delay, b""))
@@ -159,6 +236,7 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, dela
                 await asyncio.sleep(wait)
             if not data:
                 break
+            on_write(len(data))
             writer.write(data)
             await writer.drain()
 
