@@ -23,7 +23,10 @@ _HOG = "import time; b = bytearray(200 * 1024 * 1024); b[::4096] = b'x' * len(b[
     ("postgres: tsj tsj_source [local] COPY", "server backend"),
     ("postgres: checkpointer ", "server checkpointer"),
     ("postgres: TimescaleDB Background Worker Scheduler", "server TimescaleDB worker"),
-    ("postgres: autovacuum launcher", "server autovacuum"),
+    ("postgres: autovacuum launcher", "server autovacuum launcher"),
+    ("postgres: parallel worker for PID 4242", "server parallel worker"),
+    ("postgres: io worker 1", "server io worker"),
+    ("/x/.tsj/pg18-timescale-2.24.0/usr/lib/postgresql/18/bin/postgres -D /x/data", "server backend"),
 ])
 def test_server_roles_from_process_titles(title: str, role: str) -> None:
     assert memory.server_role(title) == role

@@ -175,14 +175,23 @@ class Watch:
 _BACKEND = re.compile(r"^postgres: (?:\S+ ){2}\S+\(\d+\)|^postgres: (?:\S+ ){2}\[local\]")
 
 
+#: the titles of the server's own processes (PostgreSQL 17-18), by their first words
+_TITLES = ("checkpointer", "background writer", "walwriter", "autovacuum launcher",
+           "autovacuum worker", "logical replication launcher", "parallel worker", "io worker",
+           "walsender", "archiver", "startup")
+
+
 def server_role(cmdline: str) -> str:
     """A server process's role from the title PostgreSQL gives it."""
     if _BACKEND.match(cmdline):
         return "server backend"
-    title = cmdline.removeprefix("postgres: ").strip()
+    if not cmdline.startswith("postgres:"):
+        return "server backend"  # just forked: it still has the postmaster's command line
+    title = cmdline.removeprefix("postgres:").strip()
     if title.startswith("TimescaleDB"):
         return "server TimescaleDB worker"
-    return "server " + (title.split(" ")[0] if title else "process")
+    known = next((t for t in _TITLES if title.startswith(t)), None)
+    return "server " + (known or title.split(" ")[0] or "process")
 
 
 def _processes() -> dict[int, tuple[int, str]]:
