@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import subprocess
 import sys
 import time
@@ -81,3 +83,21 @@ def test_record_names_each_process_and_the_goal_is_judged() -> None:
 def test_no_watch_file_means_nothing_to_record(tmp_path: Path) -> None:
     assert memory.load("") is None
     assert memory.load(tmp_path / "absent.json") is None
+
+
+def test_the_kernels_peak_is_placed_in_the_cell_that_ran(tmp_path: Path) -> None:
+    def cell(source: str, start: str, end: str) -> dict[str, object]:
+        return {"cell_type": "code", "source": source, "metadata": {"papermill": {
+            "start_time": f"2026-12-03T10:00:{start}+00:00",
+            "end_time": f"2026-12-03T10:00:{end}+00:00"}}}
+
+    nb = tmp_path / "run.ipynb"
+    nb.write_text(json.dumps({"cells": [cell("a = 1\nb = 2", "00", "10"),
+                                        cell("big = load()", "10", "20"),
+                                        {"cell_type": "markdown", "source": "## x", "metadata": {}}]}))
+    t0 = dt.datetime(2026, 12, 3, 10, 0, tzinfo=dt.UTC).timestamp()
+    snap = memory.Snapshot(t0, 20.0, 40, kernel_rss=[(t0 + 2, 200.0), (t0 + 9, 250.0),
+                                                    (t0 + 15, 900.0), (t0 + 19, 400.0)])
+    got = snap.by_cell(nb)
+    assert got["cell"].tolist() == ["big = load()", "a = 1"]
+    assert got["rss_mib"].tolist() == [900.0, 250.0] and got["seconds"].tolist() == [10.0, 10.0]

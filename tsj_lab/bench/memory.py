@@ -20,6 +20,7 @@ to a JSON file after every sample, which the benchmark notebook reads at its end
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import os
@@ -63,6 +64,8 @@ class Snapshot:
     seconds: float
     samples: int
     peaks: dict[int, Peak] = field(default_factory=dict)
+    #: (time.time(), resident MiB) of the notebook kernels at each sample: where a peak was
+    kernel_rss: list[tuple[float, float]] = field(default_factory=list)
 
     def table(self) -> pd.DataFrame:
         """One row per role: processes seen, the largest peak RSS and private memory of
@@ -80,12 +83,39 @@ class Snapshot:
 
     def as_dict(self) -> dict[str, Any]:
         return {"started": self.started, "seconds": self.seconds, "samples": self.samples,
-                "peaks": [p.__dict__ for p in self.peaks.values()]}
+                "peaks": [p.__dict__ for p in self.peaks.values()],
+                "kernel_rss": self.kernel_rss}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Snapshot:
         peaks = {int(p["pid"]): Peak(**p) for p in d.get("peaks", [])}
-        return cls(float(d["started"]), float(d["seconds"]), int(d["samples"]), peaks)
+        return cls(float(d["started"]), float(d["seconds"]), int(d["samples"]), peaks,
+                   [(float(t), float(m)) for t, m in d.get("kernel_rss", [])])
+
+    def by_cell(self, notebook: Path) -> pd.DataFrame:
+        """The kernel's largest resident set while each code cell of the executed
+        ``notebook`` ran (papermill's start and end times), largest first."""
+        nb = json.loads(Path(notebook).read_text())
+        rows = []
+        for cell in nb.get("cells", []):
+            times = cell.get("metadata", {}).get("papermill", {})
+            if cell.get("cell_type") != "code" or not times.get("start_time"):
+                continue
+            lo = dt.datetime.fromisoformat(times["start_time"]).timestamp()
+            hi = (dt.datetime.fromisoformat(times["end_time"]).timestamp()
+                  if times.get("end_time") else float("inf"))
+            seen = [m for t, m in self.kernel_rss if lo <= t <= hi + self._interval()]
+            if seen:
+                source = "".join(cell.get("source", "")).strip().splitlines()
+                rows.append({"cell": source[0][:70] if source else "", "rss_mib": max(seen),
+                             "seconds": (hi - lo) if hi != float("inf") else None})
+        return pd.DataFrame(rows, columns=["cell", "rss_mib", "seconds"]).sort_values(
+            "rss_mib", ascending=False, ignore_index=True)
+
+
+    def _interval(self) -> float:
+        """The mean time between samples (a sample may land just after a cell ends)."""
+        return self.seconds / self.samples if self.samples else 0.0
 
 
 class Watch:
@@ -126,7 +156,8 @@ class Watch:
     def snapshot(self) -> Snapshot:
         with self._lock:
             return Snapshot(self._snap.started, self._snap.seconds, self._snap.samples,
-                            {k: Peak(**v.__dict__) for k, v in self._snap.peaks.items()})
+                            {k: Peak(**v.__dict__) for k, v in self._snap.peaks.items()},
+                            list(self._snap.kernel_rss))
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval_s):
@@ -139,14 +170,19 @@ class Watch:
         """One pass over the process table."""
         table = _processes()
         seen = dict(self._roles(table))
+        now, kernels = time.time(), 0.0
         with self._lock:
             for pid, role in seen.items():
-                rss, private = _memory(pid)
+                rss, private, current = _memory(pid)
                 if rss is None:
                     continue  # gone since the table was read
+                if role == "kernel":
+                    kernels += current or 0.0
                 peak = self._snap.peaks.setdefault(pid, Peak(pid, role))
                 peak.rss_mib = max(peak.rss_mib, rss)
                 peak.private_mib = max(peak.private_mib, private or 0.0)
+            if kernels:
+                self._snap.kernel_rss.append((now, kernels))
             self._snap.samples += 1
             self._snap.seconds = time.perf_counter() - self._t0
             data = self._snap.as_dict()
@@ -223,19 +259,19 @@ def _descendants(table: Mapping[int, tuple[int, str]], root: int) -> list[int]:
     return out
 
 
-def _memory(pid: int) -> tuple[float | None, float | None]:
-    """(peak RSS, RssAnon) in MiB from /proc/PID/status; None when the process is gone."""
+def _memory(pid: int) -> tuple[float | None, float | None, float | None]:
+    """(peak RSS, RssAnon, RSS now) in MiB from /proc/PID/status; None when it is gone."""
     try:
         status = (PROC / str(pid) / "status").read_text()
     except OSError:
-        return None, None
+        return None, None, None
     fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
 
     def mib(name: str) -> float | None:
         value = fields.get(name)
         return float(value.split()[0]) / _KIB if value else None
 
-    return mib("VmHWM"), mib("RssAnon")
+    return mib("VmHWM"), mib("RssAnon"), mib("VmRSS")
 
 
 def postmaster_of(backend_pid: int) -> int | None:

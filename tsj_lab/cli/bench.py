@@ -52,8 +52,13 @@ def _bench(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="tsj-memory-") as tmp, \
             memory.watch_for(target, out=Path(tmp) / "memory.json") as watch:
         params["memory_file"] = str(watch.out)
-        ok = _bench_report(args, params, target, source)
+        ok, executed = _bench_report(args, params, target, source)
         table = watch.snapshot().table()
+    cells = watch.snapshot().by_cell(executed) if executed else None
+    if cells is not None and len(cells):
+        print("the kernel's largest resident set, by cell of the benchmark notebook:")
+        print_table([{"MiB": f"{r['rss_mib']:,.0f}", "s": f"{r['seconds'] or 0:,.0f}",
+                      "cell": r["cell"]} for r in cells.head(5).to_dict("records")])
     print_table([{"process": r["process"], "processes": r["processes"],
                   "peak RSS MiB": f"{r['peak_rss_mib']:,.0f}",
                   "peak private MiB": f"{r['peak_private_mib']:,.0f}"}
@@ -63,8 +68,9 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _bench_report(args: argparse.Namespace, params: dict[str, Any], target: Endpoint,
-                  source: Endpoint) -> bool:
-    """The data set, the benchmark report and (unless --no-live) the live report."""
+                  source: Endpoint) -> tuple[bool, Path | None]:
+    """The data set, the benchmark report and (unless --no-live) the live report; whether
+    all went well, and the executed benchmark notebook."""
     from .. import bench
     from ..lab import reports
 
@@ -88,11 +94,12 @@ def _bench_report(args: argparse.Namespace, params: dict[str, Any], target: Endp
                       "detail": c.get("detail")} for c in checks])
     print(f"{report.status}: {report.html}")
     print(f"summary: {report.json}")
+    executed = report.notebook
     if args.no_live:
-        return True
+        return True, executed
     # its own instance with the scheduler on (or --live / TSJ_LIVE_URL): the ticks above
     # have fixed dates, and their instance never runs a job by itself
-    return run_report(config, quick=args.quick)
+    return run_report(config, quick=args.quick), executed
 
 
 def _versions_setup(p: argparse.ArgumentParser) -> None:
