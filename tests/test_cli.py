@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 from urllib.parse import urlsplit
@@ -14,13 +15,13 @@ import pytest
 from roles import drop_role, role_url
 
 from tsj_lab import bench
+from tsj_lab.cli import main
 from tsj_lab.config import with_database
 from tsj_lab.data import generate
 from tsj_lab.db import limits
 from tsj_lab.domain import TickSpec
-from tsj_lab.provision import schema
 from tsj_lab.lab import reports
-from tsj_lab.cli import main
+from tsj_lab.provision import schema
 from tsj_lab.server.cluster import Embedded
 
 TSJ = [sys.executable, "-m", "tsj_lab.cli"]
@@ -96,7 +97,8 @@ def test_bench_hands_its_urls_to_the_report_not_to_the_environment(
 
     def run(name: str, **kw: Any) -> SimpleNamespace:
         seen["run"] = kw
-        return SimpleNamespace(summary={}, status="ok", html="x.html", json="x.json")
+        return SimpleNamespace(summary={}, status="ok", html="x.html", json="x.json",
+                               notebook=Path("x.ipynb"))
 
     monkeypatch.setattr(bench, "prepare", prepare)
     monkeypatch.setattr(reports, "run", run)

@@ -11,6 +11,7 @@ import datetime as dt
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -217,7 +218,7 @@ def test_tsj_live_and_bench_hand_the_live_database_to_the_report(
     def run(name: str, **kw: Any) -> SimpleNamespace:
         seen[name] = kw
         return SimpleNamespace(summary=failed if name == "07_live" else {}, status="ok",
-                               html="x.html", json="x.json")
+                               html="x.html", json="x.json", notebook=Path("x.ipynb"))
 
     monkeypatch.setattr(reports, "run", run)
     monkeypatch.setattr(bench, "prepare", lambda *a, **kw: ([], SimpleNamespace(

@@ -95,6 +95,8 @@ class Snapshot:
     def by_cell(self, notebook: Path) -> pd.DataFrame:
         """The kernel's largest resident set while each code cell of the executed
         ``notebook`` ran (papermill's start and end times), largest first."""
+        if not Path(notebook).is_file():
+            return pd.DataFrame(columns=["cell", "rss_mib", "seconds"])
         nb = json.loads(Path(notebook).read_text())
         rows = []
         for cell in nb.get("cells", []):
