@@ -42,11 +42,14 @@ WHERE (quote_ident(hypertable_schema) || '.' || quote_ident(hypertable_name))::r
 -- The chunks of %(table)s overlapping [%(lo)s, %(hi)s) with their catalog status (1:
 -- compressed; 2: unordered, 8: partial) and their compressed chunk (schema, name; NULL
 -- when the chunk is not compressed): what a direct compress COPY of a day left there.
-SELECT c.table_name, c.status, cc.schema_name, cc.table_name
+-- (through the functions and catalog both 2.24 and 2.29+ have: 2.29's chunk catalog names
+-- chunks by relid and no longer holds compressed_chunk_id)
+SELECT i.chunk_name, _timescaledb_functions.chunk_status(ch.oid), n.nspname, cc.relname
 FROM timescaledb_information.chunks i
-JOIN _timescaledb_catalog.chunk c
-  ON c.schema_name = i.chunk_schema AND c.table_name = i.chunk_name
-LEFT JOIN _timescaledb_catalog.chunk cc ON cc.id = c.compressed_chunk_id
+CROSS JOIN LATERAL (SELECT format('%%I.%%I', i.chunk_schema, i.chunk_name)::regclass AS oid) ch
+LEFT JOIN _timescaledb_catalog.compression_settings s ON s.relid = ch.oid
+LEFT JOIN pg_class cc ON cc.oid = s.compress_relid
+LEFT JOIN pg_namespace n ON n.oid = cc.relnamespace
 WHERE (quote_ident(i.hypertable_schema) || '.' || quote_ident(i.hypertable_name))::regclass
       = to_regclass(%(table)s)
   AND i.range_start < %(hi)s AND i.range_end > %(lo)s
