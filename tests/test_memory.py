@@ -78,6 +78,7 @@ def test_record_names_each_process_and_the_goal_is_judged() -> None:
     verdict = verdicts.speed(new).set_index("check").loc["goal: peak RSS of each process"]
     assert verdict["status"] == "warn" and verdict["measured"] == 1500.0
     assert "missed by 46%" in verdict["detail"] and "largest kernel of 3 roles" in verdict["detail"]
+    assert "by private memory the largest is kernel 1,400 MiB" in verdict["detail"]
 
 
 def test_no_watch_file_means_nothing_to_record(tmp_path: Path) -> None:
