@@ -71,13 +71,15 @@ def bounded(conn: psycopg.Connection[Any], purpose: str, *, side: str,
 
 
 @contextmanager
-def naming(purpose: str, *, side: str, fix: str = "") -> Iterator[None]:
+def naming(purpose: str, *, side: str, fix: str = "", lifted: bool = False,
+           role: str | None = None) -> Iterator[None]:
     """A limit that stops a statement tsj cannot bound (one outside a transaction block,
-    such as a continuous aggregate's refresh) as one :class:`LimitError` naming it."""
+    such as a continuous aggregate's refresh), or one in a transaction opened by hand with
+    tsj's limits ``lifted``, as one :class:`LimitError` naming it."""
     try:
         yield
     except psycopg.Error as exc:
-        err = limit_error(exc, purpose=purpose, side=side, fix=fix)
+        err = limit_error(exc, purpose=purpose, side=side, lifted=lifted, fix=fix, role=role)
         if err is None:
             raise
         raise err from None

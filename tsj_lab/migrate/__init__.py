@@ -44,7 +44,7 @@ from ..provision.layout import TargetFacts, target_facts
 from .. import queries
 from ..data import digest as days_digest
 from ..db import Endpoint, as_endpoint, connect, connection, one, pooling, scalar
-from ..db.limits import bounded, lift, limit_error, naming
+from ..db.limits import bounded, lift, naming
 from ..domain import QUARANTINE, utc_range
 from ..errors import MigrationError, SchemaError
 from ..parallel import rows_bar, run_parallel
@@ -332,8 +332,11 @@ def _copy_pipelined(src: psycopg.Connection[Any], tgt: psycopg.Connection[Any], 
     """
     params = _params(batch, plan.key)
     try:
-        with _limits(src, f"the read of batch {batch.label()}", side="source"), \
-                _limits(tgt, f"batch {batch.label()}", side="target"):
+        # tsj's limits are set in the opening pipelines below (lift), not by bounded()
+        with naming(f"the read of batch {batch.label()}", side="source", fix=_BATCH_FIX,
+                    lifted=True, role=src.info.user), \
+                naming(f"batch {batch.label()}", side="target", fix=_BATCH_FIX, lifted=True,
+                       role=tgt.info.user):
             with src.pipeline(), tgt.pipeline():
                 src.execute(queries.text("migrate.begin"))
                 lift(src)
@@ -361,20 +364,6 @@ def _copy_pipelined(src: psycopg.Connection[Any], tgt: psycopg.Connection[Any], 
                 conn.rollback()
         raise
     return BatchResult(batch, read, copied, 0, seconds)
-
-
-@contextmanager
-def _limits(conn: psycopg.Connection[Any], purpose: str, *, side: str) -> Iterator[None]:
-    """:func:`tsj_lab.db.limits.bounded`'s one line for a limit that stops a statement, for
-    a transaction opened by hand (so that its first statements share one pipeline)."""
-    try:
-        yield
-    except psycopg.Error as exc:
-        err = limit_error(exc, purpose=purpose, side=side, lifted=True, fix=_BATCH_FIX,
-                          role=conn.info.user)
-        if err is None:
-            raise
-        raise err from None
 
 
 def _pump(src: psycopg.Connection[Any], tgt: psycopg.Connection[Any], copy_out: Any,
