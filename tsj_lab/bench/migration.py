@@ -22,11 +22,10 @@ from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import pandas as pd
-from psycopg import sql
 
 from .. import migrate
 from ..data import generate
-from ..db import Endpoint, as_endpoint, connection, url_text
+from ..db import Endpoint, as_endpoint, url_text
 from ..domain import TickSpec
 from ..provision import schema
 from ..server.proxy import LatencyProxy
@@ -50,18 +49,10 @@ def sizes(*, days: int, interval_ms: int,
 @contextmanager
 def _source(source_url: Endpoint | str, spec: TickSpec) -> Iterator[Endpoint]:
     """``spec``'s ticks in a scratch schema of the source, dropped after."""
-    name = f"tsj_mig_{uuid.uuid4().hex[:8]}_source"
-    ident = sql.Identifier(name)
-    with connection(source_url, autocommit=True) as conn:  # plain PostgreSQL: no extension
-        conn.execute(sql.SQL("CREATE SCHEMA {}").format(ident))
-    try:
-        url = as_endpoint(source_url).scoped(search_path=name)
+    with schema.scratch_schema(source_url, f"tsj_mig_{uuid.uuid4().hex[:8]}_source") as url:
         schema.create_source(url)
         generate.load(url, spec, progress=False)
         yield url
-    finally:
-        with connection(source_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(ident))
 
 
 @contextmanager

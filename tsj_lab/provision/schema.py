@@ -865,15 +865,16 @@ def scratch_schema(url: Endpoint | str, name: str, *, keep: bool = False) -> Ite
     """A new schema ``name`` on ``url``, and ``url`` scoped to it; dropped afterwards.
 
     The scoped URL puts the schema first on the search_path and TimescaleDB's own schema
-    next, so :func:`provision` there builds the story's objects in it, never touching the
+    next (on plain PostgreSQL, the source, the schema alone), so :func:`provision` or
+    :func:`create_source` there builds the story's objects in it, never touching the
     database's own ``tick_data``. The schema goes with everything in it (policy jobs
     included) unless ``keep``.
     """
     with connection(url, autocommit=True) as conn:
-        ext = scalar(conn, queries.text("policies.extension_schema"))
+        ext = conn.execute(queries.text("policies.extension_schema")).fetchone()
         conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(name)))
     try:
-        yield as_endpoint(url).scoped(search_path=f"{name},{ext}")
+        yield as_endpoint(url).scoped(search_path=f"{name},{ext[0]}" if ext else name)
     finally:
         if keep:
             log.info("scratch schema %s kept", name)
